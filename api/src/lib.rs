@@ -1,0 +1,129 @@
+//! `chat-api`: the only client-facing service. It owns the tasks database, answers the task
+//! REST API, and writes every change together with its event (transactional outbox); the
+//! relay in [`relay`] publishes those events to `task-events` through the Dapr sidecar.
+//!
+//! `main.rs` only reads config, starts telemetry and runs [`Application`] until shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod relay;
+pub mod routes;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context as _;
+use axum::{
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+    Router,
+};
+use service_kit::{DaprPublisher, Publisher, Shutdown};
+use todo_store::{OutboxStore, TaskStore};
+use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+
+pub use config::Settings;
+
+use crate::{auth::JwtKeys, relay::Relay};
+
+/// Largest request body accepted; larger bodies get 413.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub tasks: TaskStore,
+    pub outbox: OutboxStore,
+    pub jwt: JwtKeys,
+    /// Wakes the relay after a commit.
+    pub relay_wake: Arc<Notify>,
+}
+
+/// The HTTP routes over `state`.
+pub fn router(state: AppState) -> Router {
+    use routes::*;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/relay/status", get(relay_status))
+        .route("/api/{user_id}", axum::routing::delete(delete_account))
+        .route("/api/{user_id}/tasks", post(create_task).get(list_tasks))
+        .route(
+            "/api/{user_id}/tasks/{task_id}",
+            get(get_task).put(replace_task).patch(patch_task).delete(delete_task),
+        )
+        .route("/api/{user_id}/tasks/{task_id}/complete", post(complete_task))
+        .route("/api/{user_id}/tasks/{task_id}/reopen", post(reopen_task))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    relay: Option<JoinHandle<()>>,
+    shutdown: Shutdown,
+}
+
+impl Application {
+    /// Connects to the database (migrating first if asked), binds the listener and starts the
+    /// relay publishing through the sidecar at `settings.dapr_grpc_port`.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let publisher = Arc::new(DaprPublisher::new(settings.dapr_grpc_port, settings.dapr_api_token.clone()));
+        Self::build_with_publisher(settings, publisher).await
+    }
+
+    /// As [`Application::build`], publishing through `publisher` (tests stop at this boundary).
+    pub async fn build_with_publisher<P: Publisher>(settings: &Settings, publisher: Arc<P>) -> anyhow::Result<Self> {
+        let db = todo_store::connect(settings.database_url.expose(), settings.db_max_connections)
+            .await
+            .with_context(|| "cannot connect to the database (DATABASE_URL)")?;
+        if settings.migrate {
+            todo_store::migrate(&db).await.context("database migration failed")?;
+        }
+        let addr = SocketAddr::new(settings.host, settings.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let state = AppState {
+            tasks: TaskStore::new(db.clone()),
+            outbox: OutboxStore::new(db),
+            jwt: JwtKeys::new(&settings.jwt_secret),
+            relay_wake: Arc::new(Notify::new()),
+        };
+        let shutdown = Shutdown::new();
+        let relay = settings.relay_enabled.then(|| {
+            let relay = Relay::new(state.outbox.clone(), publisher, state.relay_wake.clone(), settings.relay.clone());
+            tokio::spawn(relay.run(shutdown.clone()))
+        });
+        Ok(Self { listener, state, relay, shutdown })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `stop` resolves, then drains in-flight requests and stops the relay.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(port = self.port(), "chat-api listening");
+        let app = router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .context("server error")?;
+        self.shutdown.trigger();
+        if let Some(relay) = self.relay {
+            let _ = relay.await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! In-process harness: each test gets its own database and port, and a publisher that
+//! records what the relay publishes (the publish boundary; daprd itself is covered by e2e).
+//!
+//! Databases: SQLite always; PostgreSQL too when `TEST_POSTGRES_URL` names a server (an
+//! admin URL such as `postgres://postgres@127.0.0.1:15432/postgres`); each test then gets a
+//! fresh database there. `cargo xtask test` sets it.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use chat_api::{auth::JwtKeys, relay::RelayConfig, Application, Settings};
+use sea_orm::ConnectionTrait;
+use serde_json::Value;
+use service_kit::{publish::OutgoingEvent, PublishError, Publisher, Secret};
+use todo_domain::{TaskEvent, UserId};
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// A published event as the relay handed it over.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub topic: String,
+    pub key: String,
+    pub event_id: String,
+    pub event: TaskEvent,
+}
+
+/// Records events; can be switched to fail like a sidecar whose broker is down.
+#[derive(Default)]
+pub struct RecordingPublisher {
+    pub events: Mutex<Vec<Published>>,
+    pub failing: AtomicBool,
+}
+
+impl Publisher for RecordingPublisher {
+    async fn publish(&self, e: OutgoingEvent<'_>) -> Result<(), PublishError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(PublishError::Failed("broker unavailable (simulated)".into()));
+        }
+        let event: TaskEvent = serde_json::from_slice(e.payload).expect("relay publishes TaskEvent JSON");
+        self.events.lock().unwrap().push(Published {
+            topic: e.topic.to_owned(),
+            key: e.partition_key.to_owned(),
+            event_id: e.event_id.to_string(),
+            event,
+        });
+        Ok(())
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub publisher: Arc<RecordingPublisher>,
+    pub db_label: &'static str,
+    keys: JwtKeys,
+    _tmp: Option<tempfile::TempDir>,
+    server: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server.abort();
+    }
+}
+
+/// Database URLs to run each test against.
+pub async fn database_urls() -> Vec<(&'static str, String, Option<tempfile::TempDir>)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/todo.db", tmp.path().display());
+    let mut urls = vec![("sqlite", sqlite, Some(tmp))];
+    if let Ok(admin) = std::env::var("TEST_POSTGRES_URL") {
+        if !admin.is_empty() {
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let db = sea_orm::Database::connect(&admin).await.expect("TEST_POSTGRES_URL reachable");
+            db.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+            db.close().await.unwrap();
+            let (base, _) = admin.rsplit_once('/').expect("admin URL ends with /database");
+            urls.push(("postgres", format!("{base}/{name}"), None));
+        }
+    }
+    urls
+}
+
+pub async fn spawn_app(label: &'static str, url: String, tmp: Option<tempfile::TempDir>) -> TestApp {
+    let settings = Settings {
+        host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        port: 0,
+        database_url: Secret::new(url),
+        db_max_connections: 4,
+        migrate: true,
+        jwt_secret: Secret::new(SECRET),
+        dapr_grpc_port: 1,
+        dapr_api_token: None,
+        relay_enabled: true,
+        relay: RelayConfig {
+            sweep_interval: Duration::from_millis(50),
+            backoff_initial: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(200),
+            ..RelayConfig::default()
+        },
+    };
+    let publisher = Arc::new(RecordingPublisher::default());
+    let app = Application::build_with_publisher(&settings, publisher.clone()).await.expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        publisher,
+        db_label: label,
+        keys: JwtKeys::new(&Secret::new(SECRET)),
+        _tmp: tmp,
+        server,
+        stop: Some(tx),
+    }
+}
+
+/// One app per configured database.
+pub async fn apps() -> Vec<TestApp> {
+    let mut apps = Vec::new();
+    for (label, url, tmp) in database_urls().await {
+        apps.push(spawn_app(label, url, tmp).await);
+    }
+    apps
+}
+
+impl TestApp {
+    pub fn token(&self, user: &str) -> String {
+        self.keys
+            .mint(&UserId::parse(user).unwrap(), jsonwebtoken::get_current_timestamp(), 600)
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request as `user`; returns status and JSON body (Null when empty).
+    pub async fn call(&self, method: reqwest::Method, path: &str, user: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(self.token(user));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+    }
+
+    pub async fn create(&self, user: &str, body: Value) -> Value {
+        let (status, task) = self.call(reqwest::Method::POST, &format!("/api/{user}/tasks"), user, Some(body)).await;
+        assert_eq!(status, 201, "[{}] create failed: {task}", self.db_label);
+        task
+    }
+
+    /// Waits until the relay has published at least `n` events; returns them all.
+    pub async fn published(&self, n: usize) -> Vec<Published> {
+        for _ in 0..200 {
+            let events = self.publisher.events.lock().unwrap().clone();
+            if events.len() >= n {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let events = self.publisher.events.lock().unwrap().clone();
+        panic!("[{}] expected {n} published events, got {}", self.db_label, events.len());
+    }
+
+    pub fn published_now(&self) -> Vec<Published> {
+        self.publisher.events.lock().unwrap().clone()
+    }
+}

@@ -1,0 +1,229 @@
+//! The task API in-process, on every configured database, up to the publish boundary.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::Ordering;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::apps;
+use todo_domain::EventType;
+
+#[tokio::test]
+async fn a_task_lifecycle_publishes_one_event_per_change_in_order() {
+    for app in apps().await {
+        let task = app
+            .create("alice", json!({"title": " Water plants ", "priority": "high", "tags": ["Home", "garden"], "due_at": "2026-12-01T09:00", "time_zone": "Europe/Berlin", "recurrence": "weekly"}))
+            .await;
+        assert_eq!(task["title"], "Water plants");
+        assert_eq!(task["tags"], json!(["home", "garden"]));
+        assert_eq!(task["due_at"], "2026-12-01T08:00:00Z");
+        assert_eq!(task["version"], 1);
+        let id = task["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/alice/tasks/{id}");
+
+        let (s, updated) = app.call(Method::PATCH, &path, "alice", Some(json!({"title": "Water all plants", "priority": "urgent"}))).await;
+        assert_eq!(s, 200, "{updated}");
+        assert_eq!(updated["version"], 2);
+        let (s, done) = app.call(Method::POST, &format!("{path}/complete"), "alice", None).await;
+        assert_eq!(s, 200);
+        assert_eq!(done["completed"], true);
+        let (s, _) = app.call(Method::DELETE, &path, "alice", None).await;
+        assert_eq!(s, 204);
+        let (s, _) = app.call(Method::GET, &path, "alice", None).await;
+        assert_eq!(s, 404);
+
+        let events = app.published(4).await;
+        let types: Vec<EventType> = events.iter().map(|e| e.event.event_type).collect();
+        assert_eq!(types, [EventType::TaskCreated, EventType::TaskUpdated, EventType::TaskCompleted, EventType::TaskDeleted], "[{}]", app.db_label);
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.topic, "task-events");
+            assert_eq!(e.key, "alice");
+            assert_eq!(e.event.user_id, "alice");
+            assert_eq!(e.event_id, e.event.event_id.to_string());
+            assert_eq!(e.event.task.id.to_string(), id);
+            assert_eq!(e.event.task.version, i as i64 + 1);
+        }
+        let mut changed = events[1].event.changed_fields.clone();
+        changed.sort();
+        assert_eq!(changed, ["priority", "title"]);
+        assert_eq!(events[2].event.task.completed, true);
+        let rec = events[0].event.task.recurrence.as_ref().unwrap();
+        assert_eq!(rec.anchor.unwrap().to_string(), "2026-12-01 09:00:00");
+    }
+}
+
+#[tokio::test]
+async fn a_change_that_changes_nothing_publishes_nothing() {
+    for app in apps().await {
+        let task = app.create("bob", json!({"title": "Same"})).await;
+        let path = format!("/api/bob/tasks/{}", task["id"].as_str().unwrap());
+        let (s, same) = app.call(Method::PATCH, &path, "bob", Some(json!({"title": "Same"}))).await;
+        assert_eq!(s, 200);
+        assert_eq!(same["version"], 1);
+        let (s, _) = app.call(Method::POST, &format!("{path}/reopen"), "bob", None).await;
+        assert_eq!(s, 200);
+        app.published(1).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(app.published_now().len(), 1, "[{}] only task.created", app.db_label);
+    }
+}
+
+#[tokio::test]
+async fn requests_succeed_while_publishing_fails_and_events_follow_when_it_recovers() {
+    for app in apps().await {
+        app.publisher.failing.store(true, Ordering::SeqCst);
+        for i in 0..5 {
+            app.create("carol", json!({"title": format!("task {i}")})).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(app.published_now().is_empty());
+        let (s, status) = app.call(Method::GET, "/relay/status", "carol", None).await;
+        assert_eq!(s, 200);
+        assert_eq!(status["pending"], 5);
+        app.publisher.failing.store(false, Ordering::SeqCst);
+        let events = app.published(5).await;
+        let titles: Vec<&str> = events.iter().map(|e| e.event.task.title.as_str()).collect();
+        assert_eq!(titles, ["task 0", "task 1", "task 2", "task 3", "task 4"], "[{}] commit order kept", app.db_label);
+    }
+}
+
+#[tokio::test]
+async fn authentication_and_user_isolation_are_enforced() {
+    for app in apps().await {
+        let task = app.create("dave", json!({"title": "Private"})).await;
+        let id = task["id"].as_str().unwrap();
+        // No token.
+        let res = app.client.get(app.url("/api/dave/tasks")).send().await.unwrap();
+        assert_eq!(res.status(), 401);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+        // Garbage token.
+        let res = app.client.get(app.url("/api/dave/tasks")).bearer_auth("not.a.jwt").send().await.unwrap();
+        assert_eq!(res.status(), 401);
+        // Another user's path.
+        let (s, _) = app.call(Method::GET, "/api/dave/tasks", "eve", None).await;
+        assert_eq!(s, 403);
+        // Another user's task through one's own path: not found, never revealed.
+        let (s, _) = app.call(Method::GET, &format!("/api/eve/tasks/{id}"), "eve", None).await;
+        assert_eq!(s, 404);
+        let (s, _) = app.call(Method::DELETE, &format!("/api/eve/tasks/{id}"), "eve", None).await;
+        assert_eq!(s, 404);
+        let (s, list) = app.call(Method::GET, "/api/eve/tasks", "eve", None).await;
+        assert_eq!(s, 200);
+        assert_eq!(list["items"], json!([]));
+        let (s, still) = app.call(Method::GET, &format!("/api/dave/tasks/{id}"), "dave", None).await;
+        assert_eq!(s, 200);
+        assert_eq!(still["title"], "Private");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
+    for app in apps().await {
+        let cases: Vec<(Value, u16, &str)> = vec![
+            (json!({"title": ""}), 400, "title"),
+            (json!({"title": 5}), 400, "title"),
+            (json!({"title": "x", "colour": "red"}), 400, "colour"),
+            (json!({"title": "x", "time_zone": "Mars/Olympus"}), 400, "time_zone"),
+            (json!({"title": "x", "recurrence": "hourly"}), 400, "recurrence"),
+            (json!({"title": "x", "priority": "critical"}), 400, "priority"),
+            (json!({"title": "x", "due_at": "tomorrow"}), 400, "due_at"),
+            (json!({"title": "x".repeat(201)}), 400, "title"),
+            (json!({"title": "x", "tags": ["a;b"]}), 400, "tags"),
+            (json!({"title": "x", "description": "d".repeat(70_000)}), 413, ""),
+        ];
+        for (body, status, field) in cases {
+            let (s, err) = app.call(Method::POST, "/api/frank/tasks", "frank", Some(body.clone())).await;
+            assert_eq!(s, status, "[{}] {body}: {err}", app.db_label);
+            assert!(err["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{err}");
+            if !field.is_empty() {
+                assert_eq!(err["error"]["field"], field, "{err}");
+            }
+        }
+        let res = app
+            .client
+            .post(app.url("/api/frank/tasks"))
+            .bearer_auth(app.token("frank"))
+            .header("content-type", "application/json")
+            .body("{\"title\": ")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_json");
+        let (s, list) = app.call(Method::GET, "/api/frank/tasks", "frank", None).await;
+        assert_eq!(s, 200);
+        assert_eq!(list["items"], json!([]), "nothing was written");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(app.published_now().is_empty(), "no event for a failed request");
+    }
+}
+
+#[tokio::test]
+async fn listing_filters_sorts_and_pages() {
+    for app in apps().await {
+        let u = "grace";
+        app.create(u, json!({"title": "Buy milk", "priority": "low", "tags": ["shop"], "due_at": "2026-01-02T10:00:00Z"})).await;
+        app.create(u, json!({"title": "Call mum", "priority": "urgent", "due_at": "2026-01-01T10:00:00Z", "recurrence": "weekly"})).await;
+        let t3 = app.create(u, json!({"title": "Milk the cow", "priority": "medium", "tags": ["farm"]})).await;
+        let (s, _) = app.call(Method::POST, &format!("/api/{u}/tasks/{}/complete", t3["id"].as_str().unwrap()), u, None).await;
+        assert_eq!(s, 200);
+        let titles = |v: &Value| -> Vec<String> { v["items"].as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap().to_owned()).collect() };
+        let get = |q: &'static str| {
+            let app = &app;
+            async move {
+                let (s, v) = app.call(Method::GET, &format!("/api/{u}/tasks?{q}"), u, None).await;
+                assert_eq!(s, 200, "{q}: {v}");
+                v
+            }
+        };
+        assert_eq!(titles(&get("q=MILK&sort=title").await), ["Buy milk", "Milk the cow"]);
+        assert_eq!(titles(&get("status=completed").await), ["Milk the cow"]);
+        assert_eq!(titles(&get("status=pending&sort=priority&order=desc").await), ["Call mum", "Buy milk"]);
+        assert_eq!(titles(&get("tag=shop").await), ["Buy milk"]);
+        assert_eq!(titles(&get("recurring=true").await), ["Call mum"]);
+        assert_eq!(titles(&get("sort=due").await), ["Call mum", "Buy milk", "Milk the cow"]);
+        assert_eq!(titles(&get("due_before=2026-01-01T12:00:00Z").await), ["Call mum"]);
+        assert_eq!(titles(&get("overdue=true&sort=due").await), ["Call mum", "Buy milk"]);
+        let first = get("limit=2&sort=title").await;
+        assert_eq!(titles(&first), ["Buy milk", "Call mum"]);
+        let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+        let (s, second) = app.call(Method::GET, &format!("/api/{u}/tasks?limit=2&sort=title&cursor={cursor}"), u, None).await;
+        assert_eq!(s, 200);
+        assert_eq!(titles(&second), ["Milk the cow"]);
+        assert!(second["next_cursor"].is_null());
+        for bad in ["sort=colour", "limit=0", "limit=1000", "status=maybe", "cursor=zz", "unknown=1", "due_before=yesterday"] {
+            let (s, err) = app.call(Method::GET, &format!("/api/{u}/tasks?{bad}"), u, None).await;
+            assert_eq!(s, 400, "[{}] {bad}: {err}", app.db_label);
+        }
+    }
+}
+
+#[tokio::test]
+async fn deleting_an_account_deletes_its_tasks_with_events_and_refuses_later_writes() {
+    for app in apps().await {
+        app.create("heidi", json!({"title": "one"})).await;
+        app.create("heidi", json!({"title": "two"})).await;
+        let (s, _) = app.call(Method::DELETE, "/api/heidi", "heidi", None).await;
+        assert_eq!(s, 204);
+        let events = app.published(4).await;
+        let deleted = events.iter().filter(|e| e.event.event_type == EventType::TaskDeleted).count();
+        assert_eq!(deleted, 2);
+        let (s, err) = app.call(Method::POST, "/api/heidi/tasks", "heidi", Some(json!({"title": "three"}))).await;
+        assert_eq!(s, 410, "{err}");
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    for app in apps().await {
+        let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}

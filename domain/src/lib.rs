@@ -1,0 +1,20 @@
+//! The task domain: validated task values, recurrence math and the event schemas.
+//!
+//! This crate is pure. It depends on no web framework, no database and no clock: callers pass
+//! `now` in. Every service shares it, so a rule written here holds the same way in the API,
+//! the workers and the reminder scanner.
+
+pub mod error;
+pub mod event;
+pub mod recurrence;
+pub mod task;
+pub use event::topics;
+pub mod time;
+
+pub use error::ValidationError;
+pub use event::{
+    EventType, ReminderEvent, TaskEvent, TaskSnapshot, REMINDER_SCHEMA_VERSION,
+    TASK_EVENT_SCHEMA_VERSION,
+};
+pub use recurrence::{next_due, Frequency, Recurrence};
+pub use task::{Description, Priority, Tags, TimeZone, Title, UserId};

@@ -1,0 +1,18 @@
+//! The database schema as frozen history. Each migration is written once in SeaQuery and
+//! never edited after it ships; a change is a new migration. Migrations never import the
+//! live entities, so the history stays valid whatever the code becomes.
+//!
+//! Run explicitly (`chat-api --migrate`, `cargo xtask up`), never by every worker.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_tasks_users_outbox;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_tasks_users_outbox::Migration)]
+    }
+}

@@ -1,0 +1,63 @@
+//! What a handler of daprd's calls (subscriptions, cron bindings) answers, and the check that
+//! only the sidecar may call those endpoints.
+
+use axum::{
+    extract::{Request, State},
+    http::StatusCode,
+    middleware::Next,
+    response::{IntoResponse, Response},
+    Json,
+};
+
+use crate::Secret;
+
+/// The only answers daprd understands for a delivered message. Anything else is retried
+/// forever, so handlers return exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionOutcome {
+    /// Processed (or a duplicate): commit the offset.
+    Success,
+    /// Transient failure: deliver again (bounded by the inbound resiliency policy).
+    Retry,
+    /// Poison: never processable; acknowledged and sent to the dead-letter topic.
+    Drop,
+}
+
+impl SubscriptionOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "SUCCESS",
+            Self::Retry => "RETRY",
+            Self::Drop => "DROP",
+        }
+    }
+}
+
+impl IntoResponse for SubscriptionOutcome {
+    fn into_response(self) -> Response {
+        (StatusCode::OK, Json(serde_json::json!({ "status": self.as_str() }))).into_response()
+    }
+}
+
+/// Middleware: when an app token is configured, requests must carry it in `dapr-api-token`
+/// (daprd sends it on every call to the app when `APP_API_TOKEN` is set).
+pub async fn require_dapr_token(
+    State(token): State<Option<Secret>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = token {
+        let given = request
+            .headers()
+            .get("dapr-api-token")
+            .and_then(|v| v.to_str().ok());
+        if given != Some(expected.expose()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({"error": {"code": "unauthorized", "message": "missing or wrong dapr-api-token"}})),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}

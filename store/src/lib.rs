@@ -1,0 +1,18 @@
+//! Data access for tasks, users and the transactional outbox, over sea-orm.
+//!
+//! Every task change is written together with its event in one database transaction
+//! ([`tasks::TaskStore`]); the outbox relay in `chat-api` publishes those events later
+//! ([`outbox::OutboxStore`]). Works on PostgreSQL and SQLite alike.
+//!
+//! May depend on: the domain crate and sea-orm. Never on HTTP or Dapr.
+
+pub mod db;
+pub mod entity;
+pub mod error;
+pub mod outbox;
+pub mod tasks;
+
+pub use db::{connect, migrate};
+pub use error::StoreError;
+pub use outbox::{Backlog, OutboxStore, PendingEvent};
+pub use tasks::{ListQuery, NewTask, Page, SortKey, StatusFilter, TaskPatch, TaskStore};

@@ -1,0 +1,119 @@
+//! The transactional outbox: events committed with their task change, waiting to be published.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait}, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use crate::{entity::outbox, StoreError};
+
+/// An event waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    /// Commit order within the outbox; per user, events are published in this order.
+    pub seq: i64,
+    pub event_id: Uuid,
+    pub user_id: String,
+    pub topic: String,
+    pub event_type: String,
+    /// The event as JSON, exactly as it will be published.
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i32,
+}
+
+/// How far behind the relay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub pending: u64,
+    pub oldest_created_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone)]
+pub struct OutboxStore {
+    db: DatabaseConnection,
+}
+
+impl OutboxStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Up to `limit` unpublished events in commit order, starting after `after_seq`.
+    pub async fn pending(&self, after_seq: i64, limit: u64) -> Result<Vec<PendingEvent>, StoreError> {
+        let rows = outbox::Entity::find()
+            .filter(outbox::Column::PublishedAt.is_null())
+            .filter(outbox::Column::Id.gt(after_seq))
+            .order_by_asc(outbox::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PendingEvent {
+                seq: r.id,
+                event_id: r.event_id,
+                user_id: r.user_id,
+                topic: r.topic,
+                event_type: r.event_type,
+                payload: r.payload,
+                created_at: r.created_at,
+                attempts: r.attempts,
+            })
+            .collect())
+    }
+
+    /// Marks events published (after the sidecar confirmed the broker acknowledged them).
+    pub async fn mark_published(&self, seqs: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::PublishedAt, Expr::value(now))
+            .filter(outbox::Column::Id.is_in(seqs.iter().copied()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Remembers a failed attempt, for visibility; the event stays pending.
+    pub async fn record_failure(&self, seq: i64, error: &str) -> Result<(), StoreError> {
+        let error: String = error.chars().take(1_000).collect();
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
+            .col_expr(outbox::Column::LastError, Expr::value(error))
+            .filter(outbox::Column::Id.eq(seq))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let pending = outbox::Entity::find()
+            .filter(outbox::Column::PublishedAt.is_null())
+            .count(&self.db)
+            .await?;
+        let oldest = outbox::Entity::find()
+            .filter(outbox::Column::PublishedAt.is_null())
+            .order_by_asc(outbox::Column::Id)
+            .one(&self.db)
+            .await?
+            .map(|r| r.created_at);
+        Ok(Backlog {
+            pending,
+            oldest_created_at: oldest,
+        })
+    }
+
+    /// Deletes published events older than `before`. Returns how many were removed.
+    pub async fn purge_published(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let res = outbox::Entity::delete_many()
+            .filter(outbox::Column::PublishedAt.is_not_null())
+            .filter(outbox::Column::PublishedAt.lt(before))
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected)
+    }
+}
