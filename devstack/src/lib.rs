@@ -1,0 +1,39 @@
+//! The project's own infrastructure, run for real on loopback.
+//!
+//! `devstack` provisions and runs the parts the Todo services talk to (PostgreSQL, Redis,
+//! Apache Kafka in KRaft mode and the Dapr sidecar `daprd`) as ordinary local processes:
+//! no Docker engine is available on the development machines or in CI. It is used by
+//! `cargo xtask` (local runs, CI) and by the end-to-end tests.
+//!
+//! - [`provision`] installs what is missing, idempotently: Debian packages (Redis,
+//!   PostgreSQL), the Kafka jars from Maven Central (pinned by `devstack/kafka/pom.xml`),
+//!   `daprd` and the `dapr` CLI built from the official Go modules, and the files
+//!   `dapr init --slim` would create.
+//! - [`Stack`] starts PostgreSQL, Redis and Kafka in one data directory, waits until each
+//!   really serves, and stops them by PID (also on drop, so a panicking test leaves nothing
+//!   behind). Pidfiles let a later run kill what a crashed run left.
+//! - [`Sidecar`] starts one `daprd` directly, the way a test wants it.
+//! - [`consume`] reads a topic back with Kafka's own console consumer.
+//!
+//! What it may depend on: process and HTTP plumbing only (`tokio`, `reqwest`, `nix`,
+//! `anyhow`). It knows nothing of the Todo domain or the services.
+
+mod kafka;
+mod paths;
+mod process;
+pub mod provision;
+mod sidecar;
+mod stack;
+
+pub use kafka::{Record, consume};
+pub use paths::Paths;
+pub use process::{Managed, free_port, pid_alive};
+pub use sidecar::{Sidecar, SidecarConfig, render_components};
+pub use stack::{Ports, Stack, StackConfig};
+
+/// The Dapr runtime (`daprd`) version the project is built and tested against.
+pub const DAPR_RUNTIME_VERSION: &str = "1.16.5";
+/// The `dapr` CLI version, built from `github.com/dapr/cli` at this tag.
+pub const DAPR_CLI_VERSION: &str = "1.16.5";
+/// The Apache Kafka version; must match `kafka.version` in `devstack/kafka/pom.xml`.
+pub const KAFKA_VERSION: &str = "4.1.1";

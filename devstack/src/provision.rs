@@ -1,0 +1,632 @@
+//! Installs what the stack needs, idempotently: fast when everything is there, and
+//! complete on a fresh machine that has only the toolchains (Go, Java 17, Maven, Rust).
+//!
+//! Each step prints `==> step` before, and `    done in 12.3s` or `    cached` after. Several
+//! processes may provision at once (tests in parallel, xtask beside them): every step runs
+//! under a lock file in the cache and checks again once it holds it.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::paths::Paths;
+use crate::process::{describe_command, tail_lines};
+use crate::{DAPR_CLI_VERSION, DAPR_RUNTIME_VERSION, KAFKA_VERSION, kafka};
+
+/// The dependency list for the Kafka jars; see the comment at its top.
+const KAFKA_POM: &str = include_str!("../kafka/pom.xml");
+
+/// Set to `1` to accept whatever `daprd`/`dapr` is installed in `~/.dapr/bin` (for
+/// example one put there by `dapr init`) instead of insisting on the pinned version.
+pub const ANY_DAPR_ENV: &str = "DEVSTACK_ANY_DAPR";
+
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// Runs every step: system packages, Kafka jars, `daprd`, the `dapr` CLI, `~/.dapr` files.
+pub fn all(paths: &Paths) -> Result<()> {
+    system_packages()?;
+    kafka(paths)?;
+    daprd(paths)?;
+    dapr_cli(paths)?;
+    dapr_home(paths)?;
+    Ok(())
+}
+
+enum Outcome {
+    Done,
+    Cached,
+}
+
+fn step(title: &str, body: impl FnOnce() -> Result<Outcome>) -> Result<()> {
+    println!("==> {title}");
+    let started = Instant::now();
+    match body() {
+        Ok(Outcome::Cached) => {
+            println!("    cached");
+            Ok(())
+        }
+        Ok(Outcome::Done) => {
+            println!("    done in {:.1}s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Err(err) => Err(err.context(format!("provisioning step `{title}` failed"))),
+    }
+}
+
+/// Installs the Debian packages the stack runs (`redis-server`, `postgresql`, and a Java
+/// runtime and Maven if those are missing) with `apt-get`, only when something is missing.
+pub fn system_packages() -> Result<()> {
+    step("system packages (redis-server, postgresql)", || {
+        let missing = missing_packages();
+        if missing.is_empty() {
+            return Ok(Outcome::Cached);
+        }
+        if !nix::unistd::geteuid().is_root() {
+            bail!(
+                "missing {}: install them with `sudo apt-get install {}` (devstack only \
+                 runs apt-get itself as root)",
+                missing.join(", "),
+                missing.join(" ")
+            );
+        }
+        println!("    installing {} with apt-get", missing.join(", "));
+        let mut update = Command::new("apt-get");
+        update.args(["-q", "update"]);
+        run_streamed(&mut update, "check that the Debian package mirrors are reachable")?;
+        let mut install = Command::new("apt-get");
+        install
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-q", "install", "-y", "--no-install-recommends"])
+            .args(&missing);
+        run_streamed(
+            &mut install,
+            "see apt-get's message above; `apt-get install` by hand shows the same",
+        )?;
+        let still = missing_packages();
+        if !still.is_empty() {
+            bail!("apt-get finished but {} is still missing", still.join(", "));
+        }
+        Ok(Outcome::Done)
+    })
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    if which("redis-server").is_none() {
+        missing.push("redis-server");
+    }
+    if postgres_bindir().is_err() {
+        missing.push("postgresql");
+    }
+    if !command_works(&mut java_command(), &["-version"]) {
+        missing.push("default-jre-headless");
+    }
+    if which("mvn").is_none() {
+        missing.push("maven");
+    }
+    missing
+}
+
+/// The directory holding `postgres`, `initdb` and `psql` of one PostgreSQL version:
+/// `$DEVSTACK_PG_BINDIR`, else the newest `/usr/lib/postgresql/<major>/bin` (Debian's
+/// layout, which keeps them off PATH), else wherever `postgres` is on PATH.
+pub(crate) fn postgres_bindir() -> Result<PathBuf> {
+    let complete = |dir: &Path| {
+        ["postgres", "initdb", "psql"]
+            .iter()
+            .all(|tool| dir.join(tool).is_file())
+    };
+    if let Some(dir) = env::var_os("DEVSTACK_PG_BINDIR") {
+        let dir = PathBuf::from(dir);
+        if complete(&dir) {
+            return Ok(dir);
+        }
+        bail!(
+            "DEVSTACK_PG_BINDIR={} has no postgres, initdb and psql",
+            dir.display()
+        );
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let major = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            complete(&bin).then_some((major, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    if let Some(dir) = which("postgres").and_then(|p| p.parent().map(Path::to_path_buf))
+        && complete(&dir)
+    {
+        return Ok(dir);
+    }
+    bail!(
+        "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres): run \
+         `cargo xtask provision` or `apt-get install postgresql`"
+    )
+}
+
+/// `java` from `$JAVA_HOME/bin` when that is set, else from PATH.
+pub(crate) fn java_command() -> Command {
+    let java = env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin").join("java"))
+        .filter(|java| java.is_file())
+        .unwrap_or_else(|| PathBuf::from("java"));
+    Command::new(java)
+}
+
+/// Downloads the Kafka broker and tools jars (and an SLF4J binding, without which the
+/// broker logs nothing) from Maven Central into `cache/kafka-<version>/libs`, using
+/// `devstack/kafka/pom.xml`. Skipped when a previous run completed with the same pom.
+pub fn kafka(paths: &Paths) -> Result<()> {
+    step(&format!("Kafka {KAFKA_VERSION} jars"), || {
+        let home = paths.kafka_home();
+        let marker = home.join(".complete");
+        let libs = paths.kafka_libs();
+        let is_complete = || fs::read_to_string(&marker).is_ok_and(|text| text == KAFKA_POM);
+        if is_complete() && libs.is_dir() {
+            kafka::write_tools_log_config(paths)?;
+            return Ok(Outcome::Cached);
+        }
+        let _lock = lock(paths)?;
+        if is_complete() && libs.is_dir() {
+            kafka::write_tools_log_config(paths)?;
+            return Ok(Outcome::Cached);
+        }
+        if which("mvn").is_none() {
+            bail!("Maven (`mvn`) is not on PATH: install it (`apt-get install maven`)");
+        }
+        fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        let pom = home.join("pom.xml");
+        fs::write(&pom, KAFKA_POM).with_context(|| format!("writing {}", pom.display()))?;
+        let staging = home.join("libs.partial");
+        remove_dir_if_exists(&staging)?;
+        let mut mvn = Command::new("mvn");
+        mvn.current_dir(&home)
+            .args(["-B", "--no-transfer-progress", "-f"])
+            .arg(&pom)
+            .arg("dependency:copy-dependencies")
+            .arg(format!("-DoutputDirectory={}", staging.display()))
+            .arg("-DincludeScope=runtime");
+        run_logged(
+            &mut mvn,
+            &paths.provision_logs().join("kafka-jars.log"),
+            "downloading the Kafka jars",
+            "check that Maven Central is reachable (mvn uses ~/.m2/settings.xml for mirrors and proxies)",
+        )?;
+        let broker_jar = staging.join(format!("kafka_2.13-{KAFKA_VERSION}.jar"));
+        if !broker_jar.is_file() {
+            bail!(
+                "Maven finished but {} is missing: is devstack/kafka/pom.xml in step with KAFKA_VERSION?",
+                broker_jar.display()
+            );
+        }
+        remove_dir_if_exists(&libs)?;
+        fs::rename(&staging, &libs)
+            .with_context(|| format!("moving {} to {}", staging.display(), libs.display()))?;
+        fs::write(&marker, KAFKA_POM)
+            .with_context(|| format!("writing {}", marker.display()))?;
+        kafka::write_tools_log_config(paths)?;
+        Ok(Outcome::Done)
+    })
+}
+
+/// A Go binary built from an official module at a pinned tag.
+struct GoBinary<'a> {
+    what: &'a str,
+    module: &'a str,
+    version: &'a str,
+    package: &'a str,
+    tags: Option<&'a str>,
+    ldflags: String,
+    output: PathBuf,
+    version_args: &'a [&'a str],
+    /// Pulls the version out of what `version_args` print.
+    parse_version: fn(&str) -> Option<String>,
+    /// `go mod edit` arguments applied to a writable copy of the module before building;
+    /// empty to build the module as published.
+    go_mod_edits: Vec<String>,
+}
+
+/// Makes `~/.dapr/bin/daprd` the Dapr runtime at [`DAPR_RUNTIME_VERSION`]: reused when
+/// `daprd --version` says so (any version with `DEVSTACK_ANY_DAPR=1`), else built from
+/// `github.com/dapr/dapr` with the stable components (a few minutes on 2 cores).
+pub fn daprd(paths: &Paths) -> Result<()> {
+    go_binary(
+        paths,
+        &GoBinary {
+            what: "daprd",
+            module: "github.com/dapr/dapr",
+            version: DAPR_RUNTIME_VERSION,
+            package: "./cmd/daprd",
+            // Without a components tag daprd registers no components and panics at start.
+            tags: Some("stablecomponents"),
+            ldflags: format!(
+                "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_RUNTIME_VERSION}"
+            ),
+            output: paths.daprd(),
+            version_args: &["--version"],
+            parse_version: |out| out.lines().next().map(|line| line.trim().to_owned()),
+            go_mod_edits: Vec::new(),
+        },
+    )
+}
+
+/// Makes `~/.dapr/bin/dapr` the Dapr CLI at [`DAPR_CLI_VERSION`], like [`daprd`].
+pub fn dapr_cli(paths: &Paths) -> Result<()> {
+    go_binary(
+        paths,
+        &GoBinary {
+            what: "dapr CLI",
+            module: "github.com/dapr/cli",
+            version: DAPR_CLI_VERSION,
+            package: ".",
+            tags: None,
+            ldflags: format!("-s -w -X main.version={DAPR_CLI_VERSION} -X main.apiVersion=1.0"),
+            output: paths.dapr_cli(),
+            version_args: &["--version"],
+            parse_version: |out| {
+                out.lines()
+                    .find_map(|line| line.trim().strip_prefix("CLI version:"))
+                    .map(|v| v.trim().to_owned())
+            },
+            // cli v1.16.5 requires dapr v1.16.2, whose components-contrib v1.16.3 the Go
+            // module proxy does not serve. Build it against the runtime we pin (same minor,
+            // later patch) instead; dapr v1.16.5 in turn asks for go-etcd-cron v0.9.2,
+            // also not served, while v0.9.1 (the CLI's own choice) is.
+            go_mod_edits: vec![
+                format!("-require=github.com/dapr/dapr@v{DAPR_RUNTIME_VERSION}"),
+                format!("-require=github.com/dapr/components-contrib@v{DAPR_RUNTIME_VERSION}"),
+                "-replace=github.com/diagridio/go-etcd-cron=github.com/diagridio/go-etcd-cron@v0.9.1"
+                    .to_owned(),
+            ],
+        },
+    )
+}
+
+fn go_binary(paths: &Paths, bin: &GoBinary<'_>) -> Result<()> {
+    step(&format!("{} {}", bin.what, bin.version), || {
+        let usable = || {
+            let installed = installed_version(&bin.output, bin.version_args, bin.parse_version);
+            match installed {
+                Some(found) if found == bin.version => true,
+                Some(found) if any_dapr() => {
+                    println!("    using {} {found} ({ANY_DAPR_ENV}=1)", bin.what);
+                    true
+                }
+                Some(found) => {
+                    println!(
+                        "    {} is {} {found}, not {}: building the pinned version",
+                        bin.output.display(),
+                        bin.what,
+                        bin.version
+                    );
+                    false
+                }
+                None => false,
+            }
+        };
+        if usable() {
+            return Ok(Outcome::Cached);
+        }
+        let _lock = lock(paths)?;
+        if usable() {
+            return Ok(Outcome::Cached);
+        }
+        go_build(paths, bin)?;
+        match installed_version(&bin.output, bin.version_args, bin.parse_version) {
+            Some(found) if found == bin.version => Ok(Outcome::Done),
+            other => bail!(
+                "built {} but `{} {}` reports {other:?}, not {}",
+                bin.output.display(),
+                bin.what,
+                bin.version_args.join(" "),
+                bin.version
+            ),
+        }
+    })
+}
+
+fn any_dapr() -> bool {
+    env::var(ANY_DAPR_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+fn installed_version(
+    binary: &Path,
+    args: &[&str],
+    parse: fn(&str) -> Option<String>,
+) -> Option<String> {
+    if !binary.is_file() {
+        return None;
+    }
+    let output = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    parse(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Environment for every `go` command: no checksum database (not reachable from these
+/// machines; the module's own go.sum still pins every dependency), no toolchain download,
+/// no go.work from an enclosing directory, and a static binary like upstream's.
+fn go_command(args: &[&str]) -> Command {
+    let mut go = Command::new("go");
+    go.args(args)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOWORK", "off")
+        .env("CGO_ENABLED", "0");
+    if env::var_os("GOSUMDB").is_none() {
+        go.env("GOSUMDB", "off");
+    }
+    go
+}
+
+fn go_build(paths: &Paths, bin: &GoBinary<'_>) -> Result<()> {
+    if !command_works(&mut Command::new("go"), &["version"]) {
+        bail!(
+            "Go is not installed (`go version` fails): install Go 1.24 or newer, or put a \
+             `{}` {} in {} (with {ANY_DAPR_ENV}=1 any version is accepted)",
+            bin.what,
+            bin.version,
+            bin.output.display()
+        );
+    }
+    let logs = paths.provision_logs();
+    fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let log_name = bin.what.replace(' ', "-").to_lowercase();
+
+    // A module download, not `go install module@version`: dapr's go.mod has replace
+    // directives, which only apply when building inside the module itself.
+    println!("    downloading {}@v{}", bin.module, bin.version);
+    let module_at = format!("{}@v{}", bin.module, bin.version);
+    let mut download = go_command(&["mod", "download", "-json", &module_at]);
+    download.current_dir(&paths.cache);
+    fs::create_dir_all(&paths.cache)
+        .with_context(|| format!("creating {}", paths.cache.display()))?;
+    let output = download
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running `go mod download {module_at}`"))?;
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "`go mod download -json {module_at}` printed no JSON ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    if let Some(error) = info.get("Error").and_then(|e| e.as_str()) {
+        bail!(
+            "`go mod download {module_at}` failed: {error}\ncheck that the Go module proxy \
+             (go env GOPROXY) is reachable and serves this version"
+        );
+    }
+    let module_dir = info
+        .get("Dir")
+        .and_then(|d| d.as_str())
+        .map(PathBuf::from)
+        .with_context(|| format!("`go mod download -json {module_at}` gave no Dir: {info}"))?;
+
+    let build_dir = if bin.go_mod_edits.is_empty() {
+        module_dir
+    } else {
+        // The module cache is read-only: edit a copy.
+        let copy = paths
+            .cache
+            .join("build")
+            .join(format!("{log_name}-{}", bin.version));
+        remove_dir_if_exists(&copy)?;
+        copy_tree(&module_dir, &copy)?;
+        let mut edit = go_command(&["mod", "edit"]);
+        edit.args(&bin.go_mod_edits).current_dir(&copy);
+        run_logged(
+            &mut edit,
+            &logs.join(format!("{log_name}-go-mod-edit.log")),
+            &format!("adjusting {}'s go.mod", bin.what),
+            "see the log",
+        )?;
+        copy
+    };
+
+    let bin_dir = bin.output.parent().context("output path has no parent")?;
+    fs::create_dir_all(bin_dir).with_context(|| format!("creating {}", bin_dir.display()))?;
+    let file_name = bin.output.file_name().unwrap_or(OsStr::new("bin"));
+    let partial = bin_dir.join(format!(
+        ".{}.partial-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    println!(
+        "    building {} (log: {})",
+        bin.what,
+        logs.join(format!("{log_name}-build.log")).display()
+    );
+    let mut build = go_command(&["build", "-trimpath", "-buildvcs=false"]);
+    if !bin.go_mod_edits.is_empty() {
+        // Lets go record the sums of the requirements the edits brought in.
+        build.arg("-mod=mod");
+    }
+    if let Some(tags) = bin.tags {
+        build.args(["-tags", tags]);
+    }
+    build
+        .args(["-ldflags", &bin.ldflags, "-o"])
+        .arg(&partial)
+        .arg(bin.package)
+        .current_dir(&build_dir);
+    let built = run_logged(
+        &mut build,
+        &logs.join(format!("{log_name}-build.log")),
+        &format!("building {}", bin.what),
+        "the Go module proxy must serve every dependency of the module (go env GOPROXY)",
+    );
+    if let Err(err) = built {
+        let _ = fs::remove_file(&partial);
+        return Err(err);
+    }
+    fs::rename(&partial, &bin.output).with_context(|| {
+        format!(
+            "moving {} to {}",
+            partial.display(),
+            bin.output.display()
+        )
+    })
+}
+
+/// Creates what `dapr init --slim` would besides the binaries: `~/.dapr/components/`
+/// (empty) and a minimal `~/.dapr/config.yaml`. Existing files are left alone.
+pub fn dapr_home(paths: &Paths) -> Result<()> {
+    step("~/.dapr files (components/, config.yaml)", || {
+        let components = paths.dapr_home.join("components");
+        let config = paths.dapr_home.join("config.yaml");
+        if components.is_dir() && config.is_file() {
+            return Ok(Outcome::Cached);
+        }
+        fs::create_dir_all(&components)
+            .with_context(|| format!("creating {}", components.display()))?;
+        if !config.exists() {
+            fs::write(
+                &config,
+                "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: daprConfig\nspec: {}\n",
+            )
+            .with_context(|| format!("writing {}", config.display()))?;
+        }
+        Ok(Outcome::Done)
+    })
+}
+
+/// Holds the provisioning lock until dropped.
+fn lock(paths: &Paths) -> Result<File> {
+    fs::create_dir_all(&paths.cache)
+        .with_context(|| format!("creating {}", paths.cache.display()))?;
+    let path = paths.cache.join(".provision.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if file.try_lock().is_err() {
+        println!(
+            "    waiting for another provisioning run to finish (lock {})",
+            path.display()
+        );
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(file)
+}
+
+/// Runs a long command with its output in `log` (truncated first), printing a heartbeat
+/// every 30 s; on failure the error carries the end of the log and `hint`.
+fn run_logged(cmd: &mut Command, log: &Path, what: &str, hint: &str) -> Result<()> {
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone().context("duplicating a file handle")?;
+    let described = describe_command(cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("starting `{described}` ({what})"))?;
+    let started = Instant::now();
+    let mut next_beat = started + HEARTBEAT;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for a child process")? {
+            break status;
+        }
+        if Instant::now() >= next_beat {
+            next_beat += HEARTBEAT;
+            println!(
+                "    … still {what} ({}s, log: {})",
+                started.elapsed().as_secs(),
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    if !status.success() {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        bail!(
+            "{what} failed ({status}): `{described}`\n{}\n(full log: {})\nwhat to do: {hint}",
+            tail_lines(&text, 40),
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs a command with its output shown as it comes (for apt-get).
+fn run_streamed(cmd: &mut Command, hint: &str) -> Result<()> {
+    let described = describe_command(cmd);
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("starting `{described}`"))?;
+    if !status.success() {
+        bail!("`{described}` failed ({status}): {hint}");
+    }
+    Ok(())
+}
+
+fn command_works(cmd: &mut Command, args: &[&str]) -> bool {
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Copies a directory tree, making the copy writable (module cache files are read-only).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} writable", to.display()))?;
+    for entry in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", from.display()))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().context("reading a file type")?;
+        if kind.is_dir() {
+            copy_tree(&source, &target)?;
+        } else if kind.is_file() {
+            fs::copy(&source, &target).with_context(|| {
+                format!("copying {} to {}", source.display(), target.display())
+            })?;
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
+                .with_context(|| format!("making {} writable", target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_dir_if_exists(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("removing {}", dir.display())),
+    }
+}

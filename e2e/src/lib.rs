@@ -1,0 +1,216 @@
+//! The end-to-end harness: a real stack (PostgreSQL, Redis, Kafka) on free loopback ports in
+//! a temporary directory, the project's component YAML pointed at it, and the service
+//! binaries each started beside its own real `daprd`. Everything is stopped by PID when the
+//! values are dropped, also when a test fails.
+//!
+//! The binaries must be built first (`cargo xtask test` does `cargo build --bins`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use chat_api::auth::JwtKeys;
+use devstack::{render_components, Managed, Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig};
+use serde::Deserialize;
+use todo_domain::{topics, TaskEvent, UserId};
+
+pub const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e-secret";
+pub const TOPIC_PARTITIONS: u32 = 3;
+
+/// The running infrastructure and the rendered components for one test.
+pub struct Env {
+    pub paths: Paths,
+    pub stack: Stack,
+    pub resources: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub jwt: JwtKeys,
+}
+
+/// A service binary running beside its sidecar.
+pub struct Service {
+    pub name: String,
+    pub port: u16,
+    pub process: Managed,
+    pub sidecar: Sidecar,
+    pub base: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Env {
+    /// Starts PostgreSQL, Redis and Kafka on free ports, creates the topics and renders
+    /// `components/` for them.
+    pub async fn start() -> Result<Env> {
+        let paths = Paths::discover()?;
+        let dir = tempfile::Builder::new().prefix("todo-e2e-").tempdir()?;
+        let stack = Stack::start(
+            &paths,
+            StackConfig {
+                data_dir: dir.path().join("stack"),
+                ports: Ports::free(),
+            },
+        )
+        .await
+        .context("starting the stack")?;
+        stack
+            .create_topics(
+                &[topics::TASK_EVENTS, topics::REMINDERS, topics::TASK_EVENTS_DLQ, topics::REMINDERS_DLQ],
+                TOPIC_PARTITIONS,
+            )
+            .await?;
+        let resources = dir.path().join("components");
+        render_components(
+            &paths.root.join("components"),
+            &resources,
+            &[
+                ("127.0.0.1:19092", stack.kafka_bootstrap()),
+                ("127.0.0.1:16379", stack.redis_addr()),
+            ],
+        )?;
+        Ok(Env {
+            paths,
+            stack,
+            resources,
+            dir,
+            jwt: JwtKeys::new(&service_kit::Secret::new(JWT_SECRET)),
+        })
+    }
+
+    /// A fresh database for one test, returned as a URL.
+    pub async fn database(&self) -> Result<String> {
+        let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+        self.stack.create_database(&name).await
+    }
+
+    /// Starts `bin` (a binary of this workspace) as `app_id` with its own sidecar, and
+    /// waits until both answer.
+    pub async fn start_service(&self, bin: &str, app_id: &str, env: &[(&str, String)]) -> Result<Service> {
+        let port = devstack::free_port();
+        let logs = self.dir.path().join("logs");
+        let mut cfg = SidecarConfig::new(app_id, &self.resources, &logs.join(format!("{app_id}-daprd.log")));
+        cfg.app_port = Some(port);
+        let mut all_env: Vec<(String, String)> = vec![
+            ("APP_PORT".into(), port.to_string()),
+            ("DAPR_GRPC_PORT".into(), cfg.grpc_port.to_string()),
+            ("DAPR_HTTP_PORT".into(), cfg.http_port.to_string()),
+            ("JWT_SECRET".into(), JWT_SECRET.into()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        all_env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let process = spawn_binary(bin, app_id, &all_env, &logs)?;
+        let base = format!("http://127.0.0.1:{port}");
+        wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(30), &process).await?;
+        let sidecar = Sidecar::start(&self.paths, cfg).await?;
+        sidecar.wait_ready(Duration::from_secs(30)).await?;
+        Ok(Service { name: app_id.to_owned(), port, process, sidecar, base, env: all_env })
+    }
+
+    /// `chat-api` on a fresh database (migrated at start).
+    pub async fn start_chat_api(&self, database_url: &str) -> Result<Service> {
+        self.start_service(
+            "chat-api",
+            "chat-api",
+            &[("DATABASE_URL", database_url.to_owned()), ("MIGRATE_ON_START", "true".into())],
+        )
+        .await
+    }
+
+    pub fn token(&self, user: &str) -> Result<String> {
+        let user = UserId::parse(user).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(self.jwt.mint(&user, jsonwebtoken::get_current_timestamp(), 3600)?)
+    }
+
+    /// Every record on `topic`, read with Kafka's own console consumer: waits for
+    /// `expected` records (or `timeout`).
+    pub async fn records(&self, topic: &str, expected: usize, timeout: Duration) -> Result<Vec<devstack::Record>> {
+        devstack::consume(&self.stack.kafka_bootstrap(), &self.paths, topic, expected, timeout).await
+    }
+}
+
+impl Service {
+    /// Restarts the binary (not the sidecar) with the same settings, after a crash.
+    pub async fn restart_process(&mut self, logs: &Path) -> Result<()> {
+        self.process.stop();
+        self.process = spawn_binary(&self.name, &self.name, &self.env, logs)?;
+        wait_http_ok(&format!("{}/healthz", self.base), Duration::from_secs(30), &self.process).await
+    }
+}
+
+/// The path of a workspace binary next to this test executable (`target/<profile>/`).
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test executable has no target directory")?;
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!("{} is missing: build the services first (`cargo build --bins`, which `cargo xtask test` does)", path.display());
+    }
+    Ok(path)
+}
+
+fn spawn_binary(bin: &str, name: &str, env: &[(String, String)], logs: &Path) -> Result<Managed> {
+    let mut cmd = Command::new(binary(bin)?);
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    Managed::spawn(name, cmd, &logs.join(format!("{name}.log")), None)
+}
+
+async fn wait_http_ok(url: &str, timeout: Duration, process: &Managed) -> Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if !devstack::pid_alive(process.pid()) {
+            bail!("{} exited; its log:\n{}", process.name(), process.log_tail(40));
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not answer within {timeout:?}; log:\n{}", process.log_tail(40));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The CloudEvent envelope daprd wraps around each published event.
+#[derive(Debug, Deserialize)]
+pub struct CloudEvent<T> {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: T,
+}
+
+/// A task event read back from Kafka, with its record's key and position.
+#[derive(Debug)]
+pub struct SeenTaskEvent {
+    pub key: Option<String>,
+    pub partition: i32,
+    pub offset: i64,
+    pub cloudevent_id: String,
+    pub cloudevent_type: String,
+    pub event: TaskEvent,
+}
+
+pub fn decode_task_events(records: &[devstack::Record]) -> Result<Vec<SeenTaskEvent>> {
+    records
+        .iter()
+        .map(|r| {
+            let ce: CloudEvent<TaskEvent> = serde_json::from_str(&r.value)
+                .with_context(|| format!("record at {}:{} is not a CloudEvent with a TaskEvent: {}", r.partition, r.offset, r.value))?;
+            Ok(SeenTaskEvent {
+                key: r.key.clone(),
+                partition: r.partition,
+                offset: r.offset,
+                cloudevent_id: ce.id,
+                cloudevent_type: ce.event_type,
+                event: ce.data,
+            })
+        })
+        .collect()
+}
