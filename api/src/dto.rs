@@ -7,51 +7,100 @@ use todo_domain::{
     Description, Frequency, Priority, Tags, TaskSnapshot, TimeZone, Title,
 };
 use todo_store::{ListQuery, NewTask, SortKey, StatusFilter, TaskPatch};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ApiError;
+use crate::{
+    error::ApiError,
+    openapi::{self as doc, FrequencySchema, PrioritySchema, TaskSnapshotSchema, UserIdSchema},
+};
 
-/// Body of `POST /api/{user_id}/tasks` and `PUT /api/{user_id}/tasks/{id}`.
-#[derive(Debug, Deserialize)]
+/// Path of the routes under `/api/{user_id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UserPath {
+    /// The user whose tasks these are; must be the token's subject.
+    #[param(value_type = UserIdSchema)]
+    pub user_id: String,
+}
+
+/// Path of the routes under `/api/{user_id}/tasks/{task_id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TaskPath {
+    /// The user whose tasks these are; must be the token's subject.
+    #[param(value_type = UserIdSchema)]
+    pub user_id: String,
+    /// The task's id. Parsed by the handler, so a malformed id gets the API's own 400.
+    #[param(value_type = Uuid)]
+    pub task_id: String,
+}
+
+/// Body of `POST /api/{user_id}/tasks` and `PUT /api/{user_id}/tasks/{id}`. Absent optional
+/// fields take their defaults (on PUT too: it replaces the whole task).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"title": "Water the plants", "priority": "high", "tags": ["home"],
+    "due_at": "2026-12-01T09:00", "time_zone": "Europe/Berlin", "recurrence": "weekly"})))]
 pub struct TaskInput {
+    #[schema(schema_with = doc::title)]
     pub title: String,
     #[serde(default)]
+    #[schema(schema_with = doc::description_or_null)]
     pub description: Option<String>,
+    /// `medium` when absent.
     #[serde(default)]
+    #[schema(value_type = Option<PrioritySchema>)]
     pub priority: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = doc::tags_or_null)]
     pub tags: Option<Vec<String>>,
     /// RFC 3339 with an offset (`2026-12-01T09:00:00Z`) or a local time in `time_zone`
     /// (`2026-12-01T09:00`).
     #[serde(default)]
+    #[schema(schema_with = doc::due_at_or_null)]
     pub due_at: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = doc::time_zone_or_null)]
     pub time_zone: Option<String>,
+    /// No recurrence when absent.
     #[serde(default)]
+    #[schema(value_type = Option<FrequencySchema>)]
     pub recurrence: Option<String>,
-    /// Only for PUT.
+    /// Only for PUT: a new task cannot be created completed.
     #[serde(default)]
     pub completed: Option<bool>,
 }
 
 /// Body of `PATCH /api/{user_id}/tasks/{id}`: every field optional; `null` clears
 /// `due_at` and `recurrence`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"title": "Water all the plants", "due_at": null})))]
 pub struct TaskPatchInput {
     #[serde(default)]
+    #[schema(schema_with = doc::title_or_null)]
     pub title: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = doc::description_or_null)]
     pub description: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<PrioritySchema>)]
     pub priority: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = doc::tags_or_null)]
     pub tags: Option<Vec<String>>,
+    /// `null` clears the due time. A local time is read in the new `time_zone` if one is
+    /// given, else in the task's.
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = doc::due_at_or_null)]
     pub due_at: Option<Option<String>>,
+    /// Changing only the zone keeps the due instant and moves its local time.
     #[serde(default)]
+    #[schema(schema_with = doc::time_zone_or_null)]
     pub time_zone: Option<String>,
+    /// `null` stops the task repeating.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<FrequencySchema>)]
     pub recurrence: Option<Option<String>>,
     #[serde(default)]
     pub completed: Option<bool>,
@@ -78,6 +127,20 @@ fn parse_time_zone(raw: Option<&str>) -> Result<TimeZone, ApiError> {
     raw.map_or(Ok(TimeZone::UTC), |tz| TimeZone::parse(tz).map_err(ApiError::from))
 }
 
+/// PostgreSQL text cannot hold NUL, so it is refused at the edge (on SQLite too, so both
+/// databases answer alike) instead of failing in the database.
+fn text_without_nul(field: &str, raw: &str) -> Result<(), ApiError> {
+    if raw.contains('\0') {
+        return Err(ApiError::invalid(field, format!("{field} must not contain NUL (\\u0000) characters")));
+    }
+    Ok(())
+}
+
+fn parse_description(raw: &str) -> Result<Description, ApiError> {
+    text_without_nul("description", raw)?;
+    Ok(Description::parse(raw)?)
+}
+
 /// A due time as an instant and as the local wall-clock time the user meant.
 pub fn parse_due(raw: &str, tz: TimeZone) -> Result<(DateTime<Utc>, NaiveDateTime), ApiError> {
     let raw = raw.trim();
@@ -102,7 +165,7 @@ impl TaskInput {
         let due = self.due_at.as_deref().map(|d| parse_due(d, time_zone)).transpose()?;
         Ok(NewTask {
             title: Title::parse(&self.title)?,
-            description: Description::parse(self.description.as_deref().unwrap_or(""))?,
+            description: parse_description(self.description.as_deref().unwrap_or(""))?,
             priority: parse_priority(self.priority.as_deref())?,
             tags: Tags::parse(self.tags.as_deref().unwrap_or(&[]))?,
             due_at: due.map(|(at, _)| at),
@@ -147,7 +210,7 @@ impl TaskPatchInput {
         };
         Ok(TaskPatch {
             title: self.title.as_deref().map(Title::parse).transpose()?,
-            description: self.description.as_deref().map(Description::parse).transpose()?,
+            description: self.description.as_deref().map(parse_description).transpose()?,
             priority: self.priority.as_deref().map(str::parse::<Priority>).transpose()?,
             tags: self.tags.as_deref().map(Tags::parse).transpose()?,
             due,
@@ -162,49 +225,76 @@ impl TaskPatchInput {
 }
 
 /// Query of `GET /api/{user_id}/tasks`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Text searched in title and description (case-insensitive).
+    #[param(schema_with = doc::search)]
     pub q: Option<String>,
     /// `all` (default), `pending` or `completed`.
+    #[param(schema_with = doc::status_filter)]
     pub status: Option<String>,
+    /// Only tasks of this priority.
+    #[param(value_type = Option<PrioritySchema>)]
     pub priority: Option<String>,
+    /// Only tasks with this tag.
+    #[param(schema_with = doc::tag_filter)]
     pub tag: Option<String>,
+    /// Only tasks due before this time.
+    #[param(schema_with = doc::instant_filter)]
     pub due_before: Option<String>,
+    /// Only tasks due at or after this time.
+    #[param(schema_with = doc::instant_filter)]
     pub due_after: Option<String>,
+    /// Only pending tasks whose due time has passed.
     pub overdue: Option<bool>,
+    /// Only recurring (`true`) or only one-off (`false`) tasks.
     pub recurring: Option<bool>,
     /// `created` (default), `due`, `priority` or `title`.
+    #[param(schema_with = doc::sort_key)]
     pub sort: Option<String>,
     /// `asc` (default) or `desc`.
+    #[param(schema_with = doc::sort_order)]
     pub order: Option<String>,
+    /// Page size, 1 to 200 (50 by default).
+    #[param(schema_with = doc::limit)]
     pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 pub const SEARCH_MAX_CHARS: usize = 200;
 
+/// The names the list query accepts, read by the parser and by the OpenAPI document alike.
+pub const STATUS_FILTERS: [(&str, StatusFilter); 3] = [
+    ("all", StatusFilter::All),
+    ("pending", StatusFilter::Pending),
+    ("completed", StatusFilter::Completed),
+];
+pub const SORT_KEYS: [(&str, SortKey); 4] = [
+    ("created", SortKey::Created),
+    ("due", SortKey::Due),
+    ("priority", SortKey::Priority),
+    ("title", SortKey::Title),
+];
+/// `true` for descending.
+pub const SORT_ORDERS: [(&str, bool); 2] = [("asc", false), ("desc", true)];
+
+/// The value `raw` names in `table`, the default when absent.
+fn one_of<T: Copy + Default>(field: &str, table: &[(&str, T)], raw: Option<&str>) -> Result<T, ApiError> {
+    let Some(raw) = raw else { return Ok(T::default()) };
+    table.iter().find(|(name, _)| *name == raw).map(|&(_, value)| value).ok_or_else(|| {
+        let names: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
+        ApiError::invalid(field, format!("{field} must be one of: {}", names.join(", ")))
+    })
+}
+
 impl ListParams {
     pub fn into_query(self, now: DateTime<Utc>) -> Result<ListQuery, ApiError> {
-        let status = match self.status.as_deref() {
-            None | Some("all") => StatusFilter::All,
-            Some("pending") => StatusFilter::Pending,
-            Some("completed") => StatusFilter::Completed,
-            Some(_) => return Err(ApiError::invalid("status", "status must be one of: all, pending, completed")),
-        };
-        let sort = match self.sort.as_deref() {
-            None | Some("created") => SortKey::Created,
-            Some("due") => SortKey::Due,
-            Some("priority") => SortKey::Priority,
-            Some("title") => SortKey::Title,
-            Some(_) => return Err(ApiError::invalid("sort", "sort must be one of: created, due, priority, title")),
-        };
-        let descending = match self.order.as_deref() {
-            None | Some("asc") => false,
-            Some("desc") => true,
-            Some(_) => return Err(ApiError::invalid("order", "order must be asc or desc")),
-        };
+        let status = one_of("status", &STATUS_FILTERS, self.status.as_deref())?;
+        let sort = one_of("sort", &SORT_KEYS, self.sort.as_deref())?;
+        let descending = one_of("order", &SORT_ORDERS, self.order.as_deref())?;
         let instant = |field: &str, raw: Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
             raw.map(|r| {
                 DateTime::parse_from_rfc3339(&r)
@@ -221,6 +311,7 @@ impl ListParams {
             ));
         }
         if let Some(q) = &self.q {
+            text_without_nul("q", q)?;
             if q.chars().count() > SEARCH_MAX_CHARS {
                 return Err(ApiError::invalid("q", format!("q must be at most {SEARCH_MAX_CHARS} characters")));
             }
@@ -252,18 +343,23 @@ pub fn encode_cursor(offset: u64) -> String {
     format!("c{offset:x}")
 }
 
+/// Positions past `i64::MAX` are refused: the databases bind offsets as signed 64-bit.
 fn decode_cursor(raw: &str) -> Result<u64, ApiError> {
     raw.strip_prefix('c')
         .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .filter(|&offset| i64::try_from(offset).is_ok())
         .ok_or_else(|| ApiError::invalid("cursor", "cursor is not one this API returned"))
 }
 
 /// A task as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Task)]
 pub struct TaskView {
     #[serde(flatten)]
+    #[schema(value_type = TaskSnapshotSchema)]
     pub task: TaskSnapshot,
-    /// The due time in the task's own time zone, for display.
+    /// The due time in the task's own time zone (RFC 3339 with that zone's offset), for display.
+    #[schema(nullable, format = DateTime)]
     pub due_local: Option<String>,
 }
 
@@ -276,8 +372,12 @@ impl From<TaskSnapshot> for TaskView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TaskPage)]
 pub struct TaskPageView {
     pub items: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(nullable)]
     pub next_cursor: Option<String>,
 }

@@ -9,17 +9,14 @@ pub mod config;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod relay;
 pub mod routes;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
-use axum::{
-    extract::DefaultBodyLimit,
-    routing::{get, post},
-    Router,
-};
+use axum::{extract::DefaultBodyLimit, Router};
 use service_kit::{DaprPublisher, Publisher, Shutdown};
 use todo_store::{OutboxStore, TaskStore};
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
@@ -41,23 +38,15 @@ pub struct AppState {
     pub relay_wake: Arc<Notify>,
 }
 
-/// The HTTP routes over `state`.
+/// The HTTP routes over `state`: those of [`routes::table`], each documented in the OpenAPI
+/// document served at [`openapi::OPENAPI_PATH`], plus the JSON 404 and 405 answers.
 pub fn router(state: AppState) -> Router {
-    use routes::*;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/relay/status", get(relay_status))
-        .route("/api/{user_id}", axum::routing::delete(delete_account))
-        .route("/api/{user_id}/tasks", post(create_task).get(list_tasks))
-        .route(
-            "/api/{user_id}/tasks/{task_id}",
-            get(get_task).put(replace_task).patch(patch_task).delete(delete_task),
-        )
-        .route("/api/{user_id}/tasks/{task_id}/complete", post(complete_task))
-        .route("/api/{user_id}/tasks/{task_id}/reopen", post(reopen_task))
-        .fallback(fallback)
+    let (routes, _document) = routes::table().split_for_parts();
+    routes
+        .fallback(routes::fallback)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(routes::panicked))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -6,13 +6,17 @@
 //! exponential backoff and jitter; requests keep succeeding because they only write the
 //! database. Memory stays bounded: only one batch is held at a time; the rest waits in the
 //! outbox table.
+//!
+//! With several `chat-api` replicas on one database, only the holder of the `outbox` lease
+//! (a row renewed every round) publishes, so one user's events are never published by two
+//! relays at once; when the holder dies, another replica takes over once the lease expires.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use futures::{stream, StreamExt};
 use service_kit::{publish::OutgoingEvent, Publisher, Shutdown};
-use todo_store::{OutboxStore, PendingEvent};
+use todo_store::{OutboxStore, PendingEvent, OUTBOX_LEASE};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
@@ -29,6 +33,9 @@ pub struct RelayConfig {
     pub retention: Duration,
     /// Log the backlog when the oldest pending event is older than this.
     pub lag_warning: Duration,
+    /// How long the publishing lease lasts without renewal: a crashed holder's successor
+    /// waits at most this long. Must exceed the longest round (publish timeout 10 s).
+    pub lease_ttl: Duration,
 }
 
 impl Default for RelayConfig {
@@ -41,11 +48,14 @@ impl Default for RelayConfig {
             backoff_max: Duration::from_secs(10),
             retention: Duration::from_secs(24 * 3600),
             lag_warning: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
 
 pub struct Relay<P> {
+    /// This relay's name in the lease table.
+    holder: String,
     outbox: OutboxStore,
     publisher: Arc<P>,
     wake: Arc<Notify>,
@@ -62,7 +72,8 @@ struct Round {
 
 impl<P: Publisher> Relay<P> {
     pub fn new(outbox: OutboxStore, publisher: Arc<P>, wake: Arc<Notify>, config: RelayConfig) -> Self {
-        Self { outbox, publisher, wake, config }
+        let holder = format!("relay-{}", uuid::Uuid::new_v4());
+        Self { holder, outbox, publisher, wake, config }
     }
 
     /// Runs until `shutdown`; the round in flight finishes first.
@@ -70,9 +81,55 @@ impl<P: Publisher> Relay<P> {
         let mut failures: u32 = 0;
         let mut last_purge = tokio::time::Instant::now();
         let mut last_lag_log = tokio::time::Instant::now();
+        let mut leading = false;
+        let mut failing_since: Option<tokio::time::Instant> = None;
         while !shutdown.is_triggered() {
+            // A relay that cannot publish (its own sidecar is gone) steps aside for a lease
+            // period, so a healthy replica can take over; alone, it takes the lease back.
+            if leading && failing_since.is_some_and(|t| t.elapsed() >= self.config.lease_ttl) {
+                tracing::warn!(holder = %self.holder, "outbox relay cannot publish; handing the lease to another replica");
+                if let Err(e) = self.outbox.release_lease(OUTBOX_LEASE, &self.holder).await {
+                    tracing::warn!(error = %e, "outbox relay: cannot release the lease");
+                }
+                leading = false;
+                failing_since = None;
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.lease_ttl / 2) => {}
+                    () = shutdown.wait() => {}
+                }
+                continue;
+            }
+            match self.lead().await {
+                Ok(true) => {
+                    if !leading {
+                        tracing::info!(holder = %self.holder, "outbox relay is publishing (holds the lease)");
+                    }
+                    leading = true;
+                }
+                Ok(false) => {
+                    if leading {
+                        tracing::warn!(holder = %self.holder, "outbox relay lost the lease; another replica publishes");
+                    }
+                    leading = false;
+                    tokio::select! {
+                        () = tokio::time::sleep(self.config.sweep_interval * 2) => {}
+                        () = shutdown.wait() => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: cannot take the lease");
+                    failures = failures.saturating_add(1);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff(&self.config, failures)) => {}
+                        () = shutdown.wait() => {}
+                    }
+                    continue;
+                }
+            }
             let round = self.round().await;
             if round.failed {
+                failing_since.get_or_insert_with(tokio::time::Instant::now);
                 failures = failures.saturating_add(1);
                 let delay = backoff(&self.config, failures);
                 if last_lag_log.elapsed() >= Duration::from_secs(10) {
@@ -88,6 +145,7 @@ impl<P: Publisher> Relay<P> {
                 continue;
             }
             failures = 0;
+            failing_since = None;
             if last_purge.elapsed() >= Duration::from_secs(60) {
                 self.purge().await;
                 last_purge = tokio::time::Instant::now();
@@ -105,7 +163,18 @@ impl<P: Publisher> Relay<P> {
                 () = shutdown.wait() => {}
             }
         }
+        if leading {
+            if let Err(e) = self.outbox.release_lease(OUTBOX_LEASE, &self.holder).await {
+                tracing::warn!(error = %e, "outbox relay: cannot release the lease");
+            }
+        }
         tracing::info!("outbox relay stopped");
+    }
+
+    /// Takes or renews the publishing lease.
+    async fn lead(&self) -> Result<bool, todo_store::StoreError> {
+        let ttl = chrono::Duration::from_std(self.config.lease_ttl).unwrap_or(chrono::Duration::seconds(30));
+        self.outbox.acquire_lease(OUTBOX_LEASE, &self.holder, Utc::now(), ttl).await
     }
 
     async fn round(&self) -> Round {

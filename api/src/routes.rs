@@ -1,32 +1,111 @@
 //! HTTP handlers: extract, parse into domain values, call the store, map to a view.
+//!
+//! Each handler's `#[utoipa::path]` annotation is its entry in the OpenAPI document, and
+//! [`table`] registers it with the router and the document together.
 
 use axum::{
-    extract::{Path, State},
-    http::StatusCode,
+    extract::{
+        path::ErrorKind,
+        rejection::PathRejection,
+        FromRequestParts, Path, State,
+    },
+    http::{request::Parts, StatusCode},
     response::IntoResponse,
     Json,
 };
 use chrono::Utc;
 use sea_orm::ConnectionTrait;
+use serde::de::DeserializeOwned;
 use todo_store::TaskPatch;
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    dto::{encode_cursor, ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskView},
+    dto::{encode_cursor, ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskPath, TaskView, UserPath},
     error::{ApiError, ApiResult},
     extract::{ApiJson, ApiQuery},
+    openapi::{
+        ApiDoc, BadRequest, Conflict, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+        UnsupportedMediaType,
+    },
     AppState,
 };
+
+/// Every route the API serves, each registered with the router and the OpenAPI document in
+/// one step. `router()` adds only the fallbacks and layers.
+pub fn table() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_task, list_tasks))
+        .routes(routes!(get_task, replace_task, patch_task, delete_task))
+        .routes(routes!(complete_task))
+        .routes(routes!(reopen_task))
+        .routes(routes!(delete_account))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(relay_status))
+        .routes(routes!(crate::openapi::openapi_json))
+        .routes(routes!(crate::openapi::docs_page))
+}
+
+/// `Path` whose rejection (a percent-encoded segment that is not UTF-8) uses the API's error
+/// shape instead of axum's plain text.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => match e.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key }
+                | ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::DeserializeError { key, .. } => {
+                    let key = key.clone();
+                    Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", e.body_text()).with_field(key))
+                }
+                // The route and the extracted type disagree: a bug, not bad input.
+                _ => Err(ApiError::internal(e.body_text())),
+            },
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
+    }
+}
 
 fn task_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::invalid("task_id", "task id must be a UUID"))
 }
 
+/// Create a task.
+#[utoipa::path(
+    post,
+    path = "/api/{user_id}/tasks",
+    tag = "tasks",
+    params(UserPath),
+    request_body = TaskInput,
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 201, description = "Created; `task.created` is published", body = TaskView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn create_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(user_id): Path<String>,
+    ApiPath(UserPath { user_id }): ApiPath<UserPath>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<impl IntoResponse> {
     let user = auth.require(&user_id)?;
@@ -39,20 +118,51 @@ pub async fn create_task(
     Ok((StatusCode::CREATED, Json(TaskView::from(task))))
 }
 
+/// Get one task.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/tasks/{task_id}",
+    tag = "tasks",
+    params(TaskPath),
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "The task", body = TaskView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn get_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path((user_id, id)): Path<(String, String)>,
+    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
     let task = state.tasks.get(user, task_id(&id)?).await?;
     Ok(Json(task.into()))
 }
 
+/// List tasks: search, filter, sort and page.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/tasks",
+    tag = "tasks",
+    params(UserPath, ListParams),
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "One page of tasks", body = TaskPageView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn list_tasks(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(user_id): Path<String>,
+    ApiPath(UserPath { user_id }): ApiPath<UserPath>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<TaskPageView>> {
     let user = auth.require(&user_id)?;
@@ -73,20 +183,62 @@ async fn apply(state: &AppState, auth: &AuthUser, user_id: &str, id: &str, patch
     Ok(Json(task.into()))
 }
 
+/// Replace a task: absent optional fields take their defaults.
+#[utoipa::path(
+    put,
+    path = "/api/{user_id}/tasks/{task_id}",
+    tag = "tasks",
+    params(TaskPath),
+    request_body = TaskInput,
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "The task after the change; an event is published only if something changed", body = TaskView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn replace_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path((user_id, id)): Path<(String, String)>,
+    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<Json<TaskView>> {
     let patch = input.into_replacement()?;
     apply(&state, &auth, &user_id, &id, patch).await
 }
 
+/// Change some fields of a task (`null` clears `due_at` or `recurrence`).
+#[utoipa::path(
+    patch,
+    path = "/api/{user_id}/tasks/{task_id}",
+    tag = "tasks",
+    params(TaskPath),
+    request_body = TaskPatchInput,
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "The task after the change; an event is published only if something changed", body = TaskView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn patch_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path((user_id, id)): Path<(String, String)>,
+    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
     ApiJson(input): ApiJson<TaskPatchInput>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
@@ -95,28 +247,82 @@ pub async fn patch_task(
     apply(&state, &auth, &user_id, &id, patch).await
 }
 
+/// Complete a task (`task.completed`; a recurring task's next instance follows).
+#[utoipa::path(
+    post,
+    path = "/api/{user_id}/tasks/{task_id}/complete",
+    tag = "tasks",
+    params(TaskPath),
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "The completed task", body = TaskView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn complete_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path((user_id, id)): Path<(String, String)>,
+    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
 ) -> ApiResult<Json<TaskView>> {
     let patch = TaskPatch { completed: Some(true), ..TaskPatch::default() };
     apply(&state, &auth, &user_id, &id, patch).await
 }
 
+/// Reopen a completed task (published as `task.updated`).
+#[utoipa::path(
+    post,
+    path = "/api/{user_id}/tasks/{task_id}/reopen",
+    tag = "tasks",
+    params(TaskPath),
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "The reopened task", body = TaskView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn reopen_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path((user_id, id)): Path<(String, String)>,
+    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
 ) -> ApiResult<Json<TaskView>> {
     let patch = TaskPatch { completed: Some(false), ..TaskPatch::default() };
     apply(&state, &auth, &user_id, &id, patch).await
 }
 
+/// Delete a task (`task.deleted` carries its last state).
+#[utoipa::path(
+    delete,
+    path = "/api/{user_id}/tasks/{task_id}",
+    tag = "tasks",
+    params(TaskPath),
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn delete_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path((user_id, id)): Path<(String, String)>,
+    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
 ) -> ApiResult<StatusCode> {
     let user = auth.require(&user_id)?;
     state.tasks.delete(user, task_id(&id)?, Utc::now()).await?;
@@ -124,10 +330,26 @@ pub async fn delete_task(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Delete the account: every task is deleted (one `task.deleted` each) and the user is
+/// marked deleted, so later writes get 410.
+#[utoipa::path(
+    delete,
+    path = "/api/{user_id}",
+    tag = "account",
+    params(UserPath),
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 204, description = "Deleted (also when there was nothing to delete)"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn delete_account(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(user_id): Path<String>,
+    ApiPath(UserPath { user_id }): ApiPath<UserPath>,
 ) -> ApiResult<StatusCode> {
     let user = auth.require(&user_id)?;
     state.tasks.delete_user(user, Utc::now()).await?;
@@ -135,11 +357,28 @@ pub async fn delete_account(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive", body = Object, example = json!({"status": "ok"}))),
+)]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the database answers.
+/// Readiness: ready when the database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Object, example = json!({"status": "ready"})),
+        (status = 503, description = "The database does not answer", body = Object,
+            example = json!({"status": "unavailable", "reason": "database"})),
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.tasks.db().execute_unprepared("SELECT 1").await {
         Ok(_) => (StatusCode::OK, Json(serde_json::json!({ "status": "ready" }))),
@@ -154,6 +393,16 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// The relay's backlog: how many events wait and how old the oldest is.
+#[utoipa::path(
+    get,
+    path = "/relay/status",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The outbox backlog", body = Object,
+            example = json!({"pending": 0, "oldest_pending_age_ms": null})),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn relay_status(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let backlog = state.outbox.backlog().await?;
     let oldest_age_ms = backlog
@@ -165,6 +414,23 @@ pub async fn relay_status(State(state): State<AppState>) -> ApiResult<Json<serde
     })))
 }
 
+/// Any path the API does not serve.
 pub async fn fallback() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// A handler that panicked gets the API's opaque 500 (the panic is logged once) instead of
+/// a dropped connection.
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let why = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    ApiError::internal(format!("handler panicked: {why}")).into_response()
+}
+
+/// A served path with a method it does not serve.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this path does not serve that method")
 }

@@ -92,12 +92,19 @@ fn write_atomically(path: &Path, contents: &str) -> Result<()> {
 }
 
 fn unique_suffix() -> String {
-    format!("{}-{:x}", std::process::id(), RandomState::new().build_hasher().finish())
+    format!(
+        "{}-{:x}",
+        std::process::id(),
+        RandomState::new().build_hasher().finish()
+    )
 }
 
 fn classpath(paths: &Paths) -> Result<String> {
     let libs = paths.kafka_libs();
-    if !libs.join(format!("kafka_2.13-{}.jar", crate::KAFKA_VERSION)).is_file() {
+    if !libs
+        .join(format!("kafka_2.13-{}.jar", crate::KAFKA_VERSION))
+        .is_file()
+    {
         bail!(
             "the Kafka jars are not in {}: run `cargo xtask provision` (devstack::provision::kafka)",
             libs.display()
@@ -200,8 +207,7 @@ fn new_cluster_id() -> String {
 }
 
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for group in bytes.chunks(3) {
         let n = group
@@ -242,7 +248,13 @@ pub(crate) async fn start_broker(
         }
         let mut format = tool_command(paths, "kafka.tools.StorageTool")?;
         format
-            .args(["format", "--ignore-formatted", "-t", &new_cluster_id(), "-c"])
+            .args([
+                "format",
+                "--ignore-formatted",
+                "-t",
+                &new_cluster_id(),
+                "-c",
+            ])
             .arg(&dirs.server_properties);
         run_captured(
             &mut format,
@@ -288,11 +300,16 @@ pub(crate) async fn create_topics(
     let mut runs = tokio::task::JoinSet::new();
     for topic in topics {
         let mut cmd = tool_command(paths, "org.apache.kafka.tools.TopicCommand")?;
-        cmd.args(["--bootstrap-server", bootstrap, "--create", "--if-not-exists"])
-            .args(["--topic", topic])
-            .args(["--partitions", &partitions.to_string()])
-            .args(["--replication-factor", "1"])
-            .args(["--config", &format!("retention.ms={RETENTION_MS}")]);
+        cmd.args([
+            "--bootstrap-server",
+            bootstrap,
+            "--create",
+            "--if-not-exists",
+        ])
+        .args(["--topic", topic])
+        .args(["--partitions", &partitions.to_string()])
+        .args(["--replication-factor", "1"])
+        .args(["--config", &format!("retention.ms={RETENTION_MS}")]);
         let topic = (*topic).to_owned();
         runs.spawn(async move {
             run_captured(&mut cmd, "is the broker running and reachable?")
@@ -309,7 +326,12 @@ pub(crate) async fn create_topics(
 /// `TopicCommand --describe` for every non-internal topic.
 pub(crate) async fn describe_topics(paths: &Paths, bootstrap: &str) -> Result<String> {
     let mut cmd = tool_command(paths, "org.apache.kafka.tools.TopicCommand")?;
-    cmd.args(["--bootstrap-server", bootstrap, "--describe", "--exclude-internal"]);
+    cmd.args([
+        "--bootstrap-server",
+        bootstrap,
+        "--describe",
+        "--exclude-internal",
+    ]);
     run_captured(&mut cmd, "is the broker running and reachable?").await
 }
 
@@ -324,7 +346,8 @@ pub struct Record {
 }
 
 /// Reads `topic` from the beginning with Kafka's own console consumer until `expected`
-/// records arrived or `timeout` passed, and returns the records read (fewer than
+/// records arrived or `timeout` passed (plus up to 15 s for the JVM to start and join the
+/// topic), and returns the records read (fewer than
 /// `expected` on timeout: callers assert on the count, and can check that nothing *more*
 /// arrives by asking for more than they expect). Values must be single-line (JSON is).
 /// Errors only when the consumer cannot run or prints something unreadable.
@@ -338,9 +361,15 @@ pub async fn consume(
     let started = Instant::now();
     let mut cmd = tool_command(paths, "org.apache.kafka.tools.consumer.ConsoleConsumer")?;
     let timeout_ms = timeout.as_millis().max(1).to_string();
-    cmd.args(["--bootstrap-server", stack_bootstrap, "--topic", topic, "--from-beginning"])
-        .args(["--max-messages", &expected.max(1).to_string()])
-        .args(["--timeout-ms", &timeout_ms]);
+    cmd.args([
+        "--bootstrap-server",
+        stack_bootstrap,
+        "--topic",
+        topic,
+        "--from-beginning",
+    ])
+    .args(["--max-messages", &expected.max(1).to_string()])
+    .args(["--timeout-ms", &timeout_ms]);
     for property in [
         "print.partition=true".to_owned(),
         "print.offset=true".to_owned(),
@@ -460,7 +489,10 @@ mod tests {
         let a = new_cluster_id();
         let b = new_cluster_id();
         assert_eq!(a.len(), 22);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_ne!(a, b);
     }
 
@@ -476,7 +508,8 @@ mod tests {
                 value: "{\"a\":\"b c\"}".into()
             }
         );
-        let keyless = parse_record(&format!("Partition:0\tOffset:0\t{NULL_LITERAL}\t{{}}")).expect("parse");
+        let keyless =
+            parse_record(&format!("Partition:0\tOffset:0\t{NULL_LITERAL}\t{{}}")).expect("parse");
         assert_eq!(keyless.key, None);
         assert!(parse_record("garbage").is_err());
     }

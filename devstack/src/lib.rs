@@ -15,6 +15,27 @@
 //! - [`Sidecar`] starts one `daprd` directly, the way a test wants it.
 //! - [`consume`] reads a topic back with Kafka's own console consumer.
 //!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use devstack::{Paths, Ports, Stack, StackConfig};
+//! let paths = Paths::discover()?;
+//! devstack::provision::all(&paths)?; // blocking; minutes on a fresh machine, ~1 s warm
+//! let stack = Stack::start(&paths, StackConfig {
+//!     data_dir: paths.data.join("local"),
+//!     ports: Ports::default_local(),
+//! }).await?;
+//! stack.create_topics(&["task-events", "reminders"], 3).await?;
+//! // ... run services against stack.database_url(), stack.kafka_bootstrap(), ...
+//! stack.stop().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Knobs (environment): `DEVSTACK_ANY_DAPR=1` accepts any installed `daprd`/`dapr` instead
+//! of building the pinned versions; `DEVSTACK_PG_BINDIR` picks a PostgreSQL install;
+//! `XDG_CACHE_HOME` moves the download cache; an explicit `GOSUMDB` is honoured (otherwise
+//! the Go checksum database, unreachable here, is switched off for the daprd build: the
+//! module's own `go.sum` still pins every dependency).
+//!
 //! What it may depend on: process and HTTP plumbing only (`tokio`, `reqwest`, `nix`,
 //! `anyhow`). It knows nothing of the Todo domain or the services.
 
@@ -29,7 +50,7 @@ pub use kafka::{Record, consume};
 pub use paths::Paths;
 pub use process::{Managed, free_port, pid_alive};
 pub use sidecar::{Sidecar, SidecarConfig, render_components};
-pub use stack::{Ports, Stack, StackConfig};
+pub use stack::{DATABASE, DATABASE_USER, Ports, Stack, StackConfig};
 
 /// The Dapr runtime (`daprd`) version the project is built and tested against.
 pub const DAPR_RUNTIME_VERSION: &str = "1.16.5";

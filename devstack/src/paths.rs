@@ -86,7 +86,9 @@ impl Paths {
 fn home_dir() -> Result<PathBuf> {
     match env::var_os("HOME") {
         Some(home) if !home.is_empty() => Ok(PathBuf::from(home)),
-        _ => bail!("HOME is not set: devstack keeps the Dapr install in ~/.dapr and downloads in ~/.cache"),
+        _ => bail!(
+            "HOME is not set: devstack keeps the Dapr install in ~/.dapr and downloads in ~/.cache"
+        ),
     }
 }
 

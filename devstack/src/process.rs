@@ -407,7 +407,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let pidfile = dir.path().join("sleeper.pid");
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "trap '' TERM; echo up; while true; do sleep 0.1; done"]);
+        cmd.args([
+            "-c",
+            "trap '' TERM; echo up; while true; do sleep 0.1; done",
+        ]);
         let mut proc = Managed::spawn("sleeper", cmd, &dir.path().join("s.log"), Some(&pidfile))
             .expect("spawn")
             .with_stop(Signal::SIGTERM, Duration::from_millis(300));
@@ -427,11 +430,19 @@ mod tests {
         cmd.arg("30").current_dir(dir.path());
         let child = cmd.spawn().expect("spawn");
         let pid = child.id();
+        // spawn returns once exec has begun; the new command line shows up a moment later.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !looks_like(pid, "sleep", dir.path()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let pidfile = dir.path().join("sleep.pid");
 
         fs::write(&pidfile, pid.to_string()).expect("write");
         kill_stale(&pidfile, "not-sleep", dir.path(), Signal::SIGTERM).expect("kill_stale");
-        assert!(pid_alive(pid), "a process that does not match must be left alone");
+        assert!(
+            pid_alive(pid),
+            "a process that does not match must be left alone"
+        );
         assert!(!pidfile.exists());
 
         fs::write(&pidfile, pid.to_string()).expect("write");
@@ -440,7 +451,9 @@ mod tests {
             let mut child = child;
             child.wait()
         });
+        let started = Instant::now();
         kill_stale(&pidfile, "sleep", dir.path(), Signal::SIGTERM).expect("kill_stale");
+        assert!(started.elapsed() < Duration::from_secs(10));
         reaper.join().expect("join").expect("wait");
         assert!(!pid_alive(pid));
     }

@@ -37,6 +37,16 @@ pub fn all(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
+/// [`all`], run at most once per process: later calls (other tests in the same test
+/// binary) wait for the first and share its outcome.
+pub fn all_once(paths: &Paths) -> Result<()> {
+    static OUTCOME: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    OUTCOME
+        .get_or_init(|| all(paths).map_err(|err| format!("{err:#}")))
+        .clone()
+        .map_err(|err| anyhow::anyhow!("provisioning failed: {err}"))
+}
+
 enum Outcome {
     Done,
     Cached,
@@ -77,7 +87,10 @@ pub fn system_packages() -> Result<()> {
         println!("    installing {} with apt-get", missing.join(", "));
         let mut update = Command::new("apt-get");
         update.args(["-q", "update"]);
-        run_streamed(&mut update, "check that the Debian package mirrors are reachable")?;
+        run_streamed(
+            &mut update,
+            "check that the Debian package mirrors are reachable",
+        )?;
         let mut install = Command::new("apt-get");
         install
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -214,8 +227,7 @@ pub fn kafka(paths: &Paths) -> Result<()> {
         remove_dir_if_exists(&libs)?;
         fs::rename(&staging, &libs)
             .with_context(|| format!("moving {} to {}", staging.display(), libs.display()))?;
-        fs::write(&marker, KAFKA_POM)
-            .with_context(|| format!("writing {}", marker.display()))?;
+        fs::write(&marker, KAFKA_POM).with_context(|| format!("writing {}", marker.display()))?;
         kafka::write_tools_log_config(paths)?;
         Ok(Outcome::Done)
     })
@@ -477,13 +489,8 @@ fn go_build(paths: &Paths, bin: &GoBinary<'_>) -> Result<()> {
         let _ = fs::remove_file(&partial);
         return Err(err);
     }
-    fs::rename(&partial, &bin.output).with_context(|| {
-        format!(
-            "moving {} to {}",
-            partial.display(),
-            bin.output.display()
-        )
-    })
+    fs::rename(&partial, &bin.output)
+        .with_context(|| format!("moving {} to {}", partial.display(), bin.output.display()))
 }
 
 /// Creates what `dapr init --slim` would besides the binaries: `~/.dapr/components/`
@@ -613,9 +620,8 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         if kind.is_dir() {
             copy_tree(&source, &target)?;
         } else if kind.is_file() {
-            fs::copy(&source, &target).with_context(|| {
-                format!("copying {} to {}", source.display(), target.display())
-            })?;
+            fs::copy(&source, &target)
+                .with_context(|| format!("copying {} to {}", source.display(), target.display()))?;
             fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
                 .with_context(|| format!("making {} writable", target.display()))?;
         }

@@ -121,7 +121,12 @@ impl Sidecar {
             .args(["--dapr-internal-grpc-listen-address", "127.0.0.1"])
             .args(["--metrics-port", &cfg.metrics_port.to_string()])
             .args(["--metrics-listen-address", "127.0.0.1"])
-            .args(["--app-protocol", "http", "--app-channel-address", "127.0.0.1"])
+            .args([
+                "--app-protocol",
+                "http",
+                "--app-channel-address",
+                "127.0.0.1",
+            ])
             .args(["--log-level", "info"])
             .arg("--resources-path")
             .arg(&cfg.resources_dir)

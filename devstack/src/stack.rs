@@ -161,7 +161,10 @@ impl Stack {
 
     /// The superuser's connection to the `postgres` database.
     pub fn admin_database_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.cfg.ports.postgres)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            self.cfg.ports.postgres
+        )
     }
 
     fn database_url_for(&self, database: &str) -> String {
@@ -362,14 +365,23 @@ async fn start_postgres(data_dir: &Path, port: u16) -> Result<Managed> {
                 .with_context(|| format!("removing {}", partial.display()))?;
         }
         if pgdata.exists() {
-            fs::remove_dir_all(&pgdata).with_context(|| format!("removing {}", pgdata.display()))?;
+            fs::remove_dir_all(&pgdata)
+                .with_context(|| format!("removing {}", pgdata.display()))?;
         }
         prepare_postgres_dir(&partial, account, 0o700)?;
         let mut initdb = Command::new(bindir.join("initdb"));
         initdb
             .arg("-D")
             .arg(&partial)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ])
             .current_dir(&partial);
         as_account(&mut initdb, account);
         run_captured(
@@ -447,13 +459,19 @@ async fn start_postgres(data_dir: &Path, port: u16) -> Result<Managed> {
 async fn create_database_if_absent(port: u16, name: &str) -> Result<()> {
     let psql = postgres_bindir()?.join("psql");
     let mut exists = psql_command(&psql, port, "postgres");
-    exists.args(["-c", &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'")]);
+    exists.args([
+        "-c",
+        &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+    ]);
     let found = run_captured(&mut exists, "is PostgreSQL running?").await?;
     if found.trim() == "1" {
         return Ok(());
     }
     let mut create = psql_command(&psql, port, "postgres");
-    create.args(["-c", &format!("CREATE DATABASE {name} OWNER {DATABASE_USER}")]);
+    create.args([
+        "-c",
+        &format!("CREATE DATABASE {name} OWNER {DATABASE_USER}"),
+    ]);
     match run_captured(&mut create, "creating the database failed").await {
         Ok(_) => Ok(()),
         // Created meanwhile by a concurrent caller.
@@ -464,10 +482,19 @@ async fn create_database_if_absent(port: u16, name: &str) -> Result<()> {
 
 fn psql_command(psql: &Path, port: u16, database: &str) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(psql);
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", database])
-        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
-        .env_remove("PGPASSWORD")
-        .env_remove("PGSERVICE");
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        "postgres",
+        "-d",
+        database,
+    ])
+    .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+    .env_remove("PGPASSWORD")
+    .env_remove("PGSERVICE");
     cmd
 }
 
@@ -475,9 +502,11 @@ fn psql_command(psql: &Path, port: u16, database: &str) -> tokio::process::Comma
 /// now belongs to some other live process.
 fn remove_dead_postmaster_pid(pgdata: &Path) {
     let lock = pgdata.join("postmaster.pid");
-    let pid = fs::read_to_string(&lock)
-        .ok()
-        .and_then(|text| text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
+    let pid = fs::read_to_string(&lock).ok().and_then(|text| {
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+    });
     if let Some(pid) = pid {
         let is_postgres = fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("postgres"));
@@ -535,7 +564,10 @@ async fn redis_ping(port: u16) -> Result<()> {
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).await?;
     if &reply != b"+PONG\r\n" {
-        bail!("Redis answered {:?} to PING", String::from_utf8_lossy(&reply));
+        bail!(
+            "Redis answered {:?} to PING",
+            String::from_utf8_lossy(&reply)
+        );
     }
     Ok(())
 }

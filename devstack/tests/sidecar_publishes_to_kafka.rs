@@ -48,7 +48,7 @@ spec:
 async fn a_sidecar_publishes_keyed_records_to_kafka_and_saves_state_in_redis() -> Result<()> {
     let paths = Paths::discover()?;
     let provision_paths = paths.clone();
-    tokio::task::spawn_blocking(move || provision::all(&provision_paths)).await??;
+    tokio::task::spawn_blocking(move || provision::all_once(&provision_paths)).await??;
 
     let dir = tempfile::tempdir()?;
     let stack = Stack::start(
@@ -78,7 +78,11 @@ async fn a_sidecar_publishes_keyed_records_to_kafka_and_saves_state_in_redis() -
     let started = Instant::now();
     let mut sidecar = Sidecar::start(
         &paths,
-        SidecarConfig::new("publisher", &resources, &dir.path().join("daprd-publisher.log")),
+        SidecarConfig::new(
+            "publisher",
+            &resources,
+            &dir.path().join("daprd-publisher.log"),
+        ),
     )
     .await?;
     println!("daprd ready in {:.1}s", started.elapsed().as_secs_f64());
@@ -111,25 +115,38 @@ async fn a_sidecar_publishes_keyed_records_to_kafka_and_saves_state_in_redis() -
     .await?;
     ensure!(records.len() == 1, "expected one record, got {records:?}");
     let record = &records[0];
-    ensure!(record.key.as_deref() == Some("alice"), "wrong key: {record:?}");
+    ensure!(
+        record.key.as_deref() == Some("alice"),
+        "wrong key: {record:?}"
+    );
     ensure!((0..3).contains(&record.partition));
     let envelope: serde_json::Value =
         serde_json::from_str(&record.value).context("the value is not JSON")?;
-    ensure!(envelope["data"] == body, "the CloudEvent does not carry the body: {envelope}");
+    ensure!(
+        envelope["data"] == body,
+        "the CloudEvent does not carry the body: {envelope}"
+    );
 
     let saved = http
         .post(format!("{}/v1.0/state/statestore", sidecar.http_url()))
         .json(&serde_json::json!([{ "key": "k1", "value": { "n": 1 } }]))
         .send()
         .await?;
-    ensure!(saved.status().as_u16() == 204, "state save answered {}", saved.status());
+    ensure!(
+        saved.status().as_u16() == 204,
+        "state save answered {}",
+        saved.status()
+    );
     let read: serde_json::Value = http
         .get(format!("{}/v1.0/state/statestore/k1", sidecar.http_url()))
         .send()
         .await?
         .json()
         .await?;
-    ensure!(read == serde_json::json!({ "n": 1 }), "state read back {read}");
+    ensure!(
+        read == serde_json::json!({ "n": 1 }),
+        "state read back {read}"
+    );
 
     let pid = sidecar.pid();
     let stopping = Instant::now();
@@ -144,7 +161,7 @@ async fn a_sidecar_publishes_keyed_records_to_kafka_and_saves_state_in_redis() -
 async fn a_sidecar_with_an_app_port_starts_before_the_app_listens() -> Result<()> {
     let paths = Paths::discover()?;
     let provision_paths = paths.clone();
-    tokio::task::spawn_blocking(move || provision::all(&provision_paths)).await??;
+    tokio::task::spawn_blocking(move || provision::all_once(&provision_paths)).await??;
 
     let dir = tempfile::tempdir()?;
     let resources = dir.path().join("components");

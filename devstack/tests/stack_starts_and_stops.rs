@@ -10,7 +10,7 @@ use devstack::{Paths, Ports, Stack, StackConfig, pid_alive, provision};
 async fn stack_starts_creates_topics_survives_a_kafka_restart_and_stops_cleanly() -> Result<()> {
     let paths = Paths::discover()?;
     let provision_paths = paths.clone();
-    tokio::task::spawn_blocking(move || provision::all(&provision_paths)).await??;
+    tokio::task::spawn_blocking(move || provision::all_once(&provision_paths)).await??;
 
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
@@ -24,8 +24,15 @@ async fn stack_starts_creates_topics_survives_a_kafka_restart_and_stops_cleanly(
     .await?;
     println!("stack started in {:.1}s", started.elapsed().as_secs_f64());
     let pids = stack.pids();
-    ensure!(pids.len() == 3, "expected 3 running processes, got {pids:?}");
-    ensure!(stack.database_url().starts_with("postgres://todo:todo@127.0.0.1:"));
+    ensure!(
+        pids.len() == 3,
+        "expected 3 running processes, got {pids:?}"
+    );
+    ensure!(
+        stack
+            .database_url()
+            .starts_with("postgres://todo:todo@127.0.0.1:")
+    );
     ensure!(stack.database_url().ends_with("/todo"));
 
     stack.create_topics(&["task-events"], 3).await?;
@@ -36,15 +43,27 @@ async fn stack_starts_creates_topics_survives_a_kafka_restart_and_stops_cleanly(
         .lines()
         .find(|l| l.contains("Topic: task-events") && l.contains("PartitionCount"))
         .with_context(|| format!("task-events missing from:\n{described}"))?;
-    ensure!(line.contains("PartitionCount: 3"), "wrong partition count: {line}");
-    ensure!(line.contains("retention.ms=604800000"), "wrong retention: {line}");
+    ensure!(
+        line.contains("PartitionCount: 3"),
+        "wrong partition count: {line}"
+    );
+    ensure!(
+        line.contains("retention.ms=604800000"),
+        "wrong retention: {line}"
+    );
 
     let old_kafka = stack.kafka_pid().context("kafka pid")?;
     let restarted = Instant::now();
     stack.stop_kafka().await?;
-    ensure!(!pid_alive(old_kafka), "kafka {old_kafka} still running after stop_kafka");
+    ensure!(
+        !pid_alive(old_kafka),
+        "kafka {old_kafka} still running after stop_kafka"
+    );
     stack.start_kafka().await?;
-    println!("kafka restarted in {:.1}s", restarted.elapsed().as_secs_f64());
+    println!(
+        "kafka restarted in {:.1}s",
+        restarted.elapsed().as_secs_f64()
+    );
     let new_kafka = stack.kafka_pid().context("kafka pid after restart")?;
     ensure!(new_kafka != old_kafka);
     let described = stack.describe_topics().await?;
@@ -54,7 +73,10 @@ async fn stack_starts_creates_topics_survives_a_kafka_restart_and_stops_cleanly(
     );
 
     let pids = stack.pids();
-    ensure!(pids.len() == 3, "expected 3 running processes, got {pids:?}");
+    ensure!(
+        pids.len() == 3,
+        "expected 3 running processes, got {pids:?}"
+    );
     stack.stop().await?;
     for pid in pids {
         ensure!(!pid_alive(pid), "pid {pid} still running after stop");
@@ -70,7 +92,7 @@ async fn stack_starts_creates_topics_survives_a_kafka_restart_and_stops_cleanly(
 async fn dropping_a_stack_stops_its_processes() -> Result<()> {
     let paths = Paths::discover()?;
     let provision_paths = paths.clone();
-    tokio::task::spawn_blocking(move || provision::all(&provision_paths)).await??;
+    tokio::task::spawn_blocking(move || provision::all_once(&provision_paths)).await??;
 
     let dir = tempfile::tempdir()?;
     let mut stack = Stack::start(
@@ -82,7 +104,10 @@ async fn dropping_a_stack_stops_its_processes() -> Result<()> {
     )
     .await?;
     let pids = stack.pids();
-    ensure!(pids.len() == 3, "expected 3 running processes, got {pids:?}");
+    ensure!(
+        pids.len() == 3,
+        "expected 3 running processes, got {pids:?}"
+    );
     drop(stack);
     for pid in pids {
         ensure!(!pid_alive(pid), "pid {pid} still running after drop");

@@ -73,6 +73,8 @@ pub struct Recurrence {
 /// - `scheduled_due`: the due time of the instance just completed, if it had one.
 /// - `anchor`: the series' anchor (local); when absent the scheduled due's local time is used.
 /// - `completed_at`: the base when there is no scheduled due time.
+///
+/// Always later than the base (the scheduled due time, or the completion time without one).
 pub fn next_due(
     frequency: Frequency,
     tz: Tz,
@@ -80,21 +82,62 @@ pub fn next_due(
     scheduled_due: Option<DateTime<Utc>>,
     completed_at: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    let base = to_local(tz, scheduled_due.unwrap_or(completed_at));
-    let time_of_day = match (scheduled_due, anchor) {
-        (Some(_), Some(anchor)) => anchor.time(),
-        _ => base.time(),
+    let previous = scheduled_due.unwrap_or(completed_at);
+    let base = to_local(tz, previous);
+    let (mut date, time_of_day, anchor_day) = match (scheduled_due, anchor) {
+        (Some(due), Some(anchor)) => (
+            scheduled_date(frequency, tz, due, base, anchor),
+            anchor.time(),
+            anchor.day(),
+        ),
+        _ => (base.date(), base.time(), base.day()),
     };
-    let anchor_day = match (scheduled_due, anchor) {
-        (Some(_), Some(anchor)) => anchor.day(),
-        _ => base.day(),
+    // One step is enough except when a skipped local day made two occurrences collapse
+    // onto the same instant (Samoa skipped 2011-12-30): then the next one is a step further.
+    let mut next = previous;
+    for _ in 0..4 {
+        date = match frequency {
+            Frequency::Daily => add_days(date, 1),
+            Frequency::Weekly => add_days(date, 7),
+            Frequency::Monthly => next_month_on(date, anchor_day),
+        };
+        next = resolve_local(tz, date.and_time(time_of_day));
+        if next > previous {
+            break;
+        }
+    }
+    next
+}
+
+/// The local date an instance was scheduled for: usually the local date of its due time.
+///
+/// When the anchor time did not exist that day and the due time moved forward onto the next
+/// date (a gap across midnight, or a skipped day as in Samoa on 2011-12-30), the instance
+/// belongs to the day before; stepping from the moved date would shift the rest of the series
+/// by a day. An instant that is both a real time on its own date and the moved time of the
+/// day before is attributed to whichever of the two dates is on the series' schedule.
+fn scheduled_date(
+    frequency: Frequency,
+    tz: Tz,
+    due: DateTime<Utc>,
+    local: NaiveDateTime,
+    anchor: NaiveDateTime,
+) -> NaiveDate {
+    let time = anchor.time();
+    let names_due = |date: NaiveDate| resolve_local(tz, date.and_time(time)) == due;
+    let on_schedule = |date: NaiveDate| match frequency {
+        Frequency::Daily => true,
+        Frequency::Weekly => date.signed_duration_since(anchor.date()).num_days().rem_euclid(7) == 0,
+        Frequency::Monthly => date.day() == anchor.day().min(days_in_month(date)),
     };
-    let next_date = match frequency {
-        Frequency::Daily => add_days(base.date(), 1),
-        Frequency::Weekly => add_days(base.date(), 7),
-        Frequency::Monthly => next_month_on(base.date(), anchor_day),
-    };
-    resolve_local(tz, next_date.and_time(time_of_day))
+    let own = local.date();
+    if names_due(own) && on_schedule(own) {
+        return own;
+    }
+    match own.pred_opt() {
+        Some(day_before) if names_due(day_before) && on_schedule(day_before) => day_before,
+        _ => own,
+    }
 }
 
 fn add_days(date: NaiveDate, days: u64) -> NaiveDate {
@@ -194,5 +237,201 @@ mod tests {
         assert_eq!(days_in_month(d(2100, 2)), 28);
         assert_eq!(days_in_month(d(2000, 2)), 29);
         assert_eq!(days_in_month(d(2026, 12)), 31);
+    }
+
+    #[test]
+    fn a_weekly_series_over_a_skipped_day_keeps_its_weekday() {
+        // Samoa skipped Friday 2011-12-30: that week's instance moves to Saturday the 31st,
+        // the next is back on Friday.
+        let got = series(Frequency::Weekly, chrono_tz::Pacific::Apia, "2011-12-23 09:00", 2);
+        assert_eq!(got, ["2011-12-23 09:00", "2011-12-31 09:00", "2012-01-06 09:00"].map(local));
+    }
+
+    #[test]
+    fn a_weekly_series_on_the_day_after_a_skipped_day_stays_on_its_weekday() {
+        // Saturday the 31st at 09:00 is the same instant as the skipped Friday's 09:00 moved
+        // forward; for a Saturday series it is Saturday's own instance.
+        let got = series(Frequency::Weekly, chrono_tz::Pacific::Apia, "2011-12-24 09:00", 2);
+        assert_eq!(got, ["2011-12-24 09:00", "2011-12-31 09:00", "2012-01-07 09:00"].map(local));
+    }
+
+    #[test]
+    fn a_daily_series_over_a_skipped_day_has_one_instance_on_the_day_after() {
+        let got = series(Frequency::Daily, chrono_tz::Pacific::Apia, "2011-12-29 09:00", 2);
+        assert_eq!(got, ["2011-12-29 09:00", "2011-12-31 09:00", "2012-01-01 09:00"].map(local));
+    }
+
+    #[test]
+    fn a_monthly_series_over_a_skipped_day_returns_to_its_anchor_day() {
+        let got = series(Frequency::Monthly, chrono_tz::Pacific::Apia, "2011-11-30 09:00", 2);
+        assert_eq!(got, ["2011-11-30 09:00", "2011-12-31 09:00", "2012-01-30 09:00"].map(local));
+    }
+
+    #[test]
+    fn a_moved_instance_continues_from_the_day_it_was_moved_to() {
+        // Anchored at 09:00; this instance was moved to 15:00 on Tuesday: the next is
+        // Wednesday at the anchor time.
+        let tz = chrono_tz::Europe::Berlin;
+        let moved = resolve_local(tz, local("2026-06-02 15:00"));
+        let next = next_due(Frequency::Daily, tz, Some(local("2026-06-01 09:00")), Some(moved), moved);
+        assert_eq!(to_local(tz, next), local("2026-06-03 09:00"));
+    }
+
+    /// Property tests over the zones whose rules are the hardest: DST north and south, a
+    /// half-hour offset without DST, and Samoa (DST until 2021, and a skipped day).
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const ZONES: [Tz; 6] = [
+            chrono_tz::America::New_York,
+            chrono_tz::Europe::Berlin,
+            chrono_tz::Australia::Sydney,
+            chrono_tz::Asia::Kolkata,
+            chrono_tz::Pacific::Apia,
+            chrono_tz::UTC,
+        ];
+
+        fn zone() -> impl Strategy<Value = Tz> {
+            prop::sample::select(ZONES.to_vec())
+        }
+
+        fn frequency() -> impl Strategy<Value = Frequency> {
+            prop::sample::select(Frequency::ALL.to_vec())
+        }
+
+        /// A local date-time between 2000 and 2036, biased towards month ends, the small
+        /// hours where DST transitions happen, and late 2011.
+        fn local_datetime() -> impl Strategy<Value = NaiveDateTime> {
+            let day = prop_oneof![1u32..=31, 27u32..=31];
+            let hour = prop_oneof![0u32..24, 0u32..4];
+            // Some series start in the months before Samoa skipped 2011-12-30.
+            let year = prop_oneof![6 => 2000i32..=2036, 1 => Just(2011)];
+            let month = prop_oneof![3 => 1u32..=12, 1 => 10u32..=12];
+            (year, month, day, hour, prop::sample::select(vec![0u32, 15, 30, 45, 59]))
+                .prop_map(|(y, m, d, h, min)| {
+                    let first = NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(NaiveDate::MIN);
+                    let day = d.min(days_in_month(first));
+                    first
+                        .with_day(day)
+                        .and_then(|date| date.and_hms_opt(h, min, 0))
+                        .unwrap_or_default()
+                })
+        }
+
+        fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+            // 2000-01-01 .. 2037-01-01
+            (946_684_800i64..2_114_380_800).prop_map(|s| DateTime::from_timestamp(s, 0).unwrap_or_default())
+        }
+
+        /// The local date-time of occurrence `k` of a series: `k` periods after the anchor,
+        /// monthly on the anchor day or the month's last day.
+        fn expected_local(freq: Frequency, anchor: NaiveDateTime, k: u32) -> NaiveDateTime {
+            let date = match freq {
+                Frequency::Daily => add_days(anchor.date(), u64::from(k)),
+                Frequency::Weekly => add_days(anchor.date(), 7 * u64::from(k)),
+                Frequency::Monthly => {
+                    let first = anchor.date().with_day(1).and_then(|d| d.checked_add_months(Months::new(k)));
+                    let first = first.unwrap_or(NaiveDate::MAX);
+                    first.with_day(anchor.day().min(days_in_month(first))).unwrap_or(first)
+                }
+            };
+            date.and_time(anchor.time())
+        }
+
+        fn exists(tz: Tz, local: NaiveDateTime) -> bool {
+            !matches!(chrono::TimeZone::from_local_datetime(&tz, &local), chrono::LocalResult::None)
+        }
+
+        /// Walks a series `n` steps from its anchor with arbitrary completion times.
+        fn walk(freq: Frequency, tz: Tz, anchor: NaiveDateTime, n: usize, completed_at: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+            let mut due = resolve_local(tz, anchor);
+            let mut out = vec![due];
+            for _ in 0..n {
+                due = next_due(freq, tz, Some(anchor), Some(due), completed_at);
+                out.push(due);
+            }
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn the_next_due_time_is_after_the_scheduled_one(
+                freq in frequency(), tz in zone(), anchor in local_datetime(),
+                scheduled in instant(), completed in instant(),
+            ) {
+                let next = next_due(freq, tz, Some(anchor), Some(scheduled), completed);
+                prop_assert!(next > scheduled, "{freq} {tz}: {next} is not after {scheduled}");
+            }
+
+            #[test]
+            fn without_a_due_time_the_next_is_after_the_completion(
+                freq in frequency(), tz in zone(), anchor in prop::option::of(local_datetime()),
+                completed in instant(),
+            ) {
+                let next = next_due(freq, tz, anchor, None, completed);
+                prop_assert!(next > completed);
+                // One period later in local time, at the completion's local time of day
+                // where that exists.
+                let want = expected_local(freq, to_local(tz, completed), 1);
+                if exists(tz, want) {
+                    prop_assert_eq!(to_local(tz, next), want);
+                }
+            }
+
+            #[test]
+            fn a_series_follows_its_anchor_in_local_time(
+                freq in frequency(), tz in zone(), anchor in local_datetime(),
+                n in 1usize..40, completed in instant(),
+            ) {
+                let got = walk(freq, tz, anchor, n, completed);
+                for pair in got.windows(2) {
+                    prop_assert!(pair[1] > pair[0], "{freq} {tz}: not increasing: {got:?}");
+                }
+                // The series is the anchor's local schedule turned into instants; occurrences
+                // that collapse onto one instant (a skipped day) count once.
+                let mut want: Vec<DateTime<Utc>> = Vec::new();
+                let mut k = 0;
+                while want.len() < got.len() {
+                    let at = resolve_local(tz, expected_local(freq, anchor, k));
+                    if want.last() != Some(&at) {
+                        want.push(at);
+                    }
+                    k += 1;
+                }
+                prop_assert_eq!(&got, &want, "{} {}: anchor {}", freq, tz, anchor);
+                for due in &got {
+                    let local = to_local(tz, *due);
+                    // Where the anchor's local time exists that day, it is kept exactly.
+                    if local.time() != anchor.time() {
+                        let day_before = local.date().pred_opt().unwrap_or(local.date());
+                        prop_assert!(
+                            !exists(tz, local.date().and_time(anchor.time()))
+                                || !exists(tz, day_before.and_time(anchor.time())),
+                            "{freq} {tz}: {local} lost the anchor time {}", anchor.time()
+                        );
+                    }
+                }
+            }
+
+            #[test]
+            fn monthly_lands_on_the_anchor_day_or_the_month_end(
+                tz in zone(), anchor in local_datetime(), n in 1usize..30, completed in instant(),
+            ) {
+                let got = walk(Frequency::Monthly, tz, anchor, n, completed);
+                for due in got {
+                    let local = to_local(tz, due);
+                    // Unless the anchor time did not exist and the instance moved to another day.
+                    let day_before = local.date().pred_opt().unwrap_or(local.date());
+                    let moved = !exists(tz, day_before.and_time(anchor.time()))
+                        || local.time() != anchor.time();
+                    if !moved {
+                        prop_assert_eq!(local.day(), anchor.day().min(days_in_month(local.date())), "{} {}", tz, local);
+                    }
+                }
+            }
+        }
     }
 }

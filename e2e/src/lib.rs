@@ -5,6 +5,8 @@
 //!
 //! The binaries must be built first (`cargo xtask test` does `cargo build --bins`).
 
+pub mod load;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -31,7 +33,9 @@ pub struct Env {
 
 /// A service binary running beside its sidecar.
 pub struct Service {
+    /// `<app id>-<port>`: names its log files.
     pub name: String,
+    pub bin: String,
     pub port: u16,
     pub process: Managed,
     pub sidecar: Sidecar,
@@ -89,7 +93,8 @@ impl Env {
     pub async fn start_service(&self, bin: &str, app_id: &str, env: &[(&str, String)]) -> Result<Service> {
         let port = devstack::free_port();
         let logs = self.dir.path().join("logs");
-        let mut cfg = SidecarConfig::new(app_id, &self.resources, &logs.join(format!("{app_id}-daprd.log")));
+        // Named by port too: replicas of one app id must not share a log or pidfile.
+        let mut cfg = SidecarConfig::new(app_id, &self.resources, &logs.join(format!("{app_id}-{port}-daprd.log")));
         cfg.app_port = Some(port);
         let mut all_env: Vec<(String, String)> = vec![
             ("APP_PORT".into(), port.to_string()),
@@ -99,12 +104,13 @@ impl Env {
             ("RUST_LOG".into(), "info".into()),
         ];
         all_env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-        let process = spawn_binary(bin, app_id, &all_env, &logs)?;
+        let name = format!("{app_id}-{port}");
+        let process = spawn_binary(bin, &name, &all_env, &logs)?;
         let base = format!("http://127.0.0.1:{port}");
         wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(30), &process).await?;
         let sidecar = Sidecar::start(&self.paths, cfg).await?;
         sidecar.wait_ready(Duration::from_secs(30)).await?;
-        Ok(Service { name: app_id.to_owned(), port, process, sidecar, base, env: all_env })
+        Ok(Service { name, bin: bin.to_owned(), port, process, sidecar, base, env: all_env })
     }
 
     /// `chat-api` on a fresh database (migrated at start).
@@ -133,7 +139,7 @@ impl Service {
     /// Restarts the binary (not the sidecar) with the same settings, after a crash.
     pub async fn restart_process(&mut self, logs: &Path) -> Result<()> {
         self.process.stop();
-        self.process = spawn_binary(&self.name, &self.name, &self.env, logs)?;
+        self.process = spawn_binary(&self.bin, &self.name, &self.env, logs)?;
         wait_http_ok(&format!("{}/healthz", self.base), Duration::from_secs(30), &self.process).await
     }
 }

@@ -7,12 +7,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_tasks_users_outbox;
+mod m20261128_000002_relay_lease;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_tasks_users_outbox::Migration)]
+        vec![
+            Box::new(m20261128_000001_tasks_users_outbox::Migration),
+            Box::new(m20261128_000002_relay_lease::Migration),
+        ]
     }
 }

@@ -1,12 +1,13 @@
 //! What every service shares: typed configuration from the environment, telemetry,
-//! graceful shutdown, publishing through the Dapr sidecar, and the replies a subscription
-//! handler gives daprd.
+//! graceful shutdown, publishing through the Dapr sidecar, idempotency keys in the Dapr state
+//! store, and the replies a subscription handler gives daprd.
 //!
 //! May depend on: the `dapr` crate, axum and tokio. Knows nothing about tasks.
 
 pub mod config;
 pub mod publish;
 pub mod shutdown;
+pub mod state;
 pub mod subscription;
 pub mod telemetry;
 
@@ -14,4 +15,5 @@ pub use shutdown::Shutdown;
 
 pub use config::{env_opt, env_or, Secret};
 pub use publish::{DaprPublisher, OutgoingEvent, PublishError, Publisher};
+pub use state::{DaprIdempotencyStore, IdempotencyStore, MemoryIdempotencyStore, StateError};
 pub use subscription::{require_dapr_token, SubscriptionOutcome};

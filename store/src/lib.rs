@@ -2,7 +2,8 @@
 //!
 //! Every task change is written together with its event in one database transaction
 //! ([`tasks::TaskStore`]); the outbox relay in `chat-api` publishes those events later
-//! ([`outbox::OutboxStore`]). Works on PostgreSQL and SQLite alike.
+//! ([`outbox::OutboxStore`]). The recurring worker's one write, the next instance of a series,
+//! is in [`recurring`]. Works on PostgreSQL and SQLite alike.
 //!
 //! May depend on: the domain crate and sea-orm. Never on HTTP or Dapr.
 
@@ -10,9 +11,11 @@ pub mod db;
 pub mod entity;
 pub mod error;
 pub mod outbox;
+pub mod recurring;
 pub mod tasks;
 
 pub use db::{connect, migrate};
 pub use error::StoreError;
-pub use outbox::{Backlog, OutboxStore, PendingEvent};
+pub use outbox::{Backlog, OutboxStore, PendingEvent, OUTBOX_LEASE};
+pub use recurring::NextInstance;
 pub use tasks::{ListQuery, NewTask, Page, SortKey, StatusFilter, TaskPatch, TaskStore};

@@ -7,7 +7,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{entity::outbox, StoreError};
+use crate::{
+    entity::{outbox, relay_lease},
+    StoreError,
+};
+
+/// The lease that makes one relay at a time the outbox's publisher.
+pub const OUTBOX_LEASE: &str = "outbox";
 
 /// An event waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +111,49 @@ impl OutboxStore {
             pending,
             oldest_created_at: oldest,
         })
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`. True when `holder`
+    /// holds it: it was free, expired, or already `holder`'s. Two relays can never both
+    /// get `true` for overlapping periods, whatever the database.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<bool, StoreError> {
+        let until = now + ttl;
+        relay_lease::Entity::insert(relay_lease::ActiveModel {
+            name: sea_orm::ActiveValue::Set(name.to_owned()),
+            holder: sea_orm::ActiveValue::Set(holder.to_owned()),
+            expires_at: sea_orm::ActiveValue::Set(until),
+        })
+        .on_conflict_do_nothing_on([relay_lease::Column::Name])
+        .exec(&self.db)
+        .await?;
+        let res = relay_lease::Entity::update_many()
+            .col_expr(relay_lease::Column::Holder, Expr::value(holder))
+            .col_expr(relay_lease::Column::ExpiresAt, Expr::value(until))
+            .filter(relay_lease::Column::Name.eq(name))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(relay_lease::Column::Holder.eq(holder))
+                    .add(relay_lease::Column::ExpiresAt.lt(now)),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    /// Gives the lease up (at shutdown), so another relay takes over at once.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        relay_lease::Entity::delete_many()
+            .filter(relay_lease::Column::Name.eq(name))
+            .filter(relay_lease::Column::Holder.eq(holder))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Deletes published events older than `before`. Returns how many were removed.

@@ -1,0 +1,515 @@
+//! The API's OpenAPI 3.1 document, generated from the code, and the pages that serve it.
+//!
+//! Each handler carries its own `#[utoipa::path]` annotation and each request and response
+//! type its schema; [`crate::routes::table`] registers every handler with the router and the
+//! document in one step, so a route cannot be served undocumented or documented unserved.
+//!
+//! The domain crate stays free of web crates, so its types are described here: their schema
+//! components are built from the domain's own constants (`Priority::ALL`, `TITLE_MAX_CHARS`,
+//! ...), and the snapshot's shape is checked field by field at compile time.
+
+use std::{borrow::Cow, sync::LazyLock};
+
+use axum::{
+    http::header,
+    response::{Html, IntoResponse, Response},
+};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::json;
+use todo_domain::{
+    task::{DESCRIPTION_MAX_CHARS, TAGS_MAX_COUNT, TAG_MAX_CHARS, TITLE_MAX_CHARS, USER_ID_MAX_CHARS},
+    Frequency, Priority, Recurrence, TaskSnapshot, TimeZone,
+};
+use utoipa::{
+    openapi::{
+        schema::{ArrayBuilder, Object, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type},
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        ContentBuilder, KnownFormat, RefOr, Response as OaResponse, ResponseBuilder,
+    },
+    Modify, OpenApi, PartialSchema, ToResponse, ToSchema,
+};
+use uuid::Uuid;
+
+/// Where the document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+/// Where the interactive documentation is served.
+pub const DOCS_PATH: &str = "/docs";
+/// Name of the bearer security scheme that every `/api` operation requires.
+pub const BEARER_SCHEME: &str = "bearer_jwt";
+/// The docs page loads its viewer from a CDN in the browser: nothing is fetched at build time.
+const SCALAR_SCRIPT: &str = "https://cdn.jsdelivr.net/npm/@scalar/api-reference@1.72.1";
+
+/// Every `code` an error response can carry (see [`crate::error`]).
+pub const ERROR_CODES: [&str; 12] = [
+    "invalid_json",
+    "invalid_field",
+    "invalid_query",
+    "payload_too_large",
+    "unauthorized",
+    "forbidden",
+    "user_deleted",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "unavailable",
+    "internal",
+];
+
+/// The document's fixed parts; paths and their schemas are added by [`crate::routes::table`].
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chat-api",
+        description = "The task REST API of the event-driven Todo backend. Every change is \
+            committed with its event and published to `task-events`.\n\nAll routes under \
+            `/api/{user_id}` need `Authorization: Bearer <JWT>` (HS256, `sub` = the user id, \
+            `exp` required); the path's user id must be the token's subject. Errors always \
+            have the shape `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+    ),
+    modifiers(&BearerScheme),
+    components(
+        // Parameter schemas are not collected from `params(...)`, so they are listed here.
+        schemas(ErrorBody, UserIdSchema, PrioritySchema, FrequencySchema),
+        responses(
+            BadRequest,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            Conflict,
+            Gone,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            Unavailable,
+        ),
+    ),
+    tags(
+        (name = "tasks", description = "A user's tasks"),
+        (name = "account", description = "A user's account"),
+        (name = "operations", description = "Health and the outbox relay"),
+        (name = "meta", description = "This document and its viewer"),
+    ),
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "HS256 JWT signed with the service's secret; `sub` is the user id, `exp` is required.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+    }
+}
+
+/// The whole document, as served at [`OPENAPI_PATH`].
+pub fn document() -> utoipa::openapi::OpenApi {
+    crate::routes::table().into_openapi()
+}
+
+/// The document is a function of the code only, so it is rendered once.
+static DOCUMENT_JSON: LazyLock<Result<String, String>> =
+    LazyLock::new(|| document().to_pretty_json().map_err(|e| e.to_string()));
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi_document",
+    tag = "meta",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)),
+)]
+pub async fn openapi_json() -> Response {
+    match &*DOCUMENT_JSON {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response(),
+        Err(e) => crate::error::ApiError::internal(format!("OpenAPI document: {e}")).into_response(),
+    }
+}
+
+/// Interactive documentation of this API (loads its viewer from a CDN in the browser).
+#[utoipa::path(
+    get,
+    path = "/docs",
+    operation_id = "docs_page",
+    tag = "meta",
+    responses((status = 200, description = "An HTML page that renders /openapi.json", content_type = "text/html", body = String)),
+)]
+pub async fn docs_page() -> Html<String> {
+    Html(format!(
+        r#"<!doctype html>
+<html>
+  <head>
+    <title>chat-api reference</title>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+  </head>
+  <body>
+    <div id="app"></div>
+    <script src="{SCALAR_SCRIPT}"></script>
+    <script>Scalar.createApiReference('#app', {{ url: '{OPENAPI_PATH}' }})</script>
+  </body>
+</html>
+"#
+    ))
+}
+
+// ---- Error responses -------------------------------------------------------------------
+
+/// The one error shape: `{"error": {"code", "message", "field"?}}`.
+#[derive(ToSchema)]
+#[schema(as = Error)]
+#[allow(dead_code)] // only its schema is used; `crate::error::ApiError` renders the body
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable reason.
+    #[schema(schema_with = error_code)]
+    code: String,
+    /// What went wrong and what to fix, for people.
+    message: String,
+    /// The offending field or parameter, when there is one.
+    #[schema(nullable = false)]
+    field: Option<String>,
+}
+
+fn error_code() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ERROR_CODES))
+        .build()
+}
+
+fn error_response(description: &str, code: &str, message: &str, field: Option<&str>) -> RefOr<OaResponse> {
+    let mut detail = json!({ "code": code, "message": message });
+    if let Some(field) = field {
+        detail["field"] = json!(field);
+    }
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(ErrorBody::schema_ref()))
+                .example(Some(json!({ "error": detail })))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+trait SchemaRef {
+    fn schema_ref() -> RefOr<Schema>;
+}
+
+impl<T: ToSchema> SchemaRef for T {
+    fn schema_ref() -> RefOr<Schema> {
+        RefOr::Ref(utoipa::openapi::Ref::from_schema_name(T::name()))
+    }
+}
+
+/// Reusable error responses (`components.responses`), one per status.
+macro_rules! error_responses {
+    ($($name:ident => $description:literal, $code:literal, $message:literal, $field:expr;)*) => {$(
+        #[doc = $description]
+        pub struct $name;
+
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<OaResponse>) {
+                (stringify!($name), error_response($description, $code, $message, $field))
+            }
+        }
+    )*};
+}
+
+error_responses! {
+    BadRequest => "The request is malformed: invalid JSON, a wrong type, an unknown field, or a value out of range (`invalid_json`, `invalid_field`, `invalid_query`).",
+        "invalid_field", "time_zone: \"Mars/Base\" is not an IANA time zone name (for example \"Europe/Berlin\" or \"UTC\")", Some("time_zone");
+    Unauthorized => "Missing, malformed, expired or wrongly signed bearer token (`unauthorized`).",
+        "unauthorized", "token has expired", None;
+    Forbidden => "The path's user id is not the token's subject (`forbidden`).",
+        "forbidden", "the path's user id is not the authenticated user", None;
+    NotFound => "No such task for this user (another user's task is never revealed) (`not_found`).",
+        "not_found", "no such task", None;
+    Conflict => "The task was changed concurrently and the retries ran out; retry (`conflict`).",
+        "conflict", "the task was being changed by another request; retry", None;
+    Gone => "The account was deleted; no further changes are accepted (`user_deleted`).",
+        "user_deleted", "this account was deleted; no further changes are accepted", None;
+    PayloadTooLarge => "The body is larger than the API accepts (`payload_too_large`).",
+        "payload_too_large", "Failed to buffer the request body: length limit exceeded", None;
+    UnsupportedMediaType => "The body is not sent as `application/json` (`invalid_json`).",
+        "invalid_json", "Expected request with `Content-Type: application/json`", None;
+    Unavailable => "The database is unavailable; retry shortly (`unavailable`).",
+        "unavailable", "the database is unavailable; retry shortly", None;
+}
+
+// ---- Domain values, described from the domain's own constants --------------------------
+
+fn string_enum(values: impl IntoIterator<Item = &'static str>, description: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .description(Some(description))
+        .build()
+}
+
+/// `Priority` as the API spells it.
+pub struct PrioritySchema;
+
+impl PartialSchema for PrioritySchema {
+    fn schema() -> RefOr<Schema> {
+        string_enum(Priority::ALL.map(Priority::as_str), "How urgent a task is.").into()
+    }
+}
+
+impl ToSchema for PrioritySchema {
+    fn name() -> Cow<'static, str> {
+        "Priority".into()
+    }
+}
+
+/// `Frequency` as the API spells it.
+pub struct FrequencySchema;
+
+impl PartialSchema for FrequencySchema {
+    fn schema() -> RefOr<Schema> {
+        string_enum(
+            Frequency::ALL.map(Frequency::as_str),
+            "How a task repeats; a monthly series keeps its anchor day.",
+        )
+        .into()
+    }
+}
+
+impl ToSchema for FrequencySchema {
+    fn name() -> Cow<'static, str> {
+        "Frequency".into()
+    }
+}
+
+fn nullable(ty: Type) -> SchemaType {
+    SchemaType::from_iter([ty, Type::Null])
+}
+
+fn text(ty: SchemaType, min: Option<usize>, max: usize, description: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(ty)
+        .min_length(min)
+        .max_length(Some(max))
+        .description(Some(description))
+        .build()
+}
+
+const TITLE_DOC: &str = "Trimmed; must not be empty or contain control characters.";
+const DESCRIPTION_DOC: &str = "Trimmed; may be empty.";
+
+pub(crate) fn title() -> Object {
+    text(Type::String.into(), Some(1), TITLE_MAX_CHARS, TITLE_DOC)
+}
+
+pub(crate) fn title_or_null() -> Object {
+    text(nullable(Type::String), Some(1), TITLE_MAX_CHARS, TITLE_DOC)
+}
+
+pub(crate) fn description_or_null() -> Object {
+    text(nullable(Type::String), None, DESCRIPTION_MAX_CHARS, DESCRIPTION_DOC)
+}
+
+pub(crate) fn tags_or_null() -> utoipa::openapi::schema::Array {
+    ArrayBuilder::new()
+        .schema_type(nullable(Type::Array))
+        .items(text(
+            Type::String.into(),
+            Some(1),
+            TAG_MAX_CHARS,
+            "Letters, digits, - and _; spaces become -; lower-cased.",
+        ))
+        .max_items(Some(TAGS_MAX_COUNT))
+        .description(Some("Normalised to lower case; duplicates are dropped."))
+        .build()
+}
+
+pub(crate) fn tag_filter() -> Object {
+    text(Type::String.into(), Some(1), TAG_MAX_CHARS, "Only tasks with this tag (normalised like a task's tags).")
+}
+
+pub(crate) fn due_at_or_null() -> Object {
+    ObjectBuilder::new()
+        .schema_type(nullable(Type::String))
+        .description(Some(
+            "RFC 3339 with an offset (`2026-12-01T09:00:00Z`), or a local time read in `time_zone` \
+             (`2026-12-01T09:00`).",
+        ))
+        .examples(["2026-12-01T09:00", "2026-12-01T08:00:00Z"])
+        .build()
+}
+
+pub(crate) fn time_zone_or_null() -> Object {
+    ObjectBuilder::new()
+        .schema_type(nullable(Type::String))
+        .description(Some("IANA time zone name; `UTC` when absent."))
+        .default(Some(json!(TimeZone::UTC.name())))
+        .examples(["Europe/Berlin"])
+        .build()
+}
+
+pub(crate) fn instant_filter() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .description(Some("RFC 3339 time, such as `2026-12-01T09:00:00Z`."))
+        .build()
+}
+
+pub(crate) fn search() -> Object {
+    text(
+        Type::String.into(),
+        None,
+        crate::dto::SEARCH_MAX_CHARS,
+        "Text searched in title and description (case-insensitive).",
+    )
+}
+
+pub(crate) fn limit() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(todo_store::tasks::LIST_LIMIT_MAX))
+        .default(Some(json!(todo_store::tasks::LIST_LIMIT_DEFAULT)))
+        .description(Some("Page size."))
+        .build()
+}
+
+/// `UserId` as the API spells it (a path parameter: `schema_with` would drop `required`).
+pub struct UserIdSchema;
+
+impl PartialSchema for UserIdSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(USER_ID_MAX_CHARS))
+            .pattern(Some("^[A-Za-z0-9._@:|-]+$"))
+            .description(Some("A user id: the JWT subject. ASCII letters, digits and - _ . @ : |"))
+            .examples(["alice"])
+            .into()
+    }
+}
+
+impl ToSchema for UserIdSchema {
+    fn name() -> Cow<'static, str> {
+        "UserId".into()
+    }
+}
+
+/// Status, sort and order are documented from the same tables the parser reads.
+pub(crate) fn status_filter() -> Object {
+    string_enum(crate::dto::STATUS_FILTERS.map(|(name, _)| name), "Which tasks by completion; `all` by default.")
+}
+
+pub(crate) fn sort_key() -> Object {
+    string_enum(crate::dto::SORT_KEYS.map(|(name, _)| name), "Sort key; `created` by default. Tasks without a due time come last.")
+}
+
+pub(crate) fn sort_order() -> Object {
+    string_enum(crate::dto::SORT_ORDERS.map(|(name, _)| name), "Sort direction; `asc` by default.")
+}
+
+/// The snapshot's fields as a task view shows them (flattened into `Task`).
+#[derive(ToSchema)]
+#[schema(as = TaskSnapshot)]
+#[allow(dead_code)] // only its schema is used
+pub struct TaskSnapshotSchema {
+    id: Uuid,
+    /// The owner (the token's subject).
+    user_id: String,
+    title: String,
+    description: String,
+    #[schema(value_type = PrioritySchema)]
+    priority: Priority,
+    tags: Vec<String>,
+    /// The due instant, in UTC.
+    #[schema(nullable)]
+    due_at: Option<DateTime<Utc>>,
+    /// IANA time zone name.
+    #[schema(value_type = String, examples("Europe/Berlin"))]
+    time_zone: TimeZone,
+    #[schema(value_type = Option<RecurrenceSchema>, nullable)]
+    recurrence: Option<Recurrence>,
+    completed: bool,
+    #[schema(nullable)]
+    completed_at: Option<DateTime<Utc>>,
+    /// Starts at 1 and grows by one with every change.
+    #[schema(minimum = 1)]
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// How a task repeats, and which instance of its series it is.
+#[derive(ToSchema)]
+#[schema(as = Recurrence)]
+#[allow(dead_code)] // only its schema is used
+pub struct RecurrenceSchema {
+    #[schema(value_type = FrequencySchema)]
+    frequency: Frequency,
+    /// Shared by every instance of the series (the first instance's task id).
+    series_id: Uuid,
+    /// Local date and time (no offset) of the series' first due time.
+    #[schema(value_type = Option<String>, nullable, examples("2026-12-01T09:00:00"))]
+    anchor: Option<NaiveDateTime>,
+    /// 0 for the first instance, then 1, 2, ...
+    occurrence: u32,
+}
+
+/// Fails to compile when the domain's snapshot gains, loses or renames a field, so the
+/// documented shape cannot silently drift from what is serialised.
+const _: fn(TaskSnapshot) -> TaskSnapshotSchema = |snapshot| {
+    let TaskSnapshot {
+        id,
+        user_id,
+        title,
+        description,
+        priority,
+        tags,
+        due_at,
+        time_zone,
+        recurrence,
+        completed,
+        completed_at,
+        version,
+        created_at,
+        updated_at,
+    } = snapshot;
+    TaskSnapshotSchema {
+        id,
+        user_id,
+        title,
+        description,
+        priority,
+        tags,
+        due_at,
+        time_zone,
+        recurrence,
+        completed,
+        completed_at,
+        version,
+        created_at,
+        updated_at,
+    }
+};
+
+const _: fn(Recurrence) -> RecurrenceSchema = |recurrence| {
+    let Recurrence { frequency, series_id, anchor, occurrence } = recurrence;
+    RecurrenceSchema { frequency, series_id, anchor, occurrence }
+};

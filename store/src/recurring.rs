@@ -1,0 +1,280 @@
+//! The next instance of a recurring series: the `recurring-tasks` worker's one write (the
+//! spec's single exception to "only `chat-api` writes tasks").
+//!
+//! Exactly once, whatever the delivery: the unique index on `(series_id, occurrence)` makes a
+//! second instance of the same occurrence impossible, so a duplicated, concurrent or replayed
+//! completion event (or one whose idempotency key was lost) finds the instance already there.
+//! The instance and its `task.created` event are committed in one transaction, so the relay
+//! in `chat-api` publishes it like any other change and the chain continues.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    SqlErr, TransactionTrait, sea_query::OnConflict,
+};
+use todo_domain::{EventType, TaskSnapshot, next_due, time::to_local};
+use uuid::Uuid;
+
+use crate::{
+    StoreError, TaskStore,
+    entity::{tasks, users},
+    tasks::{append_event, encode_anchor, encode_tags, to_snapshot},
+};
+
+/// What became of a completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextInstance {
+    /// The next instance was created, with its `task.created` event in the outbox.
+    Created(Box<TaskSnapshot>),
+    /// The next occurrence of the series already exists (a duplicate or concurrent delivery).
+    AlreadyExists,
+    /// The task does not recur: nothing to do.
+    NotRecurring,
+    /// The completion no longer stands: the task was reopened after it (and perhaps completed
+    /// again, in which case that later completion's own event continues the series).
+    Superseded,
+    /// No such task of this user in the database.
+    UnknownTask,
+    /// The user's account was deleted: nothing more is written for them.
+    UserDeleted,
+}
+
+impl TaskStore {
+    /// Creates the instance that follows `completed` (the snapshot of a `task.completed`
+    /// event) in its series, unless it exists already.
+    ///
+    /// The new instance keeps title, description, priority, tags, time zone and recurrence,
+    /// takes the next occurrence number and the next due time from the series' anchor (or
+    /// from the completion time when the completed instance had no due time), and starts
+    /// incomplete at version 1.
+    ///
+    /// A stale event (the stored task has a newer version) still creates the instance when
+    /// its completion stands: the task is still completed from that same completion, only
+    /// edited or deleted since. So the result never depends on how late the event arrives.
+    /// If the task was reopened since, the completion is [`NextInstance::Superseded`].
+    pub async fn create_next_instance(
+        &self,
+        completed: &TaskSnapshot,
+        now: DateTime<Utc>,
+    ) -> Result<NextInstance, StoreError> {
+        let Some(recurrence) = &completed.recurrence else {
+            return Ok(NextInstance::NotRecurring);
+        };
+        let occurrence = recurrence
+            .occurrence
+            .checked_add(1)
+            .and_then(|o| i32::try_from(o).ok())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("task {}: occurrence out of range", completed.id))
+            })?;
+
+        // Checks outside the transaction: on SQLite its first statement must be the write,
+        // or a concurrent writer makes the upgrade from reader to writer fail.
+        let Some(stored) = tasks::Entity::find_by_id(completed.id)
+            .filter(tasks::Column::UserId.eq(completed.user_id.as_str()))
+            .one(self.db())
+            .await?
+        else {
+            return Ok(NextInstance::UnknownTask);
+        };
+        if user_deleted(self.db(), &completed.user_id, false).await? {
+            return Ok(NextInstance::UserDeleted);
+        }
+        if stored.version > completed.version && !completion_stands(&stored, completed) {
+            return Ok(NextInstance::Superseded);
+        }
+
+        let tz = completed.time_zone.tz();
+        let completed_at = completed.completed_at.unwrap_or(completed.updated_at);
+        let due_at = next_due(
+            recurrence.frequency,
+            tz,
+            recurrence.anchor,
+            completed.due_at,
+            completed_at,
+        );
+        // A series without an anchor (no due time, or recurrence switched on later) is
+        // anchored at the base of this step, so monthly series keep that day from now on.
+        let anchor = recurrence
+            .anchor
+            .unwrap_or_else(|| to_local(tz, completed.due_at.unwrap_or(completed_at)));
+        let id = Uuid::now_v7();
+        let row = tasks::ActiveModel {
+            id: Set(id),
+            user_id: Set(completed.user_id.clone()),
+            title: Set(completed.title.clone()),
+            description: Set(completed.description.clone()),
+            priority: Set(completed.priority.rank()),
+            tags: Set(encode_tags(&completed.tags)),
+            due_at: Set(Some(due_at)),
+            time_zone: Set(completed.time_zone.name().to_owned()),
+            recurrence: Set(Some(recurrence.frequency.as_str().to_owned())),
+            series_id: Set(Some(recurrence.series_id)),
+            anchor_local: Set(Some(encode_anchor(anchor))),
+            occurrence: Set(occurrence),
+            completed: Set(false),
+            completed_at: Set(None),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        };
+
+        let txn = self.db().begin().await?;
+        let inserted = tasks::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([tasks::Column::SeriesId, tasks::Column::Occurrence])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await;
+        match inserted {
+            Ok(1) => {}
+            Ok(_) | Err(DbErr::RecordNotInserted) => {
+                txn.rollback().await?;
+                return Ok(NextInstance::AlreadyExists);
+            }
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                txn.rollback().await?;
+                return Ok(NextInstance::AlreadyExists);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Again inside, holding the user row, so an account deleted meanwhile gets nothing.
+        if user_deleted(&txn, &completed.user_id, true).await? {
+            txn.rollback().await?;
+            return Ok(NextInstance::UserDeleted);
+        }
+        let model = tasks::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("task {id} vanished after insert")))?;
+        let snapshot = to_snapshot(&model)?;
+        append_event(&txn, EventType::TaskCreated, &snapshot, Vec::new(), now).await?;
+        txn.commit().await?;
+        Ok(NextInstance::Created(Box::new(snapshot)))
+    }
+}
+
+/// True when the user row is marked deleted. `lock` holds the row until the transaction ends.
+async fn user_deleted<C: ConnectionTrait>(
+    db: &C,
+    user: &str,
+    lock: bool,
+) -> Result<bool, StoreError> {
+    let mut query = users::Entity::find_by_id(user);
+    if lock {
+        query = query.lock_shared();
+    }
+    Ok(query.one(db).await?.is_some_and(|u| u.deleted_at.is_some()))
+}
+
+/// The stored task is still completed from the completion in `event` (not reopened since).
+///
+/// The times are compared to the millisecond: the event carries the time as written, the
+/// database what it kept of it (PostgreSQL keeps microseconds). Mistaking a re-completion
+/// within the same millisecond for the original is harmless: both name the same next
+/// occurrence, which the unique key lets exist once.
+fn completion_stands(stored: &tasks::Model, event: &TaskSnapshot) -> bool {
+    match (stored.completed_at, event.completed_at) {
+        (Some(kept), Some(sent)) if stored.completed => (kept - sent)
+            .num_microseconds()
+            .is_some_and(|d| d.abs() < 1_000),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewTask, TaskPatch};
+    use todo_domain::{Description, Frequency, Priority, Tags, TimeZone, Title, UserId};
+
+    async fn store() -> TaskStore {
+        // One connection: every connection to `:memory:` is a database of its own.
+        let db = crate::connect("sqlite::memory:", 1).await.expect("sqlite");
+        crate::migrate(&db).await.expect("migrations");
+        TaskStore::new(db)
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    }
+
+    async fn completed(store: &TaskStore, recurrence: Option<Frequency>) -> TaskSnapshot {
+        let user = UserId::parse("alice").expect("user");
+        let new = NewTask {
+            title: Title::parse("Water plants").expect("title"),
+            description: Description::default(),
+            priority: Priority::Low,
+            tags: Tags::default(),
+            due_at: None,
+            due_local: None,
+            time_zone: TimeZone::UTC,
+            recurrence,
+        };
+        let task = store
+            .create(&user, new, at("2026-01-01T00:00:00Z"))
+            .await
+            .expect("create");
+        let done = TaskPatch {
+            completed: Some(true),
+            ..TaskPatch::default()
+        };
+        store
+            .update(&user, task.id, done, at("2026-01-02T12:00:00Z"))
+            .await
+            .expect("complete")
+            .0
+    }
+
+    #[tokio::test]
+    async fn the_next_instance_is_created_once_and_then_found_to_exist() {
+        let store = store().await;
+        let done = completed(&store, Some(Frequency::Weekly)).await;
+        let NextInstance::Created(next) = store
+            .create_next_instance(&done, at("2026-01-02T12:00:01Z"))
+            .await
+            .expect("first")
+        else {
+            panic!("expected the instance to be created");
+        };
+        assert_eq!(next.due_at, Some(at("2026-01-09T12:00:00Z")));
+        assert_eq!(
+            next.recurrence
+                .as_ref()
+                .map(|r| (r.series_id, r.occurrence)),
+            Some((done.id, 1))
+        );
+        let again = store
+            .create_next_instance(&done, at("2026-01-02T12:00:02Z"))
+            .await
+            .expect("second");
+        assert_eq!(again, NextInstance::AlreadyExists);
+    }
+
+    #[tokio::test]
+    async fn tasks_that_do_not_recur_or_do_not_exist_get_no_next_instance() {
+        let store = store().await;
+        let done = completed(&store, None).await;
+        assert_eq!(
+            store
+                .create_next_instance(&done, done.updated_at)
+                .await
+                .expect("ok"),
+            NextInstance::NotRecurring
+        );
+        let mut stranger = completed(&store, Some(Frequency::Daily)).await;
+        stranger.id = Uuid::now_v7();
+        assert_eq!(
+            store
+                .create_next_instance(&stranger, stranger.updated_at)
+                .await
+                .expect("ok"),
+            NextInstance::UnknownTask
+        );
+    }
+}

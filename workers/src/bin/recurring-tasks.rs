@@ -1,0 +1,11 @@
+//! `recurring-tasks`: creates the next instance of a recurring task when one is completed.
+
+use workers::recurring::{Application, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service_kit::telemetry::init("recurring-tasks");
+    let settings = Settings::from_env()?;
+    let app = Application::build(&settings).await?;
+    app.run_until(service_kit::shutdown::signal()).await
+}

@@ -1,0 +1,140 @@
+//! What daprd delivers to a subscription route, unwrapped.
+//!
+//! daprd posts a CloudEvent envelope (`application/cloudevents+json`) whose `data` holds the
+//! event as published. A publisher may also have sent raw JSON that daprd passes through, so
+//! a body without the envelope is taken as the event itself.
+
+use serde_json::Value;
+
+/// The event inside a delivery, with the envelope's attributes when there was one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The CloudEvent `id` (the publisher sets it to the event id).
+    pub id: Option<String>,
+    /// The CloudEvent `type` (the publisher sets it to the event type).
+    pub event_type: Option<String>,
+    /// The event itself.
+    pub data: Value,
+}
+
+/// Why a body holds no event. Never worth retrying: the same bytes never decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvelopeError {
+    NotJson(String),
+    /// A CloudEvent without `data`.
+    NoData,
+    /// `data_base64`: binary content, which no event of ours is.
+    BinaryData,
+    /// `data` is a string that does not hold JSON.
+    DataNotJson(String),
+}
+
+impl std::fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotJson(e) => write!(f, "body is not JSON: {e}"),
+            Self::NoData => f.write_str("CloudEvent has no data"),
+            Self::BinaryData => f.write_str("CloudEvent carries binary data (data_base64)"),
+            Self::DataNotJson(e) => write!(f, "CloudEvent data is not JSON: {e}"),
+        }
+    }
+}
+
+/// Unwraps a delivered body.
+pub fn unwrap(body: &[u8]) -> Result<Delivery, EnvelopeError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let Value::Object(mut fields) = value else {
+        // Not an object: not an envelope, and the caller's decoding will reject it.
+        return Ok(Delivery {
+            id: None,
+            event_type: None,
+            data: value,
+        });
+    };
+    let is_envelope = fields.contains_key("specversion")
+        || (fields.contains_key("data") && !fields.contains_key("event_id"));
+    if !is_envelope {
+        return Ok(Delivery {
+            id: None,
+            event_type: None,
+            data: Value::Object(fields),
+        });
+    }
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let id = text(fields.get("id"));
+    let event_type = text(fields.get("type"));
+    let data = match fields.remove("data") {
+        // A publisher that declared a non-JSON content type gets its JSON back as a string.
+        Some(Value::String(s)) => {
+            serde_json::from_str(&s).map_err(|e| EnvelopeError::DataNotJson(e.to_string()))?
+        }
+        Some(Value::Null) | None if fields.contains_key("data_base64") => {
+            return Err(EnvelopeError::BinaryData);
+        }
+        Some(Value::Null) | None => return Err(EnvelopeError::NoData),
+        Some(data) => data,
+    };
+    Ok(Delivery {
+        id,
+        event_type,
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bytes(v: Value) -> Vec<u8> {
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_cloud_event_yields_its_data_and_attributes() {
+        let body = bytes(json!({
+            "specversion": "1.0", "id": "e1", "type": "task.completed", "source": "chat-api",
+            "datacontenttype": "application/json", "topic": "task-events",
+            "data": {"event_id": "e1", "n": 1}
+        }));
+        let d = unwrap(&body).expect("unwraps");
+        assert_eq!(d.id.as_deref(), Some("e1"));
+        assert_eq!(d.event_type.as_deref(), Some("task.completed"));
+        assert_eq!(d.data, json!({"event_id": "e1", "n": 1}));
+    }
+
+    #[test]
+    fn data_sent_as_a_json_string_is_parsed() {
+        let body = bytes(json!({"specversion": "1.0", "data": "{\"event_id\":\"e1\"}"}));
+        assert_eq!(unwrap(&body).map(|d| d.data), Ok(json!({"event_id": "e1"})));
+    }
+
+    #[test]
+    fn a_raw_event_is_taken_as_it_is() {
+        let body = bytes(json!({"event_id": "e1", "data": "not an envelope"}));
+        let d = unwrap(&body).expect("unwraps");
+        assert_eq!(d.id, None);
+        assert_eq!(d.data["event_id"], "e1");
+    }
+
+    #[test]
+    fn bodies_without_an_event_are_rejected() {
+        assert!(matches!(
+            unwrap(b"{not json"),
+            Err(EnvelopeError::NotJson(_))
+        ));
+        assert_eq!(
+            unwrap(&bytes(json!({"specversion": "1.0"}))),
+            Err(EnvelopeError::NoData)
+        );
+        assert_eq!(
+            unwrap(&bytes(json!({"specversion": "1.0", "data_base64": "AAE="}))),
+            Err(EnvelopeError::BinaryData)
+        );
+        assert!(matches!(
+            unwrap(&bytes(json!({"specversion": "1.0", "data": "{oops"}))),
+            Err(EnvelopeError::DataNotJson(_))
+        ));
+    }
+}

@@ -1,0 +1,21 @@
+//! The event consumers. Each is its own binary (`src/bin/`), Dapr app-id and sidecar over a
+//! module of this library:
+//!
+//! - [`recurring`] (`recurring-tasks`): consumes `task.completed` from `task-events` and
+//!   creates the next instance of a recurring task, exactly once in effect.
+//!
+//! Shared by all of them: [`envelope`] (what daprd delivers, unwrapped) and [`http`] (probes,
+//! the panic guard, and the fallback that never answers 404 to daprd).
+//!
+//! Events reach a consumer through a declarative subscription in `components/` and an axum
+//! route; handlers answer only `SUCCESS`, `RETRY` or `DROP`. Consumers publish nothing
+//! themselves: an event they cause (the next instance's `task.created`) is written to the
+//! shared outbox in the same transaction as the change, and the one relay of that outbox, in
+//! `chat-api`, publishes it (see `docs/recurring.md`).
+//!
+//! May depend on: the domain, store and service-kit crates, axum and tokio. Never on
+//! `chat-api`. Runs no migrations (`chat-api` owns the schema).
+
+pub mod envelope;
+pub mod http;
+pub mod recurring;

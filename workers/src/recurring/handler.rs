@@ -1,0 +1,347 @@
+//! The `task.completed` handler: decode, skip duplicates, create the next instance.
+//!
+//! | what arrived | answer |
+//! |---|---|
+//! | not JSON, not an event, unknown `schema_version`, another event type, a snapshot that breaks the task rules | `DROP` (dead-lettered) |
+//! | `user_id` missing, empty, malformed, or not the task's owner | `RETRY` (bounded by the inbound resiliency policy, then dead-lettered) |
+//! | a task that does not recur | `SUCCESS`, nothing created |
+//! | an event already handled (idempotency key) | `SUCCESS` |
+//! | a deleted user, an unknown task, a completion since undone by a reopen | `SUCCESS`, logged, nothing created |
+//! | the next instance exists already (unique key) | `SUCCESS` |
+//! | the database fails | `RETRY` |
+//! | the next instance is created | `SUCCESS` |
+
+use axum::{body::Body, extract::State};
+use chrono::Utc;
+use serde_json::Value;
+use service_kit::{IdempotencyStore, SubscriptionOutcome};
+use todo_domain::{
+    Description, EventType, TASK_EVENT_SCHEMA_VERSION, Tags, TaskEvent, Title, UserId,
+};
+use todo_store::NextInstance;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use super::{AppState, IDEMPOTENCY_TTL};
+use crate::{envelope, http};
+
+/// Why an event is not processed, and what daprd should do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub outcome: SubscriptionOutcome,
+    pub reason: String,
+}
+
+impl Rejected {
+    fn drop(reason: impl Into<String>) -> Self {
+        Self {
+            outcome: SubscriptionOutcome::Drop,
+            reason: reason.into(),
+        }
+    }
+
+    fn retry(reason: impl Into<String>) -> Self {
+        Self {
+            outcome: SubscriptionOutcome::Retry,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `POST /events/task-completed`.
+pub async fn task_completed<I: IdempotencyStore>(
+    State(state): State<AppState<I>>,
+    body: Body,
+) -> SubscriptionOutcome {
+    let Some(bytes) = http::read_body(body).await else {
+        return SubscriptionOutcome::Drop;
+    };
+    let event = match decode(&bytes) {
+        Ok(event) => event,
+        Err(rejected) => {
+            tracing::warn!(
+                outcome = rejected.outcome.as_str(),
+                reason = %rejected.reason,
+                "task.completed event rejected"
+            );
+            return rejected.outcome;
+        }
+    };
+    let span = tracing::info_span!(
+        "task_completed",
+        event_id = %event.event_id,
+        user_id = %event.user_id,
+        task_id = %event.task.id,
+    );
+    handle(&state, &event).instrument(span).await
+}
+
+/// Handles one decoded completion. Idempotent: any number of deliveries of the same event,
+/// in any order with other events, create at most one next instance.
+pub async fn handle<I: IdempotencyStore>(
+    state: &AppState<I>,
+    event: &TaskEvent,
+) -> SubscriptionOutcome {
+    if event.task.recurrence.is_none() {
+        tracing::debug!("task does not recur; nothing to do");
+        return SubscriptionOutcome::Success;
+    }
+    let key = idempotency_key(event.event_id);
+    match state.idempotency.seen(&key).await {
+        Ok(true) => {
+            tracing::info!("completion already handled (duplicate delivery)");
+            return SubscriptionOutcome::Success;
+        }
+        Ok(false) => {}
+        // The database's unique key still guarantees one instance; only the shortcut is lost.
+        Err(e) => {
+            tracing::warn!(error = %e, "idempotency store unavailable; relying on the database")
+        }
+    }
+    let started = std::time::Instant::now();
+    match state
+        .tasks
+        .create_next_instance(&event.task, Utc::now())
+        .await
+    {
+        Ok(NextInstance::Created(next)) => {
+            let recurrence = next.recurrence.as_ref();
+            tracing::info!(
+                next_task_id = %next.id,
+                series_id = ?recurrence.map(|r| r.series_id),
+                occurrence = recurrence.map(|r| r.occurrence),
+                due_at = ?next.due_at,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "created the next instance"
+            );
+        }
+        Ok(NextInstance::AlreadyExists) => tracing::info!("next instance exists already"),
+        Ok(NextInstance::NotRecurring) => tracing::debug!("task does not recur; nothing to do"),
+        Ok(NextInstance::Superseded) => {
+            tracing::info!("task was reopened after this completion; no next instance for it")
+        }
+        Ok(NextInstance::UnknownTask) => {
+            tracing::warn!("no such task of this user in the database; skipping")
+        }
+        Ok(NextInstance::UserDeleted) => tracing::info!("user was deleted; skipping"),
+        Err(e) => {
+            tracing::error!(error = %e, transient = e.is_transient(), "cannot create the next instance; will retry");
+            return SubscriptionOutcome::Retry;
+        }
+    }
+    // Only now that the effect is done (or known to be unnecessary) is the key written.
+    if let Err(e) = state.idempotency.remember(&key, IDEMPOTENCY_TTL).await {
+        tracing::warn!(error = %e, "cannot remember the event; a redelivery will hit the database's unique key");
+    }
+    SubscriptionOutcome::Success
+}
+
+/// The state-store key recording that `event_id` was handled by this service. (Dapr prefixes
+/// keys with the app id, so other consumers' keys never collide with these.)
+pub fn idempotency_key(event_id: Uuid) -> String {
+    format!("task-completed:{event_id}")
+}
+
+/// A delivered body as a `task.completed` event, or why not.
+pub fn decode(body: &[u8]) -> Result<TaskEvent, Rejected> {
+    let delivery = envelope::unwrap(body).map_err(|e| Rejected::drop(e.to_string()))?;
+    let data = delivery.data;
+    if !data.is_object() {
+        return Err(Rejected::drop("event is not a JSON object"));
+    }
+    let version = data.get("schema_version").and_then(Value::as_u64);
+    match version {
+        Some(v) if (1..=u64::from(TASK_EVENT_SCHEMA_VERSION)).contains(&v) => {}
+        Some(v) => return Err(Rejected::drop(format!("unknown schema_version {v}"))),
+        None => return Err(Rejected::drop("schema_version missing or not a number")),
+    }
+    let event_type = data.get("event_type").and_then(Value::as_str);
+    if event_type != Some(EventType::TaskCompleted.as_str()) {
+        return Err(Rejected::drop(format!(
+            "event_type {event_type:?} is not {}",
+            EventType::TaskCompleted.as_str()
+        )));
+    }
+    // Checked before full decoding: a bad user id is retried (spec FR-027a), not dropped.
+    let user_id = match data.get("user_id") {
+        None | Some(Value::Null) => return Err(Rejected::retry("user_id missing")),
+        Some(Value::String(s)) => UserId::parse(s)
+            .map_err(|e| Rejected::retry(format!("user_id invalid: {}", e.message)))?,
+        Some(_) => return Err(Rejected::retry("user_id is not a string")),
+    };
+    let owner = data
+        .get("task")
+        .and_then(|t| t.get("user_id"))
+        .and_then(Value::as_str);
+    if owner != Some(user_id.as_str()) {
+        return Err(Rejected::retry("user_id does not match the task's owner"));
+    }
+    let event: TaskEvent = serde_json::from_value(data)
+        .map_err(|e| Rejected::drop(format!("not a task event: {e}")))?;
+    check_snapshot(&event).map_err(Rejected::drop)?;
+    Ok(event)
+}
+
+/// The snapshot keeps the task rules, so the next instance will too.
+fn check_snapshot(event: &TaskEvent) -> Result<(), String> {
+    let task = &event.task;
+    if !task.completed {
+        return Err("a task.completed event whose task is not completed".into());
+    }
+    Title::parse(&task.title).map_err(|e| e.to_string())?;
+    Description::parse(&task.description).map_err(|e| e.to_string())?;
+    let tags = Tags::parse(&task.tags).map_err(|e| e.to_string())?;
+    if tags.as_slice() != task.tags.as_slice() {
+        return Err("tags are not normalised".into());
+    }
+    if let Some(r) = &task.recurrence
+        && i32::try_from(r.occurrence).map_or(true, |o| o == i32::MAX)
+    {
+        return Err(format!("occurrence {} out of range", r.occurrence));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, NaiveDateTime};
+    use serde_json::json;
+    use todo_domain::{Frequency, Priority, Recurrence, TaskSnapshot, TimeZone};
+
+    fn completed_event() -> TaskEvent {
+        let at = DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        let task = TaskSnapshot {
+            id: Uuid::nil(),
+            user_id: "alice".into(),
+            title: "Water plants".into(),
+            description: String::new(),
+            priority: Priority::High,
+            tags: vec!["home".into()],
+            due_at: Some(at),
+            time_zone: TimeZone::UTC,
+            recurrence: Some(Recurrence {
+                frequency: Frequency::Daily,
+                series_id: Uuid::nil(),
+                anchor: NaiveDateTime::parse_from_str("2026-03-01 10:00", "%Y-%m-%d %H:%M").ok(),
+                occurrence: 0,
+            }),
+            completed: true,
+            completed_at: Some(at),
+            version: 2,
+            created_at: at,
+            updated_at: at,
+        };
+        TaskEvent::new(EventType::TaskCompleted, task, vec![], Uuid::nil(), at)
+    }
+
+    fn json_of(event: &TaskEvent) -> Value {
+        serde_json::to_value(event).unwrap_or_default()
+    }
+
+    fn cloud_event(data: Value) -> Vec<u8> {
+        serde_json::to_vec(
+            &json!({"specversion": "1.0", "id": "x", "type": "task.completed", "data": data}),
+        )
+        .unwrap_or_default()
+    }
+
+    fn outcome(body: &[u8]) -> SubscriptionOutcome {
+        decode(body)
+            .map(|_| SubscriptionOutcome::Success)
+            .unwrap_or_else(|r| r.outcome)
+    }
+
+    #[test]
+    fn a_completion_in_a_cloud_event_or_raw_decodes() {
+        let event = completed_event();
+        assert_eq!(decode(&cloud_event(json_of(&event))), Ok(event.clone()));
+        let raw = serde_json::to_vec(&event).unwrap_or_default();
+        assert_eq!(decode(&raw), Ok(event));
+    }
+
+    #[test]
+    fn undecodable_bodies_are_dropped() {
+        assert_eq!(outcome(b"not json"), SubscriptionOutcome::Drop);
+        assert_eq!(outcome(b"[1,2]"), SubscriptionOutcome::Drop);
+        assert_eq!(
+            outcome(&cloud_event(json!({"event_id": 1}))),
+            SubscriptionOutcome::Drop
+        );
+        let mut broken = json_of(&completed_event());
+        broken["task"]["priority"] = json!("whenever");
+        assert_eq!(outcome(&cloud_event(broken)), SubscriptionOutcome::Drop);
+    }
+
+    #[test]
+    fn unknown_schema_versions_and_other_event_types_are_dropped() {
+        for version in [
+            json!(0),
+            json!(TASK_EVENT_SCHEMA_VERSION + 1),
+            json!("1"),
+            Value::Null,
+        ] {
+            let mut e = json_of(&completed_event());
+            e["schema_version"] = version;
+            assert_eq!(outcome(&cloud_event(e)), SubscriptionOutcome::Drop);
+        }
+        let mut e = json_of(&completed_event());
+        e["event_type"] = json!("task.updated");
+        assert_eq!(outcome(&cloud_event(e)), SubscriptionOutcome::Drop);
+    }
+
+    #[test]
+    fn a_missing_or_malformed_user_id_is_retried() {
+        let cases = [
+            Value::Null,
+            json!(""),
+            json!("a/b"),
+            json!(42),
+            json!("mallory"),
+        ];
+        for user in cases {
+            let mut e = json_of(&completed_event());
+            e["user_id"] = user.clone();
+            assert_eq!(
+                outcome(&cloud_event(e)),
+                SubscriptionOutcome::Retry,
+                "user_id {user}"
+            );
+        }
+        let mut e = json_of(&completed_event());
+        e.as_object_mut().map(|o| o.remove("user_id"));
+        assert_eq!(outcome(&cloud_event(e)), SubscriptionOutcome::Retry);
+    }
+
+    #[test]
+    fn snapshots_that_break_the_task_rules_are_dropped() {
+        let mut e = completed_event();
+        e.task.title = "x".repeat(500);
+        assert_eq!(
+            outcome(&cloud_event(json_of(&e))),
+            SubscriptionOutcome::Drop
+        );
+        let mut e = completed_event();
+        e.task.completed = false;
+        assert_eq!(
+            outcome(&cloud_event(json_of(&e))),
+            SubscriptionOutcome::Drop
+        );
+        let mut e = completed_event();
+        e.task.tags = vec!["Not Normalised".into()];
+        assert_eq!(
+            outcome(&cloud_event(json_of(&e))),
+            SubscriptionOutcome::Drop
+        );
+        let mut e = completed_event();
+        if let Some(r) = e.task.recurrence.as_mut() {
+            r.occurrence = u32::MAX;
+        }
+        assert_eq!(
+            outcome(&cloud_event(json_of(&e))),
+            SubscriptionOutcome::Drop
+        );
+    }
+}

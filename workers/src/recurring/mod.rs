@@ -1,0 +1,137 @@
+//! `recurring-tasks`: when a recurring task is completed, create its next instance.
+//!
+//! daprd delivers `task.completed` events from `task-events` to `POST /events/task-completed`
+//! (routed by `components/subscription-recurring.yaml`; other event types go to
+//! `/events/ignored`). [`handler`] decodes the event, skips duplicates cheaply through an
+//! idempotency key, and has the store create the next instance together with its
+//! `task.created` event in one transaction; the database's unique `(series_id, occurrence)`
+//! key makes a second instance impossible even when the key is lost.
+
+pub mod config;
+pub mod handler;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    Router,
+    extract::State,
+    middleware,
+    response::Response,
+    routing::{get, post},
+};
+use service_kit::{DaprIdempotencyStore, IdempotencyStore, Secret, require_dapr_token};
+use todo_store::TaskStore;
+use tokio::net::TcpListener;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+
+pub use config::Settings;
+
+use crate::http;
+
+/// How long an idempotency key is kept: the topics' retention, so a replay of anything
+/// still on the topic is recognised.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What every handler can reach.
+pub struct AppState<I> {
+    pub tasks: TaskStore,
+    pub idempotency: Arc<I>,
+    /// Required in `dapr-api-token` on the event routes when set.
+    pub app_api_token: Option<Secret>,
+}
+
+impl<I> Clone for AppState<I> {
+    fn clone(&self) -> Self {
+        Self {
+            tasks: self.tasks.clone(),
+            idempotency: self.idempotency.clone(),
+            app_api_token: self.app_api_token.clone(),
+        }
+    }
+}
+
+/// The HTTP routes over `state`: the subscription routes (token-checked) and the probes.
+pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
+    let events = Router::new()
+        .route("/events/task-completed", post(handler::task_completed::<I>))
+        .route("/events/ignored", post(http::ignored))
+        .route_layer(middleware::from_fn_with_state(
+            state.app_api_token.clone(),
+            require_dapr_token,
+        ));
+    Router::new()
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(readyz::<I>))
+        .merge(events)
+        .fallback(http::fallback)
+        .layer(CatchPanicLayer::custom(http::panic_to_retry))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn readyz<I: IdempotencyStore>(State(state): State<AppState<I>>) -> Response {
+    http::database_ready(state.tasks.db()).await
+}
+
+/// A built, bound, not yet running service.
+pub struct Application<I> {
+    listener: TcpListener,
+    state: AppState<I>,
+}
+
+impl Application<DaprIdempotencyStore> {
+    /// Connects to the database and binds the listener; idempotency keys go to the state
+    /// store through the sidecar at `settings.dapr_grpc_port`.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let keys = DaprIdempotencyStore::new(
+            settings.dapr_grpc_port,
+            settings.dapr_api_token.clone(),
+            settings.state_store.clone(),
+        );
+        Self::build_with(settings, Arc::new(keys)).await
+    }
+}
+
+impl<I: IdempotencyStore> Application<I> {
+    /// As [`Application::build`], keeping idempotency keys in `idempotency` (tests use an
+    /// in-memory store).
+    pub async fn build_with(settings: &Settings, idempotency: Arc<I>) -> anyhow::Result<Self> {
+        let db = todo_store::connect(settings.database_url.expose(), settings.db_max_connections)
+            .await
+            .context("cannot connect to the database (DATABASE_URL)")?;
+        let addr = SocketAddr::new(settings.host, settings.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let state = AppState {
+            tasks: TaskStore::new(db),
+            idempotency,
+            app_api_token: settings.app_api_token.clone(),
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &AppState<I> {
+        &self.state
+    }
+
+    /// Serves until `stop` resolves, then lets in-flight deliveries finish.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(port = self.port(), "recurring-tasks listening");
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(stop)
+            .await
+            .context("server error")
+    }
+}

@@ -1,0 +1,327 @@
+//! In-process harness for `recurring-tasks`: each test gets its own database and port, an
+//! in-memory idempotency store, and a `TaskStore` on the same database to arrange tasks and
+//! complete them exactly as `chat-api` does. Events are delivered as daprd delivers them: a
+//! CloudEvent envelope around the event JSON taken from the outbox, posted over real HTTP.
+//!
+//! Databases: SQLite always; PostgreSQL too when `TEST_POSTGRES_URL` names a server (an
+//! admin URL such as `postgres://postgres@127.0.0.1:15432/postgres`); each test then gets a
+//! fresh database there.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    sync::Arc,
+};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+use service_kit::{IdempotencyStore, MemoryIdempotencyStore, Secret, StateError};
+use todo_domain::{
+    Description, EventType, Frequency, Priority, Tags, TaskEvent, TaskSnapshot, TimeZone, Title,
+    UserId, time::resolve_local,
+};
+use todo_store::{NewTask, OutboxStore, TaskPatch, TaskStore};
+use workers::recurring::{Application, Settings};
+
+/// Database URLs to run each test against, each a fresh, migrated database.
+pub async fn databases() -> Vec<(&'static str, String, Option<tempfile::TempDir>)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/todo.db", tmp.path().display());
+    let mut urls = vec![("sqlite", sqlite, Some(tmp))];
+    if let Ok(admin) = std::env::var("TEST_POSTGRES_URL")
+        && !admin.is_empty()
+    {
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let db = sea_orm::Database::connect(&admin)
+            .await
+            .expect("TEST_POSTGRES_URL reachable");
+        db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+        let (base, _) = admin
+            .rsplit_once('/')
+            .expect("admin URL ends with /database");
+        urls.push(("postgres", format!("{base}/{name}"), None));
+    }
+    urls
+}
+
+pub fn settings(url: &str) -> Settings {
+    Settings {
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: 0,
+        database_url: Secret::new(url),
+        db_max_connections: 4,
+        dapr_grpc_port: 1,
+        dapr_api_token: None,
+        app_api_token: None,
+        state_store: "statestore".into(),
+    }
+}
+
+/// An idempotency store whose sidecar is down: every call fails.
+pub struct UnreachableStore;
+
+impl IdempotencyStore for UnreachableStore {
+    async fn seen(&self, _key: &str) -> Result<bool, StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn remember(&self, _key: &str, _ttl: std::time::Duration) -> Result<(), StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+}
+
+pub struct Worker {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub label: &'static str,
+    server: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server.abort();
+    }
+}
+
+impl Worker {
+    pub async fn start<I: IdempotencyStore>(
+        label: &'static str,
+        settings: &Settings,
+        keys: Arc<I>,
+    ) -> Self {
+        let app = Application::build_with(settings, keys)
+            .await
+            .expect("worker builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("worker runs");
+        });
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            label,
+            server,
+            stop: Some(tx),
+        }
+    }
+
+    /// Posts `body` to `path` as daprd would; returns the HTTP status and the `status` answer.
+    pub async fn post(&self, path: &str, body: Vec<u8>, token: Option<&str>) -> (u16, String) {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/cloudevents+json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.header("dapr-api-token", t);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        (
+            status,
+            body["status"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Delivers `body` to the subscription route; returns daprd's reading of the answer.
+    pub async fn deliver(&self, body: Vec<u8>) -> String {
+        let (status, answer) = self.post("/events/task-completed", body, None).await;
+        assert_eq!(
+            status, 200,
+            "[{}] subscription answers 200 with a status",
+            self.label
+        );
+        answer
+    }
+
+    pub async fn get(&self, path: &str) -> u16 {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+/// A worker over a fresh database, plus the stores to arrange and inspect it.
+pub struct TestBed {
+    pub label: &'static str,
+    pub url: String,
+    pub worker: Worker,
+    pub keys: Arc<MemoryIdempotencyStore>,
+    pub tasks: TaskStore,
+    pub outbox: OutboxStore,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// One test bed per configured database.
+pub async fn beds() -> Vec<TestBed> {
+    let mut beds = Vec::new();
+    for (label, url, tmp) in databases().await {
+        let db = todo_store::connect(&url, 4).await.unwrap();
+        todo_store::migrate(&db).await.unwrap();
+        let keys = Arc::new(MemoryIdempotencyStore::new());
+        let worker = Worker::start(label, &settings(&url), keys.clone()).await;
+        beds.push(TestBed {
+            label,
+            url,
+            worker,
+            keys,
+            tasks: TaskStore::new(db.clone()),
+            outbox: OutboxStore::new(db),
+            _tmp: tmp,
+        });
+    }
+    beds
+}
+
+pub fn local(s: &str) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap()
+}
+
+pub fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+pub fn user(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+/// A task as the API would validate it; `due` is local time in `tz`.
+pub fn new_task(
+    title: &str,
+    recurrence: Option<Frequency>,
+    due: Option<&str>,
+    tz: &str,
+) -> NewTask {
+    let time_zone = TimeZone::parse(tz).unwrap();
+    let due_local = due.map(local);
+    NewTask {
+        title: Title::parse(title).unwrap(),
+        description: Description::parse("Use the green can").unwrap(),
+        priority: Priority::High,
+        tags: Tags::parse(&["home", "garden"]).unwrap(),
+        due_at: due_local.map(|l| resolve_local(time_zone.tz(), l)),
+        due_local,
+        time_zone,
+        recurrence,
+    }
+}
+
+/// Wraps an event as daprd delivers it.
+pub fn cloud_event(event: &TaskEvent) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "specversion": "1.0",
+        "id": event.event_id.to_string(),
+        "source": "chat-api",
+        "type": event.event_type.as_str(),
+        "datacontenttype": "application/json",
+        "pubsubname": "pubsub",
+        "topic": "task-events",
+        "traceid": "00-00000000000000000000000000000000-0000000000000000-00",
+        "data": event,
+    }))
+    .unwrap()
+}
+
+impl TestBed {
+    pub async fn create(&self, owner: &str, task: NewTask, now: DateTime<Utc>) -> TaskSnapshot {
+        self.tasks.create(&user(owner), task, now).await.unwrap()
+    }
+
+    /// Completes the task as the API does and returns its `task.completed` event, exactly as
+    /// it sits in the outbox for the relay to publish.
+    pub async fn complete(&self, owner: &str, id: uuid::Uuid, now: DateTime<Utc>) -> TaskEvent {
+        let patch = TaskPatch {
+            completed: Some(true),
+            ..TaskPatch::default()
+        };
+        let (_, changed) = self
+            .tasks
+            .update(&user(owner), id, patch, now)
+            .await
+            .unwrap();
+        assert!(changed, "[{}] completing changed the task", self.label);
+        self.events(EventType::TaskCompleted)
+            .await
+            .into_iter()
+            .rfind(|e| e.task.id == id)
+            .expect("a task.completed event in the outbox")
+    }
+
+    pub async fn reopen(&self, owner: &str, id: uuid::Uuid, now: DateTime<Utc>) {
+        let patch = TaskPatch {
+            completed: Some(false),
+            ..TaskPatch::default()
+        };
+        self.tasks
+            .update(&user(owner), id, patch, now)
+            .await
+            .unwrap();
+    }
+
+    /// Every event of `event_type` in the outbox, in commit order.
+    pub async fn events(&self, event_type: EventType) -> Vec<TaskEvent> {
+        self.outbox
+            .pending(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.event_type == event_type.as_str())
+            .map(|p| serde_json::from_str(&p.payload).unwrap())
+            .collect()
+    }
+
+    /// The live instances of a series, by occurrence.
+    pub async fn series(&self, owner: &str, series_id: uuid::Uuid) -> Vec<TaskSnapshot> {
+        let q = todo_store::ListQuery {
+            limit: 200,
+            ..Default::default()
+        };
+        let mut items: Vec<TaskSnapshot> = self
+            .tasks
+            .list(&user(owner), &q)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|t| {
+                t.recurrence
+                    .as_ref()
+                    .is_some_and(|r| r.series_id == series_id)
+            })
+            .collect();
+        items.sort_by_key(|t| t.recurrence.as_ref().map(|r| r.occurrence));
+        items
+    }
+
+    /// The `task.created` events of a series' instances after the first.
+    pub async fn created_followers(&self, series_id: uuid::Uuid) -> Vec<TaskEvent> {
+        self.events(EventType::TaskCreated)
+            .await
+            .into_iter()
+            .filter(|e| {
+                e.task
+                    .recurrence
+                    .as_ref()
+                    .is_some_and(|r| r.series_id == series_id && r.occurrence > 0)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,46 @@
+//! `cargo xtask <task>`: the project's developer tasks, in Rust.
+//!
+//! - `provision`: install or build everything the stack needs (idempotent, cached).
+//! - `up`: run the whole system locally: Kafka, Redis, PostgreSQL, then every service with
+//!   its sidecar through `dapr run -f dapr.yaml`. Ctrl-C stops everything it started.
+//! - `test`: every test: unit and in-process (SQLite and PostgreSQL), then end to end.
+//! - `token <user_id>`: a bearer token for the local system started by `up`.
+//! - `down`: stop what a crashed `up` left running.
+
+mod tasks;
+
+use std::process::ExitCode;
+
+fn usage() -> ExitCode {
+    eprintln!("usage: cargo xtask <provision | up | test | token <user_id> | down>");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match args.first().map(String::as_str) {
+        Some("provision") => tasks::provision(),
+        Some("up") => runtime.block_on(tasks::up()),
+        Some("test") => runtime.block_on(tasks::test(&args[1..])),
+        Some("token") => match args.get(1) {
+            Some(user) => tasks::token(user),
+            None => return usage(),
+        },
+        Some("down") => runtime.block_on(tasks::down()),
+        _ => return usage(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,254 @@
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use devstack::{provision as prov, Managed, Paths, Ports, Stack, StackConfig};
+use nix::sys::signal::Signal;
+
+/// Topics the system uses; created by `up` and by the tests' stacks.
+const TOPICS: [&str; 4] = ["task-events", "reminders", "task-events-dlq", "reminders-dlq"];
+const TOPIC_PARTITIONS: u32 = 3;
+
+fn step(what: &str) -> Instant {
+    println!("==> {what}");
+    Instant::now()
+}
+
+fn done(started: Instant) {
+    println!("    done in {:.1}s", started.elapsed().as_secs_f64());
+}
+
+pub fn provision() -> Result<()> {
+    let paths = Paths::discover()?;
+    prov::all(&paths)
+}
+
+/// Runs `cargo <args>` in the workspace root, streaming its output.
+fn cargo(paths: &Paths, args: &[&str], envs: &[(&str, String)]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(&paths.root)
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The local JWT secret, created once under `.data/`.
+fn jwt_secret(paths: &Paths) -> Result<String> {
+    let file = paths.data.join("jwt-secret");
+    if let Ok(s) = fs::read_to_string(&file) {
+        if s.trim().len() >= 32 {
+            return Ok(s.trim().to_owned());
+        }
+    }
+    fs::create_dir_all(&paths.data)?;
+    let secret: String = (0..48)
+        .map(|_| {
+            const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+            CHARS[rand::random_range(0..CHARS.len())] as char
+        })
+        .collect();
+    fs::write(&file, &secret).with_context(|| format!("writing {}", file.display()))?;
+    Ok(secret)
+}
+
+pub async fn up() -> Result<()> {
+    let paths = Paths::discover()?;
+    prov::all(&paths)?;
+
+    let t = step("building the services");
+    cargo(&paths, &["build", "--bins"], &[])?;
+    done(t);
+
+    let t = step("starting PostgreSQL, Redis and Kafka (data in .data/stack)");
+    let stack = Stack::start(
+        &paths,
+        StackConfig {
+            data_dir: paths.data.join("stack"),
+            ports: Ports::default_local(),
+        },
+    )
+    .await?;
+    stack.create_topics(&TOPICS, TOPIC_PARTITIONS).await?;
+    done(t);
+
+    let secret = jwt_secret(&paths)?;
+    let env: Vec<(&str, String)> = vec![
+        ("DATABASE_URL", stack.database_url()),
+        ("JWT_SECRET", secret),
+    ];
+
+    let t = step("applying database migrations");
+    let status = Command::new(paths.root.join("target/debug/chat-api"))
+        .arg("migrate")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .status()
+        .context("running chat-api migrate")?;
+    if !status.success() {
+        bail!("migrations failed ({status})");
+    }
+    done(t);
+
+    let t = step("starting the services with their sidecars (dapr run -f dapr.yaml)");
+    let mut cmd = Command::new(paths.dapr_cli());
+    cmd.args(["run", "-f", "dapr.yaml"])
+        .current_dir(&paths.root)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null());
+    let log = paths.data.join("dapr-run.log");
+    let mut dapr = Managed::spawn("dapr run", cmd, &log, Some(&paths.data.join("dapr-run.pid")))?
+        .with_stop(Signal::SIGINT, Duration::from_secs(20));
+    wait_http("http://127.0.0.1:3000/readyz", Duration::from_secs(60), &dapr).await?;
+    wait_http("http://127.0.0.1:3500/v1.0/healthz", Duration::from_secs(60), &dapr).await?;
+    done(t);
+
+    println!();
+    println!("The system is up. chat-api: http://127.0.0.1:3000   (logs: {})", log.display());
+    println!("  token:  cargo xtask token alice");
+    println!("  create: curl -s -X POST http://127.0.0.1:3000/api/alice/tasks \\");
+    println!("            -H \"Authorization: Bearer $(cargo xtask token alice)\" \\");
+    println!("            -H 'content-type: application/json' -d '{{\"title\":\"Try it\"}}'");
+    println!("Press Ctrl-C to stop everything.");
+
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; }
+        () = wait_exit(&mut dapr) => { eprintln!("dapr run exited; stopping. End of its log:\n{}", dapr.log_tail(30)); }
+    }
+    let t = step("stopping the services and the stack");
+    dapr.shutdown().await;
+    stack.stop().await?;
+    done(t);
+    Ok(())
+}
+
+async fn wait_exit(process: &mut Managed) {
+    while process.is_running() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn wait_http(url: &str, timeout: Duration, owner: &Managed) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if http_ok(url).await {
+            return Ok(());
+        }
+        if !devstack::pid_alive(owner.pid()) {
+            bail!("{} exited; end of its log:\n{}", owner.name(), owner.log_tail(40));
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not answer within {timeout:?}; end of the log:\n{}", owner.log_tail(40));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A tiny HTTP GET over loopback: true on a 2xx status line.
+async fn http_ok(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else { return false };
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 16];
+    match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut head)).await {
+        Ok(Ok(n)) if n >= 12 => head[9] == b'2',
+        _ => false,
+    }
+}
+
+/// Every test: unit and in-process tests (on SQLite, and on PostgreSQL from a real server
+/// started here), then the end-to-end suite against the real stack.
+pub async fn test(extra: &[String]) -> Result<()> {
+    let paths = Paths::discover()?;
+    prov::all(&paths)?;
+
+    let t = step("building everything");
+    cargo(&paths, &["build", "--workspace", "--bins", "--tests"], &[])?;
+    done(t);
+
+    let t = step("unit and in-process tests (SQLite and PostgreSQL)");
+    let tmp = paths.data.join("test-stack");
+    let _ = fs::remove_dir_all(&tmp);
+    let stack = Stack::start(&paths, StackConfig { data_dir: tmp.clone(), ports: Ports::free() }).await?;
+    let pg = stack.admin_database_url();
+    let mut args = vec!["test", "--workspace", "--exclude", "e2e"];
+    args.extend(extra.iter().map(String::as_str));
+    let in_process = cargo(&paths, &args, &[("TEST_POSTGRES_URL", pg)]);
+    stack.stop().await?;
+    let _ = fs::remove_dir_all(&tmp);
+    in_process?;
+    done(t);
+
+    let t = step("end-to-end tests on the real stack (daprd, Kafka, Redis, PostgreSQL)");
+    let mut args = vec!["test", "-p", "e2e"];
+    args.extend(extra.iter().map(String::as_str));
+    args.extend(["--", "--test-threads=1"]);
+    cargo(&paths, &args, &[])?;
+    done(t);
+    println!("all tests passed");
+    Ok(())
+}
+
+pub fn token(user: &str) -> Result<()> {
+    let paths = Paths::discover()?;
+    let secret = jwt_secret(&paths)?;
+    let bin = paths.root.join("target/debug/chat-api");
+    if !bin.is_file() {
+        bail!("{} is missing: run `cargo xtask up` (or `cargo build --bins`) first", bin.display());
+    }
+    let status = Command::new(bin)
+        .args(["token", user])
+        .env("JWT_SECRET", secret)
+        .status()
+        .context("running chat-api token")?;
+    if !status.success() {
+        bail!("chat-api token failed ({status})");
+    }
+    Ok(())
+}
+
+/// Stops what a crashed `up` left: the services (through `dapr run`'s pidfile) and the stack.
+pub async fn down() -> Result<()> {
+    let paths = Paths::discover()?;
+    let pidfile = paths.data.join("dapr-run.pid");
+    kill_pidfile(&pidfile)?;
+    let data = paths.data.join("stack");
+    for name in ["kafka.pid", "redis.pid", "postgres.pid"] {
+        kill_pidfile(&data.join(name))?;
+    }
+    println!("stopped whatever was left running");
+    Ok(())
+}
+
+fn kill_pidfile(pidfile: &Path) -> Result<()> {
+    let Ok(raw) = fs::read_to_string(pidfile) else { return Ok(()) };
+    let Ok(pid) = raw.trim().parse::<i32>() else { return Ok(()) };
+    if devstack::pid_alive(pid as u32) {
+        println!("stopping pid {pid} ({})", pidfile.display());
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+        for _ in 0..100 {
+            if !devstack::pid_alive(pid as u32) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if devstack::pid_alive(pid as u32) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    let _ = fs::remove_file(pidfile);
+    Ok(())
+}
