@@ -1,0 +1,202 @@
+//! User Story 2 end to end: completing a recurring task through the API makes the
+//! `recurring-tasks` service (beside its own daprd, consuming `task-events` from Kafka)
+//! create exactly one next instance, on the right date, whatever is redelivered or crashes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _, Result};
+use e2e::{decode_task_events, Env, Service};
+use serde_json::{json, Value};
+use todo_domain::{topics, EventType};
+
+struct Setup {
+    env: Env,
+    api: Service,
+    worker: Service,
+    client: reqwest::Client,
+}
+
+async fn setup() -> Result<Setup> {
+    let env = Env::start().await?;
+    let db = env.database().await?;
+    let api = env.start_chat_api(&db).await?;
+    let worker = env.start_service("recurring-tasks", "recurring-tasks", &[("DATABASE_URL", db)]).await?;
+    Ok(Setup { env, api, worker, client: reqwest::Client::new() })
+}
+
+impl Setup {
+    async fn create(&self, user: &str, body: Value) -> Result<Value> {
+        Ok(self
+            .client
+            .post(format!("{}/api/{user}/tasks", self.api.base))
+            .bearer_auth(self.env.token(user)?)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn complete(&self, user: &str, task: &Value) -> Result<()> {
+        let id = task["id"].as_str().context("task id")?;
+        self.client
+            .post(format!("{}/api/{user}/tasks/{id}/complete", self.api.base))
+            .bearer_auth(self.env.token(user)?)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    async fn pending(&self, user: &str) -> Result<Vec<Value>> {
+        let page: Value = self
+            .client
+            .get(format!("{}/api/{user}/tasks?status=pending&limit=200&sort=title", self.api.base))
+            .bearer_auth(self.env.token(user)?)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(page["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until `user` has `n` pending tasks, then checks for `settle` that no more come.
+    async fn wait_pending(&self, user: &str, n: usize, timeout: Duration, settle: Duration) -> Result<Vec<Value>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let tasks = self.pending(user).await?;
+            if tasks.len() >= n {
+                tokio::time::sleep(settle).await;
+                let tasks = self.pending(user).await?;
+                ensure!(tasks.len() == n, "{user}: expected exactly {n} pending tasks, found {}", tasks.len());
+                return Ok(tasks);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{user}: {} of {n} pending tasks after {timeout:?}; worker log:\n{}",
+                    tasks.len(),
+                    self.worker.process.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Publishes a raw event through chat-api's sidecar, as a producer would.
+    async fn publish_raw(&self, key: &str, event_id: &str, event_type: &str, body: &Value) -> Result<()> {
+        let url = format!(
+            "{}/v1.0/publish/pubsub/{}?metadata.partitionKey={key}&metadata.cloudevent.id={event_id}&metadata.cloudevent.type={event_type}",
+            self.api.sidecar.http_url(),
+            topics::TASK_EVENTS
+        );
+        let res = self.client.post(url).json(body).send().await?;
+        ensure!(res.status().as_u16() == 204, "publish answered {}", res.status());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completing_daily_weekly_and_monthly_tasks_creates_one_next_instance_each_on_the_right_date() -> Result<()> {
+    let s = setup().await?;
+    let u = "rita";
+    let daily = s.create(u, json!({"title": "a daily", "due_at": "2026-03-28T09:00", "time_zone": "Europe/Berlin", "recurrence": "daily", "tags": ["x"], "priority": "high", "description": "d"})).await?;
+    let weekly = s.create(u, json!({"title": "b weekly", "due_at": "2026-01-30T08:00", "time_zone": "America/New_York", "recurrence": "weekly"})).await?;
+    let monthly = s.create(u, json!({"title": "c monthly", "due_at": "2026-01-31T09:00", "recurrence": "monthly"})).await?;
+    let once = s.create(u, json!({"title": "d once", "due_at": "2026-01-31T09:00"})).await?;
+    let started = Instant::now();
+    for t in [&daily, &weekly, &monthly, &once] {
+        s.complete(u, t).await?;
+    }
+    let next = s.wait_pending(u, 3, Duration::from_secs(30), Duration::from_secs(3)).await?;
+    eprintln!("three next instances within {:?} of completion", started.elapsed());
+
+    let by_title = |title: &str| next.iter().find(|t| t["title"] == title).cloned().unwrap_or(Value::Null);
+    // Berlin springs forward on 2026-03-29: 09:00 local is then 07:00 UTC.
+    let d = by_title("a daily");
+    ensure!(d["due_at"] == "2026-03-29T07:00:00Z", "daily: {d}");
+    ensure!(d["tags"] == json!(["x"]) && d["priority"] == "high" && d["description"] == "d", "daily keeps its metadata: {d}");
+    ensure!(d["completed"] == false && d["version"] == 1, "daily starts incomplete: {d}");
+    ensure!(d["recurrence"]["series_id"] == daily["id"] && d["recurrence"]["occurrence"] == 1, "linked to its series: {d}");
+    ensure!(by_title("b weekly")["due_at"] == "2026-02-06T13:00:00Z", "weekly: {}", by_title("b weekly"));
+    ensure!(by_title("c monthly")["due_at"] == "2026-02-28T09:00:00Z", "monthly, capped at month end: {}", by_title("c monthly"));
+    ensure!(by_title("d once").is_null(), "a non-recurring task gets no next instance");
+
+    // The chain continues: completing February's monthly instance gives March 31st.
+    s.complete(u, &by_title("c monthly")).await?;
+    let next = s.wait_pending(u, 3, Duration::from_secs(30), Duration::from_secs(2)).await?;
+    let m = next.iter().find(|t| t["title"] == "c monthly").context("march instance")?;
+    ensure!(m["due_at"] == "2026-03-31T09:00:00Z", "monthly keeps the anchor day: {m}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_completion_delivered_ten_times_at_once_creates_one_instance() -> Result<()> {
+    let s = setup().await?;
+    let u = "sam";
+    let task = s.create(u, json!({"title": "standup", "due_at": "2026-05-04T09:30:00Z", "recurrence": "daily"})).await?;
+    s.complete(u, &task).await?;
+    s.wait_pending(u, 1, Duration::from_secs(30), Duration::from_secs(1)).await?;
+
+    let records = s.env.records(topics::TASK_EVENTS, 3, Duration::from_secs(30)).await?;
+    let completed = decode_task_events(&records)?
+        .into_iter()
+        .find(|e| e.event.event_type == EventType::TaskCompleted)
+        .context("the task.completed event is on task-events")?;
+    let body = serde_json::to_value(&completed.event)?;
+    let event_id = completed.event.event_id.to_string();
+    let sends = (0..10).map(|_| s.publish_raw(u, &event_id, "task.completed", &body));
+    for r in futures::future::join_all(sends).await {
+        r?;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pending = s.wait_pending(u, 1, Duration::from_secs(5), Duration::from_secs(3)).await?;
+    ensure!(pending[0]["recurrence"]["occurrence"] == 1, "one next instance: {pending:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_killed_while_handling_completions_then_restarted_creates_one_instance_each() -> Result<()> {
+    let mut s = setup().await?;
+    let u = "tom";
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        tasks.push(s.create(u, json!({"title": format!("chore {i:02}"), "due_at": "2026-06-01T18:00:00Z", "recurrence": "weekly"})).await?);
+    }
+    for t in &tasks {
+        s.complete(u, t).await?;
+    }
+    // Kill the worker as soon as it has created its first instance: the rest are in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.pending(u).await?.is_empty() {
+        ensure!(Instant::now() < deadline, "the worker created nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.worker.process.kill9();
+    let created_before_kill = s.pending(u).await?.len();
+    let logs = s.env.dir.path().join("logs");
+    s.worker.restart_process(&logs).await?;
+    let next = s.wait_pending(u, 20, Duration::from_secs(60), Duration::from_secs(3)).await?;
+    eprintln!("{created_before_kill} instances existed when the worker was killed");
+    for t in &next {
+        ensure!(t["recurrence"]["occurrence"] == 1 && t["due_at"] == "2026-06-08T18:00:00Z", "{t}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_event_does_not_stop_later_events_on_its_partition() -> Result<()> {
+    let s = setup().await?;
+    let u = "uma";
+    // Same key as the user's real events, so the same partition, and ahead of them.
+    s.publish_raw(u, "11111111-1111-4111-8111-111111111111", "task.completed", &json!("this is not an event")).await?;
+    s.publish_raw(u, "22222222-2222-4222-8222-222222222222", "task.completed", &json!({"event_type": "task.completed", "schema_version": 1, "user_id": "", "task": {}})).await?;
+    let task = s.create(u, json!({"title": "after the poison", "due_at": "2026-07-01T10:00:00Z", "recurrence": "daily"})).await?;
+    s.complete(u, &task).await?;
+    let next = s.wait_pending(u, 1, Duration::from_secs(60), Duration::from_secs(1)).await?;
+    ensure!(next[0]["due_at"] == "2026-07-02T10:00:00Z", "{next:?}");
+    let dead = s.env.records(topics::TASK_EVENTS_DLQ, 2, Duration::from_secs(30)).await?;
+    ensure!(dead.len() == 2, "both malformed events are dead-lettered, got {}", dead.len());
+    Ok(())
+}
