@@ -227,3 +227,106 @@ async fn health_and_readiness_answer() {
         assert_eq!(res.status(), 200);
     }
 }
+
+#[tokio::test]
+async fn put_replaces_every_field_and_patch_null_clears() {
+    for app in apps().await {
+        let task = app.create("ivan", json!({"title": "Old", "priority": "high", "tags": ["a"], "due_at": "2026-02-01T10:00:00Z", "recurrence": "daily"})).await;
+        let path = format!("/api/ivan/tasks/{}", task["id"].as_str().unwrap());
+        let (s, put) = app.call(Method::PUT, &path, "ivan", Some(json!({"title": "New"}))).await;
+        assert_eq!(s, 200, "{put}");
+        assert_eq!(put["title"], "New");
+        assert_eq!(put["priority"], "medium", "PUT resets omitted fields to defaults");
+        assert_eq!(put["tags"], json!([]));
+        assert!(put["due_at"].is_null());
+        assert!(put["recurrence"].is_null());
+        assert_eq!(put["version"], 2);
+        let (s, missing) = app.call(Method::PUT, &path, "ivan", Some(json!({"priority": "low"}))).await;
+        assert_eq!(s, 400, "PUT needs a title: {missing}");
+        assert_eq!(missing["error"]["field"], "title");
+
+        let (s, due) = app.call(Method::PATCH, &path, "ivan", Some(json!({"due_at": "2026-03-01T12:00:00+01:00", "recurrence": "monthly"}))).await;
+        assert_eq!(s, 200);
+        assert_eq!(due["due_at"], "2026-03-01T11:00:00Z");
+        // Changing the zone keeps the instant and moves the local time.
+        let (s, zoned) = app.call(Method::PATCH, &path, "ivan", Some(json!({"time_zone": "Asia/Tokyo"}))).await;
+        assert_eq!(s, 200);
+        assert_eq!(zoned["due_at"], "2026-03-01T11:00:00Z");
+        assert_eq!(zoned["due_local"], "2026-03-01T20:00:00+09:00");
+        assert_eq!(zoned["recurrence"]["anchor"], "2026-03-01T20:00:00");
+        let (s, cleared) = app.call(Method::PATCH, &path, "ivan", Some(json!({"due_at": null, "recurrence": null}))).await;
+        assert_eq!(s, 200);
+        assert!(cleared["due_at"].is_null() && cleared["recurrence"].is_null(), "{cleared}");
+
+        let events = app.published(5).await;
+        assert_eq!(events.len(), 5, "[{}] create, put, patch, patch, patch", app.db_label);
+        assert!(events[1..].iter().all(|e| e.event.event_type == EventType::TaskUpdated));
+        let mut put_fields = events[1].event.changed_fields.clone();
+        put_fields.sort();
+        assert_eq!(put_fields, ["due_at", "priority", "recurrence", "tags", "title"]);
+        assert_eq!(events[3].event.changed_fields, ["time_zone"]);
+    }
+}
+
+#[tokio::test]
+async fn every_filter_and_sort_order_is_applied() {
+    for app in apps().await {
+        let u = "judy";
+        app.create(u, json!({"title": "alpha", "priority": "low", "due_at": "2026-01-01T00:00:00Z"})).await;
+        app.create(u, json!({"title": "beta", "priority": "urgent", "due_at": "2026-02-01T00:00:00Z", "recurrence": "daily"})).await;
+        app.create(u, json!({"title": "gamma", "priority": "high", "description": "has ALPHA inside"})).await;
+        let titles = |v: &Value| -> Vec<String> { v["items"].as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap().to_owned()).collect() };
+        let cases: Vec<(&str, Vec<&str>)> = vec![
+            ("priority=high", vec!["gamma"]),
+            ("due_after=2026-01-15T00:00:00Z", vec!["beta"]),
+            ("recurring=false&sort=title", vec!["alpha", "gamma"]),
+            ("q=alpha&sort=title", vec!["alpha", "gamma"]),
+            ("sort=created&order=desc", vec!["gamma", "beta", "alpha"]),
+            ("sort=created", vec!["alpha", "beta", "gamma"]),
+            ("sort=title&order=desc", vec!["gamma", "beta", "alpha"]),
+            ("sort=priority", vec!["alpha", "gamma", "beta"]),
+            ("sort=due&order=desc", vec!["beta", "alpha", "gamma"]),
+            ("q=%25", vec![]),
+            ("q=_", vec![]),
+        ];
+        for (q, want) in cases {
+            let (s, v) = app.call(Method::GET, &format!("/api/{u}/tasks?{q}"), u, None).await;
+            assert_eq!(s, 200, "{q}: {v}");
+            assert_eq!(titles(&v), want, "[{}] {q}", app.db_label);
+        }
+        // Walking every page of one gives every task once.
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let q = cursor.as_ref().map_or(String::new(), |c| format!("&cursor={c}"));
+            let (s, v) = app.call(Method::GET, &format!("/api/{u}/tasks?limit=1&sort=title{q}"), u, None).await;
+            assert_eq!(s, 200);
+            seen.extend(titles(&v));
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["alpha", "beta", "gamma"]);
+    }
+}
+
+#[tokio::test]
+async fn expired_unsigned_and_foreign_tokens_are_refused() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    for app in apps().await {
+        let now = jsonwebtoken::get_current_timestamp();
+        let sign = |secret: &str, exp: u64| {
+            encode(&Header::default(), &json!({"sub": "kim", "exp": exp}), &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+        };
+        let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJraW0iLCJleHAiOjk5OTk5OTk5OTl9.";
+        for token in [sign(support::SECRET, now - 3_600), sign("another-secret-another-secret-another", now + 600), unsigned.to_owned()] {
+            let res = app.client.get(app.url("/api/kim/tasks")).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(res.status(), 401, "[{}] {token}", app.db_label);
+        }
+        let res = app.client.get(app.url("/api/kim/tasks")).header("authorization", "Basic a2ltOnB3").send().await.unwrap();
+        assert_eq!(res.status(), 401);
+        let res = app.client.post(app.url("/api/kim/tasks")).bearer_auth(app.token("kim")).body("{\"title\":\"x\"}").send().await.unwrap();
+        assert_eq!(res.status(), 415, "a body without a JSON content type");
+    }
+}

@@ -6,6 +6,21 @@ use sea_orm_migration::MigratorTrait;
 /// Opens a pool. SQLite URLs get `mode=rwc` (create the file) and WAL with a busy timeout so
 /// readers never block the writer; PostgreSQL gets a bounded pool.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    open(url, max_connections, false).await
+}
+
+/// Opens a pool that cannot write, for services that only read tasks (`reminder-cron`):
+/// PostgreSQL sessions start with `default_transaction_read_only=on`, SQLite connections
+/// with `PRAGMA query_only`. A deployment should give such a service a read-only role as
+/// well; this makes a stray write fail even where it has not.
+pub async fn connect_read_only(
+    url: &str,
+    max_connections: u32,
+) -> Result<DatabaseConnection, DbErr> {
+    open(url, max_connections, true).await
+}
+
+async fn open(url: &str, max_connections: u32, read_only: bool) -> Result<DatabaseConnection, DbErr> {
     let is_sqlite = url.starts_with("sqlite:");
     let url = if is_sqlite && !url.contains("mode=") && !url.contains(":memory:") {
         let sep = if url.contains('?') { '&' } else { '?' };
@@ -22,12 +37,17 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     if is_sqlite {
         // Per connection, not once per pool: every connection must wait for the writer
         // instead of failing with "database is locked".
-        opts.map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        opts.map_sqlx_sqlite_opts(move |o| {
+            let o = o
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+            // After the journal mode: switching a fresh file to WAL is itself a write.
+            if read_only { o.pragma("query_only", "ON") } else { o }
         });
+    } else if read_only {
+        opts.map_sqlx_postgres_opts(|o| o.options([("default_transaction_read_only", "on")]));
     }
     Database::connect(opts).await
 }
@@ -35,4 +55,17 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     sea_migrations::Migrator::up(db, None).await
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+/// (IMMEDIATE), so concurrent writers wait for each other (busy timeout) instead of one
+/// failing at once when its read snapshot turns stale; elsewhere it is a plain `BEGIN`.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: (db.get_database_backend() == sea_orm::DbBackend::Sqlite)
+            .then_some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }

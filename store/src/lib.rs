@@ -3,7 +3,8 @@
 //! Every task change is written together with its event in one database transaction
 //! ([`tasks::TaskStore`]); the outbox relay in `chat-api` publishes those events later
 //! ([`outbox::OutboxStore`]). The recurring worker's one write, the next instance of a series,
-//! is in [`recurring`]. Works on PostgreSQL and SQLite alike.
+//! is in [`recurring`]; the reminder scanner's read-only query in [`reminders`]. Works on
+//! PostgreSQL and SQLite alike.
 //!
 //! May depend on: the domain crate and sea-orm. Never on HTTP or Dapr.
 
@@ -12,10 +13,12 @@ pub mod entity;
 pub mod error;
 pub mod outbox;
 pub mod recurring;
+pub mod reminders;
 pub mod tasks;
 
-pub use db::{connect, migrate};
+pub use db::{connect, connect_read_only, migrate};
 pub use error::StoreError;
 pub use outbox::{Backlog, OutboxStore, PendingEvent, OUTBOX_LEASE};
 pub use recurring::NextInstance;
+pub use reminders::{DueCursor, DuePage};
 pub use tasks::{ListQuery, NewTask, Page, SortKey, StatusFilter, TaskPatch, TaskStore};

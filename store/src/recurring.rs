@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    SqlErr, TransactionTrait, sea_query::OnConflict,
+    SqlErr, sea_query::OnConflict,
 };
 use todo_domain::{EventType, TaskSnapshot, next_due, time::to_local};
 use uuid::Uuid;
@@ -120,7 +120,7 @@ impl TaskStore {
             deleted_at: Set(None),
         };
 
-        let txn = self.db().begin().await?;
+        let txn = crate::db::begin_write(self.db()).await?;
         let inserted = tasks::Entity::insert(row)
             .on_conflict(
                 OnConflict::columns([tasks::Column::SeriesId, tasks::Column::Occurrence])

@@ -5,7 +5,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func},
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, DatabaseTransaction, EntityTrait, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use todo_domain::{
     topics, Description, EventType, Frequency, Priority, Recurrence, Tags, TaskEvent,
@@ -116,7 +116,7 @@ impl TaskStore {
         new: NewTask,
         now: DateTime<Utc>,
     ) -> Result<TaskSnapshot, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         ensure_active_user(&txn, user, now).await?;
         let id = Uuid::now_v7();
         let recurring = new.recurrence.is_some();
@@ -165,7 +165,7 @@ impl TaskStore {
         now: DateTime<Utc>,
     ) -> Result<(TaskSnapshot, bool), StoreError> {
         for _ in 0..CONFLICT_RETRIES {
-            let txn = self.db.begin().await?;
+            let txn = crate::db::begin_write(&self.db).await?;
             ensure_active_user(&txn, user, now).await?;
             let current = find_live(&txn, user, id).await?;
             let (next, changed) = apply_patch(&current, &patch, now);
@@ -200,7 +200,7 @@ impl TaskStore {
         now: DateTime<Utc>,
     ) -> Result<TaskSnapshot, StoreError> {
         for _ in 0..CONFLICT_RETRIES {
-            let txn = self.db.begin().await?;
+            let txn = crate::db::begin_write(&self.db).await?;
             ensure_active_user(&txn, user, now).await?;
             let current = find_live(&txn, user, id).await?;
             let mut next = current.clone();
@@ -222,7 +222,7 @@ impl TaskStore {
     /// Deletes every task of the user (one `task.deleted` each) and marks the user deleted,
     /// all in one transaction. Returns how many tasks were deleted.
     pub async fn delete_user(&self, user: &UserId, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let Some(row) = users::Entity::find_by_id(user.as_str()).one(&txn).await? else {
             txn.rollback().await?;
             return Ok(0);
