@@ -223,7 +223,9 @@ impl TaskStore {
     /// all in one transaction. Returns how many tasks were deleted.
     pub async fn delete_user(&self, user: &UserId, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let txn = crate::db::begin_write(&self.db).await?;
-        let Some(row) = users::Entity::find_by_id(user.as_str()).one(&txn).await? else {
+        // Exclusive: a next instance being created meanwhile (it holds the row shared)
+        // either commits first and is deleted here, or sees the account deleted.
+        let Some(row) = users::Entity::find_by_id(user.as_str()).lock_exclusive().one(&txn).await? else {
             txn.rollback().await?;
             return Ok(0);
         };
