@@ -6,6 +6,7 @@
 //! | `unauthorized` | 401 |
 //! | `forbidden`, `user_deleted` | 403 / 410 |
 //! | `not_found` | 404 |
+//! | `method_not_allowed` | 405 |
 //! | `conflict` | 409 |
 //! | `unavailable` | 503 |
 //! | `internal` | 500 (opaque; the cause is logged once) |

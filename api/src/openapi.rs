@@ -17,16 +17,18 @@ use axum::{
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::json;
 use todo_domain::{
-    task::{DESCRIPTION_MAX_CHARS, TAGS_MAX_COUNT, TAG_MAX_CHARS, TITLE_MAX_CHARS, USER_ID_MAX_CHARS},
     Frequency, Priority, Recurrence, TaskSnapshot, TimeZone,
+    task::{
+        DESCRIPTION_MAX_CHARS, TAG_MAX_CHARS, TAGS_MAX_COUNT, TITLE_MAX_CHARS, USER_ID_MAX_CHARS,
+    },
 };
 use utoipa::{
+    Modify, OpenApi, PartialSchema, ToResponse, ToSchema,
     openapi::{
+        ContentBuilder, KnownFormat, RefOr, Response as OaResponse, ResponseBuilder,
         schema::{ArrayBuilder, Object, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-        ContentBuilder, KnownFormat, RefOr, Response as OaResponse, ResponseBuilder,
     },
-    Modify, OpenApi, PartialSchema, ToResponse, ToSchema,
 };
 use uuid::Uuid;
 
@@ -129,7 +131,9 @@ static DOCUMENT_JSON: LazyLock<Result<String, String>> =
 pub async fn openapi_json() -> Response {
     match &*DOCUMENT_JSON {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response(),
-        Err(e) => crate::error::ApiError::internal(format!("OpenAPI document: {e}")).into_response(),
+        Err(e) => {
+            crate::error::ApiError::internal(format!("OpenAPI document: {e}")).into_response()
+        }
     }
 }
 
@@ -190,7 +194,12 @@ fn error_code() -> Object {
         .build()
 }
 
-fn error_response(description: &str, code: &str, message: &str, field: Option<&str>) -> RefOr<OaResponse> {
+fn error_response(
+    description: &str,
+    code: &str,
+    message: &str,
+    field: Option<&str>,
+) -> RefOr<OaResponse> {
     let mut detail = json!({ "code": code, "message": message });
     if let Some(field) = field {
         detail["field"] = json!(field);
@@ -322,7 +331,12 @@ pub(crate) fn title_or_null() -> Object {
 }
 
 pub(crate) fn description_or_null() -> Object {
-    text(nullable(Type::String), None, DESCRIPTION_MAX_CHARS, DESCRIPTION_DOC)
+    text(
+        nullable(Type::String),
+        None,
+        DESCRIPTION_MAX_CHARS,
+        DESCRIPTION_DOC,
+    )
 }
 
 pub(crate) fn tags_or_null() -> utoipa::openapi::schema::Array {
@@ -340,7 +354,12 @@ pub(crate) fn tags_or_null() -> utoipa::openapi::schema::Array {
 }
 
 pub(crate) fn tag_filter() -> Object {
-    text(Type::String.into(), Some(1), TAG_MAX_CHARS, "Only tasks with this tag (normalised like a task's tags).")
+    text(
+        Type::String.into(),
+        Some(1),
+        TAG_MAX_CHARS,
+        "Only tasks with this tag (normalised like a task's tags).",
+    )
 }
 
 pub(crate) fn due_at_or_null() -> Object {
@@ -400,7 +419,9 @@ impl PartialSchema for UserIdSchema {
             .min_length(Some(1))
             .max_length(Some(USER_ID_MAX_CHARS))
             .pattern(Some("^[A-Za-z0-9._@:|-]+$"))
-            .description(Some("A user id: the JWT subject. ASCII letters, digits and - _ . @ : |"))
+            .description(Some(
+                "A user id: the JWT subject. ASCII letters, digits and - _ . @ : |",
+            ))
             .examples(["alice"])
             .into()
     }
@@ -414,15 +435,24 @@ impl ToSchema for UserIdSchema {
 
 /// Status, sort and order are documented from the same tables the parser reads.
 pub(crate) fn status_filter() -> Object {
-    string_enum(crate::dto::STATUS_FILTERS.map(|(name, _)| name), "Which tasks by completion; `all` by default.")
+    string_enum(
+        crate::dto::STATUS_FILTERS.map(|(name, _)| name),
+        "Which tasks by completion; `all` by default.",
+    )
 }
 
 pub(crate) fn sort_key() -> Object {
-    string_enum(crate::dto::SORT_KEYS.map(|(name, _)| name), "Sort key; `created` by default. Tasks without a due time come last.")
+    string_enum(
+        crate::dto::SORT_KEYS.map(|(name, _)| name),
+        "Sort key; `created` by default. Tasks without a due time come last.",
+    )
 }
 
 pub(crate) fn sort_order() -> Object {
-    string_enum(crate::dto::SORT_ORDERS.map(|(name, _)| name), "Sort direction; `asc` by default.")
+    string_enum(
+        crate::dto::SORT_ORDERS.map(|(name, _)| name),
+        "Sort direction; `asc` by default.",
+    )
 }
 
 /// The snapshot's fields as a task view shows them (flattened into `Task`).
@@ -510,6 +540,16 @@ const _: fn(TaskSnapshot) -> TaskSnapshotSchema = |snapshot| {
 };
 
 const _: fn(Recurrence) -> RecurrenceSchema = |recurrence| {
-    let Recurrence { frequency, series_id, anchor, occurrence } = recurrence;
-    RecurrenceSchema { frequency, series_id, anchor, occurrence }
+    let Recurrence {
+        frequency,
+        series_id,
+        anchor,
+        occurrence,
+    } = recurrence;
+    RecurrenceSchema {
+        frequency,
+        series_id,
+        anchor,
+        occurrence,
+    }
 };

@@ -7,7 +7,7 @@
 mod support;
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use support::apps;
 
 fn assert_rejected(what: &str, status: u16, body: &Value, field: &str) {
@@ -20,21 +20,49 @@ fn assert_rejected(what: &str, status: u16, body: &Value, field: &str) {
 async fn a_nul_character_in_stored_or_searched_text_is_a_400_not_a_database_error() {
     for app in apps().await {
         let label = app.db_label;
-        let (s, err) = app.call(Method::POST, "/api/nul/tasks", "nul", Some(json!({"title": "x", "description": "a\u{0}b"}))).await;
+        let (s, err) = app
+            .call(
+                Method::POST,
+                "/api/nul/tasks",
+                "nul",
+                Some(json!({"title": "x", "description": "a\u{0}b"})),
+            )
+            .await;
         assert_rejected(&format!("[{label}] create"), s, &err, "description");
 
-        let task = app.create("nul", json!({"title": "kept", "description": "as it was"})).await;
+        let task = app
+            .create("nul", json!({"title": "kept", "description": "as it was"}))
+            .await;
         let path = format!("/api/nul/tasks/{}", task["id"].as_str().unwrap());
-        let (s, err) = app.call(Method::PATCH, &path, "nul", Some(json!({"description": "\u{0}"}))).await;
+        let (s, err) = app
+            .call(
+                Method::PATCH,
+                &path,
+                "nul",
+                Some(json!({"description": "\u{0}"})),
+            )
+            .await;
         assert_rejected(&format!("[{label}] patch"), s, &err, "description");
-        let (s, err) = app.call(Method::PUT, &path, "nul", Some(json!({"title": "x", "description": "\u{0}"}))).await;
+        let (s, err) = app
+            .call(
+                Method::PUT,
+                &path,
+                "nul",
+                Some(json!({"title": "x", "description": "\u{0}"})),
+            )
+            .await;
         assert_rejected(&format!("[{label}] put"), s, &err, "description");
-        let (s, err) = app.call(Method::GET, "/api/nul/tasks?q=a%00b", "nul", None).await;
+        let (s, err) = app
+            .call(Method::GET, "/api/nul/tasks?q=a%00b", "nul", None)
+            .await;
         assert_rejected(&format!("[{label}] search"), s, &err, "q");
 
         let (s, same) = app.call(Method::GET, &path, "nul", None).await;
         assert_eq!(s, 200);
-        assert_eq!(same["description"], "as it was", "[{label}] nothing was written");
+        assert_eq!(
+            same["description"], "as it was",
+            "[{label}] nothing was written"
+        );
         assert_eq!(same["version"], 1, "[{label}] nothing was written");
     }
 }
@@ -44,10 +72,24 @@ async fn a_cursor_past_what_the_database_can_offset_is_a_400_not_a_panic() {
     for app in apps().await {
         let label = app.db_label;
         for cursor in ["c8000000000000000", "cffffffffffffffff"] {
-            let (s, err) = app.call(Method::GET, &format!("/api/cur/tasks?cursor={cursor}"), "cur", None).await;
+            let (s, err) = app
+                .call(
+                    Method::GET,
+                    &format!("/api/cur/tasks?cursor={cursor}"),
+                    "cur",
+                    None,
+                )
+                .await;
             assert_rejected(&format!("[{label}] cursor {cursor}"), s, &err, "cursor");
         }
-        let (s, page) = app.call(Method::GET, "/api/cur/tasks?cursor=c7fffffffffffffff", "cur", None).await;
+        let (s, page) = app
+            .call(
+                Method::GET,
+                "/api/cur/tasks?cursor=c7fffffffffffffff",
+                "cur",
+                None,
+            )
+            .await;
         assert_eq!(s, 200, "[{label}] the largest offset is fine: {page}");
         assert_eq!(page["items"], json!([]));
     }
@@ -56,7 +98,10 @@ async fn a_cursor_past_what_the_database_can_offset_is_a_400_not_a_panic() {
 #[tokio::test]
 async fn a_path_segment_that_is_not_utf8_gets_the_api_error_shape() {
     for app in apps().await {
-        for (path, field) in [("/api/%FF/tasks", "user_id"), ("/api/alice/tasks/%FF", "task_id")] {
+        for (path, field) in [
+            ("/api/%FF/tasks", "user_id"),
+            ("/api/alice/tasks/%FF", "task_id"),
+        ] {
             let (s, err) = app.call(Method::GET, path, "alice", None).await;
             assert_rejected(&format!("[{}] GET {path}", app.db_label), s, &err, field);
         }

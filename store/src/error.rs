@@ -1,4 +1,4 @@
-use sea_orm::DbErr;
+use sea_orm::{DbErr, RuntimeErr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -19,15 +19,31 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True when retrying later may succeed (connection lost, pool exhausted, database down).
+    /// True when retrying later may succeed: the database is unreachable or restarting, the
+    /// pool is exhausted, or the database refused for concurrency (serialization failure,
+    /// deadlock, SQLite busy). A statement the database rejects for what it says is a bug,
+    /// not a reason to retry, and is not transient.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Db(e) => matches!(
-                e,
-                DbErr::Conn(_) | DbErr::ConnectionAcquire(_) | DbErr::Exec(_) | DbErr::Query(_)
-            ),
+            Self::Db(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) => true,
+            Self::Db(DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) => {
+                sqlx_transient(e)
+            }
             Self::Conflict => true,
             _ => false,
         }
+    }
+}
+
+fn sqlx_transient(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    match e {
+        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Protocol(_) => true,
+        E::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL: serialization failure, deadlock, admin shutdown, cannot connect now.
+            // SQLite: SQLITE_BUSY (5) and its extended codes (517 busy snapshot), locked (6).
+            matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P03" | "5" | "6" | "517" | "261" | "773")
+        }),
+        _ => false,
     }
 }

@@ -13,12 +13,12 @@ use nix::sys::signal::Signal;
 const TOPICS: [&str; 4] = ["task-events", "reminders", "task-events-dlq", "reminders-dlq"];
 const TOPIC_PARTITIONS: u32 = 3;
 
-fn step(what: &str) -> Instant {
+pub(crate) fn step(what: &str) -> Instant {
     println!("==> {what}");
     Instant::now()
 }
 
-fn done(started: Instant) {
+pub(crate) fn done(started: Instant) {
     println!("    done in {:.1}s", started.elapsed().as_secs_f64());
 }
 
@@ -28,7 +28,7 @@ pub fn provision() -> Result<()> {
 }
 
 /// Runs `cargo <args>` in the workspace root, streaming its output.
-fn cargo(paths: &Paths, args: &[&str], envs: &[(&str, String)]) -> Result<()> {
+pub(crate) fn cargo(paths: &Paths, args: &[&str], envs: &[(&str, String)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(args)
@@ -187,10 +187,26 @@ pub async fn test(extra: &[String]) -> Result<()> {
     let mut args = vec!["test", "--workspace", "--exclude", "e2e"];
     args.extend(extra.iter().map(String::as_str));
     let in_process = cargo(&paths, &args, &[("TEST_POSTGRES_URL", pg)]);
+    let fuzzed = match in_process {
+        Ok(()) => {
+            done(t);
+            let t = step("property-based API fuzzing from the OpenAPI document (schemathesis; SQLite and PostgreSQL)");
+            let sqlite = format!("sqlite://{}/fuzz.db", tmp.display());
+            let result = async {
+                fuzz_api(&paths, &sqlite).await?;
+                fuzz_api(&paths, &stack.create_database("fuzz").await?).await
+            }
+            .await;
+            if result.is_ok() {
+                done(t);
+            }
+            result
+        }
+        Err(e) => Err(e),
+    };
     stack.stop().await?;
     let _ = fs::remove_dir_all(&tmp);
-    in_process?;
-    done(t);
+    fuzzed?;
 
     let t = step("end-to-end tests on the real stack (daprd, Kafka, Redis, PostgreSQL)");
     let mut args = vec!["test", "-p", "e2e"];
@@ -199,6 +215,44 @@ pub async fn test(extra: &[String]) -> Result<()> {
     cargo(&paths, &args, &[])?;
     done(t);
     println!("all tests passed");
+    Ok(())
+}
+
+/// Runs `tools/fuzz-api.sh` against a chat-api of its own on `database_url`: any 5xx fails.
+async fn fuzz_api(paths: &Paths, database_url: &str) -> Result<()> {
+    const SECRET: &str = "fuzz-secret-fuzz-secret-fuzz-secret-fuzz";
+    const FUZZ_SECONDS: &str = "60";
+    let port = devstack::free_port();
+    let bin = paths.root.join("target/debug/chat-api");
+    let env = [
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("DATABASE_URL", database_url.to_owned()),
+        ("MIGRATE_ON_START", "true".to_owned()),
+        ("APP_PORT", port.to_string()),
+        ("RELAY_ENABLED", "false".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let mut cmd = Command::new(&bin);
+    cmd.arg("serve").envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut server = Managed::spawn("chat-api (fuzz target)", cmd, &paths.data.join("fuzz-chat-api.log"), None)?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{base}/readyz"), Duration::from_secs(30), &server).await?;
+    let token = Command::new(&bin)
+        .args(["token", "alice"])
+        .env("JWT_SECRET", SECRET)
+        .output()
+        .context("minting the fuzzer's token")?;
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let status = Command::new("bash")
+        .arg(paths.root.join("tools/fuzz-api.sh"))
+        .args([base.as_str(), token.as_str(), FUZZ_SECONDS])
+        .current_dir(&paths.root)
+        .status()
+        .context("running tools/fuzz-api.sh")?;
+    server.shutdown().await;
+    if !status.success() {
+        bail!("the API fuzzer found server errors ({status}); the server's log: {}", paths.data.join("fuzz-chat-api.log").display());
+    }
     Ok(())
 }
 
