@@ -247,13 +247,14 @@ pub(crate) async fn start_broker(
                 .with_context(|| format!("removing {}", dirs.log_dir.display()))?;
         }
         let mut format = tool_command(paths, "kafka.tools.StorageTool")?;
+        // `--cluster-id=<id>` in one word: an id starting with '-' (base64url allows it)
+        // would otherwise be read as an option.
         format
             .args([
-                "format",
-                "--ignore-formatted",
-                "-t",
-                &new_cluster_id(),
-                "-c",
+                "format".to_owned(),
+                "--ignore-formatted".to_owned(),
+                format!("--cluster-id={}", new_cluster_id()),
+                "-c".to_owned(),
             ])
             .arg(&dirs.server_properties);
         run_captured(
@@ -358,6 +359,69 @@ pub async fn consume(
     expected: usize,
     timeout: Duration,
 ) -> Result<Vec<Record>> {
+    let mut records = Vec::new();
+    run_console_consumer(stack_bootstrap, paths, topic, expected, timeout, false, |line| {
+        records.push(parse_record(line)?);
+        Ok(())
+    })
+    .await?;
+    Ok(records)
+}
+
+/// A record with its Kafka timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedRecord {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// True when the broker stamped it on append (topic config
+    /// `message.timestamp.type=LogAppendTime`); false for the producer's `CreateTime`.
+    pub log_append_time: bool,
+    pub record: Record,
+}
+
+/// As [`consume`], with each record's timestamp, handing every record to `on_record` as
+/// it arrives instead of collecting them (a benchmark reads hundreds of thousands).
+/// Returns how many records were read.
+pub async fn consume_timed(
+    stack_bootstrap: &str,
+    paths: &Paths,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+    mut on_record: impl FnMut(TimedRecord) -> Result<()>,
+) -> Result<usize> {
+    let mut count = 0;
+    run_console_consumer(stack_bootstrap, paths, topic, expected, timeout, true, |line| {
+        let (stamp, rest) = line.split_once('\t').context("no timestamp field")?;
+        let (kind, millis) = stamp.split_once(':').context("timestamp is not TYPE:MILLIS")?;
+        let log_append_time = match kind {
+            "LogAppendTime" => true,
+            "CreateTime" => false,
+            other => bail!("unknown timestamp type {other:?}"),
+        };
+        on_record(TimedRecord {
+            timestamp_ms: millis.parse().context("timestamp is not a number")?,
+            log_append_time,
+            record: parse_record(rest)?,
+        })?;
+        count += 1;
+        Ok(())
+    })
+    .await?;
+    Ok(count)
+}
+
+/// Runs the console consumer on `topic` from the beginning and hands each output line to
+/// `on_line` until `expected` lines came or the time is up (see [`consume`]).
+async fn run_console_consumer(
+    stack_bootstrap: &str,
+    paths: &Paths,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+    print_timestamp: bool,
+    mut on_line: impl FnMut(&str) -> Result<()>,
+) -> Result<()> {
     let started = Instant::now();
     let mut cmd = tool_command(paths, "org.apache.kafka.tools.consumer.ConsoleConsumer")?;
     let timeout_ms = timeout.as_millis().max(1).to_string();
@@ -375,7 +439,7 @@ pub async fn consume(
         "print.offset=true".to_owned(),
         "print.key=true".to_owned(),
         "print.value=true".to_owned(),
-        "print.timestamp=false".to_owned(),
+        format!("print.timestamp={print_timestamp}"),
         "print.headers=false".to_owned(),
         "key.separator=\t".to_owned(),
         "line.separator=\n".to_owned(),
@@ -403,14 +467,15 @@ pub async fn consume(
     // The JVM start and the group join come on top of the caller's timeout.
     let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(15);
     let mut lines = BufReader::new(stdout).lines();
-    let mut records = Vec::new();
+    let mut read = 0;
     let mut exited_by_itself = false;
-    while records.len() < expected {
+    while read < expected {
         match tokio::time::timeout_at(deadline, lines.next_line()).await {
             Ok(Ok(Some(line))) => {
-                records.push(parse_record(&line).with_context(|| {
+                on_line(&line).with_context(|| {
                     format!("unexpected console consumer output for topic {topic}: {line:?}")
-                })?);
+                })?;
+                read += 1;
             }
             // The consumer exited (its --timeout-ms passed, or it failed).
             Ok(Ok(None)) => {
@@ -423,7 +488,7 @@ pub async fn consume(
     }
     let _ = child.start_kill();
     let status = child.wait().await;
-    if records.len() < expected {
+    if read < expected {
         let stderr = stderr_task.await.unwrap_or_default();
         // Running out of time ends it with a TimeoutException; anything else is a failure
         // to report, not an empty topic.
@@ -438,13 +503,75 @@ pub async fn consume(
             );
         }
         eprintln!(
-            "consume({topic}): {} of {expected} records after {:.1}s; console consumer said:\n{}",
-            records.len(),
+            "consume({topic}): {read} of {expected} records after {:.1}s; console consumer said:\n{}",
             started.elapsed().as_secs_f64(),
             tail_lines(&stderr, 10)
         );
     }
-    Ok(records)
+    Ok(())
+}
+
+/// Sets (or overrides) per-topic configuration, e.g. `message.timestamp.type=LogAppendTime`
+/// so each record carries the broker's append time.
+pub async fn alter_topic_config(
+    stack_bootstrap: &str,
+    paths: &Paths,
+    topic: &str,
+    configs: &[(&str, &str)],
+) -> Result<()> {
+    let configs: Vec<String> = configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut cmd = tool_command(paths, "kafka.admin.ConfigCommand")?;
+    cmd.args(["--bootstrap-server", stack_bootstrap, "--alter"])
+        .args(["--entity-type", "topics", "--entity-name", topic])
+        .args(["--add-config", &configs.join(",")]);
+    run_captured(&mut cmd, "is the broker running and reachable?")
+        .await
+        .with_context(|| format!("altering the configuration of topic {topic}"))?;
+    Ok(())
+}
+
+/// How many records of `topic` the consumer group `group` has not committed yet (summed
+/// over partitions), or `None` while the group has no committed offsets for it.
+pub async fn consumer_group_lag(
+    stack_bootstrap: &str,
+    paths: &Paths,
+    group: &str,
+    topic: &str,
+) -> Result<Option<u64>> {
+    let mut cmd = tool_command(paths, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand")?;
+    cmd.args(["--bootstrap-server", stack_bootstrap, "--describe", "--group", group]);
+    let out = run_captured(&mut cmd, "is the broker running and reachable?")
+        .await
+        .with_context(|| format!("describing consumer group {group}"))?;
+    parse_group_lag(&out, topic)
+}
+
+/// Sums the LAG column of `ConsumerGroupCommand --describe` over `topic`'s partitions.
+fn parse_group_lag(out: &str, topic: &str) -> Result<Option<u64>> {
+    let mut header: Option<Vec<&str>> = None;
+    let mut total = 0u64;
+    let mut seen = false;
+    for line in out.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.first() == Some(&"GROUP") {
+            header = Some(cols);
+            continue;
+        }
+        let Some(header) = &header else { continue };
+        let at = |name: &str| header.iter().position(|h| *h == name).and_then(|i| cols.get(i).copied());
+        if at("TOPIC") != Some(topic) {
+            continue;
+        }
+        match at("LAG").map(str::parse::<u64>) {
+            Some(Ok(lag)) => {
+                total += lag;
+                seen = true;
+            }
+            // "-": no committed offset for that partition yet.
+            _ => return Ok(None),
+        }
+    }
+    Ok(seen.then_some(total))
 }
 
 /// Parses `Partition:P<TAB>Offset:O<TAB>KEY<TAB>VALUE`.
@@ -512,5 +639,17 @@ mod tests {
             parse_record(&format!("Partition:0\tOffset:0\t{NULL_LITERAL}\t{{}}")).expect("parse");
         assert_eq!(keyless.key, None);
         assert!(parse_record("garbage").is_err());
+    }
+
+    #[test]
+    fn group_lag_sums_the_topics_partitions_and_is_unknown_without_offsets() {
+        let out = "\nGROUP  TOPIC        PARTITION  CURRENT-OFFSET  LOG-END-OFFSET  LAG  CONSUMER-ID  HOST  CLIENT-ID\n\
+                   g      task-events  0          10              12              2    c1           /1    x\n\
+                   g      task-events  1          5               5               0    c1           /1    x\n\
+                   g      other        0          1               9               8    c1           /1    x\n";
+        assert_eq!(parse_group_lag(out, "task-events").expect("parse"), Some(2));
+        let unknown = "GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG\ng task-events 0 - 3 -\n";
+        assert_eq!(parse_group_lag(unknown, "task-events").expect("parse"), None);
+        assert_eq!(parse_group_lag("", "task-events").expect("parse"), None);
     }
 }

@@ -13,7 +13,9 @@
 //!   really serves, and stops them by PID (also on drop, so a panicking test leaves nothing
 //!   behind). Pidfiles let a later run kill what a crashed run left.
 //! - [`Sidecar`] starts one `daprd` directly, the way a test wants it.
-//! - [`consume`] reads a topic back with Kafka's own console consumer.
+//! - [`consume`] reads a topic back with Kafka's own console consumer ([`consume_timed`]
+//!   with each record's timestamp); [`alter_topic_config`] and [`consumer_group_lag`] wrap
+//!   Kafka's config and consumer-group tools.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -46,7 +48,7 @@ pub mod provision;
 mod sidecar;
 mod stack;
 
-pub use kafka::{Record, consume};
+pub use kafka::{Record, TimedRecord, alter_topic_config, consume, consume_timed, consumer_group_lag};
 pub use paths::Paths;
 pub use process::{Managed, free_port, pid_alive};
 pub use sidecar::{Sidecar, SidecarConfig, render_components};
