@@ -169,51 +169,46 @@ async fn http_ok(url: &str) -> bool {
     }
 }
 
-/// Every test: unit and in-process tests (on SQLite, and on PostgreSQL from a real server
-/// started here), then the end-to-end suite against the real stack.
+/// Every test, in one `cargo test --workspace` (one build, one feature resolution): unit
+/// and in-process tests on SQLite and on a real PostgreSQL started here, and the end-to-end
+/// suite, each test of which starts its own real stack. Then property-based fuzzing of the
+/// API from its OpenAPI document. Tests run one at a time: the end-to-end ones each start
+/// Kafka, PostgreSQL, Redis and sidecars, which is what a 2-core machine can carry.
 pub async fn test(extra: &[String]) -> Result<()> {
     let paths = Paths::discover()?;
     prov::all(&paths)?;
 
-    let t = step("building everything");
-    cargo(&paths, &["build", "--workspace", "--bins", "--tests"], &[])?;
-    done(t);
-
-    let t = step("unit and in-process tests (SQLite and PostgreSQL)");
+    let t = step("starting PostgreSQL for the in-process suites");
     let tmp = paths.data.join("test-stack");
     let _ = fs::remove_dir_all(&tmp);
     let stack = Stack::start(&paths, StackConfig { data_dir: tmp.clone(), ports: Ports::free() }).await?;
-    let pg = stack.admin_database_url();
-    let mut args = vec!["test", "--workspace", "--exclude", "e2e"];
+    done(t);
+
+    let t = step("cargo test --workspace: unit, in-process (SQLite and PostgreSQL) and end-to-end tests");
+    let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
-    let in_process = cargo(&paths, &args, &[("TEST_POSTGRES_URL", pg)]);
-    let fuzzed = match in_process {
+    args.extend(["--", "--test-threads=1"]);
+    let result = cargo(&paths, &args, &[("TEST_POSTGRES_URL", stack.admin_database_url())]);
+    let result = match result {
         Ok(()) => {
             done(t);
             let t = step("property-based API fuzzing from the OpenAPI document (schemathesis; SQLite and PostgreSQL)");
             let sqlite = format!("sqlite://{}/fuzz.db", tmp.display());
-            let result = async {
+            let fuzzed = async {
                 fuzz_api(&paths, &sqlite).await?;
                 fuzz_api(&paths, &stack.create_database("fuzz").await?).await
             }
             .await;
-            if result.is_ok() {
+            if fuzzed.is_ok() {
                 done(t);
             }
-            result
+            fuzzed
         }
         Err(e) => Err(e),
     };
     stack.stop().await?;
     let _ = fs::remove_dir_all(&tmp);
-    fuzzed?;
-
-    let t = step("end-to-end tests on the real stack (daprd, Kafka, Redis, PostgreSQL)");
-    let mut args = vec!["test", "-p", "e2e"];
-    args.extend(extra.iter().map(String::as_str));
-    args.extend(["--", "--test-threads=1"]);
-    cargo(&paths, &args, &[])?;
-    done(t);
+    result?;
     println!("all tests passed");
     Ok(())
 }
