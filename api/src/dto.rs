@@ -106,8 +106,9 @@ pub struct TaskPatchInput {
     pub completed: Option<bool>,
 }
 
-/// Distinguishes a field set to `null` (`Some(None)`) from an absent one (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+/// Distinguishes a field set to `null` (`Some(None)`) from an absent one (`None`). Also used
+/// by the MCP tools' arguments.
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

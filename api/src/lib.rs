@@ -1,6 +1,7 @@
 //! `chat-api`: the only client-facing service. It owns the tasks database, answers the task
-//! REST API, and writes every change together with its event (transactional outbox); the
-//! relay in [`relay`] publishes those events to `task-events` through the Dapr sidecar.
+//! REST API and the MCP tools ([`mcp`]) through one service layer ([`service`]), and writes
+//! every change together with its event (transactional outbox); the relay in [`relay`]
+//! publishes those events to `task-events` through the Dapr sidecar.
 //!
 //! `main.rs` only reads config, starts telemetry and runs [`Application`] until shutdown.
 
@@ -9,9 +10,11 @@ pub mod config;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod mcp;
 pub mod openapi;
 pub mod relay;
 pub mod routes;
+pub mod service;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -39,10 +42,12 @@ pub struct AppState {
 }
 
 /// The HTTP routes over `state`: those of [`routes::table`], each documented in the OpenAPI
-/// document served at [`openapi::OPENAPI_PATH`], plus the JSON 404 and 405 answers.
+/// document served at [`openapi::OPENAPI_PATH`], the MCP endpoint at [`mcp::MCP_PATH`]
+/// (described by its own `tools/list`), plus the JSON 404 and 405 answers.
 pub fn router(state: AppState) -> Router {
     let (routes, _document) = routes::table().split_for_parts();
     routes
+        .merge(mcp::routes(state.clone()))
         .fallback(routes::fallback)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

@@ -1,4 +1,5 @@
-//! HTTP handlers: extract, parse into domain values, call the store, map to a view.
+//! HTTP handlers: extract, authorize, call the shared task service ([`crate::service`], also
+//! behind the MCP tools), map to a view.
 //!
 //! Each handler's `#[utoipa::path]` annotation is its entry in the OpenAPI document, and
 //! [`table`] registers it with the router and the document together.
@@ -16,21 +17,19 @@ use axum::{
 use chrono::Utc;
 use sea_orm::ConnectionTrait;
 use serde::de::DeserializeOwned;
-use todo_store::TaskPatch;
 use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    dto::{encode_cursor, ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskPath, TaskView, UserPath},
+    dto::{ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskPath, TaskView, UserPath},
     error::{ApiError, ApiResult},
     extract::{ApiJson, ApiQuery},
     openapi::{
         ApiDoc, BadRequest, Conflict, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
         UnsupportedMediaType,
     },
-    AppState,
+    service, AppState,
 };
 
 /// Every route the API serves, each registered with the router and the OpenAPI document in
@@ -78,10 +77,6 @@ where
     }
 }
 
-fn task_id(raw: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::invalid("task_id", "task id must be a UUID"))
-}
-
 /// Create a task.
 #[utoipa::path(
     post,
@@ -109,12 +104,7 @@ pub async fn create_task(
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<impl IntoResponse> {
     let user = auth.require(&user_id)?;
-    if input.completed.is_some() {
-        return Err(ApiError::invalid("completed", "a new task cannot be created completed"));
-    }
-    let new = input.into_new_task()?;
-    let task = state.tasks.create(user, new, Utc::now()).await?;
-    state.relay_wake.notify_one();
+    let task = service::create(&state, user, input).await?;
     Ok((StatusCode::CREATED, Json(TaskView::from(task))))
 }
 
@@ -140,7 +130,7 @@ pub async fn get_task(
     ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
-    let task = state.tasks.get(user, task_id(&id)?).await?;
+    let task = service::get(&state, user, &id).await?;
     Ok(Json(task.into()))
 }
 
@@ -166,21 +156,7 @@ pub async fn list_tasks(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<TaskPageView>> {
     let user = auth.require(&user_id)?;
-    let query = params.into_query(Utc::now())?;
-    let page = state.tasks.list(user, &query).await?;
-    Ok(Json(TaskPageView {
-        items: page.items.into_iter().map(TaskView::from).collect(),
-        next_cursor: page.next_offset.map(encode_cursor),
-    }))
-}
-
-async fn apply(state: &AppState, auth: &AuthUser, user_id: &str, id: &str, patch: TaskPatch) -> ApiResult<Json<TaskView>> {
-    let user = auth.require(user_id)?;
-    let (task, changed) = state.tasks.update(user, task_id(id)?, patch, Utc::now()).await?;
-    if changed {
-        state.relay_wake.notify_one();
-    }
-    Ok(Json(task.into()))
+    Ok(Json(service::list(&state, user, params).await?))
 }
 
 /// Replace a task: absent optional fields take their defaults.
@@ -210,8 +186,10 @@ pub async fn replace_task(
     ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<Json<TaskView>> {
+    // Parsed before the user is checked, as it always was: a bad body is a 400 either way.
     let patch = input.into_replacement()?;
-    apply(&state, &auth, &user_id, &id, patch).await
+    let user = auth.require(&user_id)?;
+    Ok(Json(service::apply(&state, user, &id, patch).await?.into()))
 }
 
 /// Change some fields of a task (`null` clears `due_at` or `recurrence`).
@@ -242,9 +220,7 @@ pub async fn patch_task(
     ApiJson(input): ApiJson<TaskPatchInput>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
-    let current = state.tasks.get(user, task_id(&id)?).await?;
-    let patch = input.into_patch(current.time_zone, current.due_at)?;
-    apply(&state, &auth, &user_id, &id, patch).await
+    Ok(Json(service::patch(&state, user, &id, input).await?.into()))
 }
 
 /// Complete a task (`task.completed`; a recurring task's next instance follows).
@@ -270,8 +246,8 @@ pub async fn complete_task(
     auth: AuthUser,
     ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
 ) -> ApiResult<Json<TaskView>> {
-    let patch = TaskPatch { completed: Some(true), ..TaskPatch::default() };
-    apply(&state, &auth, &user_id, &id, patch).await
+    let user = auth.require(&user_id)?;
+    Ok(Json(service::set_completed(&state, user, &id, true).await?.into()))
 }
 
 /// Reopen a completed task (published as `task.updated`).
@@ -297,8 +273,8 @@ pub async fn reopen_task(
     auth: AuthUser,
     ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
 ) -> ApiResult<Json<TaskView>> {
-    let patch = TaskPatch { completed: Some(false), ..TaskPatch::default() };
-    apply(&state, &auth, &user_id, &id, patch).await
+    let user = auth.require(&user_id)?;
+    Ok(Json(service::set_completed(&state, user, &id, false).await?.into()))
 }
 
 /// Delete a task (`task.deleted` carries its last state).
@@ -325,8 +301,7 @@ pub async fn delete_task(
     ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
 ) -> ApiResult<StatusCode> {
     let user = auth.require(&user_id)?;
-    state.tasks.delete(user, task_id(&id)?, Utc::now()).await?;
-    state.relay_wake.notify_one();
+    service::delete(&state, user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -352,8 +327,7 @@ pub async fn delete_account(
     ApiPath(UserPath { user_id }): ApiPath<UserPath>,
 ) -> ApiResult<StatusCode> {
     let user = auth.require(&user_id)?;
-    state.tasks.delete_user(user, Utc::now()).await?;
-    state.relay_wake.notify_one();
+    service::delete_account(&state, user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

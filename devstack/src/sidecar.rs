@@ -44,6 +44,11 @@ pub struct SidecarConfig {
     pub app_api_token: Option<String>,
     /// Required by daprd on API calls (env `DAPR_API_TOKEN`).
     pub dapr_api_token: Option<String>,
+    /// The app route daprd probes (`--enable-app-health-check`, every second, unhealthy after
+    /// two failures): while the app fails it, daprd pauses its subscriptions and input
+    /// bindings, so messages wait in the broker instead of being retried into a dead-letter
+    /// topic. `None`: no app health check.
+    pub app_health_check_path: Option<String>,
     /// daprd's stdout and stderr; its pidfile goes beside it (`.pid`).
     pub log_file: PathBuf,
 }
@@ -61,6 +66,7 @@ impl SidecarConfig {
             config_file: None,
             app_api_token: None,
             dapr_api_token: None,
+            app_health_check_path: None,
             log_file: log_file.to_path_buf(),
         }
     }
@@ -138,6 +144,13 @@ impl Sidecar {
         }
         if let Some(config) = &cfg.config_file {
             cmd.arg("--config").arg(config);
+        }
+        if let Some(path) = &cfg.app_health_check_path {
+            cmd.arg("--enable-app-health-check")
+                .args(["--app-health-check-path", path])
+                .args(["--app-health-probe-interval", "1"])
+                .args(["--app-health-probe-timeout", "500"])
+                .args(["--app-health-threshold", "2"]);
         }
         for name in SCRUBBED_ENV {
             cmd.env_remove(name);

@@ -131,6 +131,43 @@ pub struct ReminderEvent {
     pub window_seconds: u64,
 }
 
+/// Namespace of reminder event ids (UUID v5). Fixed forever: changing it would give every
+/// pending reminder a new id and defeat the consumers' duplicate detection.
+pub const REMINDER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a4e_9b7d_4c53_8e21_d0a5_b3f4_7c19);
+
+impl ReminderEvent {
+    /// The id of the reminder for `task_id` due at `due_at` (whole seconds): the same on every
+    /// replica and every tick, so a reminder published twice is recognisably one reminder,
+    /// and a task whose due time changes gets a new one.
+    pub fn id_for(task_id: Uuid, due_at: DateTime<Utc>) -> Uuid {
+        Uuid::new_v5(
+            &REMINDER_ID_NAMESPACE,
+            format!("{task_id}/{}", due_at.timestamp()).as_bytes(),
+        )
+    }
+
+    /// The reminder for `task` at its current due time, or `None` when it has none.
+    /// `window_seconds`: the reminder window it was found in; `now`: when it was generated.
+    pub fn for_task(task: &TaskSnapshot, window_seconds: u64, now: DateTime<Utc>) -> Option<Self> {
+        let due_at = task.due_at?;
+        Some(Self {
+            event_id: Self::id_for(task.id, due_at),
+            event_type: EventType::ReminderDue,
+            schema_version: REMINDER_SCHEMA_VERSION,
+            occurred_at: now,
+            user_id: task.user_id.clone(),
+            task_id: task.id,
+            title: task.title.clone(),
+            description: task.description.clone(),
+            priority: task.priority,
+            tags: task.tags.clone(),
+            due_at,
+            time_zone: task.time_zone,
+            window_seconds,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +206,45 @@ mod tests {
         assert!(json.get("changed_fields").is_none());
         let back: TaskEvent = serde_json::from_value(json).expect("deserialise");
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn a_reminder_carries_the_task_details_and_an_id_fixed_by_task_and_due_time() {
+        let mut task = snapshot();
+        let due = DateTime::parse_from_rfc3339("2026-01-02T09:30:00Z")
+            .expect("instant")
+            .with_timezone(&Utc);
+        assert_eq!(ReminderEvent::for_task(&task, 86_400, due), None, "no due time, no reminder");
+        task.due_at = Some(due);
+        let now = snapshot().created_at;
+        let reminder = ReminderEvent::for_task(&task, 86_400, now).expect("a reminder");
+        assert_eq!(reminder.event_type, EventType::ReminderDue);
+        assert_eq!(reminder.schema_version, REMINDER_SCHEMA_VERSION);
+        assert_eq!((reminder.user_id.as_str(), reminder.task_id), ("alice", task.id));
+        assert_eq!((reminder.due_at, reminder.occurred_at, reminder.window_seconds), (due, now, 86_400));
+        assert_eq!(reminder.tags, ["a"]);
+        assert_eq!(reminder.priority, Priority::High);
+
+        // Generated again later (another tick, another replica): the same id.
+        let later = ReminderEvent::for_task(&task, 3_600, due).expect("a reminder");
+        assert_eq!(later.event_id, reminder.event_id);
+        assert_eq!(reminder.event_id.get_version_num(), 5);
+        // Sub-second differences are the same due time; another second or task is not.
+        let jitter = due + chrono::Duration::milliseconds(400);
+        assert_eq!(ReminderEvent::id_for(task.id, jitter), reminder.event_id);
+        let moved = due + chrono::Duration::seconds(1);
+        assert_ne!(ReminderEvent::id_for(task.id, moved), reminder.event_id);
+        assert_ne!(ReminderEvent::id_for(Uuid::from_u128(1), due), reminder.event_id);
+        // Pinned: the id is part of the event contract, it must not drift between builds.
+        assert_eq!(
+            ReminderEvent::id_for(Uuid::nil(), due).to_string(),
+            "f54a1be0-6cb4-575c-af48-57ce70912562"
+        );
+
+        let json = serde_json::to_value(&reminder).expect("serialise");
+        assert_eq!(json["event_type"], "reminder.due");
+        let back: ReminderEvent = serde_json::from_value(json).expect("deserialise");
+        assert_eq!(back, reminder);
     }
 
     #[test]

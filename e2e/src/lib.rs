@@ -6,6 +6,7 @@
 //! The binaries must be built first (`cargo xtask test` does `cargo build --bins`).
 
 pub mod load;
+pub mod reminders;
 
 use std::{
     path::{Path, PathBuf},
@@ -96,6 +97,11 @@ impl Env {
         // Named by port too: replicas of one app id must not share a log or pidfile.
         let mut cfg = SidecarConfig::new(app_id, &self.resources, &logs.join(format!("{app_id}-{port}-daprd.log")));
         cfg.app_port = Some(port);
+        // As in dapr.yaml: a subscriber's sidecar pauses delivery while the app is not ready
+        // (down, or its database down), so events wait in Kafka rather than dead-letter.
+        if app_id == "recurring-tasks" {
+            cfg.app_health_check_path = Some("/readyz".into());
+        }
         let mut all_env: Vec<(String, String)> = vec![
             ("APP_PORT".into(), port.to_string()),
             ("DAPR_GRPC_PORT".into(), cfg.grpc_port.to_string()),
@@ -144,13 +150,28 @@ impl Service {
     }
 }
 
-/// The path of a workspace binary next to this test executable (`target/<profile>/`).
+/// Where [`binary`] looks instead of next to the test executable (set once, by `cargo xtask
+/// bench`, to `target/release`).
+static BINARY_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes [`binary`] take the service binaries from `dir` (e.g. `target/release`). The
+/// first call wins.
+pub fn use_binaries_from(dir: PathBuf) {
+    let _ = BINARY_DIR.set(dir);
+}
+
+/// The path of a workspace binary next to this test executable (`target/<profile>/`), or
+/// in the directory given to [`use_binaries_from`] or named by `E2E_BIN_DIR`.
 pub fn binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("test executable has no target directory")?;
+    let chosen = BINARY_DIR.get().cloned().or_else(|| std::env::var_os("E2E_BIN_DIR").map(PathBuf::from));
+    let dir = match &chosen {
+        Some(dir) => dir.as_path(),
+        None => exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .context("test executable has no target directory")?,
+    };
     let path = dir.join(name);
     if !path.is_file() {
         bail!("{} is missing: build the services first (`cargo build --bins`, which `cargo xtask test` does)", path.display());

@@ -3,6 +3,8 @@
 //!
 //! - [`recurring`] (`recurring-tasks`): consumes `task.completed` from `task-events` and
 //!   creates the next instance of a recurring task, exactly once in effect.
+//! - [`notifications`] (`notifications`): consumes `reminder.due` from `reminders` and logs
+//!   each reminder once (no database).
 //!
 //! Shared by all of them: [`envelope`] (what daprd delivers, unwrapped) and [`http`] (probes,
 //! the panic guard, and the fallback that never answers 404 to daprd).
@@ -18,4 +20,5 @@
 
 pub mod envelope;
 pub mod http;
+pub mod notifications;
 pub mod recurring;

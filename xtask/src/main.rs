@@ -4,15 +4,21 @@
 //! - `up`: run the whole system locally: Kafka, Redis, PostgreSQL, then every service with
 //!   its sidecar through `dapr run -f dapr.yaml`. Ctrl-C stops everything it started.
 //! - `test`: every test: unit and in-process (SQLite and PostgreSQL), then end to end.
+//! - `bench`: the benchmark of issue 9 on the real stack (release build); prints the report
+//!   and appends it to `BENCHMARKS.md`.
 //! - `token <user_id>`: a bearer token for the local system started by `up`.
 //! - `down`: stop what a crashed `up` left running.
+//! - `minikube`: build the images into Minikube, install Dapr and KEDA, apply
+//!   `k8s/overlays/minikube`, wait, smoke-test (see `minikube.rs`).
 
+mod bench;
+mod minikube;
 mod tasks;
 
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <provision | up | test | token <user_id> | down>");
+    eprintln!("usage: cargo xtask <provision | up | test | bench [options] | token <user_id> | down | minikube [options]>");
     ExitCode::from(2)
 }
 
@@ -29,11 +35,13 @@ fn main() -> ExitCode {
         Some("provision") => tasks::provision(),
         Some("up") => runtime.block_on(tasks::up()),
         Some("test") => runtime.block_on(tasks::test(&args[1..])),
+        Some("bench") => runtime.block_on(bench::bench(&args[1..])),
         Some("token") => match args.get(1) {
             Some(user) => tasks::token(user),
             None => return usage(),
         },
         Some("down") => runtime.block_on(tasks::down()),
+        Some("minikube") => minikube::minikube(&args[1..]),
         _ => return usage(),
     };
     match result {

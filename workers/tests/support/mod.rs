@@ -72,6 +72,15 @@ impl IdempotencyStore for UnreachableStore {
     async fn remember(&self, _key: &str, _ttl: std::time::Duration) -> Result<(), StateError> {
         Err(StateError::Unavailable("sidecar down (simulated)".into()))
     }
+    async fn claim(&self, _key: &str, _lease: std::time::Duration) -> Result<bool, StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn confirm(&self, _key: &str, _ttl: std::time::Duration) -> Result<(), StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn release(&self, _key: &str) -> Result<(), StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
 }
 
 pub struct Worker {

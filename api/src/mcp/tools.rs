@@ -1,0 +1,159 @@
+//! The task tools. Each one calls [`crate::service`] exactly as its REST handler does, as the
+//! caller that [`super::authenticate`] put in the HTTP request's extensions.
+
+use axum::http::request::Parts;
+use rmcp::{
+    handler::server::{
+        common::FromContextPart,
+        router::tool::ToolRouter,
+        tool::ToolCallContext,
+    },
+    model::{CallToolRequestParams, CallToolResponse, CallToolResult, ErrorCode},
+    service::RequestContext,
+    tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler,
+};
+use todo_domain::UserId;
+use tracing::Instrument as _;
+
+use super::{
+    args::{AddTaskArgs, ListTasksArgs, Parameters, TaskIdArgs, UpdateTaskArgs},
+    output,
+};
+use crate::{auth::AuthUser, service, AppState};
+
+/// The MCP server: the task tools over the service's state. Cheap to clone (one per request).
+#[derive(Clone)]
+pub struct TaskTools {
+    state: AppState,
+    tool_router: ToolRouter<Self>,
+}
+
+/// The authenticated caller of a tool call.
+pub struct Caller(pub UserId);
+
+fn caller(context: &RequestContext<RoleServer>) -> Option<UserId> {
+    context
+        .extensions
+        .get::<Parts>()
+        .and_then(|parts| parts.extensions.get::<AuthUser>())
+        .map(|auth| auth.0.clone())
+}
+
+impl<S> FromContextPart<ToolCallContext<'_, S>> for Caller {
+    fn from_context_part(context: &mut ToolCallContext<'_, S>) -> Result<Self, ErrorData> {
+        // Only reachable when the service is mounted without `authenticate`: a server bug,
+        // never the caller's mistake.
+        caller(&context.request_context)
+            .map(Caller)
+            .ok_or_else(|| ErrorData::internal_error("the MCP request carries no authenticated user", None))
+    }
+}
+
+#[tool_router]
+impl TaskTools {
+    pub fn new(state: AppState) -> Self {
+        Self { state, tool_router: Self::tool_router() }
+    }
+
+    /// Create a task for the signed-in user and return it; its `id` is what the other tools
+    /// take as `task_id`. Only `title` is required. Give `due_at` as a local time plus the
+    /// user's `time_zone` (e.g. "2026-12-01T09:00" in "Europe/Berlin") or as an RFC 3339
+    /// time with an offset.
+    #[tool(
+        annotations(title = "Add a task", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
+        output_schema = output::task_schema()
+    )]
+    async fn add_task(&self, Caller(user): Caller, Parameters(args): Parameters<AddTaskArgs>) -> CallToolResult {
+        match service::create(&self.state, &user, args.into()).await {
+            Ok(task) => output::task("Created", task),
+            Err(e) => output::error(&e),
+        }
+    }
+
+    /// List the signed-in user's tasks: search text, filter by status, priority, tag, due
+    /// time, overdue or recurring, sort, and page. With no arguments: all tasks, oldest
+    /// first, 50 per page. When `next_cursor` is not null, more tasks follow: call again
+    /// with it as `cursor`.
+    #[tool(
+        annotations(title = "List tasks", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = output::page_schema()
+    )]
+    async fn list_tasks(&self, Caller(user): Caller, Parameters(args): Parameters<ListTasksArgs>) -> CallToolResult {
+        match service::list(&self.state, &user, args.into()).await {
+            Ok(page) => output::page(page),
+            Err(e) => output::error(&e),
+        }
+    }
+
+    /// Change some fields of one of the user's tasks; fields left out stay as they are.
+    /// `due_at: null` removes the due time, `recurrence: null` stops repetition,
+    /// `completed: true` completes the task and `completed: false` reopens it. Returns the
+    /// task after the change.
+    #[tool(
+        annotations(title = "Update a task", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = output::task_schema()
+    )]
+    async fn update_task(&self, Caller(user): Caller, Parameters(args): Parameters<UpdateTaskArgs>) -> CallToolResult {
+        let (id, patch) = args.into_parts();
+        match service::patch(&self.state, &user, &id, patch).await {
+            Ok(task) => output::task("Updated", task),
+            Err(e) => output::error(&e),
+        }
+    }
+
+    /// Mark one of the user's tasks as done. If the task repeats, its next instance is
+    /// created shortly afterwards (list_tasks shows it). Completing a completed task changes
+    /// nothing.
+    #[tool(
+        annotations(title = "Complete a task", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
+        output_schema = output::task_schema()
+    )]
+    async fn complete_task(&self, Caller(user): Caller, Parameters(args): Parameters<TaskIdArgs>) -> CallToolResult {
+        match service::set_completed(&self.state, &user, &args.task_id, true).await {
+            Ok(task) => output::task("Completed", task),
+            Err(e) => output::error(&e),
+        }
+    }
+
+    /// Delete one of the user's tasks for good (a repeating task's later instances are not
+    /// created any more). Returns the task's last state.
+    #[tool(
+        annotations(title = "Delete a task", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false),
+        output_schema = output::deleted_schema()
+    )]
+    async fn delete_task(&self, Caller(user): Caller, Parameters(args): Parameters<TaskIdArgs>) -> CallToolResult {
+        match service::delete(&self.state, &user, &args.task_id).await {
+            Ok(task) => output::deleted(task),
+            Err(e) => output::error(&e),
+        }
+    }
+}
+
+#[tool_handler(
+    router = self.tool_router,
+    name = "chat-api",
+    instructions = "Manages the signed-in user's todo tasks. Every tool acts only on the tasks of the user whose bearer token authorized the request. Use list_tasks to find a task's id, then pass it as task_id. Times: RFC 3339 with an offset, or a local time such as 2026-12-01T09:00 together with an IANA time_zone such as Europe/Berlin."
+)]
+impl ServerHandler for TaskTools {
+    /// As the generated dispatcher, except that arguments a known tool cannot parse come
+    /// back as a tool error naming the argument (the model can correct itself), not as a
+    /// JSON-RPC error. Unknown tools stay protocol errors.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let tool = request.name.to_string();
+        let user = caller(&context);
+        let span = tracing::info_span!("mcp_tool", tool = %tool, user_id = user.as_ref().map_or("", UserId::as_str));
+        let known = self.tool_router.has_route(&tool);
+        let call = ToolCallContext::new(self, request, context);
+        match self.tool_router.call(call).instrument(span).await {
+            Err(e) if known && e.code == ErrorCode::INVALID_PARAMS => {
+                tracing::debug!(tool = %tool, error = %e.message, "tool arguments refused");
+                Ok(output::bad_arguments(&tool, &e.message).into())
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! `reminder-cron`: wakes on each tick of a Dapr cron input binding and publishes a
+//! `reminder.due` event to `reminders` for every task due soon, once per (task, due time)
+//! however many replicas run (spec User Story 3). `notifications` consumes those events.
+//!
+//! daprd calls `POST /reminder-cron` (the binding component `reminder-cron` in
+//! `components/binding-reminder-cron.yaml`, scoped to this app) every 30 s. The handler
+//! runs one [`scan::Scanner`] pass unless the previous one is still running, and answers
+//! 200 either way: daprd treats any other status as a failed binding call, and a failed
+//! scan is retried by the next tick anyway. See `docs/reminders.md`.
+//!
+//! May depend on: the domain, store and service-kit crates, axum and tokio. Reads tasks
+//! (read-only connection), writes nothing to the database, and runs no migrations.
+
+pub mod config;
+pub mod scan;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context as _;
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use chrono::Utc;
+use sea_orm::ConnectionTrait;
+use serde_json::json;
+use service_kit::{
+    DaprIdempotencyStore, DaprPublisher, IdempotencyStore, Publisher, Secret, require_dapr_token,
+};
+use todo_store::TaskStore;
+use tokio::net::TcpListener;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+
+pub use config::{ScanSettings, Settings};
+pub use scan::{ScanReport, Scanner, Tick, reminder_key};
+
+/// The route daprd calls on each tick: the cron binding component's name.
+pub const CRON_ROUTE: &str = "/reminder-cron";
+
+/// What the handlers can reach.
+pub struct AppState<P, I> {
+    pub scanner: Arc<Scanner<P, I>>,
+    /// Required in `dapr-api-token` on the cron route when set.
+    pub app_api_token: Option<Secret>,
+}
+
+impl<P, I> Clone for AppState<P, I> {
+    fn clone(&self) -> Self {
+        Self {
+            scanner: self.scanner.clone(),
+            app_api_token: self.app_api_token.clone(),
+        }
+    }
+}
+
+/// The HTTP routes over `state`: the cron route (token-checked) and the probes.
+pub fn router<P: Publisher, I: IdempotencyStore>(state: AppState<P, I>) -> Router {
+    let cron = Router::new()
+        .route(CRON_ROUTE, post(cron_tick::<P, I>))
+        .route_layer(middleware::from_fn_with_state(
+            state.app_api_token.clone(),
+            require_dapr_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<P, I>))
+        .merge(cron)
+        .layer(CatchPanicLayer::custom(panic_answers_200))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// `POST /reminder-cron`: one tick. Always 200 (daprd's rule for bindings); the body says
+/// what happened.
+async fn cron_tick<P: Publisher, I: IdempotencyStore>(
+    State(state): State<AppState<P, I>>,
+) -> Response {
+    let body = match state.scanner.tick(Utc::now()).await {
+        Tick::Ran(report) => json!({ "status": "scanned", "report": report }),
+        Tick::Skipped => json!({ "status": "skipped", "reason": "previous scan still running" }),
+    };
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// A panicking scan is logged; daprd still gets its 200 and the next tick scans again.
+fn panic_answers_200(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(
+        panic = message,
+        "reminder scan panicked; the next tick retries"
+    );
+    (StatusCode::OK, Json(json!({ "status": "failed" }))).into_response()
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers and has the schema (`chat-api` migrates it).
+async fn readyz<P: Publisher, I: IdempotencyStore>(
+    State(state): State<AppState<P, I>>,
+) -> Response {
+    match state
+        .scanner
+        .tasks()
+        .db()
+        .execute_unprepared("SELECT 1 FROM tasks WHERE 1 = 0")
+        .await
+    {
+        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unavailable or not migrated");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "reason": "database" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A built, bound, not yet running service.
+pub struct Application<P, I> {
+    listener: TcpListener,
+    state: AppState<P, I>,
+}
+
+impl Application<DaprPublisher, DaprIdempotencyStore> {
+    /// Connects to the database (read-only) and binds the listener; publishes and keeps its
+    /// claims through the sidecar at `settings.dapr_grpc_port`.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let publisher =
+            DaprPublisher::new(settings.dapr_grpc_port, settings.dapr_api_token.clone());
+        let keys = DaprIdempotencyStore::new(
+            settings.dapr_grpc_port,
+            settings.dapr_api_token.clone(),
+            settings.state_store.clone(),
+        );
+        Self::build_with(settings, Arc::new(publisher), Arc::new(keys)).await
+    }
+}
+
+impl<P: Publisher, I: IdempotencyStore> Application<P, I> {
+    /// As [`Application::build`], publishing through `publisher` and keeping claims in `keys`
+    /// (tests use in-process ones).
+    pub async fn build_with(
+        settings: &Settings,
+        publisher: Arc<P>,
+        keys: Arc<I>,
+    ) -> anyhow::Result<Self> {
+        let db = todo_store::connect_read_only(
+            settings.database_url.expose(),
+            settings.db_max_connections,
+        )
+        .await
+        .context("cannot connect to the database (DATABASE_URL)")?;
+        let addr = SocketAddr::new(settings.host, settings.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let scanner = Scanner::new(TaskStore::new(db), publisher, keys, settings.scan);
+        let state = AppState {
+            scanner: Arc::new(scanner),
+            app_api_token: settings.app_api_token.clone(),
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &AppState<P, I> {
+        &self.state
+    }
+
+    /// Serves until `stop` resolves, then lets a running scan finish.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let scan = self.state.scanner.settings();
+        tracing::info!(
+            port = self.port(),
+            window_s = scan.window.as_secs(),
+            overdue_grace_s = scan.overdue_grace.as_secs(),
+            page_size = scan.page_size,
+            "reminder-cron listening"
+        );
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(stop)
+            .await
+            .context("server error")
+    }
+}

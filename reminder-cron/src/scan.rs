@@ -1,0 +1,347 @@
+//! One scan: find the tasks due soon and publish one reminder per (task, due time).
+//!
+//! For each task in the scanned range, in (due time, id) order, a page at a time:
+//!
+//! 1. skip it if this process sent its reminder already (a local memo), or if its key is in
+//!    the state store (sent by any replica, or being sent right now);
+//! 2. **claim** the key `reminder:{task_id}:{due unix seconds}`: an atomic first-write with a
+//!    short lease. Of replicas racing for one key exactly one wins; the others skip it;
+//! 3. **publish** `reminder.due` to `reminders` (partition key = user id, event id derived
+//!    from task and due time, so a reminder sent twice is recognisably one);
+//! 4. on success **confirm** the key for [`ScanSettings::key_ttl`], longer than the task can
+//!    stay in range; on failure **release** it, so the next tick tries again.
+//!
+//! The claim comes before the publish, which is only safe because it is always given back
+//! when the publish did not happen: released on a known failure, and expiring with its
+//! lease ([`CLAIM_LEASE`]) when this process dies in between. A reminder can therefore be
+//! published twice (a publish that succeeded but timed out, a confirm that failed), never
+//! lost; both copies carry the same event id and `notifications` logs one.
+//!
+//! A task whose due time changes has a new key and gets a new reminder. A completed or
+//! deleted task leaves the range at once. Failures of the state store or the broker stop the
+//! scan after [`MAX_CONSECUTIVE_FAILURES`] in a row (the next tick starts over), so an outage
+//! costs a few bounded calls per tick, not one per task.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use service_kit::{IdempotencyStore, OutgoingEvent, Publisher};
+use todo_domain::{EventType, ReminderEvent, TaskSnapshot, topics};
+use todo_store::{DueCursor, TaskStore};
+use uuid::Uuid;
+
+use crate::config::ScanSettings;
+
+/// How long a claim holds before its reminder is published and the claim confirmed. Well
+/// above one publish ([`PUBLISH_TIMEOUT`]); if this process dies holding a claim, the
+/// reminder goes out again at the first tick after the lease ran out.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// Longest wait for one publish (daprd's own outbound timeout is 10 s).
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(15);
+/// Failures in a row (state store or broker) after which a scan stops early.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
+/// Most keys the local memo of sent reminders holds; beyond it the state store is asked.
+const MEMO_CAPACITY: usize = 100_000;
+
+/// The state-store key of the reminder for `task_id` due at `due_at`. (daprd prefixes keys
+/// with the app id, so every `reminder-cron` replica shares them and no other app sees them.)
+pub fn reminder_key(task_id: Uuid, due_at: DateTime<Utc>) -> String {
+    format!("reminder:{task_id}:{}", due_at.timestamp())
+}
+
+/// What one scan did. Returned to daprd in the cron call's answer and logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanReport {
+    /// Tasks found in the range.
+    pub due: u64,
+    /// Reminders published by this scan.
+    pub published: u64,
+    /// Tasks whose reminder was sent before, or is being sent by another replica.
+    pub already_sent: u64,
+    /// Tasks left for the next tick because a call failed.
+    pub failed: u64,
+    /// Why the scan stopped before the end of the range, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+/// The outcome of a cron tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tick {
+    Ran(ScanReport),
+    /// A scan of this process was still running: this tick did nothing.
+    Skipped,
+}
+
+enum Reminded {
+    Published,
+    AlreadySent,
+}
+
+/// Why one task's reminder did not go out this tick.
+#[derive(Debug)]
+enum Failure {
+    State(String),
+    Publish(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::State(e) => write!(f, "state store: {e}"),
+            Self::Publish(e) => write!(f, "publish: {e}"),
+        }
+    }
+}
+
+/// Scans for due tasks and publishes their reminders. One per process; ticks never overlap.
+pub struct Scanner<P, I> {
+    tasks: TaskStore,
+    publisher: Arc<P>,
+    keys: Arc<I>,
+    settings: ScanSettings,
+    running: tokio::sync::Mutex<()>,
+    /// Keys this process confirmed, until their TTL: spares the state store a read per due
+    /// task per tick. Only own confirmations go in, never keys merely seen, since another
+    /// replica's claim may still be released.
+    memo: Mutex<HashMap<String, Instant>>,
+}
+
+impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
+    pub fn new(tasks: TaskStore, publisher: Arc<P>, keys: Arc<I>, settings: ScanSettings) -> Self {
+        Self {
+            tasks,
+            publisher,
+            keys,
+            settings,
+            running: tokio::sync::Mutex::new(()),
+            memo: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn settings(&self) -> &ScanSettings {
+        &self.settings
+    }
+
+    pub fn tasks(&self) -> &TaskStore {
+        &self.tasks
+    }
+
+    /// A cron tick: scans unless a scan of this process is still running.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Tick {
+        let Ok(_running) = self.running.try_lock() else {
+            tracing::info!("previous scan still running; skipping this tick");
+            return Tick::Skipped;
+        };
+        Tick::Ran(self.scan(now).await)
+    }
+
+    /// Scans the range around `now` once. Use [`Scanner::tick`], which never overlaps.
+    async fn scan(&self, now: DateTime<Utc>) -> ScanReport {
+        let started = Instant::now();
+        let mut report = ScanReport::default();
+        let (from, to) = self.range(now);
+        self.forget_expired();
+        let mut after: Option<DueCursor> = None;
+        let mut failures_in_a_row = 0;
+        'pages: loop {
+            let page = match self
+                .tasks
+                .due_between(from, to, after, self.settings.page_size)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, transient = e.is_transient(), "cannot read due tasks; the next tick retries");
+                    report.stopped_early = Some(format!("database: {e}"));
+                    break;
+                }
+            };
+            for task in &page.tasks {
+                report.due += 1;
+                match self.remind(task, now).await {
+                    Ok(Reminded::Published) => {
+                        report.published += 1;
+                        failures_in_a_row = 0;
+                    }
+                    Ok(Reminded::AlreadySent) => {
+                        report.already_sent += 1;
+                        failures_in_a_row = 0;
+                    }
+                    Err(failure) => {
+                        report.failed += 1;
+                        failures_in_a_row += 1;
+                        tracing::warn!(task_id = %task.id, user_id = %task.user_id, error = %failure, "reminder not sent; the next tick retries");
+                        if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES {
+                            report.stopped_early = Some(failure.to_string());
+                            break 'pages;
+                        }
+                    }
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if report.published > 0 || report.failed > 0 || report.stopped_early.is_some() {
+            tracing::info!(
+                due = report.due,
+                published = report.published,
+                already_sent = report.already_sent,
+                failed = report.failed,
+                stopped_early = report.stopped_early.as_deref(),
+                elapsed_ms = report.elapsed_ms,
+                "reminder scan done"
+            );
+        } else {
+            tracing::debug!(
+                due = report.due,
+                already_sent = report.already_sent,
+                elapsed_ms = report.elapsed_ms,
+                "reminder scan done"
+            );
+        }
+        report
+    }
+
+    /// The scanned range of due times: overdue by up to the grace, or due within the window.
+    pub fn range(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let span = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        (
+            now.checked_sub_signed(span(self.settings.overdue_grace))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            now.checked_add_signed(span(self.settings.window))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
+    }
+
+    async fn remind(&self, task: &TaskSnapshot, now: DateTime<Utc>) -> Result<Reminded, Failure> {
+        let Some(event) = ReminderEvent::for_task(task, self.settings.window.as_secs(), now) else {
+            // The query only returns tasks with a due time.
+            return Ok(Reminded::AlreadySent);
+        };
+        let key = reminder_key(task.id, event.due_at);
+        if self.memo_has(&key) {
+            return Ok(Reminded::AlreadySent);
+        }
+        // A cheap read first: nearly every task in range was reminded on an earlier tick. The
+        // read decides nothing on its own; the claim below is the atomic decision.
+        if self
+            .keys
+            .seen(&key)
+            .await
+            .map_err(|e| Failure::State(e.to_string()))?
+        {
+            return Ok(Reminded::AlreadySent);
+        }
+        if !self
+            .keys
+            .claim(&key, CLAIM_LEASE)
+            .await
+            .map_err(|e| Failure::State(e.to_string()))?
+        {
+            return Ok(Reminded::AlreadySent);
+        }
+        if let Err(e) = self.publish(&event).await {
+            if let Err(release) = self.keys.release(&key).await {
+                tracing::warn!(key, error = %release, lease_s = CLAIM_LEASE.as_secs(), "cannot release the claim; it expires with its lease");
+            }
+            return Err(Failure::Publish(e));
+        }
+        tracing::info!(
+            event_id = %event.event_id,
+            task_id = %task.id,
+            user_id = %task.user_id,
+            due_at = %event.due_at,
+            "reminder published"
+        );
+        let ttl = self.settings.key_ttl();
+        match self.keys.confirm(&key, ttl).await {
+            Ok(()) => self.memo_insert(key, ttl),
+            // The lease expires, a later tick publishes the same event id again, and the
+            // consumer logs it once: a duplicate on the topic, never a lost reminder.
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cannot confirm the sent reminder; it may be published again")
+            }
+        }
+        Ok(Reminded::Published)
+    }
+
+    async fn publish(&self, event: &ReminderEvent) -> Result<(), String> {
+        let payload = serde_json::to_vec(event).map_err(|e| format!("cannot serialise: {e}"))?;
+        let outgoing = OutgoingEvent {
+            topic: topics::REMINDERS,
+            partition_key: &event.user_id,
+            event_id: event.event_id,
+            event_type: EventType::ReminderDue.as_str(),
+            payload: &payload,
+        };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publisher.publish(outgoing)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", PUBLISH_TIMEOUT.as_secs())),
+        }
+    }
+
+    fn memo(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        // The map stays consistent even if a holder panicked: use it anyway.
+        self.memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn memo_has(&self, key: &str) -> bool {
+        self.memo()
+            .get(key)
+            .is_some_and(|expiry| *expiry > Instant::now())
+    }
+
+    fn memo_insert(&self, key: String, ttl: Duration) {
+        let mut memo = self.memo();
+        if memo.len() < MEMO_CAPACITY {
+            memo.insert(key, Instant::now() + ttl);
+        }
+    }
+
+    fn forget_expired(&self) {
+        let now = Instant::now();
+        self.memo().retain(|_, expiry| *expiry > now);
+    }
+
+    /// Forgets what this process sent, as after a restart (tests).
+    pub fn forget_sent(&self) {
+        self.memo().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_the_task_and_the_due_second() {
+        let id = Uuid::nil();
+        let due = DateTime::parse_from_rfc3339("2026-01-02T09:30:00.250Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        assert_eq!(
+            reminder_key(id, due),
+            "reminder:00000000-0000-0000-0000-000000000000:1767346200"
+        );
+    }
+
+    #[test]
+    fn the_key_outlives_the_time_a_task_stays_in_range() {
+        let s = ScanSettings::default();
+        assert!(s.key_ttl() > s.window + s.overdue_grace);
+        assert!(CLAIM_LEASE > PUBLISH_TIMEOUT);
+    }
+}

@@ -1,0 +1,244 @@
+//! In-process harness for `reminder-cron`: each test bed is a fresh, migrated database with a
+//! writable `TaskStore` to arrange tasks exactly as `chat-api` writes them, an in-memory
+//! claim store, and a publisher that records what it was given (or fails on demand).
+//! Scanners read through their own read-only connection, as the service does.
+//!
+//! Databases: SQLite always; PostgreSQL too when `TEST_POSTGRES_URL` names a server (an
+//! admin URL such as `postgres://postgres@127.0.0.1:15432/postgres`); each bed then gets a
+//! fresh database there.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use reminder_cron::{ScanSettings, Scanner};
+use sea_orm::ConnectionTrait;
+use service_kit::{
+    IdempotencyStore, MemoryIdempotencyStore, OutgoingEvent, PublishError, Publisher, StateError,
+};
+use todo_domain::{
+    Description, Priority, ReminderEvent, Tags, TaskSnapshot, TimeZone, Title, UserId,
+};
+use todo_store::{NewTask, TaskPatch, TaskStore};
+
+/// Database URLs to run each test against, each a fresh database.
+pub async fn databases() -> Vec<(&'static str, String, Option<tempfile::TempDir>)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/todo.db", tmp.path().display());
+    let mut urls = vec![("sqlite", sqlite, Some(tmp))];
+    if let Ok(admin) = std::env::var("TEST_POSTGRES_URL")
+        && !admin.is_empty()
+    {
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let db = sea_orm::Database::connect(&admin)
+            .await
+            .expect("TEST_POSTGRES_URL reachable");
+        db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+        let (base, _) = admin
+            .rsplit_once('/')
+            .expect("admin URL ends with /database");
+        urls.push(("postgres", format!("{base}/{name}"), None));
+    }
+    urls
+}
+
+/// One published event, as the publisher was given it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub topic: String,
+    pub partition_key: String,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub event: ReminderEvent,
+}
+
+/// Records what it publishes. `fail` makes every publish fail; `hold` (write-locked by a
+/// test) makes publishes wait; `delay` slows each one so concurrent scans interleave.
+#[derive(Default)]
+pub struct RecordingPublisher {
+    pub sent: Mutex<Vec<Sent>>,
+    pub fail: AtomicBool,
+    pub attempts: AtomicUsize,
+    pub hold: tokio::sync::RwLock<()>,
+    pub delay: Mutex<Duration>,
+}
+
+impl RecordingPublisher {
+    pub fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    pub fn failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+}
+
+impl Publisher for RecordingPublisher {
+    async fn publish(&self, event: OutgoingEvent<'_>) -> Result<(), PublishError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let _held = self.hold.read().await;
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(PublishError::Failed("broker down (simulated)".into()));
+        }
+        self.sent.lock().unwrap().push(Sent {
+            topic: event.topic.to_owned(),
+            partition_key: event.partition_key.to_owned(),
+            event_id: event.event_id,
+            event_type: event.event_type.to_owned(),
+            event: serde_json::from_slice(event.payload).expect("payload is a ReminderEvent"),
+        });
+        Ok(())
+    }
+}
+
+/// A claim store whose sidecar is down: every call fails.
+pub struct UnreachableStore;
+
+impl IdempotencyStore for UnreachableStore {
+    async fn seen(&self, _key: &str) -> Result<bool, StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn remember(&self, _key: &str, _ttl: Duration) -> Result<(), StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn claim(&self, _key: &str, _lease: Duration) -> Result<bool, StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn confirm(&self, _key: &str, _ttl: Duration) -> Result<(), StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn release(&self, _key: &str) -> Result<(), StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+}
+
+pub struct Bed {
+    pub label: &'static str,
+    pub url: String,
+    /// Writable: arranges tasks as `chat-api` does.
+    pub tasks: TaskStore,
+    pub keys: Arc<MemoryIdempotencyStore>,
+    pub publisher: Arc<RecordingPublisher>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// One bed per configured database.
+pub async fn beds() -> Vec<Bed> {
+    let mut beds = Vec::new();
+    for (label, url, tmp) in databases().await {
+        let db = todo_store::connect(&url, 4).await.unwrap();
+        todo_store::migrate(&db).await.unwrap();
+        beds.push(Bed {
+            label,
+            url,
+            tasks: TaskStore::new(db),
+            keys: Arc::new(MemoryIdempotencyStore::new()),
+            publisher: Arc::new(RecordingPublisher::default()),
+            _tmp: tmp,
+        });
+    }
+    beds
+}
+
+pub fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+pub fn user(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+/// The instant every test scans at (the scanner takes `now` as an argument).
+pub fn now() -> DateTime<Utc> {
+    utc("2026-06-01T12:00:00Z")
+}
+
+impl Bed {
+    /// A scanner (a replica) over its own read-only connection, sharing this bed's claim
+    /// store and publisher.
+    pub async fn scanner(
+        &self,
+        settings: ScanSettings,
+    ) -> Scanner<RecordingPublisher, MemoryIdempotencyStore> {
+        self.scanner_with(settings, self.publisher.clone(), self.keys.clone())
+            .await
+    }
+
+    pub async fn scanner_with<P: Publisher, I: IdempotencyStore>(
+        &self,
+        settings: ScanSettings,
+        publisher: Arc<P>,
+        keys: Arc<I>,
+    ) -> Scanner<P, I> {
+        let db = todo_store::connect_read_only(&self.url, 2).await.unwrap();
+        Scanner::new(TaskStore::new(db), publisher, keys, settings)
+    }
+
+    /// A task of `owner` due at `due` (none if `None`), created a week before [`now`].
+    pub async fn task(&self, owner: &str, title: &str, due: Option<DateTime<Utc>>) -> TaskSnapshot {
+        let new = NewTask {
+            title: Title::parse(title).unwrap(),
+            description: Description::parse("Bring the forms").unwrap(),
+            priority: Priority::Urgent,
+            tags: Tags::parse(&["work", "tax"]).unwrap(),
+            due_at: due,
+            due_local: due.map(|d| d.with_timezone(&chrono_tz::Europe::Berlin).naive_local()),
+            time_zone: TimeZone::parse("Europe/Berlin").unwrap(),
+            recurrence: None,
+        };
+        self.tasks
+            .create(&user(owner), new, now() - chrono::Duration::days(7))
+            .await
+            .unwrap()
+    }
+
+    pub async fn complete(&self, owner: &str, id: uuid::Uuid) {
+        let patch = TaskPatch {
+            completed: Some(true),
+            ..TaskPatch::default()
+        };
+        self.tasks
+            .update(&user(owner), id, patch, now())
+            .await
+            .unwrap();
+    }
+
+    pub async fn move_due(&self, owner: &str, id: uuid::Uuid, due: DateTime<Utc>) {
+        let local = due.with_timezone(&chrono_tz::Europe::Berlin).naive_local();
+        let patch = TaskPatch {
+            due: Some(Some((due, local))),
+            ..TaskPatch::default()
+        };
+        self.tasks
+            .update(&user(owner), id, patch, now())
+            .await
+            .unwrap();
+    }
+
+    pub async fn delete(&self, owner: &str, id: uuid::Uuid) {
+        self.tasks.delete(&user(owner), id, now()).await.unwrap();
+    }
+
+    /// The ids of the tasks reminded so far, in publishing order.
+    pub fn reminded(&self) -> Vec<uuid::Uuid> {
+        self.publisher
+            .sent()
+            .iter()
+            .map(|s| s.event.task_id)
+            .collect()
+    }
+}

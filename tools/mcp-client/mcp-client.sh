@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# An independent MCP client for chat-api's MCP endpoint: the official Python `mcp` SDK
+# (from PyPI, pinned), installed into .data/venv-mcp the first time.
+#
+#   tools/mcp-client/mcp-client.sh [--mode legacy|auto] URL TOKEN COMMAND [ARGS...]
+#
+# URL: the MCP endpoint (http://127.0.0.1:3000/mcp); TOKEN: a bearer token, for instance
+# from `cargo xtask token alice` ("" sends none). COMMAND:
+#   tools                 list the tools with their schemas
+#   call NAME [JSON]      call one tool with a JSON object of arguments
+#   scenario              initialize, list the tools and call each one on a fresh task
+# Prints one JSON document on stdout; exits non-zero when the server refuses the client.
+# `--mode legacy` (default) opens with the `initialize` handshake; `auto` lets the SDK
+# negotiate, preferring the stateless 2026-07-28 protocol. MCP_CLIENT_VENV overrides where
+# the SDK is installed.
+set -euo pipefail
+
+MCP_VERSION=2.3.0
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+venv="${MCP_CLIENT_VENV:-$root/.data/venv-mcp}"
+python="$venv/bin/python"
+
+installed="$("$python" -c 'import importlib.metadata as m; print(m.version("mcp"))' 2>/dev/null || true)"
+if [[ "$installed" != "$MCP_VERSION" ]]; then
+    echo "mcp-client: installing the mcp SDK $MCP_VERSION into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "mcp==$MCP_VERSION" >&2
+fi
+
+exec "$python" "$root/tools/mcp-client/client.py" "$@"

@@ -1,0 +1,236 @@
+//! The `reminder.due` handler: decode, skip duplicates, log the notification.
+//!
+//! | what arrived | answer |
+//! |---|---|
+//! | not JSON, not an event, body over 256 KiB, unknown `schema_version`, another event type, fields of the wrong shape | `DROP` (dead-lettered to `reminders-dlq`) |
+//! | `user_id` missing, empty, malformed or not a string | `RETRY` (bounded by the inbound resiliency policy, then dead-lettered) |
+//! | an event already logged (idempotency key) | `SUCCESS`, not logged again |
+//! | anything else | one notification, then `SUCCESS` |
+//!
+//! The order is check, log, remember (as in `recurring-tasks`), not claim-then-log: logging
+//! cannot be undone or retried by anyone else, so a key written first and then not followed
+//! by the line (a crash in between) would lose the reminder for good, while a line written
+//! and then not remembered only risks a second line when the event is redelivered. A lost
+//! reminder is the worse failure (the spec wants nothing lost, FR-027 accepts "handled
+//! idempotently"). Duplicates reach this service one after the other (same key, same
+//! partition, one message in flight per partition), so the check sees the earlier delivery's
+//! key; only a crash between the line and the key, or a state store that cannot be reached,
+//! can let a duplicate through.
+
+use axum::{body::Body, extract::State};
+use chrono::Utc;
+use serde_json::Value;
+use service_kit::{IdempotencyStore, SubscriptionOutcome};
+use todo_domain::{EventType, REMINDER_SCHEMA_VERSION, ReminderEvent, UserId};
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use super::{AppState, IDEMPOTENCY_TTL};
+use crate::{envelope, http};
+
+/// Why an event is not processed, and what daprd should do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub outcome: SubscriptionOutcome,
+    pub reason: String,
+}
+
+impl Rejected {
+    fn drop(reason: impl Into<String>) -> Self {
+        Self {
+            outcome: SubscriptionOutcome::Drop,
+            reason: reason.into(),
+        }
+    }
+
+    fn retry(reason: impl Into<String>) -> Self {
+        Self {
+            outcome: SubscriptionOutcome::Retry,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `POST /events/reminder`.
+pub async fn reminder_due<I: IdempotencyStore>(
+    State(state): State<AppState<I>>,
+    body: Body,
+) -> SubscriptionOutcome {
+    let Some(bytes) = http::read_body(body).await else {
+        return SubscriptionOutcome::Drop;
+    };
+    let event = match decode(&bytes) {
+        Ok(event) => event,
+        Err(rejected) => {
+            tracing::warn!(
+                outcome = rejected.outcome.as_str(),
+                reason = %rejected.reason,
+                "reminder event rejected"
+            );
+            return rejected.outcome;
+        }
+    };
+    let span = tracing::info_span!(
+        "reminder",
+        event_id = %event.event_id,
+        user_id = %event.user_id,
+        task_id = %event.task_id,
+    );
+    handle(&state, &event).instrument(span).await
+}
+
+/// Handles one decoded reminder: logs it unless it was logged before.
+pub async fn handle<I: IdempotencyStore>(
+    state: &AppState<I>,
+    event: &ReminderEvent,
+) -> SubscriptionOutcome {
+    let key = idempotency_key(event.event_id);
+    match state.idempotency.seen(&key).await {
+        Ok(true) => {
+            tracing::info!("duplicate delivery; this notification was logged before");
+            return SubscriptionOutcome::Success;
+        }
+        Ok(false) => {}
+        // Nothing lost rather than nothing twice: log it, at the risk of a second line.
+        Err(e) => {
+            tracing::warn!(error = %e, "idempotency store unavailable; notifying without duplicate check")
+        }
+    }
+    state.sink.notify(event, Utc::now());
+    if let Err(e) = state.idempotency.remember(&key, IDEMPOTENCY_TTL).await {
+        tracing::warn!(error = %e, "cannot remember the notification; a redelivery would log it again");
+    }
+    SubscriptionOutcome::Success
+}
+
+/// The state-store key recording that the reminder `event_id` was logged. (daprd prefixes
+/// keys with the app id, so other services' keys never collide with these.)
+pub fn idempotency_key(event_id: Uuid) -> String {
+    format!("reminder-logged:{event_id}")
+}
+
+/// A delivered body as a `reminder.due` event, or why not.
+pub fn decode(body: &[u8]) -> Result<ReminderEvent, Rejected> {
+    let delivery = envelope::unwrap(body).map_err(|e| Rejected::drop(e.to_string()))?;
+    let data = delivery.data;
+    if !data.is_object() {
+        return Err(Rejected::drop("event is not a JSON object"));
+    }
+    match data.get("schema_version").and_then(Value::as_u64) {
+        Some(v) if (1..=u64::from(REMINDER_SCHEMA_VERSION)).contains(&v) => {}
+        Some(v) => return Err(Rejected::drop(format!("unknown schema_version {v}"))),
+        None => return Err(Rejected::drop("schema_version missing or not a number")),
+    }
+    let event_type = data.get("event_type").and_then(Value::as_str);
+    if event_type != Some(EventType::ReminderDue.as_str()) {
+        return Err(Rejected::drop(format!(
+            "event_type {event_type:?} is not {}",
+            EventType::ReminderDue.as_str()
+        )));
+    }
+    // Checked before full decoding: a bad user id is retried (spec FR-027a), not dropped.
+    match data.get("user_id") {
+        None | Some(Value::Null) => return Err(Rejected::retry("user_id missing")),
+        Some(Value::String(s)) => {
+            UserId::parse(s)
+                .map_err(|e| Rejected::retry(format!("user_id invalid: {}", e.message)))?;
+        }
+        Some(_) => return Err(Rejected::retry("user_id is not a string")),
+    }
+    serde_json::from_value(data).map_err(|e| Rejected::drop(format!("not a reminder event: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use serde_json::json;
+    use todo_domain::{Priority, TimeZone};
+
+    use super::*;
+
+    fn reminder() -> ReminderEvent {
+        let at = DateTime::parse_from_rfc3339("2026-06-01T14:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        ReminderEvent {
+            event_id: ReminderEvent::id_for(Uuid::nil(), at),
+            event_type: EventType::ReminderDue,
+            schema_version: REMINDER_SCHEMA_VERSION,
+            occurred_at: at,
+            user_id: "alice".into(),
+            task_id: Uuid::nil(),
+            title: "Pay rent".into(),
+            description: String::new(),
+            priority: Priority::High,
+            tags: vec!["home".into()],
+            due_at: at,
+            time_zone: TimeZone::UTC,
+            window_seconds: 86_400,
+        }
+    }
+
+    fn json_of(e: &ReminderEvent) -> Value {
+        serde_json::to_value(e).unwrap_or_default()
+    }
+
+    fn cloud_event(data: Value) -> Vec<u8> {
+        serde_json::to_vec(
+            &json!({"specversion": "1.0", "id": "x", "type": "reminder.due", "data": data}),
+        )
+        .unwrap_or_default()
+    }
+
+    fn outcome(body: &[u8]) -> SubscriptionOutcome {
+        decode(body)
+            .map(|_| SubscriptionOutcome::Success)
+            .unwrap_or_else(|r| r.outcome)
+    }
+
+    #[test]
+    fn a_reminder_in_a_cloud_event_or_raw_decodes() {
+        let r = reminder();
+        assert_eq!(decode(&cloud_event(json_of(&r))), Ok(r.clone()));
+        let raw = serde_json::to_vec(&r).unwrap_or_default();
+        assert_eq!(decode(&raw), Ok(r));
+    }
+
+    #[test]
+    fn undecodable_bodies_unknown_versions_and_other_types_are_dropped() {
+        assert_eq!(outcome(b"not json"), SubscriptionOutcome::Drop);
+        assert_eq!(outcome(b"[1]"), SubscriptionOutcome::Drop);
+        for (field, value) in [
+            ("schema_version", json!(REMINDER_SCHEMA_VERSION + 1)),
+            ("schema_version", json!(0)),
+            ("schema_version", Value::Null),
+            ("event_type", json!("task.completed")),
+            ("priority", json!("whenever")),
+            ("due_at", json!("tomorrow")),
+            ("time_zone", json!("Mars/Base")),
+            ("task_id", json!(7)),
+        ] {
+            let mut e = json_of(&reminder());
+            e[field] = value.clone();
+            assert_eq!(
+                outcome(&cloud_event(e)),
+                SubscriptionOutcome::Drop,
+                "{field} = {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_or_malformed_user_id_is_retried() {
+        for user in [Value::Null, json!(""), json!("a/b"), json!(42)] {
+            let mut e = json_of(&reminder());
+            e["user_id"] = user.clone();
+            assert_eq!(
+                outcome(&cloud_event(e)),
+                SubscriptionOutcome::Retry,
+                "user_id {user}"
+            );
+        }
+        let mut e = json_of(&reminder());
+        e.as_object_mut().map(|o| o.remove("user_id"));
+        assert_eq!(outcome(&cloud_event(e)), SubscriptionOutcome::Retry);
+    }
+}

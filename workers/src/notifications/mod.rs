@@ -1,0 +1,134 @@
+//! `notifications`: logs each reminder once (spec User Story 3, FR-024..FR-027a).
+//!
+//! daprd delivers `reminder.due` events from `reminders` to `POST /events/reminder`
+//! (`components/subscription-notifications.yaml`, its own consumer group, dead letters to
+//! `reminders-dlq`). [`handler`] decodes the event, skips one already logged (idempotency key
+//! per event id in the state store) and hands it to a [`sink::NotificationSink`]: in this
+//! phase the log, one structured line per reminder ([`sink::LogSink`]). No database.
+
+pub mod config;
+pub mod handler;
+pub mod sink;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    Router, middleware,
+    routing::{get, post},
+};
+use service_kit::{DaprIdempotencyStore, IdempotencyStore, Secret, require_dapr_token};
+use tokio::net::TcpListener;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+
+pub use config::Settings;
+pub use sink::{LogSink, NOTIFICATION_MESSAGE, NotificationSink};
+
+use crate::http;
+
+/// The route daprd delivers reminders to.
+pub const REMINDER_ROUTE: &str = "/events/reminder";
+
+/// How long an idempotency key is kept: the topics' retention, so a replay of anything
+/// still on the topic is recognised.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What every handler can reach.
+pub struct AppState<I> {
+    pub idempotency: Arc<I>,
+    pub sink: Arc<dyn NotificationSink>,
+    /// Required in `dapr-api-token` on the event route when set.
+    pub app_api_token: Option<Secret>,
+}
+
+impl<I> Clone for AppState<I> {
+    fn clone(&self) -> Self {
+        Self {
+            idempotency: self.idempotency.clone(),
+            sink: self.sink.clone(),
+            app_api_token: self.app_api_token.clone(),
+        }
+    }
+}
+
+/// The HTTP routes over `state`: the subscription route (token-checked) and the probes.
+pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
+    let events = Router::new()
+        .route(REMINDER_ROUTE, post(handler::reminder_due::<I>))
+        .route_layer(middleware::from_fn_with_state(
+            state.app_api_token.clone(),
+            require_dapr_token,
+        ));
+    Router::new()
+        .route("/healthz", get(http::healthz))
+        // Nothing to be ready for: no database, and the sidecar is daprd's own concern.
+        .route("/readyz", get(http::healthz))
+        .merge(events)
+        .fallback(http::fallback)
+        .layer(CatchPanicLayer::custom(http::panic_to_retry))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A built, bound, not yet running service.
+pub struct Application<I> {
+    listener: TcpListener,
+    state: AppState<I>,
+}
+
+impl Application<DaprIdempotencyStore> {
+    /// Binds the listener; idempotency keys go to the state store through the sidecar at
+    /// `settings.dapr_grpc_port`, notifications to the log.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let keys = DaprIdempotencyStore::new(
+            settings.dapr_grpc_port,
+            settings.dapr_api_token.clone(),
+            settings.state_store.clone(),
+        );
+        Self::build_with(settings, Arc::new(keys), Arc::new(LogSink)).await
+    }
+}
+
+impl<I: IdempotencyStore> Application<I> {
+    /// As [`Application::build`], keeping idempotency keys in `idempotency` and notifying
+    /// through `sink` (tests use in-memory ones).
+    pub async fn build_with(
+        settings: &Settings,
+        idempotency: Arc<I>,
+        sink: Arc<dyn NotificationSink>,
+    ) -> anyhow::Result<Self> {
+        let addr = SocketAddr::new(settings.host, settings.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let state = AppState {
+            idempotency,
+            sink,
+            app_api_token: settings.app_api_token.clone(),
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &AppState<I> {
+        &self.state
+    }
+
+    /// Serves until `stop` resolves, then lets in-flight deliveries finish.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(port = self.port(), "notifications listening");
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(stop)
+            .await
+            .context("server error")
+    }
+}

@@ -1,0 +1,252 @@
+//! `notifications` in-process: reminders delivered over HTTP as daprd delivers them (a
+//! CloudEvent envelope), notifications recorded by an in-memory sink instead of the log.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use service_kit::{IdempotencyStore, MemoryIdempotencyStore, Secret, StateError};
+use todo_domain::{EventType, Priority, REMINDER_SCHEMA_VERSION, ReminderEvent, TimeZone};
+use uuid::Uuid;
+use workers::notifications::{
+    Application, NotificationSink, REMINDER_ROUTE, Settings, handler::idempotency_key,
+};
+
+/// Records every notification instead of logging it.
+#[derive(Default)]
+struct RecordingSink(Mutex<Vec<ReminderEvent>>);
+
+impl NotificationSink for RecordingSink {
+    fn notify(&self, reminder: &ReminderEvent, _now: DateTime<Utc>) {
+        self.0.lock().unwrap().push(reminder.clone());
+    }
+}
+
+impl RecordingSink {
+    fn notified(&self) -> Vec<ReminderEvent> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A state store whose sidecar is down: every call fails.
+struct UnreachableStore;
+
+impl IdempotencyStore for UnreachableStore {
+    async fn seen(&self, _key: &str) -> Result<bool, StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn remember(&self, _key: &str, _ttl: Duration) -> Result<(), StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn claim(&self, _key: &str, _lease: Duration) -> Result<bool, StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn confirm(&self, _key: &str, _ttl: Duration) -> Result<(), StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+    async fn release(&self, _key: &str) -> Result<(), StateError> {
+        Err(StateError::Unavailable("sidecar down (simulated)".into()))
+    }
+}
+
+struct Service {
+    base: String,
+    client: reqwest::Client,
+    sink: Arc<RecordingSink>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start<I: IdempotencyStore>(keys: Arc<I>, token: Option<&str>) -> Service {
+    let settings = Settings {
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: 0,
+        dapr_grpc_port: 1,
+        dapr_api_token: None,
+        app_api_token: token.map(Secret::new),
+        state_store: "statestore".into(),
+    };
+    let sink = Arc::new(RecordingSink::default());
+    let app = Application::build_with(&settings, keys, sink.clone())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    Service {
+        base,
+        client: reqwest::Client::new(),
+        sink,
+        _stop: tx,
+    }
+}
+
+impl Service {
+    /// Posts `body` as daprd would; returns the HTTP status and the `status` answer.
+    async fn post(&self, path: &str, body: Vec<u8>, token: Option<&str>) -> (u16, String) {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/cloudevents+json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.header("dapr-api-token", t);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        (
+            status,
+            body["status"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    async fn deliver(&self, body: Vec<u8>) -> String {
+        let (status, answer) = self.post(REMINDER_ROUTE, body, None).await;
+        assert_eq!(status, 200, "a subscription answers 200 with a status");
+        answer
+    }
+}
+
+fn reminder(user: &str, title: &str) -> ReminderEvent {
+    let due = DateTime::parse_from_rfc3339("2026-06-01T14:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let task_id = Uuid::now_v7();
+    ReminderEvent {
+        event_id: ReminderEvent::id_for(task_id, due),
+        event_type: EventType::ReminderDue,
+        schema_version: REMINDER_SCHEMA_VERSION,
+        occurred_at: Utc::now(),
+        user_id: user.into(),
+        task_id,
+        title: title.into(),
+        description: "details".into(),
+        priority: Priority::Medium,
+        tags: vec!["home".into()],
+        due_at: due,
+        time_zone: TimeZone::parse("Europe/Berlin").unwrap(),
+        window_seconds: 86_400,
+    }
+}
+
+/// Wraps a reminder as daprd delivers it.
+fn cloud_event(r: &ReminderEvent) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "specversion": "1.0",
+        "id": r.event_id.to_string(),
+        "source": "reminder-cron",
+        "type": "reminder.due",
+        "datacontenttype": "application/json",
+        "pubsubname": "pubsub",
+        "topic": "reminders",
+        "data": r,
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_reminder_is_notified_with_its_details() {
+    let keys = Arc::new(MemoryIdempotencyStore::new());
+    let svc = start(keys.clone(), None).await;
+    let r = reminder("alice", "Pay rent");
+
+    assert_eq!(svc.deliver(cloud_event(&r)).await, "SUCCESS");
+
+    assert_eq!(svc.sink.notified(), std::slice::from_ref(&r));
+    assert!(keys.seen(&idempotency_key(r.event_id)).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_same_reminder_delivered_five_times_is_notified_once() {
+    let svc = start(Arc::new(MemoryIdempotencyStore::new()), None).await;
+    let r = reminder("bob", "Dentist");
+    let other = reminder("bob", "Gym");
+    for _ in 0..5 {
+        assert_eq!(svc.deliver(cloud_event(&r)).await, "SUCCESS");
+    }
+    assert_eq!(svc.deliver(cloud_event(&other)).await, "SUCCESS");
+    let titles: Vec<String> = svc.sink.notified().into_iter().map(|n| n.title).collect();
+    assert_eq!(titles, ["Dentist", "Gym"]);
+}
+
+#[tokio::test]
+async fn without_a_state_store_every_delivery_is_notified_rather_than_lost() {
+    let svc = start(Arc::new(UnreachableStore), None).await;
+    let r = reminder("carol", "Taxes");
+    assert_eq!(svc.deliver(cloud_event(&r)).await, "SUCCESS");
+    assert_eq!(svc.deliver(cloud_event(&r)).await, "SUCCESS");
+    assert_eq!(
+        svc.sink.notified().len(),
+        2,
+        "no duplicate check possible: a second line, never none"
+    );
+}
+
+#[tokio::test]
+async fn poison_is_dropped_and_a_bad_user_id_retried_without_notifying() {
+    let svc = start(Arc::new(MemoryIdempotencyStore::new()), None).await;
+    assert_eq!(svc.deliver(b"{not json".to_vec()).await, "DROP");
+    let mut wrong_type = serde_json::to_value(reminder("dave", "x")).unwrap();
+    wrong_type["event_type"] = json!("task.created");
+    assert_eq!(
+        svc.deliver(
+            serde_json::to_vec(&json!({"specversion": "1.0", "data": wrong_type})).unwrap()
+        )
+        .await,
+        "DROP"
+    );
+    let mut bad_user = reminder("dave", "x");
+    bad_user.user_id = "not/valid".into();
+    assert_eq!(svc.deliver(cloud_event(&bad_user)).await, "RETRY");
+    let too_big = vec![b' '; 300 * 1024];
+    assert_eq!(svc.deliver(too_big).await, "DROP");
+    assert!(svc.sink.notified().is_empty());
+
+    // A delivery to a path nobody serves is dead-lettered, not silently dropped by a 404.
+    let (status, answer) = svc
+        .post(
+            "/events/elsewhere",
+            cloud_event(&reminder("dave", "x")),
+            None,
+        )
+        .await;
+    assert_eq!((status, answer.as_str()), (200, "DROP"));
+}
+
+#[tokio::test]
+async fn with_an_app_token_only_the_sidecar_may_deliver() {
+    let svc = start(
+        Arc::new(MemoryIdempotencyStore::new()),
+        Some("sidecar-secret"),
+    )
+    .await;
+    let r = reminder("erin", "Call mum");
+    for token in [None, Some("wrong")] {
+        let (status, _) = svc.post(REMINDER_ROUTE, cloud_event(&r), token).await;
+        assert_eq!(status, 401, "token {token:?}");
+    }
+    assert!(svc.sink.notified().is_empty());
+    let (status, answer) = svc
+        .post(REMINDER_ROUTE, cloud_event(&r), Some("sidecar-secret"))
+        .await;
+    assert_eq!((status, answer.as_str()), (200, "SUCCESS"));
+    assert_eq!(svc.sink.notified().len(), 1);
+    for probe in ["/healthz", "/readyz"] {
+        let status = svc
+            .client
+            .get(format!("{}{probe}", svc.base))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{probe} needs no token");
+    }
+}

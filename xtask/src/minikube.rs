@@ -1,0 +1,743 @@
+//! `cargo xtask minikube`: the whole system on a local Minikube cluster, in one command.
+//!
+//! 1. checks that `minikube` and `kubectl` are installed, and validates the manifests
+//!    offline (`deploy-check`, when Go is there to fetch the schemas);
+//! 2. starts Minikube (Kubernetes [`KUBERNETES_VERSION`], the version the manifests are
+//!    validated against) unless the profile already runs, with metrics-server for the HPA;
+//! 3. builds the four service images inside Minikube (`minikube image build`, one
+//!    Dockerfile target each, tag `dev`: the overlay never pulls them);
+//! 4. installs Dapr with `dapr init -k` (runtime [`devstack::DAPR_RUNTIME_VERSION`]) and KEDA
+//!    [`KEDA_VERSION`] if the cluster lacks them;
+//! 5. applies `k8s/overlays/minikube` and waits: Kafka, Redis, PostgreSQL, the topics and
+//!    migration Jobs, then every service (restarted when its image was rebuilt);
+//! 6. smoke test through `kubectl port-forward`: mints a token with the chat-api binary in
+//!    its pod (it holds the JWT secret), creates a daily task, completes it, and waits until
+//!    the recurring-tasks worker has created the next instance;
+//! 7. prints how to look around and how to clean up.
+//!
+//! Options: `--no-build` (reuse the images), `--no-smoke`, `--smoke-only` (just step 6),
+//! `--no-validate`, `--profile <name>` (default `minikube`), `--cpus <n>` and
+//! `--memory <size>` (for a new cluster; default 4 and 6g).
+//!
+//! Every step prints the command it runs, so a failing step can be rerun by hand.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use devstack::Paths;
+
+/// The Kubernetes release of a new Minikube cluster; deploy-check validates the manifests
+/// against this release's API schemas.
+pub const KUBERNETES_VERSION: &str = "1.34.4";
+/// The KEDA release installed when the cluster has none; deploy-check validates the
+/// ScaledObjects against its CRDs.
+pub const KEDA_VERSION: &str = "2.20.2";
+
+const NAMESPACE: &str = "todo";
+const OVERLAY: &str = "k8s/overlays/minikube";
+/// Dockerfile target = image name (`todo-eda/<name>:dev`) = Deployment = Dapr app id.
+const SERVICES: [&str; 4] = [
+    "chat-api",
+    "recurring-tasks",
+    "notifications",
+    "reminder-cron",
+];
+const IMAGE_TAG: &str = "dev";
+const INFRA: [&str; 3] = ["kafka", "redis", "postgres"];
+const JOBS: [&str; 2] = ["kafka-topics", "todo-migrate"];
+const TIMEOUT: &str = "600s";
+
+struct Options {
+    build: bool,
+    smoke: bool,
+    deploy: bool,
+    validate: bool,
+    profile: String,
+    cpus: String,
+    memory: String,
+}
+
+fn options(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        build: true,
+        smoke: true,
+        deploy: true,
+        validate: true,
+        profile: "minikube".into(),
+        cpus: "4".into(),
+        memory: "6g".into(),
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .cloned()
+                .with_context(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--no-build" => o.build = false,
+            "--no-smoke" => o.smoke = false,
+            "--no-validate" => o.validate = false,
+            "--smoke-only" => {
+                o.deploy = false;
+                o.build = false;
+                o.validate = false;
+            }
+            "--profile" => o.profile = value("--profile")?,
+            "--cpus" => o.cpus = value("--cpus")?,
+            "--memory" => o.memory = value("--memory")?,
+            other => bail!(
+                "unknown option {other:?}; usage: cargo xtask minikube [--no-build] [--no-smoke] \
+                 [--smoke-only] [--no-validate] [--profile <name>] [--cpus <n>] [--memory <size>]"
+            ),
+        }
+    }
+    Ok(o)
+}
+
+pub fn minikube(args: &[String]) -> Result<()> {
+    let opts = options(args)?;
+    let paths = Paths::discover()?;
+    let started = Instant::now();
+
+    let minikube = find_program("minikube").context(
+        "minikube is not installed (or not on PATH): install it from \
+         https://minikube.sigs.k8s.io/docs/start/ (any driver: docker, podman, kvm2, ...), \
+         then run `cargo xtask minikube` again",
+    )?;
+    find_program("kubectl").context(
+        "kubectl is not installed (or not on PATH): install it from \
+         https://kubernetes.io/docs/tasks/tools/ (or link `minikube kubectl --` as kubectl)",
+    )?;
+    let kube = Kube {
+        context: opts.profile.clone(),
+    };
+    let mk = |args: &[&str]| {
+        let mut c = Command::new(&minikube);
+        c.arg("-p")
+            .arg(&opts.profile)
+            .args(args)
+            .current_dir(&paths.root);
+        c
+    };
+
+    if opts.validate {
+        validate(&paths)?;
+    }
+    if opts.deploy {
+        ensure_cluster(&opts, &mk, &kube)?;
+        if opts.build {
+            build_images(&paths, &mk)?;
+        }
+        ensure_dapr(&paths, &kube)?;
+        ensure_keda(&kube)?;
+        deploy(&paths, &kube, opts.build).inspect_err(|_| diagnose(&kube))?;
+    }
+    if opts.smoke {
+        smoke_test(&kube).inspect_err(|_| diagnose(&kube))?;
+    }
+    println!("\nall done in {:.0}s", started.elapsed().as_secs_f64());
+    print_next_steps(&opts.profile);
+    Ok(())
+}
+
+// --- plumbing -----------------------------------------------------------------------------
+
+fn step(what: &str) -> Instant {
+    println!("\n==> {what}");
+    Instant::now()
+}
+
+fn done(started: Instant) {
+    println!("    done in {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// `program` on PATH.
+fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+fn show(cmd: &Command) -> String {
+    let program = Path::new(cmd.get_program())
+        .file_name()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if a.contains([' ', '{', '}', '$']) {
+                format!("'{a}'")
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect();
+    format!("{program} {}", args.join(" "))
+}
+
+/// Runs a command with its output on the terminal; fails on a non-zero exit.
+fn run(cmd: &mut Command) -> Result<()> {
+    println!("    $ {}", show(cmd));
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", show(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", show(cmd));
+    }
+    Ok(())
+}
+
+/// Runs a command quietly; its stdout when it succeeds, None otherwise.
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// kubectl against the Minikube profile's context, never whatever context is current.
+struct Kube {
+    context: String,
+}
+
+impl Kube {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--context").arg(&self.context).args(args);
+        c
+    }
+
+    fn ns(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd(&["-n", NAMESPACE]);
+        c.args(args);
+        c
+    }
+
+    fn exists(&self, args: &[&str]) -> bool {
+        output(&mut self.cmd(args)).is_some_and(|o| !o.is_empty())
+    }
+}
+
+// --- steps --------------------------------------------------------------------------------
+
+fn validate(paths: &Paths) -> Result<()> {
+    let t = step("validating the manifests offline (deploy-check)");
+    if find_program("go").is_none() && !deploy_check_cached(paths) {
+        println!(
+            "    skipped: Go is not installed (it fetches the API schemas once); `cargo test -p deploy-check` runs this check in CI"
+        );
+        return Ok(());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .args(["run", "--quiet", "-p", "deploy-check", "--"])
+        .arg(paths.root.join(OVERLAY))
+        .current_dir(&paths.root))?;
+    done(t);
+    Ok(())
+}
+
+fn deploy_check_cached(paths: &Paths) -> bool {
+    std::fs::read_dir(paths.cache.join("kube-schemas"))
+        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))))
+        .unwrap_or(false)
+}
+
+fn ensure_cluster(opts: &Options, mk: &dyn Fn(&[&str]) -> Command, kube: &Kube) -> Result<()> {
+    let t = step(&format!("Minikube profile {:?}", opts.profile));
+    let status = output(&mut mk(&["status", "--format", "{{.Host}}/{{.APIServer}}"]));
+    if status.as_deref() == Some("Running/Running") {
+        println!("    already running");
+    } else {
+        run(&mut mk(&[
+            "start",
+            &format!("--kubernetes-version=v{KUBERNETES_VERSION}"),
+            &format!("--cpus={}", opts.cpus),
+            &format!("--memory={}", opts.memory),
+        ]))
+        .context("`minikube start` failed; see its message above (`minikube delete` resets a broken profile)")?;
+    }
+    // `dapr init -k` installs into the current context: make it this profile.
+    run(&mut mk(&["update-context"]))?;
+    if let Some(version) = output(&mut kube.cmd(&["version", "-o", "json"])) {
+        let server = version
+            .split("\"gitVersion\"")
+            .nth(2)
+            .and_then(|s| s.split('"').nth(1));
+        if let Some(server) = server.filter(|s| !s.starts_with(&format!("v{KUBERNETES_VERSION}"))) {
+            println!(
+                "    note: the cluster runs Kubernetes {server}; the manifests are validated against \
+                 v{KUBERNETES_VERSION} (they use only stable APIs, so this usually works)"
+            );
+        }
+    }
+    run(&mut mk(&["addons", "enable", "metrics-server"]))?;
+    done(t);
+    Ok(())
+}
+
+fn build_images(paths: &Paths, mk: &dyn Fn(&[&str]) -> Command) -> Result<()> {
+    for service in SERVICES {
+        let t = step(&format!(
+            "building image todo-eda/{service}:{IMAGE_TAG} inside Minikube \
+             (the first one compiles the workspace in release mode: minutes; the others reuse it)"
+        ));
+        run(&mut mk(&[
+            "image",
+            "build",
+            "-t",
+            &format!("todo-eda/{service}:{IMAGE_TAG}"),
+            &format!("--build-opt=target={service}"),
+            ".",
+        ]))
+        .with_context(|| {
+            format!(
+                "building the {service} image failed; the Dockerfile is at {}",
+                paths.root.join("Dockerfile").display()
+            )
+        })?;
+        done(t);
+    }
+    Ok(())
+}
+
+fn ensure_dapr(paths: &Paths, kube: &Kube) -> Result<()> {
+    let t = step(&format!(
+        "Dapr {} on the cluster",
+        devstack::DAPR_RUNTIME_VERSION
+    ));
+    let installed = kube.exists(&["get", "crd", "components.dapr.io", "-o", "name"])
+        && kube.exists(&[
+            "-n",
+            "dapr-system",
+            "get",
+            "deployment",
+            "dapr-operator",
+            "-o",
+            "name",
+        ]);
+    if installed {
+        let image = output(&mut kube.cmd(&[
+            "-n",
+            "dapr-system",
+            "get",
+            "deployment",
+            "dapr-operator",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ]))
+        .unwrap_or_default();
+        println!("    already installed ({image})");
+        if !image.ends_with(&format!(":{}", devstack::DAPR_RUNTIME_VERSION)) {
+            println!(
+                "    note: the project is tested with Dapr {}; `dapr upgrade -k --runtime-version {}` aligns it",
+                devstack::DAPR_RUNTIME_VERSION,
+                devstack::DAPR_RUNTIME_VERSION
+            );
+        }
+    } else {
+        let cli = if paths.dapr_cli().is_file() {
+            paths.dapr_cli()
+        } else if let Some(cli) = find_program("dapr") {
+            cli
+        } else {
+            bail!(
+                "the Dapr CLI is missing: `cargo xtask provision` builds it into {}, or install it \
+                 from https://docs.dapr.io/getting-started/install-dapr-cli/",
+                paths.dapr_cli().display()
+            );
+        };
+        run(Command::new(cli).args([
+            "init",
+            "-k",
+            "--runtime-version",
+            devstack::DAPR_RUNTIME_VERSION,
+            "--wait",
+            "--timeout",
+            "600",
+        ]))
+        .context(
+            "`dapr init -k` failed (it downloads Dapr's Helm chart and images: is the network up?)",
+        )?;
+    }
+    run(&mut kube.cmd(&[
+        "-n",
+        "dapr-system",
+        "wait",
+        "--for=condition=Ready",
+        "pod",
+        "--all",
+        "--timeout",
+        TIMEOUT,
+    ]))?;
+    done(t);
+    Ok(())
+}
+
+fn ensure_keda(kube: &Kube) -> Result<()> {
+    let t = step(&format!(
+        "KEDA {KEDA_VERSION} on the cluster (lag-based scaling of the workers)"
+    ));
+    if kube.exists(&["get", "crd", "scaledobjects.keda.sh", "-o", "name"]) {
+        println!("    already installed");
+    } else {
+        let url = format!(
+            "https://github.com/kedacore/keda/releases/download/v{KEDA_VERSION}/keda-{KEDA_VERSION}.yaml"
+        );
+        // Server-side: KEDA's CRDs are too large for the last-applied annotation.
+        run(&mut kube.cmd(&["apply", "--server-side", "-f", &url]))?;
+    }
+    run(&mut kube.cmd(&[
+        "-n",
+        "keda",
+        "wait",
+        "--for=condition=Available",
+        "deployment",
+        "--all",
+        "--timeout",
+        TIMEOUT,
+    ]))?;
+    done(t);
+    Ok(())
+}
+
+fn deploy(paths: &Paths, kube: &Kube, rebuilt: bool) -> Result<()> {
+    let t = step(&format!("applying {OVERLAY}"));
+    let had_services = kube.exists(&["-n", NAMESPACE, "get", "deployment", "-o", "name"]);
+    // A finished Job never runs again: delete them so the topics are re-asserted and a new
+    // image's migrations run.
+    let mut delete = kube.ns(&["delete", "job", "--ignore-not-found"]);
+    delete.args(JOBS);
+    run(&mut delete)?;
+    run(kube.cmd(&["apply", "-k"]).arg(paths.root.join(OVERLAY)))?;
+    done(t);
+
+    let t = step("waiting for Kafka, Redis and PostgreSQL");
+    for name in INFRA {
+        run(&mut kube.ns(&[
+            "rollout",
+            "status",
+            &format!("statefulset/{name}"),
+            "--timeout",
+            TIMEOUT,
+        ]))?;
+    }
+    done(t);
+
+    let t = step("waiting for the topics and the database migrations");
+    let mut wait = kube.ns(&["wait", "--for=condition=complete", "--timeout", TIMEOUT]);
+    wait.args(JOBS.map(|j| format!("job/{j}")));
+    run(&mut wait).inspect_err(|_| {
+        for job in JOBS {
+            let _ = run(&mut kube.ns(&[
+                "logs",
+                &format!("job/{job}"),
+                "--all-containers",
+                "--tail=40",
+            ]));
+        }
+    })?;
+    done(t);
+
+    if rebuilt && had_services {
+        // Same tag, new image: only a restart makes the pods use it.
+        let t = step("restarting the services on their new images");
+        run(&mut kube.ns(&["rollout", "restart", "deployment"]))?;
+        done(t);
+    }
+    let t = step("waiting for the services (each with its Dapr sidecar)");
+    for service in SERVICES {
+        run(&mut kube.ns(&[
+            "rollout",
+            "status",
+            &format!("deployment/{service}"),
+            "--timeout",
+            TIMEOUT,
+        ]))?;
+    }
+    run(&mut kube.ns(&["get", "pods", "-o", "wide"]))?;
+    done(t);
+    Ok(())
+}
+
+/// What a user needs to see when a step failed.
+fn diagnose(kube: &Kube) {
+    println!("\n==> diagnostics");
+    let _ = run(&mut kube.ns(&["get", "pods", "-o", "wide"]));
+    let _ = run(&mut kube.ns(&["get", "events", "--sort-by=.lastTimestamp"]));
+    println!(
+        "    more: kubectl --context {ctx} -n {NAMESPACE} describe pod <pod>; \
+         kubectl --context {ctx} -n {NAMESPACE} logs deploy/<service> -c <service> (or -c daprd)",
+        ctx = kube.context
+    );
+}
+
+// --- smoke test ---------------------------------------------------------------------------
+
+/// `kubectl port-forward`, stopped (by its own pid) when dropped.
+struct PortForward {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn port_forward(kube: &Kube) -> Result<PortForward> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut cmd = kube.ns(&["port-forward", "svc/chat-api", &format!("{port}:3000")]);
+    println!("    $ {}", show(&cmd));
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting kubectl port-forward")?;
+    let mut forward = PortForward { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if matches!(http(port, "GET", "/healthz", None, None), Ok((200, _))) {
+            return Ok(forward);
+        }
+        if let Some(status) = forward.child.try_wait()? {
+            bail!("kubectl port-forward exited ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("chat-api did not answer through the port-forward within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn smoke_test(kube: &Kube) -> Result<()> {
+    let t = step("smoke test: create a daily task, complete it, wait for the next instance");
+    let forward = port_forward(kube)?;
+    let port = forward.port;
+    let user = format!("smoke-{:08x}", rand::random::<u32>());
+
+    // The chat-api binary in its own pod mints the token: the pod holds JWT_SECRET.
+    let mut mint = kube.ns(&[
+        "exec",
+        "deploy/chat-api",
+        "-c",
+        "chat-api",
+        "--",
+        "/usr/local/bin/chat-api",
+        "token",
+        &user,
+        "900",
+    ]);
+    println!("    $ {}", show(&mint));
+    let token = output(&mut mint)
+        .filter(|t| t.split('.').count() == 3)
+        .context("minting a token in the chat-api pod failed")?;
+
+    let title = format!("Minikube smoke test {user}");
+    let body = format!(r#"{{"title":"{title}","recurrence":"daily","tags":["smoke"]}}"#);
+    let (status, created) = http(
+        port,
+        "POST",
+        &format!("/api/{user}/tasks"),
+        Some(&token),
+        Some(&body),
+    )?;
+    if status != 201 {
+        bail!("creating a task answered {status}: {created}");
+    }
+    let first = json_strings(&created, "id")
+        .into_iter()
+        .next()
+        .context("the created task has no id")?;
+    println!("    created task {first} for user {user}");
+
+    let (status, completed) = http(
+        port,
+        "POST",
+        &format!("/api/{user}/tasks/{first}/complete"),
+        Some(&token),
+        None,
+    )?;
+    if status != 200 {
+        bail!("completing the task answered {status}: {completed}");
+    }
+    println!("    completed it; waiting for recurring-tasks to create the next instance");
+
+    // chat-api publishes task.completed; recurring-tasks consumes it and writes the next
+    // instance; only the next instance is pending.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let next = loop {
+        let (status, list) = http(
+            port,
+            "GET",
+            &format!("/api/{user}/tasks?status=pending"),
+            Some(&token),
+            None,
+        )?;
+        if status != 200 {
+            bail!("listing tasks answered {status}: {list}");
+        }
+        if let Some(next) = json_strings(&list, "id")
+            .into_iter()
+            .find(|id| *id != first)
+        {
+            let due = json_strings(&list, "due_at")
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| "?".into());
+            break format!("{next} (due {due})");
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no next instance within 120 s. Look at: kubectl --context {ctx} -n {NAMESPACE} logs deploy/recurring-tasks -c recurring-tasks; \
+                 ... -c daprd; kubectl --context {ctx} -n {NAMESPACE} logs deploy/chat-api -c chat-api (the outbox relay)",
+                ctx = kube.context
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    println!("    next instance {next}");
+
+    // Leave nothing behind.
+    let _ = http(port, "DELETE", &format!("/api/{user}"), Some(&token), None);
+    drop(forward);
+    println!("    smoke test passed");
+    done(t);
+    Ok(())
+}
+
+/// A tiny HTTP/1.1 client for the smoke test: (status, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(15)))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: application/json\r\n"
+    );
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").context("no HTTP response")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status")?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    Ok((
+        status,
+        if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_owned()
+        },
+    ))
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    body
+}
+
+/// Every string value of `"key":"..."` in a compact JSON text (serde_json's output).
+fn json_strings(json: &str, key: &str) -> Vec<String> {
+    let needle = format!("\"{key}\":\"");
+    json.match_indices(&needle)
+        .filter_map(|(at, _)| {
+            let value = &json[at + needle.len()..];
+            value.find('"').map(|end| value[..end].to_owned())
+        })
+        .collect()
+}
+
+fn print_next_steps(profile: &str) {
+    let ctx = format!("--context {profile}");
+    println!(
+        "
+The system runs in namespace {NAMESPACE}:
+  kubectl {ctx} -n {NAMESPACE} get pods,hpa,scaledobjects
+  kubectl {ctx} -n {NAMESPACE} port-forward svc/chat-api 3000:3000      # the API on http://127.0.0.1:3000
+  TOKEN=$(kubectl {ctx} -n {NAMESPACE} exec deploy/chat-api -c chat-api -- chat-api token alice)
+  kubectl {ctx} -n {NAMESPACE} logs deploy/notifications -c notifications -f
+
+Clean up:
+  kubectl {ctx} delete namespace {NAMESPACE}   # the system, its data volumes included
+  dapr uninstall -k   # Dapr (from the current context, which is {profile})
+  kubectl {ctx} delete -f https://github.com/kedacore/keda/releases/download/v{KEDA_VERSION}/keda-{KEDA_VERSION}.yaml
+  minikube -p {profile} delete   # or the whole cluster at once"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_finds_ids_but_not_series_ids() {
+        let body =
+            r#"{"items":[{"id":"a","series_id":"s","title":"t"},{"id":"b"}],"next_cursor":null}"#;
+        assert_eq!(json_strings(body, "id"), ["a", "b"]);
+    }
+
+    #[test]
+    fn chunked_bodies_are_reassembled() {
+        assert_eq!(dechunk("4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"), "Wikipedia");
+    }
+
+    #[test]
+    fn options_parse() {
+        let o =
+            options(&["--no-build".into(), "--profile".into(), "todo".into()]).expect("options");
+        assert!(!o.build && o.smoke && o.deploy);
+        assert_eq!(o.profile, "todo");
+        assert!(options(&["--bogus".into()]).is_err());
+    }
+}
