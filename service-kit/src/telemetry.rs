@@ -9,7 +9,9 @@ pub fn init(service: &str) {
     let result = if json {
         fmt().with_env_filter(filter).json().flatten_event(true).try_init()
     } else {
-        fmt().with_env_filter(filter).with_target(false).try_init()
+        // Colours only on a terminal: log files and `dapr run` output stay plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).try_init()
     };
     if result.is_ok() {
         tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "starting");
