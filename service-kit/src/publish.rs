@@ -1,10 +1,24 @@
 //! Publishing events through the Dapr sidecar (gRPC). The sidecar answers only after the
 //! broker acknowledged the message, so `Ok` means the event is durably on the topic.
+//!
+//! Single events go through `PublishEvent`; [`Publisher::publish_all`] sends several events
+//! of *different* partition keys in one `BulkPublishEventAlpha1` call (the only bulk call
+//! daprd 1.16 serves). The Kafka component hands a bulk request to the producer as one
+//! batch, which saves the per-call work in the sidecar, but a bulk request is neither
+//! ordered nor transactional: two events of one key in one request could swap on a partial
+//! failure, hence at most one event per key. daprd 1.16 answers a bulk request with an
+//! error as soon as any entry failed (some entries may have been written): callers treat
+//! every entry of a failed request as not published and publish it again, which consumers
+//! absorb by event id.
 
 use std::{collections::HashMap, future::Future, time::Duration};
 
-use dapr::client::{ClientOptions, TonicClientWithAuth};
+use dapr::{
+    client::ApiTokenInterceptor,
+    dapr::proto::runtime::v1::{self as dapr_v1, dapr_client::DaprClient},
+};
 use tokio::sync::RwLock;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use uuid::Uuid;
 
 use crate::Secret;
@@ -25,7 +39,7 @@ pub struct OutgoingEvent<'a> {
     pub payload: &'a [u8],
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     /// The sidecar could not be reached (not started yet, restarting).
     #[error("dapr sidecar unreachable: {0}")]
@@ -42,15 +56,38 @@ pub trait Publisher: Send + Sync + 'static {
         &self,
         event: OutgoingEvent<'_>,
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
+
+    /// Publishes `events`, which must all have different partition keys, in one call where
+    /// the publisher can, and answers one result per event, in order. No order holds between
+    /// them, and a failed call may still have written some of them. The default publishes
+    /// them one after another.
+    fn publish_all(
+        &self,
+        events: &[OutgoingEvent<'_>],
+    ) -> impl Future<Output = Vec<Result<(), PublishError>>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(events.len());
+            for event in events {
+                results.push(self.publish(*event).await);
+            }
+            results
+        }
+    }
 }
 
+type GrpcClient = DaprClient<InterceptedService<Channel, ApiTokenInterceptor>>;
+
+/// How long connecting to the sidecar may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Publishes through the Dapr sidecar's gRPC API. Connects lazily and keeps retrying to
-/// connect, so a service may start before its sidecar.
+/// connect, so a service may start before its sidecar. All calls share one HTTP/2
+/// connection.
 pub struct DaprPublisher {
     address: String,
     api_token: Option<Secret>,
     pubsub: String,
-    client: RwLock<Option<dapr::Client<TonicClientWithAuth>>>,
+    client: RwLock<Option<GrpcClient>>,
 }
 
 impl DaprPublisher {
@@ -64,7 +101,7 @@ impl DaprPublisher {
         }
     }
 
-    async fn client(&self) -> Result<dapr::Client<TonicClientWithAuth>, PublishError> {
+    async fn client(&self) -> Result<GrpcClient, PublishError> {
         if let Some(c) = self.client.read().await.as_ref() {
             return Ok(c.clone());
         }
@@ -72,37 +109,98 @@ impl DaprPublisher {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let mut opts = ClientOptions::new()
-            .with_address(self.address.clone())
-            .with_timeout(Duration::from_secs(2));
-        if let Some(token) = &self.api_token {
-            opts = opts.with_api_token(token.expose());
-        }
-        let client = dapr::Client::from_options(opts)
+        let unavailable = |e: &dyn std::fmt::Display| PublishError::Unavailable(format!("{} ({e})", self.address));
+        let endpoint = Channel::from_shared(self.address.clone())
+            .map_err(|e| unavailable(&e))?
+            .connect_timeout(CONNECT_TIMEOUT);
+        let channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
             .await
-            .map_err(|e| PublishError::Unavailable(format!("{} ({e})", self.address)))?;
+            .map_err(|e| unavailable(&e))?
+            .map_err(|e| unavailable(&e))?;
+        let token = self.api_token.as_ref().map(|t| t.expose().to_owned());
+        let client = DaprClient::with_interceptor(channel, ApiTokenInterceptor::new(token));
         *slot = Some(client.clone());
         Ok(client)
+    }
+
+    fn metadata(event: &OutgoingEvent<'_>) -> HashMap<String, String> {
+        HashMap::from([
+            ("partitionKey".to_owned(), event.partition_key.to_owned()),
+            ("cloudevent.id".to_owned(), event.event_id.to_string()),
+            ("cloudevent.type".to_owned(), event.event_type.to_owned()),
+        ])
+    }
+}
+
+fn call_error(status: &tonic::Status) -> PublishError {
+    match status.code() {
+        tonic::Code::Unavailable => PublishError::Unavailable(status.message().to_owned()),
+        _ => PublishError::Failed(format!("{:?}: {}", status.code(), status.message())),
     }
 }
 
 impl Publisher for DaprPublisher {
     async fn publish(&self, event: OutgoingEvent<'_>) -> Result<(), PublishError> {
         let mut client = self.client().await?;
-        let metadata = HashMap::from([
-            ("partitionKey".to_owned(), event.partition_key.to_owned()),
-            ("cloudevent.id".to_owned(), event.event_id.to_string()),
-            ("cloudevent.type".to_owned(), event.event_type.to_owned()),
-        ]);
-        client
-            .publish_event(
-                self.pubsub.as_str(),
-                event.topic,
-                "application/json",
-                event.payload.to_vec(),
-                Some(metadata),
-            )
-            .await
-            .map_err(|e| PublishError::Failed(e.to_string()))
+        let request = dapr_v1::PublishEventRequest {
+            pubsub_name: self.pubsub.clone(),
+            topic: event.topic.to_owned(),
+            data: event.payload.to_vec(),
+            data_content_type: "application/json".to_owned(),
+            metadata: Self::metadata(&event),
+        };
+        client.publish_event(request).await.map(drop).map_err(|s| call_error(&s))
+    }
+
+    async fn publish_all(&self, events: &[OutgoingEvent<'_>]) -> Vec<Result<(), PublishError>> {
+        if events.len() == 1 {
+            return vec![self.publish(events[0]).await];
+        }
+        let mut by_topic: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, event) in events.iter().enumerate() {
+            by_topic.entry(event.topic).or_default().push(i);
+        }
+        let mut results: Vec<Result<(), PublishError>> = vec![Ok(()); events.len()];
+        let mut client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => return vec![Err(e); events.len()],
+        };
+        for (topic, indices) in by_topic {
+            let request = dapr_v1::BulkPublishRequest {
+                pubsub_name: self.pubsub.clone(),
+                topic: topic.to_owned(),
+                entries: indices
+                    .iter()
+                    .map(|&i| dapr_v1::BulkPublishRequestEntry {
+                        // Unique within the request; daprd reports failed entries by it.
+                        entry_id: i.to_string(),
+                        event: events[i].payload.to_vec(),
+                        content_type: "application/json".to_owned(),
+                        metadata: Self::metadata(&events[i]),
+                    })
+                    .collect(),
+                // Nothing request-wide: the Kafka component copies request metadata over
+                // each entry's, which would give every entry the same key.
+                metadata: HashMap::new(),
+            };
+            #[allow(deprecated)] // BulkPublishEvent (non-alpha) arrives with daprd 1.17
+            let answer = client.bulk_publish_event_alpha1(request).await;
+            match answer {
+                Ok(response) => {
+                    for failed in response.into_inner().failed_entries {
+                        if let Some(i) = failed.entry_id.parse::<usize>().ok().filter(|i| indices.contains(i)) {
+                            results[i] = Err(PublishError::Failed(failed.error));
+                        }
+                    }
+                }
+                Err(status) => {
+                    let error = call_error(&status);
+                    for &i in &indices {
+                        results[i] = Err(error.clone());
+                    }
+                }
+            }
+        }
+        results
     }
 }

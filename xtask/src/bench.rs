@@ -89,10 +89,15 @@ produced by the command on the machine it names. Definitions:
   Kafka ack, give or take the commit itself (about a millisecond).
 - **Event rate**: the phase's events whose Kafka append time falls in the measured window,
   per second: what reached Kafka while the API was under that load.
+- **Relay drain**: chat-api is stopped, a second chat-api with its relay off takes writes
+  for 10 s, then chat-api starts again and its relay publishes the whole backlog: events
+  per second between the first and the last backlog event's Kafka append time. This is the
+  relay's publishing rate without the API's request work competing for the CPU.
 - **Raw publishes**: the same sidecar (chat-api's daprd) and broker, no service code:
   `PublishEvent` over gRPC at the relay's concurrency (single) and `BulkPublishEventAlpha1`
   (bulk), a real task event as payload, distinct partition keys, to a topic nobody
-  consumes. The API's event rate is reported as a ratio of the higher of the two.
+  consumes. The API's event rate under load (and the relay's drain rate) is reported as a
+  ratio of the higher of the two; the target is judged on the rate under load.
 - **Recurring**: the next instance's `created_at` (taken by recurring-tasks when it handles
   the event, in the transaction that inserts it) minus the completed task's `completed_at`
   (taken by chat-api in the completing transaction), from the database, for completions
@@ -278,7 +283,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     let api_settings = chat_api_settings(opts);
     let mut api_env: Vec<(&str, String)> = vec![("DATABASE_URL", db_url.clone()), ("MIGRATE_ON_START", "true".into())];
     api_env.extend(api_settings.iter().map(|(k, v)| (k.as_str(), v.clone())));
-    let api = env.start_service("chat-api", "chat-api", &api_env).await?;
+    let mut api = env.start_service("chat-api", "chat-api", &api_env).await?;
     let worker = env.start_service("recurring-tasks", "recurring-tasks", &[("DATABASE_URL", db_url.clone())]).await?;
     done(t);
     let reminder_services = start_reminder_services(&env, &db_url).await;
@@ -291,29 +296,17 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let stack_pids = env.stack.pids();
-    let ctx = Ctx { paths, env: &env, api: &api, client: &client, bootstrap: bootstrap.clone() };
+    let ctx = Ctx {
+        paths,
+        env: &env,
+        api_base: api.base.clone(),
+        api_log: api.process.log_file().to_path_buf(),
+        client: &client,
+        bootstrap: bootstrap.clone(),
+    };
 
-    let mut procs = vec![
-        Proc::new("chat-api", api.process.pid(), false),
-        Proc::new("daprd (chat-api)", api.sidecar.pid(), false),
-        Proc::new("recurring-tasks", worker.process.pid(), false),
-        Proc::new("daprd (recurring-tasks)", worker.sidecar.pid(), false),
-    ];
-    if let Ok((cron, notifications)) = &reminder_services {
-        procs.push(Proc::new("reminder-cron", cron.process.pid(), false));
-        procs.push(Proc::new("daprd (reminder-cron)", cron.sidecar.pid(), false));
-        procs.push(Proc::new("notifications", notifications.process.pid(), false));
-        procs.push(Proc::new("daprd (notifications)", notifications.sidecar.pid(), false));
-    }
-    for (name, pid) in ["PostgreSQL (all processes)", "Redis", "Kafka"].iter().zip(&stack_pids) {
-        procs.push(Proc::new(name, *pid, name.starts_with("PostgreSQL")));
-    }
-    procs.push(Proc::new("load client (xtask)", std::process::id(), false));
-    let procs = Arc::new(procs);
-    let clk_tck = clock_ticks_per_second();
-
-    // Reminders are due within the window at once; the cron tick (every 30 s) publishes
-    // them while the recurring scenario runs.
+    // Reminders are due within the window at once; the cron tick publishes them while the
+    // recurring scenario runs.
     let reminder_tasks = match &reminder_services {
         Ok(_) => Some(create_reminder_tasks(&ctx).await),
         Err(_) => None,
@@ -343,13 +336,37 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     let raw_bulk = raw_publish(&api, payload.clone(), RAW_BULK_CONCURRENCY, RAW_BULK_ENTRIES, opts.duration).await?;
     done(t);
 
+    let t = step("relay drain: a backlog written while chat-api was stopped, published after its restart");
+    let drain = drain_scenario(&ctx, &mut api, &api_env).await?;
+    done(t);
+
+    // chat-api was restarted: its PID is new.
+    let mut procs = vec![
+        Proc::new("chat-api", api.process.pid(), false),
+        Proc::new("daprd (chat-api)", api.sidecar.pid(), false),
+        Proc::new("recurring-tasks", worker.process.pid(), false),
+        Proc::new("daprd (recurring-tasks)", worker.sidecar.pid(), false),
+    ];
+    if let Ok((cron, notifications)) = &reminder_services {
+        procs.push(Proc::new("reminder-cron", cron.process.pid(), false));
+        procs.push(Proc::new("daprd (reminder-cron)", cron.sidecar.pid(), false));
+        procs.push(Proc::new("notifications", notifications.process.pid(), false));
+        procs.push(Proc::new("daprd (notifications)", notifications.sidecar.pid(), false));
+    }
+    for (name, pid) in ["PostgreSQL (all processes)", "Redis", "Kafka"].iter().zip(&stack_pids) {
+        procs.push(Proc::new(name, *pid, name.starts_with("PostgreSQL")));
+    }
+    procs.push(Proc::new("load client (xtask)", std::process::id(), false));
+    let procs = Arc::new(procs);
+    let clk_tck = clock_ticks_per_second();
+
     let top = opts.levels.iter().copied().max().unwrap_or(0);
     let mut phases = Vec::new();
     for &level in &opts.levels {
-        let mut workers = make_workers(&ctx, level)?;
+        let mut workers = make_workers(&ctx, &level_user_prefix(level), level, &ctx.api_base)?;
         for op in [Op::Create, Op::Complete] {
             let t = step(&format!("API {} at concurrency {level}", op.name()));
-            let (back, mut phase) = run_phase(&ctx, workers, op, level, opts, &procs, clk_tck).await;
+            let (back, mut phase) = run_phase(&ctx, workers, op, level, opts.warmup, opts.duration, Some((&procs, clk_tck))).await;
             workers = back;
             phase.settle = Some(settle(&ctx).await?);
             println!(
@@ -370,6 +387,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     for phase in &mut phases {
         phase.kafka = Some(seen.phase_stats(phase));
     }
+    let drain = seen.drain_stats(drain);
     done(t);
 
     let t = step("stopping every process");
@@ -405,6 +423,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         raw_bulk,
         raw_payload_bytes: payload.len(),
         relay_concurrency,
+        drain,
         phases,
         kafka_unmatched: seen.unmatched,
         kafka_key_mismatches: seen.key_mismatches,
@@ -416,9 +435,48 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
 struct Ctx<'a> {
     paths: &'a Paths,
     env: &'a Env,
-    api: &'a Service,
+    api_base: String,
+    api_log: std::path::PathBuf,
     client: &'a reqwest::Client,
     bootstrap: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// Relay drain: the relay's own publishing rate
+
+/// Users of the drain scenario: `d-w<worker>-u<n>`.
+const DRAIN_PREFIX: &str = "d-";
+const DRAIN_FILL: Duration = Duration::from_secs(10);
+const DRAIN_FILL_CONCURRENCY: usize = 32;
+
+struct Drain {
+    backlog: u64,
+    /// From chat-api's restart until the outbox was empty (start-up included).
+    drained_after: Duration,
+    /// Backlog events per second between the first and the last one's Kafka append time.
+    rate: f64,
+    on_kafka: usize,
+}
+
+/// Stops chat-api (its relay releases the lease), writes for `DRAIN_FILL` through a second
+/// chat-api whose relay is off, then starts chat-api again: its relay finds the whole
+/// backlog waiting and publishes it as fast as it can.
+async fn drain_scenario(ctx: &Ctx<'_>, api: &mut Service, api_env: &[(&str, String)]) -> Result<Drain> {
+    let mut filler_env = api_env.to_vec();
+    filler_env.push(("RELAY_ENABLED", "false".into()));
+    let mut filler = ctx.env.start_service("chat-api", "chat-api", &filler_env).await?;
+    api.process.shutdown().await;
+    let workers = make_workers(ctx, DRAIN_PREFIX, DRAIN_FILL_CONCURRENCY, &filler.base)?;
+    let (_, fill) = run_phase(ctx, workers, Op::Create, DRAIN_FILL_CONCURRENCY, Duration::ZERO, DRAIN_FILL, None).await;
+    let backlog = relay_pending_at(ctx, &filler.base).await?;
+    println!("    backlog of {backlog} events ({} writes at {:.0}/s with the relay off)", fill.ok_total, fill.rps());
+    let restarted = Instant::now();
+    api.restart_process(&ctx.env.dir.path().join("logs")).await?;
+    let start_up = restarted.elapsed();
+    let settle = settle(ctx).await?;
+    filler.process.shutdown().await;
+    filler.sidecar.shutdown().await;
+    Ok(Drain { backlog, drained_after: start_up + settle.drained, rate: 0.0, on_kafka: 0 })
 }
 
 /// chat-api's tuning as the benchmark runs it: the service defaults, then `--set`.
@@ -469,7 +527,9 @@ async fn settle(ctx: &Ctx<'_>) -> Result<Settle> {
             break;
         }
         if started.elapsed() > SETTLE_TIMEOUT {
-            bail!("the relay still has {pending} events pending {SETTLE_TIMEOUT:?} after the phase; chat-api log:\n{}", ctx.api.process.log_tail(20));
+            let log = fs::read_to_string(&ctx.api_log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            bail!("the relay still has {pending} events pending {SETTLE_TIMEOUT:?} after the phase; end of chat-api's log:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -488,7 +548,11 @@ async fn settle(ctx: &Ctx<'_>) -> Result<Settle> {
 }
 
 async fn relay_pending(ctx: &Ctx<'_>) -> Result<u64> {
-    let status: Value = ctx.client.get(format!("{}/relay/status", ctx.api.base)).send().await?.error_for_status()?.json().await?;
+    relay_pending_at(ctx, &ctx.api_base).await
+}
+
+async fn relay_pending_at(ctx: &Ctx<'_>, base: &str) -> Result<u64> {
+    let status: Value = ctx.client.get(format!("{base}/relay/status")).send().await?.error_for_status()?.json().await?;
     status["pending"].as_u64().context("relay status without pending")
 }
 
@@ -547,13 +611,13 @@ fn level_user_prefix(level: usize) -> String {
     format!("b{level}-")
 }
 
-fn make_workers(ctx: &Ctx<'_>, level: usize) -> Result<Vec<Worker>> {
-    (0..level)
+fn make_workers(ctx: &Ctx<'_>, prefix: &str, count: usize, base: &str) -> Result<Vec<Worker>> {
+    (0..count)
         .map(|w| {
             let users = (0..USERS_PER_WORKER)
                 .map(|u| {
-                    let id = format!("{}w{w}-u{u}", level_user_prefix(level));
-                    Ok(BenchUser { token: ctx.env.token(&id)?, tasks_url: format!("{}/api/{id}/tasks", ctx.api.base) })
+                    let id = format!("{prefix}w{w}-u{u}");
+                    Ok(BenchUser { token: ctx.env.token(&id)?, tasks_url: format!("{base}/api/{id}/tasks") })
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(Worker { users, next: 0, created: VecDeque::new() })
@@ -641,15 +705,15 @@ async fn run_phase(
     workers: Vec<Worker>,
     op: Op,
     level: usize,
-    opts: &Options,
-    procs: &Arc<Vec<Proc>>,
-    clk_tck: f64,
+    warmup: Duration,
+    duration: Duration,
+    sample: Option<(&Arc<Vec<Proc>>, f64)>,
 ) -> (Vec<Worker>, Phase) {
     let t0 = Instant::now();
     let wall0 = Utc::now();
-    let measure_start = t0 + opts.warmup;
-    let end = measure_start + opts.duration;
-    let sampler = spawn_sampler(procs.clone(), measure_start, end, clk_tck);
+    let measure_start = t0 + warmup;
+    let end = measure_start + duration;
+    let sampler = sample.map(|(procs, clk_tck)| spawn_sampler(procs.clone(), measure_start, end, clk_tck));
     let handles: Vec<JoinHandle<(Worker, Vec<Sample>, bool)>> =
         workers.into_iter().map(|w| tokio::spawn(run_worker(w, ctx.client.clone(), op, t0, end))).collect();
     let mut workers = Vec::new();
@@ -662,12 +726,15 @@ async fn run_phase(
             ran_out |= out;
         }
     }
-    let usage = sampler.await.unwrap_or_default();
+    let usage = match sampler {
+        Some(s) => s.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
 
-    let (from, to) = (opts.warmup, opts.warmup + opts.duration);
+    let (from, to) = (warmup, warmup + duration);
     let measured: Vec<&Sample> = samples.iter().filter(|s| s.start >= from && s.start < to).collect();
     let last_finish = measured.iter().map(|s| s.start + s.latency).max().unwrap_or(to);
-    let window = if ran_out { last_finish.min(to).saturating_sub(from) } else { opts.duration };
+    let window = if ran_out { last_finish.min(to).saturating_sub(from) } else { duration };
     let latencies: Vec<f64> = measured.iter().map(|s| ms(s.latency)).collect();
     let wall_start = wall0 + chrono::Duration::from_std(from).unwrap_or_default();
     let phase = Phase {
@@ -698,8 +765,9 @@ struct KafkaEvent {
 
 #[derive(Default)]
 struct SeenEvents {
-    /// (level, op) → events and their distinct ids.
-    by_phase: BTreeMap<(usize, Op), (Vec<KafkaEvent>, HashSet<String>)>,
+    /// (user group: the user id up to its first `-`, such as `b32` or `d`; op) → events and
+    /// their distinct ids.
+    by_group: BTreeMap<(String, Op), (Vec<KafkaEvent>, HashSet<String>)>,
     unmatched: usize,
     key_mismatches: usize,
 }
@@ -712,10 +780,15 @@ struct KafkaPhase {
     lag: Quantiles,
 }
 
+fn user_group(user: &str) -> &str {
+    user.split_once('-').map_or(user, |(group, _)| group)
+}
+
 impl SeenEvents {
     fn phase_stats(&self, phase: &Phase) -> KafkaPhase {
         let (start, end) = (phase.wall_start.timestamp_millis(), phase.wall_end.timestamp_millis());
-        let Some((events, ids)) = self.by_phase.get(&(phase.level, phase.op)) else {
+        let group = level_user_prefix(phase.level);
+        let Some((events, ids)) = self.by_group.get(&(user_group(&group).to_owned(), phase.op)) else {
             return KafkaPhase { distinct: 0, missing: phase.ok_total, rate: 0.0, lag: Quantiles::of(Vec::new()) };
         };
         let lags: Vec<f64> = events
@@ -730,6 +803,16 @@ impl SeenEvents {
             rate: appended as f64 / phase.window.as_secs_f64().max(1e-9),
             lag: Quantiles::of(lags),
         }
+    }
+
+    fn drain_stats(&self, drain: Drain) -> Drain {
+        let Some((events, ids)) = self.by_group.get(&(user_group(DRAIN_PREFIX).to_owned(), Op::Create)) else {
+            return drain;
+        };
+        let first = events.iter().map(|e| e.append_ms).min().unwrap_or(0);
+        let last = events.iter().map(|e| e.append_ms).max().unwrap_or(0);
+        let span_s = ((last - first).max(1)) as f64 / 1000.0;
+        Drain { rate: events.len() as f64 / span_s, on_kafka: ids.len(), ..drain }
     }
 }
 
@@ -751,11 +834,10 @@ async fn read_task_events(ctx: &Ctx<'_>, expected: usize) -> Result<SeenEvents> 
             Some(t) if t == Op::Complete.event_type() => Some(Op::Complete),
             _ => None,
         };
-        let level = user.strip_prefix('b').and_then(|rest| rest.split_once('-')).and_then(|(l, _)| l.parse::<usize>().ok());
         let occurred = data["occurred_at"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-        match (level, op, occurred) {
-            (Some(level), Some(op), Some(occurred)) => {
-                let entry = seen.by_phase.entry((level, op)).or_default();
+        match (op, occurred) {
+            (Some(op), Some(occurred)) => {
+                let entry = seen.by_group.entry((user_group(user).to_owned(), op)).or_default();
                 entry.0.push(KafkaEvent { occurred_ms: occurred.timestamp_millis(), append_ms: r.timestamp_ms });
                 entry.1.insert(data["event_id"].as_str().unwrap_or_default().to_owned());
             }
@@ -884,7 +966,7 @@ async fn recurring_scenario(ctx: &Ctx<'_>, db: &DatabaseConnection) -> Result<Re
     let users: Vec<(String, String)> = (0..RECURRING_USERS)
         .map(|u| {
             let id = format!("rec-{u}");
-            Ok((ctx.env.token(&id)?, format!("{}/api/{id}/tasks", ctx.api.base)))
+            Ok((ctx.env.token(&id)?, format!("{}/api/{id}/tasks", ctx.api_base)))
         })
         .collect::<Result<_>>()?;
     // Create them 8 at a time.
@@ -978,7 +1060,7 @@ async fn create_reminder_tasks(ctx: &Ctx<'_>) -> Result<(Vec<String>, Instant)> 
         let user = format!("rem-{}", i % 6);
         let v: Value = ctx
             .client
-            .post(format!("{}/api/{user}/tasks", ctx.api.base))
+            .post(format!("{}/api/{user}/tasks", ctx.api_base))
             .bearer_auth(ctx.env.token(&user)?)
             .json(&json!({"title": format!("due soon {i}"), "due_at": due}))
             .send()
@@ -998,10 +1080,12 @@ async fn reminder_scenario(ctx: &Ctx<'_>, notifications: &Service, task_ids: &[S
         let log = notifications.process.log_text();
         for line in log.lines() {
             for id in task_ids {
-                if !logged.contains_key(id.as_str()) && line.contains(e2e::reminders::NOTIFICATION_MESSAGE) && line.contains(id.as_str()) {
-                    if let Some(at) = log_line_time(line) {
-                        logged.insert(id.as_str(), at.timestamp_millis());
-                    }
+                if !logged.contains_key(id.as_str())
+                    && line.contains(e2e::reminders::NOTIFICATION_MESSAGE)
+                    && line.contains(id.as_str())
+                    && let Some(at) = log_line_time(line)
+                {
+                    logged.insert(id.as_str(), at.timestamp_millis());
                 }
             }
         }
@@ -1094,14 +1178,12 @@ fn cpu_ticks(procs: &[Proc]) -> Vec<u64> {
     let needs_tree = procs.iter().any(|p| p.tree);
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut ticks: HashMap<u32, u64> = HashMap::new();
-    if needs_tree {
-        if let Ok(dir) = fs::read_dir("/proc") {
-            for entry in dir.flatten() {
-                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-                if let Some((ppid, t)) = proc_stat(pid) {
-                    children.entry(ppid).or_default().push(pid);
-                    ticks.insert(pid, t);
-                }
+    if needs_tree && let Ok(dir) = fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if let Some((ppid, t)) = proc_stat(pid) {
+                children.entry(ppid).or_default().push(pid);
+                ticks.insert(pid, t);
             }
         }
     }
@@ -1291,6 +1373,7 @@ struct Report {
     raw_bulk: RawResult,
     raw_payload_bytes: usize,
     relay_concurrency: usize,
+    drain: Drain,
     phases: Vec<Phase>,
     kafka_unmatched: usize,
     kafka_key_mismatches: usize,
@@ -1323,11 +1406,11 @@ impl Report {
             v.rustc,
             v.java
         );
-        let _ = writeln!(s, "- Build: services built with {}; the load client runs in the debug `xtask`.", v.release_profile);
+        let _ = writeln!(s, "- Build: the services and the load client (`xtask`) built with {}; the build took {:.0} s.", v.release_profile, opts.build.as_secs_f64());
         let settings: Vec<String> = self.api_settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(
             s,
-            "- Settings: chat-api {}; recurring-tasks defaults; topics with {} partitions, `LogAppendTime`; all processes on this machine, loopback only.",
+            "- Settings: chat-api {}; recurring-tasks defaults; reminder cron `{REMINDER_SCHEDULE}`; topics with {} partitions, `LogAppendTime`; all processes on this machine, loopback only.",
             settings.join(", "),
             e2e::TOPIC_PARTITIONS
         );
@@ -1370,7 +1453,7 @@ impl Report {
             );
         }
         if self.kafka_unmatched > 0 || self.kafka_key_mismatches > 0 {
-            let _ = writeln!(s, "\nOther records on `task-events` (recurring and reminder scenarios): {}; records whose key is not the user id: {}.", self.kafka_unmatched, self.kafka_key_mismatches);
+            let _ = writeln!(s, "\nRecords on `task-events` of no known type: {}; records whose key is not the user id: {}.", self.kafka_unmatched, self.kafka_key_mismatches);
         }
 
         let _ = writeln!(s, "\n### Raw publishes to the same sidecar (the ceiling)\n");
@@ -1379,6 +1462,20 @@ impl Report {
         for (name, r) in [("single (`PublishEvent`)", &self.raw_single), ("bulk (`BulkPublishEventAlpha1`)", &self.raw_bulk)] {
             let _ = writeln!(s, "| {name} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} of {} |", r.concurrency, r.entries_per_call, r.rate, r.latency.p50, r.latency.p95, r.latency.p99, r.errors, r.calls);
         }
+
+        let d = &self.drain;
+        let _ = writeln!(s, "\n### Relay drain: the relay's own publishing rate\n");
+        let _ = writeln!(
+            s,
+            "A backlog of {} events, written through a second chat-api with its relay off while chat-api was stopped ({} of them on Kafka afterwards{}). After chat-api's restart the outbox was empty within {:.1} s (start-up included). Between the first and the last backlog event's append: {:.0} events/s = {:.2} × raw single, {:.2} × raw bulk.",
+            d.backlog,
+            d.on_kafka,
+            if d.on_kafka as u64 >= d.backlog { "" } else { ", **some missing**" },
+            d.drained_after.as_secs_f64(),
+            d.rate,
+            if self.raw_single.rate > 0.0 { d.rate / self.raw_single.rate } else { 0.0 },
+            if self.raw_bulk.rate > 0.0 { d.rate / self.raw_bulk.rate } else { 0.0 },
+        );
 
         let r = &self.recurring;
         let _ = writeln!(s, "\n### Recurring: completion → next instance\n");
@@ -1469,15 +1566,18 @@ impl Report {
 
         // 2. API event rate against the raw ceiling.
         let ceiling = self.raw_single.rate.max(self.raw_bulk.rate);
+        let ratio = |rate: f64| if ceiling > 0.0 { rate / ceiling } else { 0.0 };
         let api_rate = self.phases.iter().filter_map(|p| p.kafka.as_ref().map(|k| k.rate)).fold(0.0, f64::max);
-        let ratio = if ceiling > 0.0 { api_rate / ceiling } else { 0.0 };
         let _ = writeln!(
             s,
-            "| API event rate ≥ 0.8 × raw sidecar rate | {api_rate:.0}/s vs {ceiling:.0}/s (raw single {:.0}/s at {} in flight, bulk {:.0}/s): {ratio:.2} × | {} |",
+            "| API event rate ≥ 0.8 × raw sidecar rate | under load {api_rate:.0}/s = {:.2} × the raw ceiling {ceiling:.0}/s (raw single {:.0}/s at {} in flight, bulk {:.0}/s); the relay alone (drain) {:.0}/s = {:.2} × | {} |",
+            ratio(api_rate),
             self.raw_single.rate,
             self.relay_concurrency,
             self.raw_bulk.rate,
-            met(ratio >= 0.8)
+            self.drain.rate,
+            ratio(self.drain.rate),
+            met(ratio(api_rate) >= 0.8)
         );
 
         // 3. Publish lag at every load.
