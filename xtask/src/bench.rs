@@ -41,9 +41,11 @@ const BUDGET: Duration = Duration::from_secs(14 * 60 + 30);
 /// Kept back from the budget for stopping everything (Kafka takes up to 30 s).
 const STOP_RESERVE: Duration = Duration::from_secs(45);
 
-/// Each load worker writes for its own users, one request at a time, so no user ever has
-/// two writes in flight (as with a real client) and the relay sees many users.
-const USERS_PER_WORKER: usize = 16;
+/// Each load worker writes for its own users in turn, one request at a time, so no user
+/// ever has two writes in flight (as with a real client). The relay publishes one event per
+/// user at a time (per-user order), so a few users writing many events a second bound it by
+/// the publish latency; 64 per worker keeps each user to a few writes a second.
+const USERS_PER_WORKER: usize = 64;
 /// Count bound of one worker in one phase (the time bound normally ends it first).
 const MAX_REQUESTS_PER_WORKER: usize = 100_000;
 
@@ -72,8 +74,8 @@ Appended by `cargo xtask bench` (see the README): one dated section per run, eve
 produced by the command on the machine it names. Definitions:
 
 - **API writes**: a closed-loop load client in `xtask` (reqwest, HTTP/1.1 keep-alive,
-  loopback) with a fixed number of workers (the concurrency); each worker has its own users
-  and writes for one of them at a time. `create` = `POST /api/{user}/tasks`, `complete` =
+  loopback) with a fixed number of workers (the concurrency); each worker has 64 users of
+  its own and writes for them in turn, one request at a time. `create` = `POST /api/{user}/tasks`, `complete` =
   `POST /api/{user}/tasks/{id}/complete` of the tasks the create phase made. Each phase runs
   a warm-up, then the measured window; req/s and latency (send to last body byte) count the
   requests started inside the window; errors are transport errors and any status but
