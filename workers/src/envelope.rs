@@ -5,6 +5,7 @@
 //! a body without the envelope is taken as the event itself.
 
 use serde_json::Value;
+use service_kit::SubscriptionOutcome;
 
 /// The event inside a delivery, with the envelope's attributes when there was one.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,5 +137,28 @@ mod tests {
             unwrap(&bytes(json!({"specversion": "1.0", "data": "{oops"}))),
             Err(EnvelopeError::DataNotJson(_))
         ));
+    }
+}
+
+/// Why an event is not processed, and what daprd should do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub outcome: SubscriptionOutcome,
+    pub reason: String,
+}
+
+impl Rejected {
+    pub(crate) fn drop(reason: impl Into<String>) -> Self {
+        Self {
+            outcome: SubscriptionOutcome::Drop,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn retry(reason: impl Into<String>) -> Self {
+        Self {
+            outcome: SubscriptionOutcome::Retry,
+            reason: reason.into(),
+        }
     }
 }

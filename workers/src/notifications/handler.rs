@@ -26,30 +26,10 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{AppState, IDEMPOTENCY_TTL};
-use crate::{envelope, http};
-
-/// Why an event is not processed, and what daprd should do with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    pub outcome: SubscriptionOutcome,
-    pub reason: String,
-}
-
-impl Rejected {
-    fn drop(reason: impl Into<String>) -> Self {
-        Self {
-            outcome: SubscriptionOutcome::Drop,
-            reason: reason.into(),
-        }
-    }
-
-    fn retry(reason: impl Into<String>) -> Self {
-        Self {
-            outcome: SubscriptionOutcome::Retry,
-            reason: reason.into(),
-        }
-    }
-}
+use crate::{
+    envelope::{self, Rejected},
+    http,
+};
 
 /// `POST /events/reminder`.
 pub async fn reminder_due<I: IdempotencyStore>(
