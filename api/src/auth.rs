@@ -2,12 +2,12 @@
 //! parse headers.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 use service_kit::Secret;
 use todo_domain::UserId;
 
-use crate::{error::ApiError, AppState};
+use crate::{AppState, error::ApiError};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -56,7 +56,12 @@ impl JwtKeys {
     }
 
     /// A token for `user`, valid for `ttl_seconds` from `now_unix` (local development and tests).
-    pub fn mint(&self, user: &UserId, now_unix: u64, ttl_seconds: u64) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn mint(
+        &self,
+        user: &UserId,
+        now_unix: u64,
+        ttl_seconds: u64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: user.as_str().to_owned(),
             exp: now_unix + ttl_seconds,
@@ -73,11 +78,16 @@ pub struct AuthUser(pub UserId);
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token> header"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing Authorization: Bearer <token> header")
+            })?;
         let value = header
             .to_str()
             .map_err(|_| ApiError::unauthorized("Authorization header is not valid text"))?;
@@ -86,7 +96,9 @@ impl FromRequestParts<AppState> for AuthUser {
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("Authorization header must be `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("Authorization header must be `Bearer <token>`")
+            })?;
         state.jwt.verify(token).map(AuthUser)
     }
 }
@@ -97,7 +109,9 @@ impl AuthUser {
         if self.0.as_str() == path_user {
             Ok(&self.0)
         } else {
-            Err(ApiError::forbidden("the path's user id is not the authenticated user"))
+            Err(ApiError::forbidden(
+                "the path's user id is not the authenticated user",
+            ))
         }
     }
 }
@@ -116,14 +130,18 @@ mod tests {
         let other = JwtKeys::new(&Secret::new("another-secret-another-secret-xx"));
         assert!(other.verify(&token).is_err());
         let expired = keys.mint(&user, now - 3_600, 60).expect("mint");
-        assert_eq!(keys.verify(&expired).unwrap_err().message, "token has expired");
+        assert_eq!(
+            keys.verify(&expired).unwrap_err().message,
+            "token has expired"
+        );
     }
 
     #[test]
     fn an_unsigned_alg_none_token_is_refused() {
         let keys = JwtKeys::new(&Secret::new("s3cret-s3cret-s3cret-s3cret-s3cret!"));
         // {"alg":"none","typ":"JWT"} . {"sub":"alice","exp":9999999999} . (no signature)
-        let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
+        let token =
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
         assert!(keys.verify(token).is_err());
     }
 }

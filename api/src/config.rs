@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::bail;
-use service_kit::{env_opt, env_or, Secret};
+use service_kit::{Secret, env_opt, env_or};
 
 use crate::relay::RelayConfig;
 
@@ -39,7 +39,9 @@ impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         let jwt_secret: Option<String> = env_opt("JWT_SECRET")?;
         let Some(jwt_secret) = jwt_secret else {
-            bail!("JWT_SECRET is not set: set it to a random string of at least {JWT_SECRET_MIN_BYTES} bytes (the secret that signs the API's bearer tokens)");
+            bail!(
+                "JWT_SECRET is not set: set it to a random string of at least {JWT_SECRET_MIN_BYTES} bytes (the secret that signs the API's bearer tokens)"
+            );
         };
         if jwt_secret.len() < JWT_SECRET_MIN_BYTES {
             bail!("JWT_SECRET is too short: use at least {JWT_SECRET_MIN_BYTES} bytes");
@@ -47,7 +49,10 @@ impl Settings {
         let database_url: String = env_or("DATABASE_URL", DEFAULT_SQLITE_URL.to_owned())?;
         if let Some(path) = database_url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
-            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(parent) = std::path::Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(parent)?;
             }
         }

@@ -3,8 +3,8 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use todo_domain::{
-    time::{resolve_local, to_local},
     Description, Frequency, Priority, Tags, TaskSnapshot, TimeZone, Title,
+    time::{resolve_local, to_local},
 };
 use todo_store::{ListQuery, NewTask, SortKey, StatusFilter, TaskPatch};
 use utoipa::{IntoParams, ToSchema};
@@ -117,22 +117,30 @@ where
 }
 
 fn parse_priority(raw: Option<&str>) -> Result<Priority, ApiError> {
-    raw.map_or(Ok(Priority::default()), |p| p.parse().map_err(ApiError::from))
+    raw.map_or(Ok(Priority::default()), |p| {
+        p.parse().map_err(ApiError::from)
+    })
 }
 
 fn parse_recurrence(raw: Option<&str>) -> Result<Option<Frequency>, ApiError> {
-    raw.map(|r| r.parse::<Frequency>().map_err(ApiError::from)).transpose()
+    raw.map(|r| r.parse::<Frequency>().map_err(ApiError::from))
+        .transpose()
 }
 
 fn parse_time_zone(raw: Option<&str>) -> Result<TimeZone, ApiError> {
-    raw.map_or(Ok(TimeZone::UTC), |tz| TimeZone::parse(tz).map_err(ApiError::from))
+    raw.map_or(Ok(TimeZone::UTC), |tz| {
+        TimeZone::parse(tz).map_err(ApiError::from)
+    })
 }
 
 /// PostgreSQL text cannot hold NUL, so it is refused at the edge (on SQLite too, so both
 /// databases answer alike) instead of failing in the database.
 fn text_without_nul(field: &str, raw: &str) -> Result<(), ApiError> {
     if raw.contains('\0') {
-        return Err(ApiError::invalid(field, format!("{field} must not contain NUL (\\u0000) characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not contain NUL (\\u0000) characters"),
+        ));
     }
     Ok(())
 }
@@ -149,21 +157,32 @@ pub fn parse_due(raw: &str, tz: TimeZone) -> Result<(DateTime<Utc>, NaiveDateTim
         let at = at.with_timezone(&Utc);
         return Ok((at, to_local(tz.tz(), at)));
     }
-    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(local) = NaiveDateTime::parse_from_str(raw, format) {
             return Ok((resolve_local(tz.tz(), local), local));
         }
     }
     Err(ApiError::invalid(
         "due_at",
-        format!("due_at {raw:?} must be RFC 3339 (2026-12-01T09:00:00Z) or a local time in time_zone (2026-12-01T09:00)"),
+        format!(
+            "due_at {raw:?} must be RFC 3339 (2026-12-01T09:00:00Z) or a local time in time_zone (2026-12-01T09:00)"
+        ),
     ))
 }
 
 impl TaskInput {
     pub fn into_new_task(self) -> Result<NewTask, ApiError> {
         let time_zone = parse_time_zone(self.time_zone.as_deref())?;
-        let due = self.due_at.as_deref().map(|d| parse_due(d, time_zone)).transpose()?;
+        let due = self
+            .due_at
+            .as_deref()
+            .map(|d| parse_due(d, time_zone))
+            .transpose()?;
         Ok(NewTask {
             title: Title::parse(&self.title)?,
             description: parse_description(self.description.as_deref().unwrap_or(""))?,
@@ -211,8 +230,16 @@ impl TaskPatchInput {
         };
         Ok(TaskPatch {
             title: self.title.as_deref().map(Title::parse).transpose()?,
-            description: self.description.as_deref().map(parse_description).transpose()?,
-            priority: self.priority.as_deref().map(str::parse::<Priority>).transpose()?,
+            description: self
+                .description
+                .as_deref()
+                .map(parse_description)
+                .transpose()?,
+            priority: self
+                .priority
+                .as_deref()
+                .map(str::parse::<Priority>)
+                .transpose()?,
             tags: self.tags.as_deref().map(Tags::parse).transpose()?,
             due,
             time_zone,
@@ -283,12 +310,25 @@ pub const SORT_KEYS: [(&str, SortKey); 4] = [
 pub const SORT_ORDERS: [(&str, bool); 2] = [("asc", false), ("desc", true)];
 
 /// The value `raw` names in `table`, the default when absent.
-fn one_of<T: Copy + Default>(field: &str, table: &[(&str, T)], raw: Option<&str>) -> Result<T, ApiError> {
-    let Some(raw) = raw else { return Ok(T::default()) };
-    table.iter().find(|(name, _)| *name == raw).map(|&(_, value)| value).ok_or_else(|| {
-        let names: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
-        ApiError::invalid(field, format!("{field} must be one of: {}", names.join(", ")))
-    })
+fn one_of<T: Copy + Default>(
+    field: &str,
+    table: &[(&str, T)],
+    raw: Option<&str>,
+) -> Result<T, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(T::default());
+    };
+    table
+        .iter()
+        .find(|(name, _)| *name == raw)
+        .map(|&(_, value)| value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
+            ApiError::invalid(
+                field,
+                format!("{field} must be one of: {}", names.join(", ")),
+            )
+        })
 }
 
 impl ListParams {
@@ -296,25 +336,39 @@ impl ListParams {
         let status = one_of("status", &STATUS_FILTERS, self.status.as_deref())?;
         let sort = one_of("sort", &SORT_KEYS, self.sort.as_deref())?;
         let descending = one_of("order", &SORT_ORDERS, self.order.as_deref())?;
-        let instant = |field: &str, raw: Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
-            raw.map(|r| {
-                DateTime::parse_from_rfc3339(&r)
-                    .map(|d| d.with_timezone(&Utc))
-                    .map_err(|_| ApiError::invalid(field, format!("{field} must be an RFC 3339 time such as 2026-12-01T09:00:00Z")))
-            })
-            .transpose()
-        };
+        let instant =
+            |field: &str, raw: Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
+                raw.map(|r| {
+                    DateTime::parse_from_rfc3339(&r)
+                        .map(|d| d.with_timezone(&Utc))
+                        .map_err(|_| {
+                            ApiError::invalid(
+                                field,
+                                format!(
+                                    "{field} must be an RFC 3339 time such as 2026-12-01T09:00:00Z"
+                                ),
+                            )
+                        })
+                })
+                .transpose()
+            };
         let limit = self.limit.unwrap_or(todo_store::tasks::LIST_LIMIT_DEFAULT);
         if limit == 0 || limit > todo_store::tasks::LIST_LIMIT_MAX {
             return Err(ApiError::invalid(
                 "limit",
-                format!("limit must be between 1 and {}", todo_store::tasks::LIST_LIMIT_MAX),
+                format!(
+                    "limit must be between 1 and {}",
+                    todo_store::tasks::LIST_LIMIT_MAX
+                ),
             ));
         }
         if let Some(q) = &self.q {
             text_without_nul("q", q)?;
             if q.chars().count() > SEARCH_MAX_CHARS {
-                return Err(ApiError::invalid("q", format!("q must be at most {SEARCH_MAX_CHARS} characters")));
+                return Err(ApiError::invalid(
+                    "q",
+                    format!("q must be at most {SEARCH_MAX_CHARS} characters"),
+                ));
             }
         }
         let tag = self
@@ -325,7 +379,11 @@ impl ListParams {
         Ok(ListQuery {
             search: self.q.map(|q| q.trim().to_owned()),
             status,
-            priority: self.priority.as_deref().map(str::parse::<Priority>).transpose()?,
+            priority: self
+                .priority
+                .as_deref()
+                .map(str::parse::<Priority>)
+                .transpose()?,
             tag,
             due_before: instant("due_before", self.due_before)?,
             due_after: instant("due_after", self.due_after)?,
@@ -333,7 +391,12 @@ impl ListParams {
             recurring: self.recurring,
             sort,
             descending,
-            offset: self.cursor.as_deref().map(decode_cursor).transpose()?.unwrap_or(0),
+            offset: self
+                .cursor
+                .as_deref()
+                .map(decode_cursor)
+                .transpose()?
+                .unwrap_or(0),
             limit,
         })
     }

@@ -12,10 +12,10 @@
 //! | `internal` | 500 (opaque; the cause is logged once) |
 
 use axum::{
+    Json,
     extract::rejection::{JsonRejection, QueryRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
-    Json,
 };
 use serde::Serialize;
 use todo_domain::ValidationError;
@@ -82,7 +82,11 @@ impl ApiError {
     /// A server fault: logged once with its cause chain, opaque to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 }
 
@@ -145,7 +149,10 @@ impl From<JsonRejection> for ApiError {
             "invalid_json"
         };
         let message = match &rejection {
-            JsonRejection::JsonDataError(e) => format!("{}", std::error::Error::source(e).map_or_else(|| e.body_text(), |s| s.to_string())),
+            JsonRejection::JsonDataError(e) => format!(
+                "{}",
+                std::error::Error::source(e).map_or_else(|| e.body_text(), |s| s.to_string())
+            ),
             _ => rejection.body_text(),
         };
         let field = field_from_serde_message(&message);
@@ -176,8 +183,12 @@ fn field_from_serde_message(message: &str) -> Option<String> {
         return rest.split('`').next().map(str::to_owned);
     }
     let head = message.split(": ").next()?;
-    (!head.is_empty() && head.len() < 64 && head.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '[' || c == ']'))
-        .then(|| head.to_owned())
+    (!head.is_empty()
+        && head.len() < 64
+        && head
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '[' || c == ']'))
+    .then(|| head.to_owned())
 }
 
 #[cfg(test)]
@@ -186,8 +197,17 @@ mod tests {
 
     #[test]
     fn field_names_are_recovered_from_serde_messages() {
-        assert_eq!(field_from_serde_message("unknown field `colour`, expected one of ..."), Some("colour".into()));
-        assert_eq!(field_from_serde_message("priority: invalid type: integer `5`, expected a string"), Some("priority".into()));
-        assert_eq!(field_from_serde_message("EOF while parsing an object at line 1 column 9"), None);
+        assert_eq!(
+            field_from_serde_message("unknown field `colour`, expected one of ..."),
+            Some("colour".into())
+        );
+        assert_eq!(
+            field_from_serde_message("priority: invalid type: integer `5`, expected a string"),
+            Some("priority".into())
+        );
+        assert_eq!(
+            field_from_serde_message("EOF while parsing an object at line 1 column 9"),
+            None
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! JSON body and query extractors whose rejections use the API's error shape.
 
 use axum::{
+    Json,
     extract::{FromRequest, FromRequestParts, Query, Request},
     http::request::Parts,
-    Json,
 };
 use serde::de::DeserializeOwned;
 

@@ -19,7 +19,7 @@ pub mod service;
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
-use axum::{extract::DefaultBodyLimit, Router};
+use axum::{Router, extract::DefaultBodyLimit};
 use service_kit::{DaprPublisher, Publisher, Shutdown};
 use todo_store::{OutboxStore, TaskStore};
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
@@ -51,7 +51,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::fallback)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(routes::panicked))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            routes::panicked,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -68,17 +70,25 @@ impl Application {
     /// Connects to the database (migrating first if asked), binds the listener and starts the
     /// relay publishing through the sidecar at `settings.dapr_grpc_port`.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let publisher = Arc::new(DaprPublisher::new(settings.dapr_grpc_port, settings.dapr_api_token.clone()));
+        let publisher = Arc::new(DaprPublisher::new(
+            settings.dapr_grpc_port,
+            settings.dapr_api_token.clone(),
+        ));
         Self::build_with_publisher(settings, publisher).await
     }
 
     /// As [`Application::build`], publishing through `publisher` (tests stop at this boundary).
-    pub async fn build_with_publisher<P: Publisher>(settings: &Settings, publisher: Arc<P>) -> anyhow::Result<Self> {
+    pub async fn build_with_publisher<P: Publisher>(
+        settings: &Settings,
+        publisher: Arc<P>,
+    ) -> anyhow::Result<Self> {
         let db = todo_store::connect(settings.database_url.expose(), settings.db_max_connections)
             .await
             .with_context(|| "cannot connect to the database (DATABASE_URL)")?;
         if settings.migrate {
-            todo_store::migrate(&db).await.context("database migration failed")?;
+            todo_store::migrate(&db)
+                .await
+                .context("database migration failed")?;
         }
         let addr = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(addr)
@@ -92,14 +102,27 @@ impl Application {
         };
         let shutdown = Shutdown::new();
         let relay = settings.relay_enabled.then(|| {
-            let relay = Relay::new(state.outbox.clone(), publisher, state.relay_wake.clone(), settings.relay.clone());
+            let relay = Relay::new(
+                state.outbox.clone(),
+                publisher,
+                state.relay_wake.clone(),
+                settings.relay.clone(),
+            );
             tokio::spawn(relay.run(shutdown.clone()))
         });
-        Ok(Self { listener, state, relay, shutdown })
+        Ok(Self {
+            listener,
+            state,
+            relay,
+            shutdown,
+        })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     pub fn state(&self) -> &AppState {
@@ -107,7 +130,10 @@ impl Application {
     }
 
     /// Serves until `stop` resolves, then drains in-flight requests and stops the relay.
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "chat-api listening");
         let app = router(self.state);
         axum::serve(self.listener, app)

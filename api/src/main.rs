@@ -1,7 +1,7 @@
 //! `chat-api` [serve] | migrate | token <user_id> [ttl_seconds]
 
 use anyhow::Context as _;
-use chat_api::{auth::JwtKeys, Application, Settings};
+use chat_api::{Application, Settings, auth::JwtKeys};
 use todo_domain::UserId;
 
 #[tokio::main]
@@ -17,20 +17,35 @@ async fn main() -> anyhow::Result<()> {
         Some("migrate") => {
             service_kit::telemetry::init("chat-api");
             let settings = Settings::from_env()?;
-            let db = todo_store::connect(settings.database_url.expose(), 2).await.context("cannot connect to the database")?;
+            let db = todo_store::connect(settings.database_url.expose(), 2)
+                .await
+                .context("cannot connect to the database")?;
             todo_store::migrate(&db).await.context("migration failed")?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Some("token") => {
             let settings = Settings::from_env()?;
-            let user = args.get(1).context("usage: chat-api token <user_id> [ttl_seconds]")?;
+            let user = args
+                .get(1)
+                .context("usage: chat-api token <user_id> [ttl_seconds]")?;
             let user = UserId::parse(user).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let ttl: u64 = args.get(2).map(|s| s.parse()).transpose().context("ttl_seconds must be a number")?.unwrap_or(24 * 3600);
-            let token = JwtKeys::new(&settings.jwt_secret).mint(&user, jsonwebtoken::get_current_timestamp(), ttl)?;
+            let ttl: u64 = args
+                .get(2)
+                .map(|s| s.parse())
+                .transpose()
+                .context("ttl_seconds must be a number")?
+                .unwrap_or(24 * 3600);
+            let token = JwtKeys::new(&settings.jwt_secret).mint(
+                &user,
+                jsonwebtoken::get_current_timestamp(),
+                ttl,
+            )?;
             println!("{token}");
             Ok(())
         }
-        Some(other) => anyhow::bail!("unknown command {other:?}; use: serve | migrate | token <user_id> [ttl_seconds]"),
+        Some(other) => anyhow::bail!(
+            "unknown command {other:?}; use: serve | migrate | token <user_id> [ttl_seconds]"
+        ),
     }
 }

@@ -27,9 +27,9 @@ use std::{
 };
 
 use chrono::Utc;
-use futures::{future, stream, FutureExt, StreamExt};
-use service_kit::{publish::OutgoingEvent, PublishError, Publisher, Shutdown};
-use todo_store::{OutboxStore, PendingEvent, OUTBOX_LEASE};
+use futures::{FutureExt, StreamExt, future, stream};
+use service_kit::{PublishError, Publisher, Shutdown, publish::OutgoingEvent};
+use todo_store::{OUTBOX_LEASE, OutboxStore, PendingEvent};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
@@ -95,9 +95,20 @@ struct Round {
 }
 
 impl<P: Publisher> Relay<P> {
-    pub fn new(outbox: OutboxStore, publisher: Arc<P>, wake: Arc<Notify>, config: RelayConfig) -> Self {
+    pub fn new(
+        outbox: OutboxStore,
+        publisher: Arc<P>,
+        wake: Arc<Notify>,
+        config: RelayConfig,
+    ) -> Self {
         let holder = format!("relay-{}", uuid::Uuid::new_v4());
-        Self { holder, outbox, publisher, wake, config }
+        Self {
+            holder,
+            outbox,
+            publisher,
+            wake,
+            config,
+        }
     }
 
     /// Runs until `shutdown`; the round in flight finishes first.
@@ -133,7 +144,8 @@ impl<P: Publisher> Relay<P> {
             // connection behind the requests. A lease renewed less than a quarter of its term
             // ago has more than three quarters left, longer than any round, so it is renewed
             // only after that.
-            let fresh = leading && renewed_at.is_some_and(|t| t.elapsed() < self.config.lease_ttl / 4);
+            let fresh =
+                leading && renewed_at.is_some_and(|t| t.elapsed() < self.config.lease_ttl / 4);
             if !fresh {
                 let asked = tokio::time::Instant::now();
                 match self.lead().await {
@@ -214,8 +226,11 @@ impl<P: Publisher> Relay<P> {
 
     /// Takes or renews the publishing lease.
     async fn lead(&self) -> Result<bool, todo_store::StoreError> {
-        let ttl = chrono::Duration::from_std(self.config.lease_ttl).unwrap_or(chrono::Duration::seconds(30));
-        self.outbox.acquire_lease(OUTBOX_LEASE, &self.holder, Utc::now(), ttl).await
+        let ttl = chrono::Duration::from_std(self.config.lease_ttl)
+            .unwrap_or(chrono::Duration::seconds(30));
+        self.outbox
+            .acquire_lease(OUTBOX_LEASE, &self.holder, Utc::now(), ttl)
+            .await
     }
 
     /// Whether a commit signalled since the relay last waited (taking the signal).
@@ -232,7 +247,9 @@ impl<P: Publisher> Relay<P> {
         }
         match self.outbox.mark_published(unmarked, Utc::now()).await {
             Ok(()) => unmarked.clear(),
-            Err(e) => tracing::warn!(error = %e, count = unmarked.len(), "outbox relay: cannot mark events published"),
+            Err(e) => {
+                tracing::warn!(error = %e, count = unmarked.len(), "outbox relay: cannot mark events published")
+            }
         }
     }
 
@@ -260,20 +277,33 @@ impl<P: Publisher> Relay<P> {
             }
         }
         let batch: Vec<PendingEvent> = match batch {
-            Ok(batch) => batch.into_iter().filter(|e| !previous.contains(&e.seq)).take(usize::try_from(self.config.batch_size).unwrap_or(usize::MAX)).collect(),
+            Ok(batch) => batch
+                .into_iter()
+                .filter(|e| !previous.contains(&e.seq))
+                .take(usize::try_from(self.config.batch_size).unwrap_or(usize::MAX))
+                .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "outbox relay: cannot read the outbox");
-                return Round { failed: true, ..Round::default() };
+                return Round {
+                    failed: true,
+                    ..Round::default()
+                };
             }
         };
         if batch.is_empty() {
-            return Round { failed, ..Round::default() };
+            return Round {
+                failed,
+                ..Round::default()
+            };
         }
         let read = batch.len();
         // Each user's events in commit order (the batch is in commit order).
         let mut by_user: BTreeMap<String, VecDeque<PendingEvent>> = BTreeMap::new();
         for event in batch {
-            by_user.entry(event.user_id.clone()).or_default().push_back(event);
+            by_user
+                .entry(event.user_id.clone())
+                .or_default()
+                .push_back(event);
         }
         let mut queues: Vec<VecDeque<PendingEvent>> = by_user.into_values().collect();
         let mut published = Vec::with_capacity(read);
@@ -283,13 +313,18 @@ impl<P: Publisher> Relay<P> {
         // was acknowledged. A user whose event failed is done for this round: nothing of
         // theirs overtakes it.
         loop {
-            let heads: Vec<usize> = (0..queues.len()).filter(|&i| !queues[i].is_empty()).collect();
+            let heads: Vec<usize> = (0..queues.len())
+                .filter(|&i| !queues[i].is_empty())
+                .collect();
             if heads.is_empty() {
                 break;
             }
             // Owned chunks: a stream over borrowed slices trips the compiler's check that the
             // spawned relay future is Send for every lifetime.
-            let chunks: Vec<Vec<usize>> = heads.chunks(self.config.bulk_size.max(1)).map(<[usize]>::to_vec).collect();
+            let chunks: Vec<Vec<usize>> = heads
+                .chunks(self.config.bulk_size.max(1))
+                .map(<[usize]>::to_vec)
+                .collect();
             let outcomes: Vec<Vec<(usize, Result<(), PublishError>)>> = stream::iter(chunks)
                 .map(|chunk| self.publish_heads(&queues, chunk))
                 .buffer_unordered(self.config.concurrency.max(1))
@@ -308,20 +343,33 @@ impl<P: Publisher> Relay<P> {
                 }
             }
             stream::iter(failures)
-                .for_each_concurrent(self.config.concurrency.max(1), |(event, e)| async move { self.note_failure(&event, &e).await })
+                .for_each_concurrent(self.config.concurrency.max(1), |(event, e)| async move {
+                    self.note_failure(&event, &e).await
+                })
                 .await;
         }
         let count = published.len();
         unmarked.extend(published);
-        Round { read, published: count, failed }
+        Round {
+            read,
+            published: count,
+            failed,
+        }
     }
 
     /// Publishes the oldest unpublished event of each user in `users` (indices into
     /// `queues`) in one call: different users, so no order is at stake inside it. If the
     /// sidecar refuses a bulk call as a whole at once, each event gets one more try on its
     /// own, so an event the broker refuses holds back only its own user.
-    async fn publish_heads(&self, queues: &[VecDeque<PendingEvent>], users: Vec<usize>) -> Vec<(usize, Result<(), PublishError>)> {
-        let picked: Vec<(usize, &PendingEvent)> = users.iter().filter_map(|&u| queues[u].front().map(|e| (u, e))).collect();
+    async fn publish_heads(
+        &self,
+        queues: &[VecDeque<PendingEvent>],
+        users: Vec<usize>,
+    ) -> Vec<(usize, Result<(), PublishError>)> {
+        let picked: Vec<(usize, &PendingEvent)> = users
+            .iter()
+            .filter_map(|&u| queues[u].front().map(|e| (u, e)))
+            .collect();
         let events: Vec<OutgoingEvent<'_>> = picked.iter().map(|(_, e)| outgoing(e)).collect();
         let sent = tokio::time::Instant::now();
         let mut results = self.publisher.publish_all(&events).await;
@@ -329,12 +377,18 @@ impl<P: Publisher> Relay<P> {
         // would only time out again, and the round must stay shorter than the lease.
         let rejected_whole = events.len() > 1
             && sent.elapsed() < BULK_FALLBACK_WITHIN
-            && results.iter().all(|r| matches!(r, Err(PublishError::Failed(_))));
+            && results
+                .iter()
+                .all(|r| matches!(r, Err(PublishError::Failed(_))));
         if rejected_whole {
             results = future::join_all(events.iter().map(|e| self.publisher.publish(*e))).await;
         }
         // An event without an answer was not published.
-        results.resize_with(events.len(), || Err(PublishError::Failed("the publisher gave no result for this event".into())));
+        results.resize_with(events.len(), || {
+            Err(PublishError::Failed(
+                "the publisher gave no result for this event".into(),
+            ))
+        });
         picked.into_iter().map(|(u, _)| u).zip(results).collect()
     }
 
@@ -349,22 +403,36 @@ impl<P: Publisher> Relay<P> {
 
     async fn log_backlog_if_behind(&self) {
         if let Ok(b) = self.outbox.backlog().await {
-            let age = b.oldest_created_at.map(|t| (Utc::now() - t).to_std().unwrap_or_default());
+            let age = b
+                .oldest_created_at
+                .map(|t| (Utc::now() - t).to_std().unwrap_or_default());
             if age.is_some_and(|a| a >= self.config.lag_warning) {
-                tracing::warn!(pending = b.pending, oldest_pending_age_ms = age.map(|a| a.as_millis() as u64), "outbox relay is behind");
+                tracing::warn!(
+                    pending = b.pending,
+                    oldest_pending_age_ms = age.map(|a| a.as_millis() as u64),
+                    "outbox relay is behind"
+                );
             }
         }
     }
 
     async fn log_backlog(&self) {
         if let Ok(b) = self.outbox.backlog().await {
-            let age = b.oldest_created_at.map(|t| (Utc::now() - t).num_milliseconds().max(0));
-            tracing::warn!(pending = b.pending, oldest_pending_age_ms = age, "outbox relay cannot publish; events are kept and retried");
+            let age = b
+                .oldest_created_at
+                .map(|t| (Utc::now() - t).num_milliseconds().max(0));
+            tracing::warn!(
+                pending = b.pending,
+                oldest_pending_age_ms = age,
+                "outbox relay cannot publish; events are kept and retried"
+            );
         }
     }
 
     async fn purge(&self) {
-        let Ok(retention) = chrono::Duration::from_std(self.config.retention) else { return };
+        let Ok(retention) = chrono::Duration::from_std(self.config.retention) else {
+            return;
+        };
         match self.outbox.purge_published(Utc::now() - retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "purged published outbox rows"),
@@ -415,18 +483,40 @@ mod tests {
             let call = events
                 .iter()
                 .map(|e| {
-                    let v: serde_json::Value = serde_json::from_slice(e.payload).unwrap_or_default();
-                    (e.partition_key.to_owned(), v["task"]["title"].as_str().unwrap_or_default().to_owned())
+                    let v: serde_json::Value =
+                        serde_json::from_slice(e.payload).unwrap_or_default();
+                    (
+                        e.partition_key.to_owned(),
+                        v["task"]["title"].as_str().unwrap_or_default().to_owned(),
+                    )
                 })
                 .collect();
-            self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(call);
-            let refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(call);
+            let refused = self
+                .refused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let any = events.iter().any(|e| refused.contains(e.partition_key));
-            events.iter().map(|_| if any { Err(PublishError::Failed("refused".into())) } else { Ok(()) }).collect()
+            events
+                .iter()
+                .map(|_| {
+                    if any {
+                        Err(PublishError::Failed("refused".into()))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .collect()
         }
 
         fn calls(&self) -> Vec<Vec<(String, String)>> {
-            self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+            self.calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
         }
     }
 
@@ -442,8 +532,12 @@ mod tests {
 
     /// A relay over a fresh SQLite outbox holding three events each of ann, bob and cy,
     /// committed interleaved (ann 1, bob 1, cy 1, ann 2, ...).
-    async fn relay_with_events(dir: &std::path::Path) -> (Relay<ScriptedSidecar>, Arc<ScriptedSidecar>, OutboxStore) {
-        let db = todo_store::connect(&format!("sqlite://{}/relay.db", dir.display()), 1).await.expect("database");
+    async fn relay_with_events(
+        dir: &std::path::Path,
+    ) -> (Relay<ScriptedSidecar>, Arc<ScriptedSidecar>, OutboxStore) {
+        let db = todo_store::connect(&format!("sqlite://{}/relay.db", dir.display()), 1)
+            .await
+            .expect("database");
         todo_store::migrate(&db).await.expect("migrations");
         let tasks = TaskStore::new(db.clone());
         for n in 1..=3 {
@@ -458,17 +552,26 @@ mod tests {
                     time_zone: TimeZone::default(),
                     recurrence: None,
                 };
-                tasks.create(&UserId::parse(user).expect("user"), new, Utc::now()).await.expect("create");
+                tasks
+                    .create(&UserId::parse(user).expect("user"), new, Utc::now())
+                    .await
+                    .expect("create");
             }
         }
         let sidecar = Arc::new(ScriptedSidecar::default());
         let outbox = OutboxStore::new(db);
-        let relay = Relay::new(outbox.clone(), sidecar.clone(), Arc::new(Notify::new()), RelayConfig::default());
+        let relay = Relay::new(
+            outbox.clone(),
+            sidecar.clone(),
+            Arc::new(Notify::new()),
+            RelayConfig::default(),
+        );
         (relay, sidecar, outbox)
     }
 
     #[tokio::test]
-    async fn a_round_sends_each_user_one_event_per_call_in_commit_order_and_holds_back_a_refused_users_rest() {
+    async fn a_round_sends_each_user_one_event_per_call_in_commit_order_and_holds_back_a_refused_users_rest()
+     {
         let dir = tempfile::tempdir().expect("tempdir");
         let (relay, sidecar, outbox) = relay_with_events(dir.path()).await;
         sidecar.refused.lock().expect("lock").insert("bob".into());
@@ -478,11 +581,22 @@ mod tests {
         assert_eq!(unmarked.len(), 6, "what was published waits to be marked");
         relay.flush_marks(&mut unmarked).await;
 
-        assert_eq!(round, Round { read: 9, published: 6, failed: true });
+        assert_eq!(
+            round,
+            Round {
+                read: 9,
+                published: 6,
+                failed: true
+            }
+        );
         let calls = sidecar.calls();
         for call in &calls {
             let users: HashSet<&String> = call.iter().map(|(u, _)| u).collect();
-            assert_eq!(users.len(), call.len(), "two events of one user in one call: {call:?}");
+            assert_eq!(
+                users.len(),
+                call.len(),
+                "two events of one user in one call: {call:?}"
+            );
         }
         let sent: Vec<&String> = calls.iter().flatten().map(|(_, title)| title).collect();
         for user in ["ann", "cy"] {
@@ -494,20 +608,51 @@ mod tests {
                     order.push(title);
                 }
             }
-            assert_eq!(order, [format!("{user} 1"), format!("{user} 2"), format!("{user} 3")], "{user}: in commit order");
+            assert_eq!(
+                order,
+                [
+                    format!("{user} 1"),
+                    format!("{user} 2"),
+                    format!("{user} 3")
+                ],
+                "{user}: in commit order"
+            );
         }
-        assert!(sent.iter().all(|t| !t.starts_with("bob ") || *t == "bob 1"), "nothing of bob's overtakes his refused event: {sent:?}");
+        assert!(
+            sent.iter().all(|t| !t.starts_with("bob ") || *t == "bob 1"),
+            "nothing of bob's overtakes his refused event: {sent:?}"
+        );
         let pending = outbox.pending(0, 100).await.expect("pending");
         let titles: Vec<String> = pending.iter().map(|e| e.payload.clone()).collect();
-        assert_eq!(pending.len(), 3, "bob's three events stay pending: {titles:?}");
+        assert_eq!(
+            pending.len(),
+            3,
+            "bob's three events stay pending: {titles:?}"
+        );
         assert!(pending.iter().all(|e| e.user_id == "bob"));
-        assert_eq!(pending[0].attempts, 1, "the refused event's attempt is recorded");
+        assert_eq!(
+            pending[0].attempts, 1,
+            "the refused event's attempt is recorded"
+        );
 
         sidecar.refused.lock().expect("lock").clear();
         let again = relay.round(&mut unmarked).await;
-        assert_eq!(again, Round { read: 3, published: 3, failed: false });
+        assert_eq!(
+            again,
+            Round {
+                read: 3,
+                published: 3,
+                failed: false
+            }
+        );
         relay.flush_marks(&mut unmarked).await;
-        let bob: Vec<String> = sidecar.calls().iter().flatten().filter(|(u, _)| u == "bob").map(|(_, t)| t.clone()).collect();
+        let bob: Vec<String> = sidecar
+            .calls()
+            .iter()
+            .flatten()
+            .filter(|(u, _)| u == "bob")
+            .map(|(_, t)| t.clone())
+            .collect();
         assert_eq!(bob.last().map(String::as_str), Some("bob 3"));
         assert!(outbox.pending(0, 100).await.expect("pending").is_empty());
     }
@@ -519,18 +664,34 @@ mod tests {
         let mut unmarked = Vec::new();
         let first = relay.round(&mut unmarked).await;
         assert_eq!(first.published, 9);
-        assert_eq!(outbox.pending(0, 100).await.expect("pending").len(), 9, "not marked yet");
+        assert_eq!(
+            outbox.pending(0, 100).await.expect("pending").len(),
+            9,
+            "not marked yet"
+        );
 
         let second = relay.round(&mut unmarked).await;
 
-        assert_eq!(second, Round::default(), "the unmarked events are not read as new ones");
+        assert_eq!(
+            second,
+            Round::default(),
+            "the unmarked events are not read as new ones"
+        );
         assert!(unmarked.is_empty());
-        assert!(outbox.pending(0, 100).await.expect("pending").is_empty(), "marked while reading");
-        assert_eq!(sidecar.calls().iter().flatten().count(), 9, "each event sent once");
+        assert!(
+            outbox.pending(0, 100).await.expect("pending").is_empty(),
+            "marked while reading"
+        );
+        assert_eq!(
+            sidecar.calls().iter().flatten().count(),
+            9,
+            "each event sent once"
+        );
     }
 
     #[tokio::test]
-    async fn a_bulk_call_refused_as_a_whole_is_retried_event_by_event_so_only_the_refused_user_waits() {
+    async fn a_bulk_call_refused_as_a_whole_is_retried_event_by_event_so_only_the_refused_user_waits()
+     {
         let dir = tempfile::tempdir().expect("tempdir");
         let (relay, sidecar, _outbox) = relay_with_events(dir.path()).await;
         sidecar.refused.lock().expect("lock").insert("cy".into());
@@ -539,9 +700,16 @@ mod tests {
 
         let calls = sidecar.calls();
         let first = calls.first().expect("a call");
-        assert_eq!(first.len(), 3, "the first wave goes out in one bulk call: {calls:?}");
+        assert_eq!(
+            first.len(),
+            3,
+            "the first wave goes out in one bulk call: {calls:?}"
+        );
         let singles: Vec<&Vec<(String, String)>> = calls.iter().filter(|c| c.len() == 1).collect();
-        assert!(singles.iter().any(|c| c[0].1 == "ann 1"), "after the refusal, ann's event went on its own: {calls:?}");
+        assert!(
+            singles.iter().any(|c| c[0].1 == "ann 1"),
+            "after the refusal, ann's event went on its own: {calls:?}"
+        );
     }
 
     #[test]

@@ -5,14 +5,10 @@
 //! [`table`] registers it with the router and the document together.
 
 use axum::{
-    extract::{
-        path::ErrorKind,
-        rejection::PathRejection,
-        FromRequestParts, Path, State,
-    },
-    http::{request::Parts, StatusCode},
-    response::IntoResponse,
     Json,
+    extract::{FromRequestParts, Path, State, path::ErrorKind, rejection::PathRejection},
+    http::{StatusCode, request::Parts},
+    response::IntoResponse,
 };
 use chrono::Utc;
 use sea_orm::ConnectionTrait;
@@ -21,15 +17,16 @@ use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
+    AppState,
     auth::AuthUser,
     dto::{ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskPath, TaskView, UserPath},
     error::{ApiError, ApiResult},
     extract::{ApiJson, ApiQuery},
     openapi::{
-        ApiDoc, BadRequest, Conflict, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
-        UnsupportedMediaType,
+        ApiDoc, BadRequest, Conflict, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized,
+        Unavailable, UnsupportedMediaType,
     },
-    service, AppState,
+    service,
 };
 
 /// Every route the API serves, each registered with the router and the OpenAPI document in
@@ -67,7 +64,10 @@ where
                 | ErrorKind::ParseErrorAtKey { key, .. }
                 | ErrorKind::DeserializeError { key, .. } => {
                     let key = key.clone();
-                    Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", e.body_text()).with_field(key))
+                    Err(
+                        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", e.body_text())
+                            .with_field(key),
+                    )
                 }
                 // The route and the extracted type disagree: a bug, not bad input.
                 _ => Err(ApiError::internal(e.body_text())),
@@ -127,7 +127,10 @@ pub async fn create_task(
 pub async fn get_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
+    ApiPath(TaskPath {
+        user_id,
+        task_id: id,
+    }): ApiPath<TaskPath>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
     let task = service::get(&state, user, &id).await?;
@@ -183,7 +186,10 @@ pub async fn list_tasks(
 pub async fn replace_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
+    ApiPath(TaskPath {
+        user_id,
+        task_id: id,
+    }): ApiPath<TaskPath>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<Json<TaskView>> {
     // Parsed before the user is checked, as it always was: a bad body is a 400 either way.
@@ -216,7 +222,10 @@ pub async fn replace_task(
 pub async fn patch_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
+    ApiPath(TaskPath {
+        user_id,
+        task_id: id,
+    }): ApiPath<TaskPath>,
     ApiJson(input): ApiJson<TaskPatchInput>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
@@ -244,10 +253,17 @@ pub async fn patch_task(
 pub async fn complete_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
+    ApiPath(TaskPath {
+        user_id,
+        task_id: id,
+    }): ApiPath<TaskPath>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
-    Ok(Json(service::set_completed(&state, user, &id, true).await?.into()))
+    Ok(Json(
+        service::set_completed(&state, user, &id, true)
+            .await?
+            .into(),
+    ))
 }
 
 /// Reopen a completed task (published as `task.updated`).
@@ -271,10 +287,17 @@ pub async fn complete_task(
 pub async fn reopen_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
+    ApiPath(TaskPath {
+        user_id,
+        task_id: id,
+    }): ApiPath<TaskPath>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
-    Ok(Json(service::set_completed(&state, user, &id, false).await?.into()))
+    Ok(Json(
+        service::set_completed(&state, user, &id, false)
+            .await?
+            .into(),
+    ))
 }
 
 /// Delete a task (`task.deleted` carries its last state).
@@ -298,7 +321,10 @@ pub async fn reopen_task(
 pub async fn delete_task(
     State(state): State<AppState>,
     auth: AuthUser,
-    ApiPath(TaskPath { user_id, task_id: id }): ApiPath<TaskPath>,
+    ApiPath(TaskPath {
+        user_id,
+        task_id: id,
+    }): ApiPath<TaskPath>,
 ) -> ApiResult<StatusCode> {
     let user = auth.require(&user_id)?;
     service::delete(&state, user, &id).await?;
@@ -355,7 +381,10 @@ pub async fn healthz() -> Json<serde_json::Value> {
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.tasks.db().execute_unprepared("SELECT 1").await {
-        Ok(_) => (StatusCode::OK, Json(serde_json::json!({ "status": "ready" }))),
+        Ok(_) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ready" })),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database unavailable");
             (
@@ -406,5 +435,9 @@ pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respons
 
 /// A served path with a method it does not serve.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this path does not serve that method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not serve that method",
+    )
 }

@@ -9,9 +9,9 @@ use todo_store::TaskPatch;
 use uuid::Uuid;
 
 use crate::{
-    dto::{encode_cursor, ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskView},
-    error::{ApiError, ApiResult},
     AppState,
+    dto::{ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskView, encode_cursor},
+    error::{ApiError, ApiResult},
 };
 
 /// A task id as a client wrote it.
@@ -22,7 +22,10 @@ pub fn parse_task_id(raw: &str) -> ApiResult<Uuid> {
 /// Creates a task (`task.created`).
 pub async fn create(state: &AppState, user: &UserId, input: TaskInput) -> ApiResult<TaskSnapshot> {
     if input.completed.is_some() {
-        return Err(ApiError::invalid("completed", "a new task cannot be created completed"));
+        return Err(ApiError::invalid(
+            "completed",
+            "a new task cannot be created completed",
+        ));
     }
     let new = input.into_new_task()?;
     let task = state.tasks.create(user, new, Utc::now()).await?;
@@ -46,8 +49,16 @@ pub async fn list(state: &AppState, user: &UserId, params: ListParams) -> ApiRes
 }
 
 /// Applies a validated change; publishes an event only if something changed.
-pub async fn apply(state: &AppState, user: &UserId, id: &str, patch: TaskPatch) -> ApiResult<TaskSnapshot> {
-    let (task, changed) = state.tasks.update(user, parse_task_id(id)?, patch, Utc::now()).await?;
+pub async fn apply(
+    state: &AppState,
+    user: &UserId,
+    id: &str,
+    patch: TaskPatch,
+) -> ApiResult<TaskSnapshot> {
+    let (task, changed) = state
+        .tasks
+        .update(user, parse_task_id(id)?, patch, Utc::now())
+        .await?;
     if changed {
         state.relay_wake.notify_one();
     }
@@ -56,7 +67,12 @@ pub async fn apply(state: &AppState, user: &UserId, id: &str, patch: TaskPatch) 
 
 /// Changes some fields: a local `due_at` is read in the task's own zone unless the change
 /// names a new one, so the stored task is read first.
-pub async fn patch(state: &AppState, user: &UserId, id: &str, input: TaskPatchInput) -> ApiResult<TaskSnapshot> {
+pub async fn patch(
+    state: &AppState,
+    user: &UserId,
+    id: &str,
+    input: TaskPatchInput,
+) -> ApiResult<TaskSnapshot> {
     let current = state.tasks.get(user, parse_task_id(id)?).await?;
     let patch = input.into_patch(current.time_zone, current.due_at)?;
     apply(state, user, id, patch).await
@@ -64,14 +80,25 @@ pub async fn patch(state: &AppState, user: &UserId, id: &str, input: TaskPatchIn
 
 /// Completes (`task.completed`) or reopens (`task.updated`) a task; no event when it already
 /// was so.
-pub async fn set_completed(state: &AppState, user: &UserId, id: &str, completed: bool) -> ApiResult<TaskSnapshot> {
-    let patch = TaskPatch { completed: Some(completed), ..TaskPatch::default() };
+pub async fn set_completed(
+    state: &AppState,
+    user: &UserId,
+    id: &str,
+    completed: bool,
+) -> ApiResult<TaskSnapshot> {
+    let patch = TaskPatch {
+        completed: Some(completed),
+        ..TaskPatch::default()
+    };
     apply(state, user, id, patch).await
 }
 
 /// Deletes a task (`task.deleted`); returns its last state.
 pub async fn delete(state: &AppState, user: &UserId, id: &str) -> ApiResult<TaskSnapshot> {
-    let task = state.tasks.delete(user, parse_task_id(id)?, Utc::now()).await?;
+    let task = state
+        .tasks
+        .delete(user, parse_task_id(id)?, Utc::now())
+        .await?;
     state.relay_wake.notify_one();
     Ok(task)
 }

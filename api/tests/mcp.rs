@@ -9,18 +9,26 @@ use std::collections::BTreeSet;
 
 use reqwest::Method;
 use rmcp::{
+    RoleClient,
     model::{CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion, Tool},
     service::{ClientLifecycleMode, ClientServiceExt as _, RunningService, ServiceExt as _},
-    transport::{streamable_http_client::StreamableHttpClientTransportConfig, StreamableHttpClientTransport},
-    RoleClient,
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
 };
-use serde_json::{json, Value};
-use support::{apps, TestApp};
+use serde_json::{Value, json};
+use support::{TestApp, apps};
 use todo_domain::EventType;
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
-const TOOLS: [&str; 5] = ["add_task", "list_tasks", "update_task", "complete_task", "delete_task"];
+const TOOLS: [&str; 5] = [
+    "add_task",
+    "list_tasks",
+    "update_task",
+    "complete_task",
+    "delete_task",
+];
 
 /// Where and as whom rmcp's client connects.
 fn config(app: &TestApp, token: Option<String>) -> StreamableHttpClientTransportConfig {
@@ -34,13 +42,18 @@ fn config(app: &TestApp, token: Option<String>) -> StreamableHttpClientTransport
 /// An initialized MCP client acting as `user`.
 async fn connect(app: &TestApp, user: &str) -> Client {
     ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_config(config(app, Some(app.token(user)))))
+        .serve(StreamableHttpClientTransport::from_config(config(
+            app,
+            Some(app.token(user)),
+        )))
         .await
         .unwrap_or_else(|e| panic!("[{}] MCP client for {user} starts: {e}", app.db_label))
 }
 
 async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    let Value::Object(arguments) = arguments else { panic!("arguments must be an object") };
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
     client
         .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
         .await
@@ -50,13 +63,22 @@ async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
 /// The structured content of a successful call.
 fn ok(result: CallToolResult, what: &str) -> Value {
     assert_eq!(result.is_error, Some(false), "{what}: {result:?}");
-    assert!(result.content.len() >= 2, "{what}: a readable text and the JSON: {result:?}");
-    result.structured_content.unwrap_or_else(|| panic!("{what}: no structured content"))
+    assert!(
+        result.content.len() >= 2,
+        "{what}: a readable text and the JSON: {result:?}"
+    );
+    result
+        .structured_content
+        .unwrap_or_else(|| panic!("{what}: no structured content"))
 }
 
 /// The text of a tool error.
 fn tool_error(result: CallToolResult, what: &str) -> String {
-    assert_eq!(result.is_error, Some(true), "{what}: expected a tool error: {result:?}");
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{what}: expected a tool error: {result:?}"
+    );
     result
         .content
         .iter()
@@ -66,14 +88,24 @@ fn tool_error(result: CallToolResult, what: &str) -> String {
 }
 
 fn tool_json(tools: &[Tool], name: &str) -> Value {
-    let tool = tools.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("tool {name} listed"));
+    let tool = tools
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("tool {name} listed"));
     serde_json::to_value(tool).unwrap()
 }
 
 fn validate(schema: &Value, instance: &Value, what: &str) {
-    let validator = jsonschema::validator_for(schema).unwrap_or_else(|e| panic!("{what}: invalid schema: {e}"));
-    let errors: Vec<String> = validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-    assert!(errors.is_empty(), "{what}: output does not match its schema: {errors:?}\n{instance:#}");
+    let validator =
+        jsonschema::validator_for(schema).unwrap_or_else(|e| panic!("{what}: invalid schema: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what}: output does not match its schema: {errors:?}\n{instance:#}"
+    );
 }
 
 #[tokio::test]
@@ -99,27 +131,69 @@ async fn an_mcp_request_without_a_valid_token_is_refused() {
         ] {
             let res = post(token).await.unwrap();
             assert_eq!(res.status(), 401, "[{}] {what}", app.db_label);
-            assert_eq!(res.headers()["www-authenticate"], "Bearer", "[{}] {what}", app.db_label);
+            assert_eq!(
+                res.headers()["www-authenticate"],
+                "Bearer",
+                "[{}] {what}",
+                app.db_label
+            );
             let body: Value = res.json().await.unwrap();
-            assert_eq!(body["jsonrpc"], "2.0", "[{}] {what}: a JSON-RPC error MCP clients can show: {body}", app.db_label);
-            assert_eq!(body["error"]["code"], chat_api::mcp::UNAUTHORIZED_CODE, "[{}] {what}: {body}", app.db_label);
-            assert_eq!(body["error"]["data"]["code"], "unauthorized", "[{}] {what}: {body}", app.db_label);
-            assert!(body["error"]["message"].as_str().unwrap().starts_with("unauthorized: "), "{body}");
+            assert_eq!(
+                body["jsonrpc"], "2.0",
+                "[{}] {what}: a JSON-RPC error MCP clients can show: {body}",
+                app.db_label
+            );
+            assert_eq!(
+                body["error"]["code"],
+                chat_api::mcp::UNAUTHORIZED_CODE,
+                "[{}] {what}: {body}",
+                app.db_label
+            );
+            assert_eq!(
+                body["error"]["data"]["code"], "unauthorized",
+                "[{}] {what}: {body}",
+                app.db_label
+            );
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("unauthorized: "),
+                "{body}"
+            );
         }
         let res = post(Some(app.token("alice"))).await.unwrap();
-        assert_eq!(res.status(), 200, "[{}] a valid token is let through", app.db_label);
+        assert_eq!(
+            res.status(),
+            200,
+            "[{}] a valid token is let through",
+            app.db_label
+        );
 
         let refused = ClientConfig::default()
-            .serve(StreamableHttpClientTransport::from_config(config(&app, None)))
+            .serve(StreamableHttpClientTransport::from_config(config(
+                &app, None,
+            )))
             .await;
-        assert!(refused.is_err(), "[{}] the rmcp client cannot even initialize without a token", app.db_label);
+        assert!(
+            refused.is_err(),
+            "[{}] the rmcp client cannot even initialize without a token",
+            app.db_label
+        );
         assert!(app.published_now().is_empty());
     }
 }
 
 fn foreign_token() -> String {
-    let keys = chat_api::auth::JwtKeys::new(&service_kit::Secret::new("another-secret-another-secret-another"));
-    keys.mint(&todo_domain::UserId::parse("alice").unwrap(), jsonwebtoken::get_current_timestamp(), 600).unwrap()
+    let keys = chat_api::auth::JwtKeys::new(&service_kit::Secret::new(
+        "another-secret-another-secret-another",
+    ));
+    keys.mint(
+        &todo_domain::UserId::parse("alice").unwrap(),
+        jsonwebtoken::get_current_timestamp(),
+        600,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -129,22 +203,45 @@ async fn tools_list_shows_the_five_task_tools_with_precise_schemas() {
     let info = client.peer_info().unwrap();
     assert_eq!(info.server_info.as_ref().unwrap().name, "chat-api");
     assert!(info.capabilities.tools.is_some());
-    assert!(info.instructions.as_deref().unwrap_or_default().contains("list_tasks"));
+    assert!(
+        info.instructions
+            .as_deref()
+            .unwrap_or_default()
+            .contains("list_tasks")
+    );
 
     let tools = client.list_all_tools().await.unwrap();
     let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
-    assert_eq!(names, TOOLS.into_iter().collect(), "exactly the five task tools");
+    assert_eq!(
+        names,
+        TOOLS.into_iter().collect(),
+        "exactly the five task tools"
+    );
     for tool in &tools {
         let t = serde_json::to_value(tool).unwrap();
         let what = &tool.name;
-        assert!(t["description"].as_str().unwrap_or_default().len() > 60, "{what} explains itself");
+        assert!(
+            t["description"].as_str().unwrap_or_default().len() > 60,
+            "{what} explains itself"
+        );
         assert_eq!(t["inputSchema"]["type"], "object", "{what}");
-        assert_eq!(t["inputSchema"]["additionalProperties"], false, "{what}: unknown arguments are refused");
+        assert_eq!(
+            t["inputSchema"]["additionalProperties"], false,
+            "{what}: unknown arguments are refused"
+        );
         assert!(t["inputSchema"].get("properties").is_some(), "{what}");
-        assert!(t["outputSchema"]["properties"].is_object(), "{what} declares its structured output");
-        assert!(t["inputSchema"]["properties"].get("user_id").is_none(), "{what}: no user argument");
+        assert!(
+            t["outputSchema"]["properties"].is_object(),
+            "{what} declares its structured output"
+        );
+        assert!(
+            t["inputSchema"]["properties"].get("user_id").is_none(),
+            "{what}: no user argument"
+        );
         for (name, property) in t["inputSchema"]["properties"].as_object().unwrap() {
-            let described = property["description"].as_str().is_some_and(|d| !d.is_empty());
+            let described = property["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty());
             assert!(described, "{what}.{name} has a description: {property}");
         }
     }
@@ -152,39 +249,98 @@ async fn tools_list_shows_the_five_task_tools_with_precise_schemas() {
     let add = tool_json(&tools, "add_task");
     assert_eq!(add["inputSchema"]["required"], json!(["title"]));
     let props = &add["inputSchema"]["properties"];
-    assert_eq!(props["priority"]["enum"], json!(["low", "medium", "high", "urgent"]));
-    assert_eq!(props["recurrence"]["enum"], json!(["daily", "weekly", "monthly"]));
+    assert_eq!(
+        props["priority"]["enum"],
+        json!(["low", "medium", "high", "urgent"])
+    );
+    assert_eq!(
+        props["recurrence"]["enum"],
+        json!(["daily", "weekly", "monthly"])
+    );
     assert_eq!(props["title"]["maxLength"], 200);
     assert_eq!(props["tags"]["maxItems"], 10);
-    assert!(props["due_at"]["description"].as_str().unwrap().contains("2026-12-01T09:00"));
-    assert!(props["time_zone"]["description"].as_str().unwrap().contains("Europe/Berlin"));
+    assert!(
+        props["due_at"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("2026-12-01T09:00")
+    );
+    assert!(
+        props["time_zone"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("Europe/Berlin")
+    );
     assert_eq!(add["annotations"]["readOnlyHint"], false);
 
     let list = tool_json(&tools, "list_tasks");
-    let props: BTreeSet<&str> = list["inputSchema"]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
-    let rest_params = ["q", "status", "priority", "tag", "due_before", "due_after", "overdue", "recurring", "sort", "order", "limit", "cursor"];
-    assert_eq!(props, rest_params.into_iter().collect(), "every option of the REST listing");
+    let props: BTreeSet<&str> = list["inputSchema"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let rest_params = [
+        "q",
+        "status",
+        "priority",
+        "tag",
+        "due_before",
+        "due_after",
+        "overdue",
+        "recurring",
+        "sort",
+        "order",
+        "limit",
+        "cursor",
+    ];
+    assert_eq!(
+        props,
+        rest_params.into_iter().collect(),
+        "every option of the REST listing"
+    );
     let p = &list["inputSchema"]["properties"];
     assert_eq!(p["status"]["enum"], json!(["all", "pending", "completed"]));
-    assert_eq!(p["sort"]["enum"], json!(["created", "due", "priority", "title"]));
+    assert_eq!(
+        p["sort"]["enum"],
+        json!(["created", "due", "priority", "title"])
+    );
     assert_eq!(p["order"]["enum"], json!(["asc", "desc"]));
     assert_eq!(p["limit"]["maximum"], 200);
     assert_eq!(p["overdue"]["type"], "boolean");
-    assert!(list["inputSchema"].get("required").is_none_or(|r| r.as_array().unwrap().is_empty()));
+    assert!(
+        list["inputSchema"]
+            .get("required")
+            .is_none_or(|r| r.as_array().unwrap().is_empty())
+    );
     assert_eq!(list["annotations"]["readOnlyHint"], true);
 
     let update = tool_json(&tools, "update_task");
     assert_eq!(update["inputSchema"]["required"], json!(["task_id"]));
     let p = &update["inputSchema"]["properties"];
-    assert_eq!(p["due_at"]["type"], json!(["string", "null"]), "null clears the due time");
-    assert_eq!(p["recurrence"]["enum"], json!(["daily", "weekly", "monthly", null]));
+    assert_eq!(
+        p["due_at"]["type"],
+        json!(["string", "null"]),
+        "null clears the due time"
+    );
+    assert_eq!(
+        p["recurrence"]["enum"],
+        json!(["daily", "weekly", "monthly", null])
+    );
     assert_eq!(p["completed"]["type"], "boolean");
     assert_eq!(p["task_id"]["format"], "uuid");
 
     for name in ["complete_task", "delete_task"] {
-        assert_eq!(tool_json(&tools, name)["inputSchema"]["required"], json!(["task_id"]), "{name}");
+        assert_eq!(
+            tool_json(&tools, name)["inputSchema"]["required"],
+            json!(["task_id"]),
+            "{name}"
+        );
     }
-    assert_eq!(tool_json(&tools, "delete_task")["annotations"]["destructiveHint"], true);
+    assert_eq!(
+        tool_json(&tools, "delete_task")["annotations"]["destructiveHint"],
+        true
+    );
     client.cancel().await.unwrap();
 }
 
@@ -204,15 +360,29 @@ async fn each_tool_works_and_publishes_the_same_events_as_the_rest_api() {
         validate(&schema("add_task"), &created, "add_task");
         assert_eq!(created["title"], "Water plants", "[{db}]");
         assert_eq!(created["tags"], json!(["home", "garden"]));
-        assert_eq!(created["due_at"], "2026-12-01T08:00:00Z", "local time read in the zone");
+        assert_eq!(
+            created["due_at"], "2026-12-01T08:00:00Z",
+            "local time read in the zone"
+        );
         assert_eq!(created["due_local"], "2026-12-01T09:00:00+01:00");
         assert_eq!(created["user_id"], "alice");
         assert_eq!(created["version"], 1);
         let id = created["id"].as_str().unwrap().to_owned();
-        let (s, via_rest) = app.call(Method::GET, &format!("/api/alice/tasks/{id}"), "alice", None).await;
+        let (s, via_rest) = app
+            .call(
+                Method::GET,
+                &format!("/api/alice/tasks/{id}"),
+                "alice",
+                None,
+            )
+            .await;
         assert_eq!(s, 200);
-        assert_eq!(via_rest, created, "[{db}] a task looks the same through both front doors");
-        app.create("alice", json!({"title": "Buy bread", "priority": "low"})).await;
+        assert_eq!(
+            via_rest, created,
+            "[{db}] a task looks the same through both front doors"
+        );
+        app.create("alice", json!({"title": "Buy bread", "priority": "low"}))
+            .await;
 
         let listed = ok(
             call(&client, "list_tasks", json!({"q": "PLANTS", "priority": "high", "status": "pending", "recurring": true,
@@ -221,14 +391,33 @@ async fn each_tool_works_and_publishes_the_same_events_as_the_rest_api() {
             "list_tasks",
         );
         validate(&schema("list_tasks"), &listed, "list_tasks");
-        assert_eq!(listed["items"].as_array().unwrap().len(), 1, "[{db}] {listed}");
+        assert_eq!(
+            listed["items"].as_array().unwrap().len(),
+            1,
+            "[{db}] {listed}"
+        );
         assert_eq!(listed["items"][0]["id"], id.as_str());
         assert_eq!(listed["next_cursor"], Value::Null);
-        let first = ok(call(&client, "list_tasks", json!({"sort": "title", "limit": 1})).await, "page 1");
+        let first = ok(
+            call(&client, "list_tasks", json!({"sort": "title", "limit": 1})).await,
+            "page 1",
+        );
         assert_eq!(first["items"][0]["title"], "Buy bread");
         let cursor = first["next_cursor"].as_str().unwrap().to_owned();
-        let second = ok(call(&client, "list_tasks", json!({"sort": "title", "limit": 1, "cursor": cursor})).await, "page 2");
-        assert_eq!(second["items"][0]["id"], id.as_str(), "[{db}] the cursor pages on");
+        let second = ok(
+            call(
+                &client,
+                "list_tasks",
+                json!({"sort": "title", "limit": 1, "cursor": cursor}),
+            )
+            .await,
+            "page 2",
+        );
+        assert_eq!(
+            second["items"][0]["id"],
+            id.as_str(),
+            "[{db}] the cursor pages on"
+        );
         let all = ok(call(&client, "list_tasks", json!({})).await, "no arguments");
         assert_eq!(all["items"].as_array().unwrap().len(), 2);
 
@@ -239,30 +428,74 @@ async fn each_tool_works_and_publishes_the_same_events_as_the_rest_api() {
         validate(&schema("update_task"), &updated, "update_task");
         assert_eq!(updated["title"], "Water all plants");
         assert_eq!(updated["due_at"], Value::Null, "null clears the due time");
-        assert_eq!(updated["recurrence"]["frequency"], "weekly", "absent fields stay");
+        assert_eq!(
+            updated["recurrence"]["frequency"], "weekly",
+            "absent fields stay"
+        );
         assert_eq!(updated["version"], 2);
 
-        let completed = ok(call(&client, "complete_task", json!({"task_id": id})).await, "complete_task");
+        let completed = ok(
+            call(&client, "complete_task", json!({"task_id": id})).await,
+            "complete_task",
+        );
         validate(&schema("complete_task"), &completed, "complete_task");
         assert_eq!(completed["completed"], true);
-        let reopened = ok(call(&client, "update_task", json!({"task_id": id, "completed": false})).await, "reopen");
+        let reopened = ok(
+            call(
+                &client,
+                "update_task",
+                json!({"task_id": id, "completed": false}),
+            )
+            .await,
+            "reopen",
+        );
         assert_eq!(reopened["completed"], false);
-        let unchanged = ok(call(&client, "update_task", json!({"task_id": id, "recurrence": "weekly"})).await, "no change");
-        assert_eq!(unchanged["version"], 4, "a change that changes nothing publishes nothing");
+        let unchanged = ok(
+            call(
+                &client,
+                "update_task",
+                json!({"task_id": id, "recurrence": "weekly"}),
+            )
+            .await,
+            "no change",
+        );
+        assert_eq!(
+            unchanged["version"], 4,
+            "a change that changes nothing publishes nothing"
+        );
 
-        let deleted = ok(call(&client, "delete_task", json!({"task_id": id})).await, "delete_task");
+        let deleted = ok(
+            call(&client, "delete_task", json!({"task_id": id})).await,
+            "delete_task",
+        );
         validate(&schema("delete_task"), &deleted, "delete_task");
         assert_eq!(deleted["deleted"], true);
         assert_eq!(deleted["task"]["id"], id.as_str());
-        let (s, _) = app.call(Method::GET, &format!("/api/alice/tasks/{id}"), "alice", None).await;
+        let (s, _) = app
+            .call(
+                Method::GET,
+                &format!("/api/alice/tasks/{id}"),
+                "alice",
+                None,
+            )
+            .await;
         assert_eq!(s, 404, "[{db}] deleted through MCP, gone through REST");
 
         let events = app.published(6).await;
-        let mine: Vec<_> = events.iter().filter(|e| e.event.task.id.to_string() == id).collect();
+        let mine: Vec<_> = events
+            .iter()
+            .filter(|e| e.event.task.id.to_string() == id)
+            .collect();
         let types: Vec<EventType> = mine.iter().map(|e| e.event.event_type).collect();
         assert_eq!(
             types,
-            [EventType::TaskCreated, EventType::TaskUpdated, EventType::TaskCompleted, EventType::TaskUpdated, EventType::TaskDeleted],
+            [
+                EventType::TaskCreated,
+                EventType::TaskUpdated,
+                EventType::TaskCompleted,
+                EventType::TaskUpdated,
+                EventType::TaskDeleted
+            ],
             "[{db}]"
         );
         for (i, e) in mine.iter().enumerate() {
@@ -274,9 +507,17 @@ async fn each_tool_works_and_publishes_the_same_events_as_the_rest_api() {
         let mut changed = mine[1].event.changed_fields.clone();
         changed.sort();
         assert_eq!(changed, ["due_at", "priority", "title"], "[{db}]");
-        assert_eq!(mine[3].event.changed_fields, ["completed"], "[{db}] reopening");
+        assert_eq!(
+            mine[3].event.changed_fields,
+            ["completed"],
+            "[{db}] reopening"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert_eq!(app.published_now().len(), 6, "[{db}] five for the MCP task, one for the REST one");
+        assert_eq!(
+            app.published_now().len(),
+            6,
+            "[{db}] five for the MCP task, one for the REST one"
+        );
         client.cancel().await.unwrap();
     }
 }
@@ -285,7 +526,9 @@ async fn each_tool_works_and_publishes_the_same_events_as_the_rest_api() {
 async fn a_tool_call_cannot_read_or_change_another_users_task() {
     for app in apps().await {
         let db = app.db_label;
-        let bobs = app.create("bob", json!({"title": "Bob's secret", "tags": ["private"]})).await;
+        let bobs = app
+            .create("bob", json!({"title": "Bob's secret", "tags": ["private"]}))
+            .await;
         let id = bobs["id"].as_str().unwrap().to_owned();
         let alice = connect(&app, "alice").await;
 
@@ -297,23 +540,45 @@ async fn a_tool_call_cannot_read_or_change_another_users_task() {
         ] {
             let text = tool_error(call(&alice, tool, args).await, tool);
             assert!(text.contains("No such task"), "[{db}] {tool}: {text}");
-            assert!(!text.contains("Bob's secret"), "[{db}] {tool} reveals nothing");
+            assert!(
+                !text.contains("Bob's secret"),
+                "[{db}] {tool} reveals nothing"
+            );
         }
-        let listed = ok(call(&alice, "list_tasks", json!({"q": "secret"})).await, "list");
-        assert_eq!(listed["items"], json!([]), "[{db}] alice sees none of bob's tasks");
-        let listed = ok(call(&alice, "list_tasks", json!({"tag": "private"})).await, "list");
+        let listed = ok(
+            call(&alice, "list_tasks", json!({"q": "secret"})).await,
+            "list",
+        );
+        assert_eq!(
+            listed["items"],
+            json!([]),
+            "[{db}] alice sees none of bob's tasks"
+        );
+        let listed = ok(
+            call(&alice, "list_tasks", json!({"tag": "private"})).await,
+            "list",
+        );
         assert_eq!(listed["items"], json!([]), "[{db}]");
 
-        let (s, after) = app.call(Method::GET, &format!("/api/bob/tasks/{id}"), "bob", None).await;
+        let (s, after) = app
+            .call(Method::GET, &format!("/api/bob/tasks/{id}"), "bob", None)
+            .await;
         assert_eq!(s, 200);
         assert_eq!(after, bobs, "[{db}] bob's task is untouched");
         app.published(1).await;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert_eq!(app.published_now().len(), 1, "[{db}] only bob's own task.created");
+        assert_eq!(
+            app.published_now().len(),
+            1,
+            "[{db}] only bob's own task.created"
+        );
 
         // Bob, through MCP, owns it.
         let bob = connect(&app, "bob").await;
-        let done = ok(call(&bob, "complete_task", json!({"task_id": id})).await, "bob completes");
+        let done = ok(
+            call(&bob, "complete_task", json!({"task_id": id})).await,
+            "bob completes",
+        );
         assert_eq!(done["completed"], true);
         alice.cancel().await.unwrap();
         bob.cancel().await.unwrap();
@@ -324,45 +589,127 @@ async fn a_tool_call_cannot_read_or_change_another_users_task() {
 async fn bad_arguments_come_back_as_tool_errors_that_say_what_to_fix() {
     let app = support::apps().await.remove(0);
     let client = connect(&app, "alice").await;
-    let task = ok(call(&client, "add_task", json!({"title": "Real"})).await, "add");
+    let task = ok(
+        call(&client, "add_task", json!({"title": "Real"})).await,
+        "add",
+    );
     let id = task["id"].as_str().unwrap().to_owned();
 
     let cases = [
         ("add_task", json!({}), vec!["missing field `title`"]),
         ("add_task", json!({"title": ""}), vec!["title"]),
-        ("add_task", json!({"title": "x", "priority": "critical"}), vec!["priority", "low, medium, high, urgent"]),
-        ("add_task", json!({"title": "x", "due_at": "tomorrow"}), vec!["due_at", "RFC 3339", "2026-12-01T09:00"]),
-        ("add_task", json!({"title": "x", "time_zone": "Mars/Base"}), vec!["time_zone", "IANA"]),
-        ("add_task", json!({"title": "x", "recurrence": "hourly"}), vec!["recurrence", "daily, weekly, monthly"]),
-        ("add_task", json!({"title": "x", "tags": "home"}), vec!["tags", "invalid type"]),
-        ("add_task", json!({"title": "x", "user_id": "bob"}), vec!["unknown field `user_id`"]),
-        ("add_task", json!({"title": 5}), vec!["title", "invalid type"]),
-        ("list_tasks", json!({"sort": "random"}), vec!["sort", "created, due, priority, title"]),
-        ("list_tasks", json!({"limit": 0}), vec!["limit", "between 1 and 200"]),
+        (
+            "add_task",
+            json!({"title": "x", "priority": "critical"}),
+            vec!["priority", "low, medium, high, urgent"],
+        ),
+        (
+            "add_task",
+            json!({"title": "x", "due_at": "tomorrow"}),
+            vec!["due_at", "RFC 3339", "2026-12-01T09:00"],
+        ),
+        (
+            "add_task",
+            json!({"title": "x", "time_zone": "Mars/Base"}),
+            vec!["time_zone", "IANA"],
+        ),
+        (
+            "add_task",
+            json!({"title": "x", "recurrence": "hourly"}),
+            vec!["recurrence", "daily, weekly, monthly"],
+        ),
+        (
+            "add_task",
+            json!({"title": "x", "tags": "home"}),
+            vec!["tags", "invalid type"],
+        ),
+        (
+            "add_task",
+            json!({"title": "x", "user_id": "bob"}),
+            vec!["unknown field `user_id`"],
+        ),
+        (
+            "add_task",
+            json!({"title": 5}),
+            vec!["title", "invalid type"],
+        ),
+        (
+            "list_tasks",
+            json!({"sort": "random"}),
+            vec!["sort", "created, due, priority, title"],
+        ),
+        (
+            "list_tasks",
+            json!({"limit": 0}),
+            vec!["limit", "between 1 and 200"],
+        ),
         ("list_tasks", json!({"limit": -3}), vec!["limit"]),
-        ("list_tasks", json!({"due_before": "soon"}), vec!["due_before", "RFC 3339"]),
+        (
+            "list_tasks",
+            json!({"due_before": "soon"}),
+            vec!["due_before", "RFC 3339"],
+        ),
         ("list_tasks", json!({"cursor": "zzz"}), vec!["cursor"]),
-        ("update_task", json!({"title": "no id"}), vec!["missing field `task_id`"]),
-        ("update_task", json!({"task_id": "abc"}), vec!["task_id", "UUID"]),
-        ("update_task", json!({"task_id": id, "due_at": "2026-13-45T99:00"}), vec!["due_at"]),
-        ("complete_task", json!({"task_id": "0191d3f0-0000-7000-8000-000000000000"}), vec!["No such task", "list_tasks"]),
-        ("delete_task", json!({"task_id": 42}), vec!["task_id", "invalid type"]),
+        (
+            "update_task",
+            json!({"title": "no id"}),
+            vec!["missing field `task_id`"],
+        ),
+        (
+            "update_task",
+            json!({"task_id": "abc"}),
+            vec!["task_id", "UUID"],
+        ),
+        (
+            "update_task",
+            json!({"task_id": id, "due_at": "2026-13-45T99:00"}),
+            vec!["due_at"],
+        ),
+        (
+            "complete_task",
+            json!({"task_id": "0191d3f0-0000-7000-8000-000000000000"}),
+            vec!["No such task", "list_tasks"],
+        ),
+        (
+            "delete_task",
+            json!({"task_id": 42}),
+            vec!["task_id", "invalid type"],
+        ),
     ];
     for (tool, args, expected) in cases {
-        let text = tool_error(call(&client, tool, args.clone()).await, &format!("{tool} {args}"));
+        let text = tool_error(
+            call(&client, tool, args.clone()).await,
+            &format!("{tool} {args}"),
+        );
         for needle in expected {
-            assert!(text.contains(needle), "{tool} {args}: {text:?} should mention {needle:?}");
+            assert!(
+                text.contains(needle),
+                "{tool} {args}: {text:?} should mention {needle:?}"
+            );
         }
     }
 
     // An unknown tool is a protocol error, and the client carries on either way.
-    let unknown = client.call_tool(CallToolRequestParams::new("drop_database")).await;
+    let unknown = client
+        .call_tool(CallToolRequestParams::new("drop_database"))
+        .await;
     assert!(unknown.is_err(), "{unknown:?}");
-    let after = ok(call(&client, "list_tasks", json!({})).await, "after the errors");
-    assert_eq!(after["items"].as_array().unwrap().len(), 1, "nothing was created by a refused call");
+    let after = ok(
+        call(&client, "list_tasks", json!({})).await,
+        "after the errors",
+    );
+    assert_eq!(
+        after["items"].as_array().unwrap().len(),
+        1,
+        "nothing was created by a refused call"
+    );
     app.published(1).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(app.published_now().len(), 1, "refused calls publish nothing");
+    assert_eq!(
+        app.published_now().len(),
+        1,
+        "refused calls publish nothing"
+    );
     client.cancel().await.unwrap();
 }
 
@@ -372,13 +719,18 @@ async fn a_client_on_the_stateless_2026_protocol_is_served_as_the_token_user() {
     let client = ClientConfig::default()
         .serve_with_lifecycle(
             StreamableHttpClientTransport::from_config(config(&app, Some(app.token("carol")))),
-            ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
         )
         .await
         .unwrap();
     let tools = client.list_all_tools().await.unwrap();
     assert_eq!(tools.len(), TOOLS.len());
-    let task = ok(call(&client, "add_task", json!({"title": "From the future"})).await, "add_task");
+    let task = ok(
+        call(&client, "add_task", json!({"title": "From the future"})).await,
+        "add_task",
+    );
     assert_eq!(task["user_id"], "carol");
     let events = app.published(1).await;
     assert_eq!(events[0].key, "carol");
@@ -399,9 +751,23 @@ async fn an_mcp_request_over_the_body_limit_is_refused_before_any_tool_runs() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 413, "the REST API's body limit holds for MCP too");
-    let res = app.client.get(app.url("/mcp")).bearer_auth(app.token("alice")).send().await.unwrap();
-    assert_eq!(res.status(), 405, "stateless: no server-to-client event stream to open");
+    assert_eq!(
+        res.status(),
+        413,
+        "the REST API's body limit holds for MCP too"
+    );
+    let res = app
+        .client
+        .get(app.url("/mcp"))
+        .bearer_auth(app.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        405,
+        "stateless: no server-to-client event stream to open"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(app.published_now().is_empty());
 }

@@ -7,7 +7,7 @@ mod support;
 use std::sync::atomic::Ordering;
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use support::apps;
 use todo_domain::EventType;
 
@@ -24,10 +24,19 @@ async fn a_task_lifecycle_publishes_one_event_per_change_in_order() {
         let id = task["id"].as_str().unwrap().to_owned();
         let path = format!("/api/alice/tasks/{id}");
 
-        let (s, updated) = app.call(Method::PATCH, &path, "alice", Some(json!({"title": "Water all plants", "priority": "urgent"}))).await;
+        let (s, updated) = app
+            .call(
+                Method::PATCH,
+                &path,
+                "alice",
+                Some(json!({"title": "Water all plants", "priority": "urgent"})),
+            )
+            .await;
         assert_eq!(s, 200, "{updated}");
         assert_eq!(updated["version"], 2);
-        let (s, done) = app.call(Method::POST, &format!("{path}/complete"), "alice", None).await;
+        let (s, done) = app
+            .call(Method::POST, &format!("{path}/complete"), "alice", None)
+            .await;
         assert_eq!(s, 200);
         assert_eq!(done["completed"], true);
         let (s, _) = app.call(Method::DELETE, &path, "alice", None).await;
@@ -37,7 +46,17 @@ async fn a_task_lifecycle_publishes_one_event_per_change_in_order() {
 
         let events = app.published(4).await;
         let types: Vec<EventType> = events.iter().map(|e| e.event.event_type).collect();
-        assert_eq!(types, [EventType::TaskCreated, EventType::TaskUpdated, EventType::TaskCompleted, EventType::TaskDeleted], "[{}]", app.db_label);
+        assert_eq!(
+            types,
+            [
+                EventType::TaskCreated,
+                EventType::TaskUpdated,
+                EventType::TaskCompleted,
+                EventType::TaskDeleted
+            ],
+            "[{}]",
+            app.db_label
+        );
         for (i, e) in events.iter().enumerate() {
             assert_eq!(e.topic, "task-events");
             assert_eq!(e.key, "alice");
@@ -60,14 +79,23 @@ async fn a_change_that_changes_nothing_publishes_nothing() {
     for app in apps().await {
         let task = app.create("bob", json!({"title": "Same"})).await;
         let path = format!("/api/bob/tasks/{}", task["id"].as_str().unwrap());
-        let (s, same) = app.call(Method::PATCH, &path, "bob", Some(json!({"title": "Same"}))).await;
+        let (s, same) = app
+            .call(Method::PATCH, &path, "bob", Some(json!({"title": "Same"})))
+            .await;
         assert_eq!(s, 200);
         assert_eq!(same["version"], 1);
-        let (s, _) = app.call(Method::POST, &format!("{path}/reopen"), "bob", None).await;
+        let (s, _) = app
+            .call(Method::POST, &format!("{path}/reopen"), "bob", None)
+            .await;
         assert_eq!(s, 200);
         app.published(1).await;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert_eq!(app.published_now().len(), 1, "[{}] only task.created", app.db_label);
+        assert_eq!(
+            app.published_now().len(),
+            1,
+            "[{}] only task.created",
+            app.db_label
+        );
     }
 }
 
@@ -76,7 +104,8 @@ async fn requests_succeed_while_publishing_fails_and_events_follow_when_it_recov
     for app in apps().await {
         app.publisher.failing.store(true, Ordering::SeqCst);
         for i in 0..5 {
-            app.create("carol", json!({"title": format!("task {i}")})).await;
+            app.create("carol", json!({"title": format!("task {i}")}))
+                .await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert!(app.published_now().is_empty());
@@ -86,7 +115,12 @@ async fn requests_succeed_while_publishing_fails_and_events_follow_when_it_recov
         app.publisher.failing.store(false, Ordering::SeqCst);
         let events = app.published(5).await;
         let titles: Vec<&str> = events.iter().map(|e| e.event.task.title.as_str()).collect();
-        assert_eq!(titles, ["task 0", "task 1", "task 2", "task 3", "task 4"], "[{}] commit order kept", app.db_label);
+        assert_eq!(
+            titles,
+            ["task 0", "task 1", "task 2", "task 3", "task 4"],
+            "[{}] commit order kept",
+            app.db_label
+        );
     }
 }
 
@@ -96,25 +130,42 @@ async fn authentication_and_user_isolation_are_enforced() {
         let task = app.create("dave", json!({"title": "Private"})).await;
         let id = task["id"].as_str().unwrap();
         // No token.
-        let res = app.client.get(app.url("/api/dave/tasks")).send().await.unwrap();
+        let res = app
+            .client
+            .get(app.url("/api/dave/tasks"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 401);
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unauthorized");
         // Garbage token.
-        let res = app.client.get(app.url("/api/dave/tasks")).bearer_auth("not.a.jwt").send().await.unwrap();
+        let res = app
+            .client
+            .get(app.url("/api/dave/tasks"))
+            .bearer_auth("not.a.jwt")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 401);
         // Another user's path.
         let (s, _) = app.call(Method::GET, "/api/dave/tasks", "eve", None).await;
         assert_eq!(s, 403);
         // Another user's task through one's own path: not found, never revealed.
-        let (s, _) = app.call(Method::GET, &format!("/api/eve/tasks/{id}"), "eve", None).await;
+        let (s, _) = app
+            .call(Method::GET, &format!("/api/eve/tasks/{id}"), "eve", None)
+            .await;
         assert_eq!(s, 404);
-        let (s, _) = app.call(Method::DELETE, &format!("/api/eve/tasks/{id}"), "eve", None).await;
+        let (s, _) = app
+            .call(Method::DELETE, &format!("/api/eve/tasks/{id}"), "eve", None)
+            .await;
         assert_eq!(s, 404);
         let (s, list) = app.call(Method::GET, "/api/eve/tasks", "eve", None).await;
         assert_eq!(s, 200);
         assert_eq!(list["items"], json!([]));
-        let (s, still) = app.call(Method::GET, &format!("/api/dave/tasks/{id}"), "dave", None).await;
+        let (s, still) = app
+            .call(Method::GET, &format!("/api/dave/tasks/{id}"), "dave", None)
+            .await;
         assert_eq!(s, 200);
         assert_eq!(still["title"], "Private");
     }
@@ -127,18 +178,46 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
             (json!({"title": ""}), 400, "title"),
             (json!({"title": 5}), 400, "title"),
             (json!({"title": "x", "colour": "red"}), 400, "colour"),
-            (json!({"title": "x", "time_zone": "Mars/Olympus"}), 400, "time_zone"),
-            (json!({"title": "x", "recurrence": "hourly"}), 400, "recurrence"),
-            (json!({"title": "x", "priority": "critical"}), 400, "priority"),
+            (
+                json!({"title": "x", "time_zone": "Mars/Olympus"}),
+                400,
+                "time_zone",
+            ),
+            (
+                json!({"title": "x", "recurrence": "hourly"}),
+                400,
+                "recurrence",
+            ),
+            (
+                json!({"title": "x", "priority": "critical"}),
+                400,
+                "priority",
+            ),
             (json!({"title": "x", "due_at": "tomorrow"}), 400, "due_at"),
             (json!({"title": "x".repeat(201)}), 400, "title"),
             (json!({"title": "x", "tags": ["a;b"]}), 400, "tags"),
-            (json!({"title": "x", "description": "d".repeat(70_000)}), 413, ""),
+            (
+                json!({"title": "x", "description": "d".repeat(70_000)}),
+                413,
+                "",
+            ),
         ];
         for (body, status, field) in cases {
-            let (s, err) = app.call(Method::POST, "/api/frank/tasks", "frank", Some(body.clone())).await;
+            let (s, err) = app
+                .call(
+                    Method::POST,
+                    "/api/frank/tasks",
+                    "frank",
+                    Some(body.clone()),
+                )
+                .await;
             assert_eq!(s, status, "[{}] {body}: {err}", app.db_label);
-            assert!(err["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{err}");
+            assert!(
+                err["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "{err}"
+            );
             if !field.is_empty() {
                 assert_eq!(err["error"]["field"], field, "{err}");
             }
@@ -155,11 +234,16 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
         assert_eq!(res.status(), 400);
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"]["code"], "invalid_json");
-        let (s, list) = app.call(Method::GET, "/api/frank/tasks", "frank", None).await;
+        let (s, list) = app
+            .call(Method::GET, "/api/frank/tasks", "frank", None)
+            .await;
         assert_eq!(s, 200);
         assert_eq!(list["items"], json!([]), "nothing was written");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        assert!(app.published_now().is_empty(), "no event for a failed request");
+        assert!(
+            app.published_now().is_empty(),
+            "no event for a failed request"
+        );
     }
 }
 
@@ -169,35 +253,88 @@ async fn listing_filters_sorts_and_pages() {
         let u = "grace";
         app.create(u, json!({"title": "Buy milk", "priority": "low", "tags": ["shop"], "due_at": "2026-01-02T10:00:00Z"})).await;
         app.create(u, json!({"title": "Call mum", "priority": "urgent", "due_at": "2026-01-01T10:00:00Z", "recurrence": "weekly"})).await;
-        let t3 = app.create(u, json!({"title": "Milk the cow", "priority": "medium", "tags": ["farm"]})).await;
-        let (s, _) = app.call(Method::POST, &format!("/api/{u}/tasks/{}/complete", t3["id"].as_str().unwrap()), u, None).await;
+        let t3 = app
+            .create(
+                u,
+                json!({"title": "Milk the cow", "priority": "medium", "tags": ["farm"]}),
+            )
+            .await;
+        let (s, _) = app
+            .call(
+                Method::POST,
+                &format!("/api/{u}/tasks/{}/complete", t3["id"].as_str().unwrap()),
+                u,
+                None,
+            )
+            .await;
         assert_eq!(s, 200);
-        let titles = |v: &Value| -> Vec<String> { v["items"].as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap().to_owned()).collect() };
+        let titles = |v: &Value| -> Vec<String> {
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["title"].as_str().unwrap().to_owned())
+                .collect()
+        };
         let get = |q: &'static str| {
             let app = &app;
             async move {
-                let (s, v) = app.call(Method::GET, &format!("/api/{u}/tasks?{q}"), u, None).await;
+                let (s, v) = app
+                    .call(Method::GET, &format!("/api/{u}/tasks?{q}"), u, None)
+                    .await;
                 assert_eq!(s, 200, "{q}: {v}");
                 v
             }
         };
-        assert_eq!(titles(&get("q=MILK&sort=title").await), ["Buy milk", "Milk the cow"]);
+        assert_eq!(
+            titles(&get("q=MILK&sort=title").await),
+            ["Buy milk", "Milk the cow"]
+        );
         assert_eq!(titles(&get("status=completed").await), ["Milk the cow"]);
-        assert_eq!(titles(&get("status=pending&sort=priority&order=desc").await), ["Call mum", "Buy milk"]);
+        assert_eq!(
+            titles(&get("status=pending&sort=priority&order=desc").await),
+            ["Call mum", "Buy milk"]
+        );
         assert_eq!(titles(&get("tag=shop").await), ["Buy milk"]);
         assert_eq!(titles(&get("recurring=true").await), ["Call mum"]);
-        assert_eq!(titles(&get("sort=due").await), ["Call mum", "Buy milk", "Milk the cow"]);
-        assert_eq!(titles(&get("due_before=2026-01-01T12:00:00Z").await), ["Call mum"]);
-        assert_eq!(titles(&get("overdue=true&sort=due").await), ["Call mum", "Buy milk"]);
+        assert_eq!(
+            titles(&get("sort=due").await),
+            ["Call mum", "Buy milk", "Milk the cow"]
+        );
+        assert_eq!(
+            titles(&get("due_before=2026-01-01T12:00:00Z").await),
+            ["Call mum"]
+        );
+        assert_eq!(
+            titles(&get("overdue=true&sort=due").await),
+            ["Call mum", "Buy milk"]
+        );
         let first = get("limit=2&sort=title").await;
         assert_eq!(titles(&first), ["Buy milk", "Call mum"]);
         let cursor = first["next_cursor"].as_str().unwrap().to_owned();
-        let (s, second) = app.call(Method::GET, &format!("/api/{u}/tasks?limit=2&sort=title&cursor={cursor}"), u, None).await;
+        let (s, second) = app
+            .call(
+                Method::GET,
+                &format!("/api/{u}/tasks?limit=2&sort=title&cursor={cursor}"),
+                u,
+                None,
+            )
+            .await;
         assert_eq!(s, 200);
         assert_eq!(titles(&second), ["Milk the cow"]);
         assert!(second["next_cursor"].is_null());
-        for bad in ["sort=colour", "limit=0", "limit=1000", "status=maybe", "cursor=zz", "unknown=1", "due_before=yesterday"] {
-            let (s, err) = app.call(Method::GET, &format!("/api/{u}/tasks?{bad}"), u, None).await;
+        for bad in [
+            "sort=colour",
+            "limit=0",
+            "limit=1000",
+            "status=maybe",
+            "cursor=zz",
+            "unknown=1",
+            "due_before=yesterday",
+        ] {
+            let (s, err) = app
+                .call(Method::GET, &format!("/api/{u}/tasks?{bad}"), u, None)
+                .await;
             assert_eq!(s, 400, "[{}] {bad}: {err}", app.db_label);
         }
     }
@@ -211,9 +348,19 @@ async fn deleting_an_account_deletes_its_tasks_with_events_and_refuses_later_wri
         let (s, _) = app.call(Method::DELETE, "/api/heidi", "heidi", None).await;
         assert_eq!(s, 204);
         let events = app.published(4).await;
-        let deleted = events.iter().filter(|e| e.event.event_type == EventType::TaskDeleted).count();
+        let deleted = events
+            .iter()
+            .filter(|e| e.event.event_type == EventType::TaskDeleted)
+            .count();
         assert_eq!(deleted, 2);
-        let (s, err) = app.call(Method::POST, "/api/heidi/tasks", "heidi", Some(json!({"title": "three"}))).await;
+        let (s, err) = app
+            .call(
+                Method::POST,
+                "/api/heidi/tasks",
+                "heidi",
+                Some(json!({"title": "three"})),
+            )
+            .await;
         assert_eq!(s, 410, "{err}");
     }
 }
@@ -233,37 +380,80 @@ async fn put_replaces_every_field_and_patch_null_clears() {
     for app in apps().await {
         let task = app.create("ivan", json!({"title": "Old", "priority": "high", "tags": ["a"], "due_at": "2026-02-01T10:00:00Z", "recurrence": "daily"})).await;
         let path = format!("/api/ivan/tasks/{}", task["id"].as_str().unwrap());
-        let (s, put) = app.call(Method::PUT, &path, "ivan", Some(json!({"title": "New"}))).await;
+        let (s, put) = app
+            .call(Method::PUT, &path, "ivan", Some(json!({"title": "New"})))
+            .await;
         assert_eq!(s, 200, "{put}");
         assert_eq!(put["title"], "New");
-        assert_eq!(put["priority"], "medium", "PUT resets omitted fields to defaults");
+        assert_eq!(
+            put["priority"], "medium",
+            "PUT resets omitted fields to defaults"
+        );
         assert_eq!(put["tags"], json!([]));
         assert!(put["due_at"].is_null());
         assert!(put["recurrence"].is_null());
         assert_eq!(put["version"], 2);
-        let (s, missing) = app.call(Method::PUT, &path, "ivan", Some(json!({"priority": "low"}))).await;
+        let (s, missing) = app
+            .call(Method::PUT, &path, "ivan", Some(json!({"priority": "low"})))
+            .await;
         assert_eq!(s, 400, "PUT needs a title: {missing}");
         assert_eq!(missing["error"]["field"], "title");
 
-        let (s, due) = app.call(Method::PATCH, &path, "ivan", Some(json!({"due_at": "2026-03-01T12:00:00+01:00", "recurrence": "monthly"}))).await;
+        let (s, due) = app
+            .call(
+                Method::PATCH,
+                &path,
+                "ivan",
+                Some(json!({"due_at": "2026-03-01T12:00:00+01:00", "recurrence": "monthly"})),
+            )
+            .await;
         assert_eq!(s, 200);
         assert_eq!(due["due_at"], "2026-03-01T11:00:00Z");
         // Changing the zone keeps the instant and moves the local time.
-        let (s, zoned) = app.call(Method::PATCH, &path, "ivan", Some(json!({"time_zone": "Asia/Tokyo"}))).await;
+        let (s, zoned) = app
+            .call(
+                Method::PATCH,
+                &path,
+                "ivan",
+                Some(json!({"time_zone": "Asia/Tokyo"})),
+            )
+            .await;
         assert_eq!(s, 200);
         assert_eq!(zoned["due_at"], "2026-03-01T11:00:00Z");
         assert_eq!(zoned["due_local"], "2026-03-01T20:00:00+09:00");
         assert_eq!(zoned["recurrence"]["anchor"], "2026-03-01T20:00:00");
-        let (s, cleared) = app.call(Method::PATCH, &path, "ivan", Some(json!({"due_at": null, "recurrence": null}))).await;
+        let (s, cleared) = app
+            .call(
+                Method::PATCH,
+                &path,
+                "ivan",
+                Some(json!({"due_at": null, "recurrence": null})),
+            )
+            .await;
         assert_eq!(s, 200);
-        assert!(cleared["due_at"].is_null() && cleared["recurrence"].is_null(), "{cleared}");
+        assert!(
+            cleared["due_at"].is_null() && cleared["recurrence"].is_null(),
+            "{cleared}"
+        );
 
         let events = app.published(5).await;
-        assert_eq!(events.len(), 5, "[{}] create, put, patch, patch, patch", app.db_label);
-        assert!(events[1..].iter().all(|e| e.event.event_type == EventType::TaskUpdated));
+        assert_eq!(
+            events.len(),
+            5,
+            "[{}] create, put, patch, patch, patch",
+            app.db_label
+        );
+        assert!(
+            events[1..]
+                .iter()
+                .all(|e| e.event.event_type == EventType::TaskUpdated)
+        );
         let mut put_fields = events[1].event.changed_fields.clone();
         put_fields.sort();
-        assert_eq!(put_fields, ["due_at", "priority", "recurrence", "tags", "title"]);
+        assert_eq!(
+            put_fields,
+            ["due_at", "priority", "recurrence", "tags", "title"]
+        );
         assert_eq!(events[3].event.changed_fields, ["time_zone"]);
     }
 }
@@ -272,10 +462,25 @@ async fn put_replaces_every_field_and_patch_null_clears() {
 async fn every_filter_and_sort_order_is_applied() {
     for app in apps().await {
         let u = "judy";
-        app.create(u, json!({"title": "alpha", "priority": "low", "due_at": "2026-01-01T00:00:00Z"})).await;
+        app.create(
+            u,
+            json!({"title": "alpha", "priority": "low", "due_at": "2026-01-01T00:00:00Z"}),
+        )
+        .await;
         app.create(u, json!({"title": "beta", "priority": "urgent", "due_at": "2026-02-01T00:00:00Z", "recurrence": "daily"})).await;
-        app.create(u, json!({"title": "gamma", "priority": "high", "description": "has ALPHA inside"})).await;
-        let titles = |v: &Value| -> Vec<String> { v["items"].as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap().to_owned()).collect() };
+        app.create(
+            u,
+            json!({"title": "gamma", "priority": "high", "description": "has ALPHA inside"}),
+        )
+        .await;
+        let titles = |v: &Value| -> Vec<String> {
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["title"].as_str().unwrap().to_owned())
+                .collect()
+        };
         let cases: Vec<(&str, Vec<&str>)> = vec![
             ("priority=high", vec!["gamma"]),
             ("due_after=2026-01-15T00:00:00Z", vec!["beta"]),
@@ -290,7 +495,9 @@ async fn every_filter_and_sort_order_is_applied() {
             ("q=_", vec![]),
         ];
         for (q, want) in cases {
-            let (s, v) = app.call(Method::GET, &format!("/api/{u}/tasks?{q}"), u, None).await;
+            let (s, v) = app
+                .call(Method::GET, &format!("/api/{u}/tasks?{q}"), u, None)
+                .await;
             assert_eq!(s, 200, "{q}: {v}");
             assert_eq!(titles(&v), want, "[{}] {q}", app.db_label);
         }
@@ -298,8 +505,17 @@ async fn every_filter_and_sort_order_is_applied() {
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let q = cursor.as_ref().map_or(String::new(), |c| format!("&cursor={c}"));
-            let (s, v) = app.call(Method::GET, &format!("/api/{u}/tasks?limit=1&sort=title{q}"), u, None).await;
+            let q = cursor
+                .as_ref()
+                .map_or(String::new(), |c| format!("&cursor={c}"));
+            let (s, v) = app
+                .call(
+                    Method::GET,
+                    &format!("/api/{u}/tasks?limit=1&sort=title{q}"),
+                    u,
+                    None,
+                )
+                .await;
             assert_eq!(s, 200);
             seen.extend(titles(&v));
             match v["next_cursor"].as_str() {
@@ -313,20 +529,49 @@ async fn every_filter_and_sort_order_is_applied() {
 
 #[tokio::test]
 async fn expired_unsigned_and_foreign_tokens_are_refused() {
-    use jsonwebtoken::{encode, EncodingKey, Header};
+    use jsonwebtoken::{EncodingKey, Header, encode};
     for app in apps().await {
         let now = jsonwebtoken::get_current_timestamp();
         let sign = |secret: &str, exp: u64| {
-            encode(&Header::default(), &json!({"sub": "kim", "exp": exp}), &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+            encode(
+                &Header::default(),
+                &json!({"sub": "kim", "exp": exp}),
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap()
         };
-        let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJraW0iLCJleHAiOjk5OTk5OTk5OTl9.";
-        for token in [sign(support::SECRET, now - 3_600), sign("another-secret-another-secret-another", now + 600), unsigned.to_owned()] {
-            let res = app.client.get(app.url("/api/kim/tasks")).bearer_auth(&token).send().await.unwrap();
+        let unsigned =
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJraW0iLCJleHAiOjk5OTk5OTk5OTl9.";
+        for token in [
+            sign(support::SECRET, now - 3_600),
+            sign("another-secret-another-secret-another", now + 600),
+            unsigned.to_owned(),
+        ] {
+            let res = app
+                .client
+                .get(app.url("/api/kim/tasks"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(res.status(), 401, "[{}] {token}", app.db_label);
         }
-        let res = app.client.get(app.url("/api/kim/tasks")).header("authorization", "Basic a2ltOnB3").send().await.unwrap();
+        let res = app
+            .client
+            .get(app.url("/api/kim/tasks"))
+            .header("authorization", "Basic a2ltOnB3")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 401);
-        let res = app.client.post(app.url("/api/kim/tasks")).bearer_auth(app.token("kim")).body("{\"title\":\"x\"}").send().await.unwrap();
+        let res = app
+            .client
+            .post(app.url("/api/kim/tasks"))
+            .bearer_auth(app.token("kim"))
+            .body("{\"title\":\"x\"}")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 415, "a body without a JSON content type");
     }
 }

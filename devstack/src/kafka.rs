@@ -360,10 +360,18 @@ pub async fn consume(
     timeout: Duration,
 ) -> Result<Vec<Record>> {
     let mut records = Vec::new();
-    run_console_consumer(stack_bootstrap, paths, topic, expected, timeout, false, |line| {
-        records.push(parse_record(line)?);
-        Ok(())
-    })
+    run_console_consumer(
+        stack_bootstrap,
+        paths,
+        topic,
+        expected,
+        timeout,
+        false,
+        |line| {
+            records.push(parse_record(line)?);
+            Ok(())
+        },
+    )
     .await?;
     Ok(records)
 }
@@ -391,22 +399,32 @@ pub async fn consume_timed(
     mut on_record: impl FnMut(TimedRecord) -> Result<()>,
 ) -> Result<usize> {
     let mut count = 0;
-    run_console_consumer(stack_bootstrap, paths, topic, expected, timeout, true, |line| {
-        let (stamp, rest) = line.split_once('\t').context("no timestamp field")?;
-        let (kind, millis) = stamp.split_once(':').context("timestamp is not TYPE:MILLIS")?;
-        let log_append_time = match kind {
-            "LogAppendTime" => true,
-            "CreateTime" => false,
-            other => bail!("unknown timestamp type {other:?}"),
-        };
-        on_record(TimedRecord {
-            timestamp_ms: millis.parse().context("timestamp is not a number")?,
-            log_append_time,
-            record: parse_record(rest)?,
-        })?;
-        count += 1;
-        Ok(())
-    })
+    run_console_consumer(
+        stack_bootstrap,
+        paths,
+        topic,
+        expected,
+        timeout,
+        true,
+        |line| {
+            let (stamp, rest) = line.split_once('\t').context("no timestamp field")?;
+            let (kind, millis) = stamp
+                .split_once(':')
+                .context("timestamp is not TYPE:MILLIS")?;
+            let log_append_time = match kind {
+                "LogAppendTime" => true,
+                "CreateTime" => false,
+                other => bail!("unknown timestamp type {other:?}"),
+            };
+            on_record(TimedRecord {
+                timestamp_ms: millis.parse().context("timestamp is not a number")?,
+                log_append_time,
+                record: parse_record(rest)?,
+            })?;
+            count += 1;
+            Ok(())
+        },
+    )
     .await?;
     Ok(count)
 }
@@ -538,8 +556,17 @@ pub async fn consumer_group_lag(
     group: &str,
     topic: &str,
 ) -> Result<Option<u64>> {
-    let mut cmd = tool_command(paths, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand")?;
-    cmd.args(["--bootstrap-server", stack_bootstrap, "--describe", "--group", group]);
+    let mut cmd = tool_command(
+        paths,
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    )?;
+    cmd.args([
+        "--bootstrap-server",
+        stack_bootstrap,
+        "--describe",
+        "--group",
+        group,
+    ]);
     let out = run_captured(&mut cmd, "is the broker running and reachable?")
         .await
         .with_context(|| format!("describing consumer group {group}"))?;
@@ -558,7 +585,12 @@ fn parse_group_lag(out: &str, topic: &str) -> Result<Option<u64>> {
             continue;
         }
         let Some(header) = &header else { continue };
-        let at = |name: &str| header.iter().position(|h| *h == name).and_then(|i| cols.get(i).copied());
+        let at = |name: &str| {
+            header
+                .iter()
+                .position(|h| *h == name)
+                .and_then(|i| cols.get(i).copied())
+        };
         if at("TOPIC") != Some(topic) {
             continue;
         }
@@ -648,8 +680,12 @@ mod tests {
                    g      task-events  1          5               5               0    c1           /1    x\n\
                    g      other        0          1               9               8    c1           /1    x\n";
         assert_eq!(parse_group_lag(out, "task-events").expect("parse"), Some(2));
-        let unknown = "GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG\ng task-events 0 - 3 -\n";
-        assert_eq!(parse_group_lag(unknown, "task-events").expect("parse"), None);
+        let unknown =
+            "GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG\ng task-events 0 - 3 -\n";
+        assert_eq!(
+            parse_group_lag(unknown, "task-events").expect("parse"),
+            None
+        );
         assert_eq!(parse_group_lag("", "task-events").expect("parse"), None);
     }
 }

@@ -48,7 +48,9 @@ pub mod provision;
 mod sidecar;
 mod stack;
 
-pub use kafka::{Record, TimedRecord, alter_topic_config, consume, consume_timed, consumer_group_lag};
+pub use kafka::{
+    Record, TimedRecord, alter_topic_config, consume, consume_timed, consumer_group_lag,
+};
 pub use paths::Paths;
 pub use process::{Managed, free_port, pid_alive};
 pub use sidecar::{Sidecar, SidecarConfig, render_components};

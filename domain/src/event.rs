@@ -196,7 +196,13 @@ mod tests {
 
     #[test]
     fn a_task_event_serialises_with_dotted_type_and_round_trips() {
-        let event = TaskEvent::new(EventType::TaskCreated, snapshot(), vec![], Uuid::nil(), snapshot().created_at);
+        let event = TaskEvent::new(
+            EventType::TaskCreated,
+            snapshot(),
+            vec![],
+            Uuid::nil(),
+            snapshot().created_at,
+        );
         let json = serde_json::to_value(&event).expect("serialise");
         assert_eq!(json["event_type"], "task.created");
         assert_eq!(json["schema_version"], TASK_EVENT_SCHEMA_VERSION);
@@ -214,14 +220,28 @@ mod tests {
         let due = DateTime::parse_from_rfc3339("2026-01-02T09:30:00Z")
             .expect("instant")
             .with_timezone(&Utc);
-        assert_eq!(ReminderEvent::for_task(&task, 86_400, due), None, "no due time, no reminder");
+        assert_eq!(
+            ReminderEvent::for_task(&task, 86_400, due),
+            None,
+            "no due time, no reminder"
+        );
         task.due_at = Some(due);
         let now = snapshot().created_at;
         let reminder = ReminderEvent::for_task(&task, 86_400, now).expect("a reminder");
         assert_eq!(reminder.event_type, EventType::ReminderDue);
         assert_eq!(reminder.schema_version, REMINDER_SCHEMA_VERSION);
-        assert_eq!((reminder.user_id.as_str(), reminder.task_id), ("alice", task.id));
-        assert_eq!((reminder.due_at, reminder.occurred_at, reminder.window_seconds), (due, now, 86_400));
+        assert_eq!(
+            (reminder.user_id.as_str(), reminder.task_id),
+            ("alice", task.id)
+        );
+        assert_eq!(
+            (
+                reminder.due_at,
+                reminder.occurred_at,
+                reminder.window_seconds
+            ),
+            (due, now, 86_400)
+        );
         assert_eq!(reminder.tags, ["a"]);
         assert_eq!(reminder.priority, Priority::High);
 
@@ -234,7 +254,10 @@ mod tests {
         assert_eq!(ReminderEvent::id_for(task.id, jitter), reminder.event_id);
         let moved = due + chrono::Duration::seconds(1);
         assert_ne!(ReminderEvent::id_for(task.id, moved), reminder.event_id);
-        assert_ne!(ReminderEvent::id_for(Uuid::from_u128(1), due), reminder.event_id);
+        assert_ne!(
+            ReminderEvent::id_for(Uuid::from_u128(1), due),
+            reminder.event_id
+        );
         // Pinned: the id is part of the event contract, it must not drift between builds.
         assert_eq!(
             ReminderEvent::id_for(Uuid::nil(), due).to_string(),

@@ -13,8 +13,8 @@ pub mod time;
 
 pub use error::ValidationError;
 pub use event::{
-    EventType, ReminderEvent, TaskEvent, TaskSnapshot, REMINDER_SCHEMA_VERSION,
-    TASK_EVENT_SCHEMA_VERSION,
+    EventType, REMINDER_SCHEMA_VERSION, ReminderEvent, TASK_EVENT_SCHEMA_VERSION, TaskEvent,
+    TaskSnapshot,
 };
-pub use recurrence::{next_due, Frequency, Recurrence};
+pub use recurrence::{Frequency, Recurrence, next_due};
 pub use task::{Description, Priority, Tags, TimeZone, Title, UserId};

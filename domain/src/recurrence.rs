@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    time::{resolve_local, to_local},
     ValidationError,
+    time::{resolve_local, to_local},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -127,7 +127,12 @@ fn scheduled_date(
     let names_due = |date: NaiveDate| resolve_local(tz, date.and_time(time)) == due;
     let on_schedule = |date: NaiveDate| match frequency {
         Frequency::Daily => true,
-        Frequency::Weekly => date.signed_duration_since(anchor.date()).num_days().rem_euclid(7) == 0,
+        Frequency::Weekly => {
+            date.signed_duration_since(anchor.date())
+                .num_days()
+                .rem_euclid(7)
+                == 0
+        }
         Frequency::Monthly => date.day() == anchor.day().min(days_in_month(date)),
     };
     let own = local.date();
@@ -141,7 +146,8 @@ fn scheduled_date(
 }
 
 fn add_days(date: NaiveDate, days: u64) -> NaiveDate {
-    date.checked_add_days(Days::new(days)).unwrap_or(NaiveDate::MAX)
+    date.checked_add_days(Days::new(days))
+        .unwrap_or(NaiveDate::MAX)
 }
 
 /// The first day of the month after `date`'s, moved to `day` or the month's last day if shorter.
@@ -175,7 +181,9 @@ mod tests {
     }
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("test instant").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("test instant")
+            .with_timezone(&Utc)
     }
 
     /// Walks a series `n` steps from its anchor, as the recurring worker would.
@@ -184,7 +192,13 @@ mod tests {
         let mut due = resolve_local(tz, anchor);
         let mut out = vec![to_local(tz, due)];
         for _ in 0..n {
-            due = next_due(freq, tz, Some(anchor), Some(due), utc("2000-01-01T00:00:00Z"));
+            due = next_due(
+                freq,
+                tz,
+                Some(anchor),
+                Some(due),
+                utc("2000-01-01T00:00:00Z"),
+            );
             out.push(to_local(tz, due));
         }
         out
@@ -193,40 +207,77 @@ mod tests {
     #[test]
     fn monthly_keeps_the_anchor_day_through_short_months() {
         let got = series(Frequency::Monthly, chrono_tz::UTC, "2026-01-31 09:00", 4);
-        let want = ["2026-01-31 09:00", "2026-02-28 09:00", "2026-03-31 09:00", "2026-04-30 09:00", "2026-05-31 09:00"];
+        let want = [
+            "2026-01-31 09:00",
+            "2026-02-28 09:00",
+            "2026-03-31 09:00",
+            "2026-04-30 09:00",
+            "2026-05-31 09:00",
+        ];
         assert_eq!(got, want.map(local));
     }
 
     #[test]
     fn monthly_uses_the_29th_of_february_in_leap_years() {
         let got = series(Frequency::Monthly, chrono_tz::UTC, "2028-01-30 08:00", 2);
-        assert_eq!(got, ["2028-01-30 08:00", "2028-02-29 08:00", "2028-03-30 08:00"].map(local));
+        assert_eq!(
+            got,
+            ["2028-01-30 08:00", "2028-02-29 08:00", "2028-03-30 08:00"].map(local)
+        );
     }
 
     #[test]
     fn daily_keeps_local_time_across_spring_forward_and_fall_back() {
         let tz = chrono_tz::Europe::Berlin;
         let got = series(Frequency::Daily, tz, "2026-03-28 09:00", 3);
-        assert!(got.iter().all(|t| t.time() == NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default()));
+        assert!(
+            got.iter()
+                .all(|t| t.time() == NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default())
+        );
         let got = series(Frequency::Daily, tz, "2026-10-24 09:00", 3);
-        assert!(got.iter().all(|t| t.time() == NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default()));
+        assert!(
+            got.iter()
+                .all(|t| t.time() == NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default())
+        );
     }
 
     #[test]
     fn a_nonexistent_local_time_shifts_once_and_the_next_occurrence_returns_to_the_anchor() {
-        let got = series(Frequency::Daily, chrono_tz::America::New_York, "2026-03-07 02:30", 2);
-        assert_eq!(got, ["2026-03-07 02:30", "2026-03-08 03:30", "2026-03-09 02:30"].map(local));
+        let got = series(
+            Frequency::Daily,
+            chrono_tz::America::New_York,
+            "2026-03-07 02:30",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2026-03-07 02:30", "2026-03-08 03:30", "2026-03-09 02:30"].map(local)
+        );
     }
 
     #[test]
     fn weekly_adds_seven_local_days() {
-        let got = series(Frequency::Weekly, chrono_tz::Australia::Sydney, "2026-03-29 10:00", 2);
-        assert_eq!(got, ["2026-03-29 10:00", "2026-04-05 10:00", "2026-04-12 10:00"].map(local));
+        let got = series(
+            Frequency::Weekly,
+            chrono_tz::Australia::Sydney,
+            "2026-03-29 10:00",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2026-03-29 10:00", "2026-04-05 10:00", "2026-04-12 10:00"].map(local)
+        );
     }
 
     #[test]
     fn without_a_due_time_the_completion_time_is_the_base() {
-        let next = next_due(Frequency::Daily, chrono_tz::UTC, None, None, utc("2026-05-10T17:45:00Z"));
+        let next = next_due(
+            Frequency::Daily,
+            chrono_tz::UTC,
+            None,
+            None,
+            utc("2026-05-10T17:45:00Z"),
+        );
         assert_eq!(next, utc("2026-05-11T17:45:00Z"));
     }
 
@@ -243,28 +294,60 @@ mod tests {
     fn a_weekly_series_over_a_skipped_day_keeps_its_weekday() {
         // Samoa skipped Friday 2011-12-30: that week's instance moves to Saturday the 31st,
         // the next is back on Friday.
-        let got = series(Frequency::Weekly, chrono_tz::Pacific::Apia, "2011-12-23 09:00", 2);
-        assert_eq!(got, ["2011-12-23 09:00", "2011-12-31 09:00", "2012-01-06 09:00"].map(local));
+        let got = series(
+            Frequency::Weekly,
+            chrono_tz::Pacific::Apia,
+            "2011-12-23 09:00",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2011-12-23 09:00", "2011-12-31 09:00", "2012-01-06 09:00"].map(local)
+        );
     }
 
     #[test]
     fn a_weekly_series_on_the_day_after_a_skipped_day_stays_on_its_weekday() {
         // Saturday the 31st at 09:00 is the same instant as the skipped Friday's 09:00 moved
         // forward; for a Saturday series it is Saturday's own instance.
-        let got = series(Frequency::Weekly, chrono_tz::Pacific::Apia, "2011-12-24 09:00", 2);
-        assert_eq!(got, ["2011-12-24 09:00", "2011-12-31 09:00", "2012-01-07 09:00"].map(local));
+        let got = series(
+            Frequency::Weekly,
+            chrono_tz::Pacific::Apia,
+            "2011-12-24 09:00",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2011-12-24 09:00", "2011-12-31 09:00", "2012-01-07 09:00"].map(local)
+        );
     }
 
     #[test]
     fn a_daily_series_over_a_skipped_day_has_one_instance_on_the_day_after() {
-        let got = series(Frequency::Daily, chrono_tz::Pacific::Apia, "2011-12-29 09:00", 2);
-        assert_eq!(got, ["2011-12-29 09:00", "2011-12-31 09:00", "2012-01-01 09:00"].map(local));
+        let got = series(
+            Frequency::Daily,
+            chrono_tz::Pacific::Apia,
+            "2011-12-29 09:00",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2011-12-29 09:00", "2011-12-31 09:00", "2012-01-01 09:00"].map(local)
+        );
     }
 
     #[test]
     fn a_monthly_series_over_a_skipped_day_returns_to_its_anchor_day() {
-        let got = series(Frequency::Monthly, chrono_tz::Pacific::Apia, "2011-11-30 09:00", 2);
-        assert_eq!(got, ["2011-11-30 09:00", "2011-12-31 09:00", "2012-01-30 09:00"].map(local));
+        let got = series(
+            Frequency::Monthly,
+            chrono_tz::Pacific::Apia,
+            "2011-11-30 09:00",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2011-11-30 09:00", "2011-12-31 09:00", "2012-01-30 09:00"].map(local)
+        );
     }
 
     #[test]
@@ -273,7 +356,13 @@ mod tests {
         // Wednesday at the anchor time.
         let tz = chrono_tz::Europe::Berlin;
         let moved = resolve_local(tz, local("2026-06-02 15:00"));
-        let next = next_due(Frequency::Daily, tz, Some(local("2026-06-01 09:00")), Some(moved), moved);
+        let next = next_due(
+            Frequency::Daily,
+            tz,
+            Some(local("2026-06-01 09:00")),
+            Some(moved),
+            moved,
+        );
         assert_eq!(to_local(tz, next), local("2026-06-03 09:00"));
     }
 
@@ -308,7 +397,13 @@ mod tests {
             // Some series start in the months before Samoa skipped 2011-12-30.
             let year = prop_oneof![6 => 2000i32..=2036, 1 => Just(2011)];
             let month = prop_oneof![3 => 1u32..=12, 1 => 10u32..=12];
-            (year, month, day, hour, prop::sample::select(vec![0u32, 15, 30, 45, 59]))
+            (
+                year,
+                month,
+                day,
+                hour,
+                prop::sample::select(vec![0u32, 15, 30, 45, 59]),
+            )
                 .prop_map(|(y, m, d, h, min)| {
                     let first = NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(NaiveDate::MIN);
                     let day = d.min(days_in_month(first));
@@ -321,7 +416,8 @@ mod tests {
 
         fn instant() -> impl Strategy<Value = DateTime<Utc>> {
             // 2000-01-01 .. 2037-01-01
-            (946_684_800i64..2_114_380_800).prop_map(|s| DateTime::from_timestamp(s, 0).unwrap_or_default())
+            (946_684_800i64..2_114_380_800)
+                .prop_map(|s| DateTime::from_timestamp(s, 0).unwrap_or_default())
         }
 
         /// The local date-time of occurrence `k` of a series: `k` periods after the anchor,
@@ -331,20 +427,34 @@ mod tests {
                 Frequency::Daily => add_days(anchor.date(), u64::from(k)),
                 Frequency::Weekly => add_days(anchor.date(), 7 * u64::from(k)),
                 Frequency::Monthly => {
-                    let first = anchor.date().with_day(1).and_then(|d| d.checked_add_months(Months::new(k)));
+                    let first = anchor
+                        .date()
+                        .with_day(1)
+                        .and_then(|d| d.checked_add_months(Months::new(k)));
                     let first = first.unwrap_or(NaiveDate::MAX);
-                    first.with_day(anchor.day().min(days_in_month(first))).unwrap_or(first)
+                    first
+                        .with_day(anchor.day().min(days_in_month(first)))
+                        .unwrap_or(first)
                 }
             };
             date.and_time(anchor.time())
         }
 
         fn exists(tz: Tz, local: NaiveDateTime) -> bool {
-            !matches!(chrono::TimeZone::from_local_datetime(&tz, &local), chrono::LocalResult::None)
+            !matches!(
+                chrono::TimeZone::from_local_datetime(&tz, &local),
+                chrono::LocalResult::None
+            )
         }
 
         /// Walks a series `n` steps from its anchor with arbitrary completion times.
-        fn walk(freq: Frequency, tz: Tz, anchor: NaiveDateTime, n: usize, completed_at: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        fn walk(
+            freq: Frequency,
+            tz: Tz,
+            anchor: NaiveDateTime,
+            n: usize,
+            completed_at: DateTime<Utc>,
+        ) -> Vec<DateTime<Utc>> {
             let mut due = resolve_local(tz, anchor);
             let mut out = vec![due];
             for _ in 0..n {

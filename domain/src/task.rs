@@ -84,7 +84,10 @@ impl Title {
             ));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(ValidationError::new(field, "must not contain control characters"));
+            return Err(ValidationError::new(
+                field,
+                "must not contain control characters",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -283,7 +286,10 @@ mod tests {
 
     #[test]
     fn a_title_is_trimmed_and_bounded() {
-        assert_eq!(Title::parse("  Buy milk ").map(Title::into_inner), Ok("Buy milk".into()));
+        assert_eq!(
+            Title::parse("  Buy milk ").map(Title::into_inner),
+            Ok("Buy milk".into())
+        );
         assert_eq!(Title::parse("   ").map_err(|e| e.field), Err("title"));
         assert!(Title::parse(&"x".repeat(TITLE_MAX_CHARS)).is_ok());
         let too_long = Title::parse(&"x".repeat(TITLE_MAX_CHARS + 1)).unwrap_err();
@@ -317,7 +323,10 @@ mod tests {
 
     #[test]
     fn time_zones_must_be_iana_names() {
-        assert_eq!(TimeZone::parse("Europe/Berlin").map(TimeZone::name), Ok("Europe/Berlin"));
+        assert_eq!(
+            TimeZone::parse("Europe/Berlin").map(TimeZone::name),
+            Ok("Europe/Berlin")
+        );
         let err = TimeZone::parse("Mars/Olympus").unwrap_err();
         assert_eq!(err.field, "time_zone");
         assert!(err.message.contains("Mars/Olympus"));

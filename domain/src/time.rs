@@ -58,7 +58,10 @@ mod tests {
     fn a_spring_forward_gap_moves_forward_by_the_gap() {
         let t = resolve_local(chrono_tz::America::New_York, local(2026, 3, 8, 2, 30));
         assert_eq!(t.to_rfc3339(), "2026-03-08T07:30:00+00:00");
-        assert_eq!(to_local(chrono_tz::America::New_York, t), local(2026, 3, 8, 3, 30));
+        assert_eq!(
+            to_local(chrono_tz::America::New_York, t),
+            local(2026, 3, 8, 3, 30)
+        );
     }
 
     #[test]
@@ -70,6 +73,9 @@ mod tests {
     #[test]
     fn a_skipped_whole_day_resolves_past_the_gap() {
         let t = resolve_local(chrono_tz::Pacific::Apia, local(2011, 12, 30, 9, 0));
-        assert_eq!(to_local(chrono_tz::Pacific::Apia, t), local(2011, 12, 31, 9, 0));
+        assert_eq!(
+            to_local(chrono_tz::Pacific::Apia, t),
+            local(2011, 12, 31, 9, 0)
+        );
     }
 }

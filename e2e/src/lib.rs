@@ -14,11 +14,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use chat_api::auth::JwtKeys;
-use devstack::{render_components, Managed, Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig};
+use devstack::{
+    Managed, Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig, render_components,
+};
 use serde::Deserialize;
-use todo_domain::{topics, TaskEvent, UserId};
+use todo_domain::{TaskEvent, UserId, topics};
 
 pub const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e-secret";
 pub const TOPIC_PARTITIONS: u32 = 3;
@@ -61,7 +63,12 @@ impl Env {
         .context("starting the stack")?;
         stack
             .create_topics(
-                &[topics::TASK_EVENTS, topics::REMINDERS, topics::TASK_EVENTS_DLQ, topics::REMINDERS_DLQ],
+                &[
+                    topics::TASK_EVENTS,
+                    topics::REMINDERS,
+                    topics::TASK_EVENTS_DLQ,
+                    topics::REMINDERS_DLQ,
+                ],
                 TOPIC_PARTITIONS,
             )
             .await?;
@@ -91,11 +98,20 @@ impl Env {
 
     /// Starts `bin` (a binary of this workspace) as `app_id` with its own sidecar, and
     /// waits until both answer.
-    pub async fn start_service(&self, bin: &str, app_id: &str, env: &[(&str, String)]) -> Result<Service> {
+    pub async fn start_service(
+        &self,
+        bin: &str,
+        app_id: &str,
+        env: &[(&str, String)],
+    ) -> Result<Service> {
         let port = devstack::free_port();
         let logs = self.dir.path().join("logs");
         // Named by port too: replicas of one app id must not share a log or pidfile.
-        let mut cfg = SidecarConfig::new(app_id, &self.resources, &logs.join(format!("{app_id}-{port}-daprd.log")));
+        let mut cfg = SidecarConfig::new(
+            app_id,
+            &self.resources,
+            &logs.join(format!("{app_id}-{port}-daprd.log")),
+        );
         cfg.app_port = Some(port);
         // As in dapr.yaml: a subscriber's sidecar pauses delivery while the app is not ready
         // (down, or its database down), so events wait in Kafka rather than dead-letter.
@@ -113,10 +129,23 @@ impl Env {
         let name = format!("{app_id}-{port}");
         let process = spawn_binary(bin, &name, &all_env, &logs)?;
         let base = format!("http://127.0.0.1:{port}");
-        wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(30), &process).await?;
+        wait_http_ok(
+            &format!("{base}/healthz"),
+            Duration::from_secs(30),
+            &process,
+        )
+        .await?;
         let sidecar = Sidecar::start(&self.paths, cfg).await?;
         sidecar.wait_ready(Duration::from_secs(30)).await?;
-        Ok(Service { name, bin: bin.to_owned(), port, process, sidecar, base, env: all_env })
+        Ok(Service {
+            name,
+            bin: bin.to_owned(),
+            port,
+            process,
+            sidecar,
+            base,
+            env: all_env,
+        })
     }
 
     /// `chat-api` on a fresh database (migrated at start).
@@ -124,20 +153,37 @@ impl Env {
         self.start_service(
             "chat-api",
             "chat-api",
-            &[("DATABASE_URL", database_url.to_owned()), ("MIGRATE_ON_START", "true".into())],
+            &[
+                ("DATABASE_URL", database_url.to_owned()),
+                ("MIGRATE_ON_START", "true".into()),
+            ],
         )
         .await
     }
 
     pub fn token(&self, user: &str) -> Result<String> {
         let user = UserId::parse(user).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(self.jwt.mint(&user, jsonwebtoken::get_current_timestamp(), 3600)?)
+        Ok(self
+            .jwt
+            .mint(&user, jsonwebtoken::get_current_timestamp(), 3600)?)
     }
 
     /// Every record on `topic`, read with Kafka's own console consumer: waits for
     /// `expected` records (or `timeout`).
-    pub async fn records(&self, topic: &str, expected: usize, timeout: Duration) -> Result<Vec<devstack::Record>> {
-        devstack::consume(&self.stack.kafka_bootstrap(), &self.paths, topic, expected, timeout).await
+    pub async fn records(
+        &self,
+        topic: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> Result<Vec<devstack::Record>> {
+        devstack::consume(
+            &self.stack.kafka_bootstrap(),
+            &self.paths,
+            topic,
+            expected,
+            timeout,
+        )
+        .await
     }
 }
 
@@ -146,7 +192,12 @@ impl Service {
     pub async fn restart_process(&mut self, logs: &Path) -> Result<()> {
         self.process.stop();
         self.process = spawn_binary(&self.bin, &self.name, &self.env, logs)?;
-        wait_http_ok(&format!("{}/healthz", self.base), Duration::from_secs(30), &self.process).await
+        wait_http_ok(
+            &format!("{}/healthz", self.base),
+            Duration::from_secs(30),
+            &self.process,
+        )
+        .await
     }
 }
 
@@ -164,7 +215,10 @@ pub fn use_binaries_from(dir: PathBuf) {
 /// in the directory given to [`use_binaries_from`] or named by `E2E_BIN_DIR`.
 pub fn binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let chosen = BINARY_DIR.get().cloned().or_else(|| std::env::var_os("E2E_BIN_DIR").map(PathBuf::from));
+    let chosen = BINARY_DIR
+        .get()
+        .cloned()
+        .or_else(|| std::env::var_os("E2E_BIN_DIR").map(PathBuf::from));
     let dir = match &chosen {
         Some(dir) => dir.as_path(),
         None => exe
@@ -174,7 +228,10 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     };
     let path = dir.join(name);
     if !path.is_file() {
-        bail!("{} is missing: build the services first (`cargo build --bins`, which `cargo xtask test` does)", path.display());
+        bail!(
+            "{} is missing: build the services first (`cargo build --bins`, which `cargo xtask test` does)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -195,10 +252,17 @@ async fn wait_http_ok(url: &str, timeout: Duration, process: &Managed) -> Result
             return Ok(());
         }
         if !devstack::pid_alive(process.pid()) {
-            bail!("{} exited; its log:\n{}", process.name(), process.log_tail(40));
+            bail!(
+                "{} exited; its log:\n{}",
+                process.name(),
+                process.log_tail(40)
+            );
         }
         if Instant::now() > deadline {
-            bail!("{url} did not answer within {timeout:?}; log:\n{}", process.log_tail(40));
+            bail!(
+                "{url} did not answer within {timeout:?}; log:\n{}",
+                process.log_tail(40)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -228,8 +292,12 @@ pub fn decode_task_events(records: &[devstack::Record]) -> Result<Vec<SeenTaskEv
     records
         .iter()
         .map(|r| {
-            let ce: CloudEvent<TaskEvent> = serde_json::from_str(&r.value)
-                .with_context(|| format!("record at {}:{} is not a CloudEvent with a TaskEvent: {}", r.partition, r.offset, r.value))?;
+            let ce: CloudEvent<TaskEvent> = serde_json::from_str(&r.value).with_context(|| {
+                format!(
+                    "record at {}:{} is not a CloudEvent with a TaskEvent: {}",
+                    r.partition, r.offset, r.value
+                )
+            })?;
             Ok(SeenTaskEvent {
                 key: r.key.clone(),
                 partition: r.partition,

@@ -4,17 +4,17 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
-        atomic::{AtomicBool, Ordering},
         Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use anyhow::{ensure, Result};
-use serde_json::{json, Value};
+use anyhow::{Result, ensure};
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::{decode_task_events, Env, SeenTaskEvent};
+use crate::{Env, SeenTaskEvent, decode_task_events};
 
 /// One request's outcome.
 #[derive(Debug, Clone)]
@@ -42,12 +42,19 @@ impl Load {
     pub fn start(env: &Env, bases: &[String], users: &[&str], interval: Duration) -> Result<Load> {
         let stop = Arc::new(AtomicBool::new(false));
         let outcomes = Arc::new(Mutex::new(Vec::new()));
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()?;
         let mut handles = Vec::new();
         for user in users {
             let token = env.token(user)?;
-            let (user, bases, stop, outcomes, client) =
-                ((*user).to_owned(), bases.to_vec(), stop.clone(), outcomes.clone(), client.clone());
+            let (user, bases, stop, outcomes, client) = (
+                (*user).to_owned(),
+                bases.to_vec(),
+                stop.clone(),
+                outcomes.clone(),
+                client.clone(),
+            );
             handles.push(tokio::spawn(async move {
                 let mut seq = 0usize;
                 while !stop.load(Ordering::SeqCst) {
@@ -69,14 +76,26 @@ impl Load {
                     };
                     let latency = started.elapsed();
                     if let Ok(mut all) = outcomes.lock() {
-                        all.push(Outcome { user: user.clone(), seq, status, task_id, latency, started, base });
+                        all.push(Outcome {
+                            user: user.clone(),
+                            seq,
+                            status,
+                            task_id,
+                            latency,
+                            started,
+                            base,
+                        });
                     }
                     seq += 1;
                     tokio::time::sleep(interval.saturating_sub(latency)).await;
                 }
             }));
         }
-        Ok(Load { stop, handles, outcomes })
+        Ok(Load {
+            stop,
+            handles,
+            outcomes,
+        })
     }
 
     /// Stops the writers and returns every outcome.
@@ -91,7 +110,11 @@ impl Load {
 
 /// Latency percentile (0–100) of answered requests.
 pub fn percentile(outcomes: &[Outcome], p: f64) -> Duration {
-    let mut l: Vec<Duration> = outcomes.iter().filter(|o| o.status.is_some()).map(|o| o.latency).collect();
+    let mut l: Vec<Duration> = outcomes
+        .iter()
+        .filter(|o| o.status.is_some())
+        .map(|o| o.latency)
+        .collect();
     l.sort();
     if l.is_empty() {
         return Duration::ZERO;
@@ -104,7 +127,12 @@ pub fn percentile(outcomes: &[Outcome], p: f64) -> Duration {
 /// `task-events`, that nothing else is there except redeliveries of the same event id (and
 /// at most `unknown_allowed` creations whose answer the client never got), and that each
 /// user's events are in the order the user's writer created them.
-pub async fn verify_all_delivered(env: &Env, outcomes: &[Outcome], unknown_allowed: usize, timeout: Duration) -> Result<Vec<SeenTaskEvent>> {
+pub async fn verify_all_delivered(
+    env: &Env,
+    outcomes: &[Outcome],
+    unknown_allowed: usize,
+    timeout: Duration,
+) -> Result<Vec<SeenTaskEvent>> {
     let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for o in outcomes {
         if let (Some(201), Some(id)) = (o.status, &o.task_id) {
@@ -113,14 +141,25 @@ pub async fn verify_all_delivered(env: &Env, outcomes: &[Outcome], unknown_allow
     }
     for ids in expected.values_mut() {
         // Writers are sequential per user: request order is commit order.
-        let order: BTreeMap<&String, usize> = outcomes.iter().filter_map(|o| o.task_id.as_ref().map(|id| (id, o.seq))).collect();
+        let order: BTreeMap<&String, usize> = outcomes
+            .iter()
+            .filter_map(|o| o.task_id.as_ref().map(|id| (id, o.seq)))
+            .collect();
         ids.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
     }
     let want: BTreeSet<&String> = expected.values().flatten().collect();
     let deadline = Instant::now() + timeout;
     let mut asked = want.len();
     let seen = loop {
-        let records = env.records(topics_task_events(), asked, deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5))).await?;
+        let records = env
+            .records(
+                topics_task_events(),
+                asked,
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_secs(5)),
+            )
+            .await?;
         let seen = decode_task_events(&records)?;
         let got: BTreeSet<String> = seen.iter().map(|e| e.event.task.id.to_string()).collect();
         let missing = want.iter().filter(|id| !got.contains(**id)).count();
@@ -132,23 +171,55 @@ pub async fn verify_all_delivered(env: &Env, outcomes: &[Outcome], unknown_allow
 
     let mut by_task: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in &seen {
-        ensure!(e.event.event_type.as_str() == "task.created", "unexpected event type {:?}", e.event.event_type);
-        ensure!(e.key.as_deref() == Some(e.event.user_id.as_str()), "record key {:?} is not the user id {}", e.key, e.event.user_id);
-        by_task.entry(e.event.task.id.to_string()).or_default().insert(e.event.event_id.to_string());
+        ensure!(
+            e.event.event_type.as_str() == "task.created",
+            "unexpected event type {:?}",
+            e.event.event_type
+        );
+        ensure!(
+            e.key.as_deref() == Some(e.event.user_id.as_str()),
+            "record key {:?} is not the user id {}",
+            e.key,
+            e.event.user_id
+        );
+        by_task
+            .entry(e.event.task.id.to_string())
+            .or_default()
+            .insert(e.event.event_id.to_string());
     }
     for (task, ids) in &by_task {
-        ensure!(ids.len() == 1, "task {task} has {} different events: duplicates must be redeliveries of one event id", ids.len());
+        ensure!(
+            ids.len() == 1,
+            "task {task} has {} different events: duplicates must be redeliveries of one event id",
+            ids.len()
+        );
     }
-    let missing: Vec<&&String> = want.iter().filter(|id| !by_task.contains_key(**id)).collect();
-    ensure!(missing.is_empty(), "{} of {} committed changes have no event on task-events, e.g. {:?}", missing.len(), want.len(), missing.iter().take(3).collect::<Vec<_>>());
+    let missing: Vec<&&String> = want
+        .iter()
+        .filter(|id| !by_task.contains_key(**id))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "{} of {} committed changes have no event on task-events, e.g. {:?}",
+        missing.len(),
+        want.len(),
+        missing.iter().take(3).collect::<Vec<_>>()
+    );
     let unknown = by_task.keys().filter(|id| !want.contains(id)).count();
-    ensure!(unknown <= unknown_allowed, "{unknown} events on task-events for tasks the API never reported created (allowed {unknown_allowed})");
+    ensure!(
+        unknown <= unknown_allowed,
+        "{unknown} events on task-events for tasks the API never reported created (allowed {unknown_allowed})"
+    );
 
     for (user, ids) in &expected {
-        let mut mine: Vec<&SeenTaskEvent> = seen.iter().filter(|e| &e.event.user_id == user).collect();
+        let mut mine: Vec<&SeenTaskEvent> =
+            seen.iter().filter(|e| &e.event.user_id == user).collect();
         mine.sort_by_key(|e| (e.partition, e.offset));
         let partitions: BTreeSet<i32> = mine.iter().map(|e| e.partition).collect();
-        ensure!(partitions.len() == 1, "{user}: events on several partitions {partitions:?}");
+        ensure!(
+            partitions.len() == 1,
+            "{user}: events on several partitions {partitions:?}"
+        );
         let mut order = Vec::new();
         for e in mine {
             let id = e.event.task.id.to_string();

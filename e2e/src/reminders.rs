@@ -9,11 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use devstack::{Managed, Sidecar, SidecarConfig};
-use todo_domain::{topics, ReminderEvent};
+use todo_domain::{ReminderEvent, topics};
 
-use crate::{binary, CloudEvent, Env, Service};
+use crate::{CloudEvent, Env, Service, binary};
 
 /// The schedule `components/binding-reminder-cron.yaml` ships with.
 pub const SHIPPED_SCHEDULE: &str = "@every 30s";
@@ -28,9 +28,13 @@ pub fn set_cron_schedule(env: &Env, schedule: &str) -> Result<()> {
     let path = env.resources.join(BINDING_FILE);
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     if !text.contains(SHIPPED_SCHEDULE) {
-        bail!("{} does not contain {SHIPPED_SCHEDULE:?}:\n{text}", path.display());
+        bail!(
+            "{} does not contain {SHIPPED_SCHEDULE:?}:\n{text}",
+            path.display()
+        );
     }
-    fs::write(&path, text.replace(SHIPPED_SCHEDULE, schedule)).with_context(|| format!("writing {}", path.display()))
+    fs::write(&path, text.replace(SHIPPED_SCHEDULE, schedule))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Starts `bin` as `app_id` beside its own daprd, like [`Env::start_service`], with daprd
@@ -47,7 +51,11 @@ pub async fn start_with_health_check(
 ) -> Result<Service> {
     let port = devstack::free_port();
     let logs = env.dir.path().join("logs");
-    let mut cfg = SidecarConfig::new(app_id, &env.resources, &logs.join(format!("{app_id}-{port}-daprd.log")));
+    let mut cfg = SidecarConfig::new(
+        app_id,
+        &env.resources,
+        &logs.join(format!("{app_id}-{port}-daprd.log")),
+    );
     cfg.app_port = Some(port);
     cfg.app_health_check_path = Some("/healthz".into());
     cfg.app_api_token = app_token.map(str::to_owned);
@@ -69,7 +77,15 @@ pub async fn start_with_health_check(
     wait_healthy(&base, &process, Duration::from_secs(30)).await?;
     let sidecar = Sidecar::start(&env.paths, cfg).await?;
     sidecar.wait_ready(Duration::from_secs(30)).await?;
-    Ok(Service { name, bin: bin.to_owned(), port, process, sidecar, base, env: all })
+    Ok(Service {
+        name,
+        bin: bin.to_owned(),
+        port,
+        process,
+        sidecar,
+        base,
+        env: all,
+    })
 }
 
 async fn wait_healthy(base: &str, process: &Managed, timeout: Duration) -> Result<()> {
@@ -82,17 +98,28 @@ async fn wait_healthy(base: &str, process: &Managed, timeout: Duration) -> Resul
             return Ok(());
         }
         if !devstack::pid_alive(process.pid()) {
-            bail!("{} exited; its log:\n{}", process.name(), process.log_tail(40));
+            bail!(
+                "{} exited; its log:\n{}",
+                process.name(),
+                process.log_tail(40)
+            );
         }
         if Instant::now() > deadline {
-            bail!("{base}/healthz did not answer within {timeout:?}; log:\n{}", process.log_tail(40));
+            bail!(
+                "{base}/healthz did not answer within {timeout:?}; log:\n{}",
+                process.log_tail(40)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// `reminder-cron` over `database_url` (read-only use).
-pub async fn start_reminder_cron(env: &Env, database_url: &str, app_token: Option<&str>) -> Result<Service> {
+pub async fn start_reminder_cron(
+    env: &Env,
+    database_url: &str,
+    app_token: Option<&str>,
+) -> Result<Service> {
     let vars = [("DATABASE_URL", database_url.to_owned())];
     start_with_health_check(env, "reminder-cron", "reminder-cron", &vars, app_token).await
 }
@@ -105,7 +132,11 @@ pub async fn start_notifications(env: &Env, app_token: Option<&str>) -> Result<S
 /// Publishes `reminder` to `reminders` through `sidecar`'s HTTP API exactly as
 /// `reminder-cron` does over gRPC: record key = user id, CloudEvent id = event id,
 /// CloudEvent type = event type.
-pub async fn publish_reminder(client: &reqwest::Client, sidecar: &Sidecar, reminder: &ReminderEvent) -> Result<()> {
+pub async fn publish_reminder(
+    client: &reqwest::Client,
+    sidecar: &Sidecar,
+    reminder: &ReminderEvent,
+) -> Result<()> {
     let url = format!(
         "{}/v1.0/publish/pubsub/{}?metadata.partitionKey={}&metadata.cloudevent.id={}&metadata.cloudevent.type={}",
         sidecar.http_url(),
@@ -117,7 +148,10 @@ pub async fn publish_reminder(client: &reqwest::Client, sidecar: &Sidecar, remin
     let res = client.post(url).json(reminder).send().await?;
     let status = res.status();
     if status.as_u16() != 204 {
-        bail!("publishing through daprd answered {status}: {}", res.text().await.unwrap_or_default());
+        bail!(
+            "publishing through daprd answered {status}: {}",
+            res.text().await.unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -137,7 +171,10 @@ pub fn notifications(log: &str, task_id: Option<&str>) -> Vec<Notification> {
     log.lines()
         .filter(|l| l.contains(NOTIFICATION_MESSAGE) && l.contains(" INFO "))
         .filter(|l| task_id.is_none_or(|id| l.contains(&format!("task_id={id}"))))
-        .map(|l| Notification { line: l.to_owned(), latency_ms: field(l, "latency_ms").and_then(|v| v.parse().ok()) })
+        .map(|l| Notification {
+            line: l.to_owned(),
+            latency_ms: field(l, "latency_ms").and_then(|v| v.parse().ok()),
+        })
         .collect()
 }
 
@@ -198,9 +235,19 @@ pub fn decode_reminders(records: &[devstack::Record]) -> Result<Vec<SeenReminder
     records
         .iter()
         .map(|r| {
-            let ce: CloudEvent<ReminderEvent> = serde_json::from_str(&r.value)
-                .with_context(|| format!("record at {}:{} is not a CloudEvent with a ReminderEvent: {}", r.partition, r.offset, r.value))?;
-            Ok(SeenReminder { key: r.key.clone(), cloudevent_id: ce.id, cloudevent_type: ce.event_type, event: ce.data })
+            let ce: CloudEvent<ReminderEvent> =
+                serde_json::from_str(&r.value).with_context(|| {
+                    format!(
+                        "record at {}:{} is not a CloudEvent with a ReminderEvent: {}",
+                        r.partition, r.offset, r.value
+                    )
+                })?;
+            Ok(SeenReminder {
+                key: r.key.clone(),
+                cloudevent_id: ce.id,
+                cloudevent_type: ce.event_type,
+                event: ce.data,
+            })
         })
         .collect()
 }

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{Result, ensure};
 use devstack::Sidecar;
 use e2e::{
-    load::{percentile, verify_all_delivered, Load, Outcome},
     Env,
+    load::{Load, Outcome, percentile, verify_all_delivered},
 };
 
 const USERS: [&str; 4] = ["ann", "ben", "cat", "dan"];
@@ -30,10 +30,18 @@ fn summary(outcomes: &[Outcome]) -> String {
 /// Every request answered 201, and none waited on the broker.
 fn all_succeeded_quickly(outcomes: &[Outcome]) -> Result<()> {
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.status != Some(201)).collect();
-    ensure!(failed.is_empty(), "{} requests failed during the fault, e.g. {:?}", failed.len(), failed.first());
+    ensure!(
+        failed.is_empty(),
+        "{} requests failed during the fault, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
     // A request that published inline would wait for the sidecar's timeout (10 s).
     let p95 = percentile(outcomes, 95.0);
-    ensure!(p95 < Duration::from_secs(1), "p95 latency {p95:?} during the fault: requests waited on publishing");
+    ensure!(
+        p95 < Duration::from_secs(1),
+        "p95 latency {p95:?} during the fault: requests waited on publishing"
+    );
     Ok(())
 }
 
@@ -46,13 +54,22 @@ async fn kafka_down_for_30_seconds_loses_nothing_and_blocks_no_one() -> Result<(
 
     env.stack.stop_kafka().await?;
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let backlog: serde_json::Value = reqwest::get(format!("{}/relay/status", api.base)).await?.json().await?;
+    let backlog: serde_json::Value = reqwest::get(format!("{}/relay/status", api.base))
+        .await?
+        .json()
+        .await?;
     env.stack.start_kafka().await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let outcomes = load.stop().await;
-    eprintln!("kafka outage: {}; backlog at restart {backlog}", summary(&outcomes));
+    eprintln!(
+        "kafka outage: {}; backlog at restart {backlog}",
+        summary(&outcomes)
+    );
 
-    ensure!(backlog["pending"].as_u64().unwrap_or(0) > 0, "events must have waited in the outbox during the outage");
+    ensure!(
+        backlog["pending"].as_u64().unwrap_or(0) > 0,
+        "events must have waited in the outbox during the outage"
+    );
     all_succeeded_quickly(&outcomes)?;
     verify_all_delivered(&env, &outcomes, 0, DELIVERY_TIMEOUT).await?;
     Ok(())
@@ -68,13 +85,22 @@ async fn the_sidecar_killed_and_restarted_loses_nothing_and_blocks_no_one() -> R
     let cfg = api.sidecar.config().clone();
     api.sidecar.kill9();
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let backlog: serde_json::Value = reqwest::get(format!("{}/relay/status", api.base)).await?.json().await?;
+    let backlog: serde_json::Value = reqwest::get(format!("{}/relay/status", api.base))
+        .await?
+        .json()
+        .await?;
     api.sidecar = Sidecar::start(&env.paths, cfg).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let outcomes = load.stop().await;
-    eprintln!("sidecar killed: {}; backlog at restart {backlog}", summary(&outcomes));
+    eprintln!(
+        "sidecar killed: {}; backlog at restart {backlog}",
+        summary(&outcomes)
+    );
 
-    ensure!(backlog["pending"].as_u64().unwrap_or(0) > 0, "events must have waited in the outbox while the sidecar was down");
+    ensure!(
+        backlog["pending"].as_u64().unwrap_or(0) > 0,
+        "events must have waited in the outbox while the sidecar was down"
+    );
     all_succeeded_quickly(&outcomes)?;
     verify_all_delivered(&env, &outcomes, 0, DELIVERY_TIMEOUT).await?;
     Ok(())
@@ -91,20 +117,35 @@ async fn chat_api_killed_with_events_pending_publishes_them_after_restart() -> R
     let cfg = api.sidecar.config().clone();
     api.sidecar.kill9();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let backlog: serde_json::Value = reqwest::get(format!("{}/relay/status", api.base)).await?.json().await?;
+    let backlog: serde_json::Value = reqwest::get(format!("{}/relay/status", api.base))
+        .await?
+        .json()
+        .await?;
     api.process.kill9();
     api.sidecar = Sidecar::start(&env.paths, cfg).await?;
     api.restart_process(&env.dir.path().join("logs")).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let outcomes = load.stop().await;
-    eprintln!("chat-api SIGKILL: {}; backlog at the kill {backlog}", summary(&outcomes));
+    eprintln!(
+        "chat-api SIGKILL: {}; backlog at the kill {backlog}",
+        summary(&outcomes)
+    );
 
-    ensure!(backlog["pending"].as_u64().unwrap_or(0) > 0, "events must have been pending when chat-api was killed");
-    let server_errors = outcomes.iter().filter(|o| o.status.is_some_and(|s| s >= 500)).count();
+    ensure!(
+        backlog["pending"].as_u64().unwrap_or(0) > 0,
+        "events must have been pending when chat-api was killed"
+    );
+    let server_errors = outcomes
+        .iter()
+        .filter(|o| o.status.is_some_and(|s| s >= 500))
+        .count();
     ensure!(server_errors == 0, "{server_errors} requests got a 5xx");
     let unanswered = outcomes.iter().filter(|o| o.status.is_none()).count();
     let answered_ok = outcomes.iter().filter(|o| o.status == Some(201)).count();
-    ensure!(answered_ok + unanswered == outcomes.len(), "only refusals while chat-api was down");
+    ensure!(
+        answered_ok + unanswered == outcomes.len(),
+        "only refusals while chat-api was down"
+    );
     // A request in flight at the kill may have committed without its answer arriving.
     verify_all_delivered(&env, &outcomes, unanswered, DELIVERY_TIMEOUT).await?;
     Ok(())
@@ -116,7 +157,12 @@ async fn two_replicas_writing_for_the_same_users_keep_each_users_order() -> Resu
     let db = env.database().await?;
     let mut first = env.start_chat_api(&db).await?;
     let second = env.start_chat_api(&db).await?;
-    let load = Load::start(&env, &[first.base.clone(), second.base.clone()], &USERS, INTERVAL)?;
+    let load = Load::start(
+        &env,
+        &[first.base.clone(), second.base.clone()],
+        &USERS,
+        INTERVAL,
+    )?;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // A short broker outage makes both replicas' events queue up together.
@@ -132,7 +178,12 @@ async fn two_replicas_writing_for_the_same_users_keep_each_users_order() -> Resu
     eprintln!("two replicas: {}", summary(&outcomes));
 
     for base in [&first.base, &second.base] {
-        ensure!(outcomes.iter().any(|o| &o.base == base && o.status == Some(201)), "both replicas took writes");
+        ensure!(
+            outcomes
+                .iter()
+                .any(|o| &o.base == base && o.status == Some(201)),
+            "both replicas took writes"
+        );
     }
     all_succeeded_quickly(&outcomes)?;
     verify_all_delivered(&env, &outcomes, 0, DELIVERY_TIMEOUT).await?;

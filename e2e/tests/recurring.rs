@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context as _, Result};
-use e2e::{decode_task_events, Env, Service};
-use serde_json::{json, Value};
-use todo_domain::{topics, EventType};
+use anyhow::{Context as _, Result, bail, ensure};
+use e2e::{Env, Service, decode_task_events};
+use serde_json::{Value, json};
+use todo_domain::{EventType, topics};
 
 struct Setup {
     env: Env,
@@ -20,8 +20,19 @@ async fn setup() -> Result<Setup> {
     let env = Env::start().await?;
     let db = env.database().await?;
     let api = env.start_chat_api(&db).await?;
-    let worker = env.start_service("recurring-tasks", "recurring-tasks", &[("DATABASE_URL", db)]).await?;
-    Ok(Setup { env, api, worker, client: reqwest::Client::new() })
+    let worker = env
+        .start_service(
+            "recurring-tasks",
+            "recurring-tasks",
+            &[("DATABASE_URL", db)],
+        )
+        .await?;
+    Ok(Setup {
+        env,
+        api,
+        worker,
+        client: reqwest::Client::new(),
+    })
 }
 
 impl Setup {
@@ -52,7 +63,10 @@ impl Setup {
     async fn pending(&self, user: &str) -> Result<Vec<Value>> {
         let page: Value = self
             .client
-            .get(format!("{}/api/{user}/tasks?status=pending&limit=200&sort=title", self.api.base))
+            .get(format!(
+                "{}/api/{user}/tasks?status=pending&limit=200&sort=title",
+                self.api.base
+            ))
             .bearer_auth(self.env.token(user)?)
             .send()
             .await?
@@ -63,14 +77,24 @@ impl Setup {
     }
 
     /// Waits until `user` has `n` pending tasks, then checks for `settle` that no more come.
-    async fn wait_pending(&self, user: &str, n: usize, timeout: Duration, settle: Duration) -> Result<Vec<Value>> {
+    async fn wait_pending(
+        &self,
+        user: &str,
+        n: usize,
+        timeout: Duration,
+        settle: Duration,
+    ) -> Result<Vec<Value>> {
         let deadline = Instant::now() + timeout;
         loop {
             let tasks = self.pending(user).await?;
             if tasks.len() >= n {
                 tokio::time::sleep(settle).await;
                 let tasks = self.pending(user).await?;
-                ensure!(tasks.len() == n, "{user}: expected exactly {n} pending tasks, found {}", tasks.len());
+                ensure!(
+                    tasks.len() == n,
+                    "{user}: expected exactly {n} pending tasks, found {}",
+                    tasks.len()
+                );
                 return Ok(tasks);
             }
             if Instant::now() > deadline {
@@ -85,49 +109,105 @@ impl Setup {
     }
 
     /// Publishes a raw event through chat-api's sidecar, as a producer would.
-    async fn publish_raw(&self, key: &str, event_id: &str, event_type: &str, body: &Value) -> Result<()> {
+    async fn publish_raw(
+        &self,
+        key: &str,
+        event_id: &str,
+        event_type: &str,
+        body: &Value,
+    ) -> Result<()> {
         let url = format!(
             "{}/v1.0/publish/pubsub/{}?metadata.partitionKey={key}&metadata.cloudevent.id={event_id}&metadata.cloudevent.type={event_type}",
             self.api.sidecar.http_url(),
             topics::TASK_EVENTS
         );
         let res = self.client.post(url).json(body).send().await?;
-        ensure!(res.status().as_u16() == 204, "publish answered {}", res.status());
+        ensure!(
+            res.status().as_u16() == 204,
+            "publish answered {}",
+            res.status()
+        );
         Ok(())
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn completing_daily_weekly_and_monthly_tasks_creates_one_next_instance_each_on_the_right_date() -> Result<()> {
+async fn completing_daily_weekly_and_monthly_tasks_creates_one_next_instance_each_on_the_right_date()
+-> Result<()> {
     let s = setup().await?;
     let u = "rita";
     let daily = s.create(u, json!({"title": "a daily", "due_at": "2026-03-28T09:00", "time_zone": "Europe/Berlin", "recurrence": "daily", "tags": ["x"], "priority": "high", "description": "d"})).await?;
     let weekly = s.create(u, json!({"title": "b weekly", "due_at": "2026-01-30T08:00", "time_zone": "America/New_York", "recurrence": "weekly"})).await?;
-    let monthly = s.create(u, json!({"title": "c monthly", "due_at": "2026-01-31T09:00", "recurrence": "monthly"})).await?;
-    let once = s.create(u, json!({"title": "d once", "due_at": "2026-01-31T09:00"})).await?;
+    let monthly = s
+        .create(
+            u,
+            json!({"title": "c monthly", "due_at": "2026-01-31T09:00", "recurrence": "monthly"}),
+        )
+        .await?;
+    let once = s
+        .create(u, json!({"title": "d once", "due_at": "2026-01-31T09:00"}))
+        .await?;
     let started = Instant::now();
     for t in [&daily, &weekly, &monthly, &once] {
         s.complete(u, t).await?;
     }
-    let next = s.wait_pending(u, 3, Duration::from_secs(30), Duration::from_secs(3)).await?;
-    eprintln!("three next instances within {:?} of completion", started.elapsed());
+    let next = s
+        .wait_pending(u, 3, Duration::from_secs(30), Duration::from_secs(3))
+        .await?;
+    eprintln!(
+        "three next instances within {:?} of completion",
+        started.elapsed()
+    );
 
-    let by_title = |title: &str| next.iter().find(|t| t["title"] == title).cloned().unwrap_or(Value::Null);
+    let by_title = |title: &str| {
+        next.iter()
+            .find(|t| t["title"] == title)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     // Berlin springs forward on 2026-03-29: 09:00 local is then 07:00 UTC.
     let d = by_title("a daily");
     ensure!(d["due_at"] == "2026-03-29T07:00:00Z", "daily: {d}");
-    ensure!(d["tags"] == json!(["x"]) && d["priority"] == "high" && d["description"] == "d", "daily keeps its metadata: {d}");
-    ensure!(d["completed"] == false && d["version"] == 1, "daily starts incomplete: {d}");
-    ensure!(d["recurrence"]["series_id"] == daily["id"] && d["recurrence"]["occurrence"] == 1, "linked to its series: {d}");
-    ensure!(by_title("b weekly")["due_at"] == "2026-02-06T13:00:00Z", "weekly: {}", by_title("b weekly"));
-    ensure!(by_title("c monthly")["due_at"] == "2026-02-28T09:00:00Z", "monthly, capped at month end: {}", by_title("c monthly"));
-    ensure!(by_title("d once").is_null(), "a non-recurring task gets no next instance");
+    ensure!(
+        d["tags"] == json!(["x"]) && d["priority"] == "high" && d["description"] == "d",
+        "daily keeps its metadata: {d}"
+    );
+    ensure!(
+        d["completed"] == false && d["version"] == 1,
+        "daily starts incomplete: {d}"
+    );
+    ensure!(
+        d["recurrence"]["series_id"] == daily["id"] && d["recurrence"]["occurrence"] == 1,
+        "linked to its series: {d}"
+    );
+    ensure!(
+        by_title("b weekly")["due_at"] == "2026-02-06T13:00:00Z",
+        "weekly: {}",
+        by_title("b weekly")
+    );
+    ensure!(
+        by_title("c monthly")["due_at"] == "2026-02-28T09:00:00Z",
+        "monthly, capped at month end: {}",
+        by_title("c monthly")
+    );
+    ensure!(
+        by_title("d once").is_null(),
+        "a non-recurring task gets no next instance"
+    );
 
     // The chain continues: completing February's monthly instance gives March 31st.
     s.complete(u, &by_title("c monthly")).await?;
-    let next = s.wait_pending(u, 3, Duration::from_secs(30), Duration::from_secs(2)).await?;
-    let m = next.iter().find(|t| t["title"] == "c monthly").context("march instance")?;
-    ensure!(m["due_at"] == "2026-03-31T09:00:00Z", "monthly keeps the anchor day: {m}");
+    let next = s
+        .wait_pending(u, 3, Duration::from_secs(30), Duration::from_secs(2))
+        .await?;
+    let m = next
+        .iter()
+        .find(|t| t["title"] == "c monthly")
+        .context("march instance")?;
+    ensure!(
+        m["due_at"] == "2026-03-31T09:00:00Z",
+        "monthly keeps the anchor day: {m}"
+    );
     Ok(())
 }
 
@@ -135,11 +215,20 @@ async fn completing_daily_weekly_and_monthly_tasks_creates_one_next_instance_eac
 async fn the_same_completion_delivered_ten_times_at_once_creates_one_instance() -> Result<()> {
     let s = setup().await?;
     let u = "sam";
-    let task = s.create(u, json!({"title": "standup", "due_at": "2026-05-04T09:30:00Z", "recurrence": "daily"})).await?;
+    let task = s
+        .create(
+            u,
+            json!({"title": "standup", "due_at": "2026-05-04T09:30:00Z", "recurrence": "daily"}),
+        )
+        .await?;
     s.complete(u, &task).await?;
-    s.wait_pending(u, 1, Duration::from_secs(30), Duration::from_secs(1)).await?;
+    s.wait_pending(u, 1, Duration::from_secs(30), Duration::from_secs(1))
+        .await?;
 
-    let records = s.env.records(topics::TASK_EVENTS, 3, Duration::from_secs(30)).await?;
+    let records = s
+        .env
+        .records(topics::TASK_EVENTS, 3, Duration::from_secs(30))
+        .await?;
     let completed = decode_task_events(&records)?
         .into_iter()
         .find(|e| e.event.event_type == EventType::TaskCompleted)
@@ -151,13 +240,19 @@ async fn the_same_completion_delivered_ten_times_at_once_creates_one_instance() 
         r?;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let pending = s.wait_pending(u, 1, Duration::from_secs(5), Duration::from_secs(3)).await?;
-    ensure!(pending[0]["recurrence"]["occurrence"] == 1, "one next instance: {pending:?}");
+    let pending = s
+        .wait_pending(u, 1, Duration::from_secs(5), Duration::from_secs(3))
+        .await?;
+    ensure!(
+        pending[0]["recurrence"]["occurrence"] == 1,
+        "one next instance: {pending:?}"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_worker_killed_while_handling_completions_then_restarted_creates_one_instance_each() -> Result<()> {
+async fn the_worker_killed_while_handling_completions_then_restarted_creates_one_instance_each()
+-> Result<()> {
     let mut s = setup().await?;
     let u = "tom";
     let mut tasks = Vec::new();
@@ -177,10 +272,15 @@ async fn the_worker_killed_while_handling_completions_then_restarted_creates_one
     let created_before_kill = s.pending(u).await?.len();
     let logs = s.env.dir.path().join("logs");
     s.worker.restart_process(&logs).await?;
-    let next = s.wait_pending(u, 20, Duration::from_secs(60), Duration::from_secs(3)).await?;
+    let next = s
+        .wait_pending(u, 20, Duration::from_secs(60), Duration::from_secs(3))
+        .await?;
     eprintln!("{created_before_kill} instances existed when the worker was killed");
     for t in &next {
-        ensure!(t["recurrence"]["occurrence"] == 1 && t["due_at"] == "2026-06-08T18:00:00Z", "{t}");
+        ensure!(
+            t["recurrence"]["occurrence"] == 1 && t["due_at"] == "2026-06-08T18:00:00Z",
+            "{t}"
+        );
     }
     Ok(())
 }
@@ -190,13 +290,34 @@ async fn a_malformed_event_does_not_stop_later_events_on_its_partition() -> Resu
     let s = setup().await?;
     let u = "uma";
     // Same key as the user's real events, so the same partition, and ahead of them.
-    s.publish_raw(u, "11111111-1111-4111-8111-111111111111", "task.completed", &json!("this is not an event")).await?;
-    s.publish_raw(u, "22222222-2222-4222-8222-222222222222", "task.completed", &json!({"event_type": "task.completed", "schema_version": 1, "user_id": "", "task": {}})).await?;
+    s.publish_raw(
+        u,
+        "11111111-1111-4111-8111-111111111111",
+        "task.completed",
+        &json!("this is not an event"),
+    )
+    .await?;
+    s.publish_raw(
+        u,
+        "22222222-2222-4222-8222-222222222222",
+        "task.completed",
+        &json!({"event_type": "task.completed", "schema_version": 1, "user_id": "", "task": {}}),
+    )
+    .await?;
     let task = s.create(u, json!({"title": "after the poison", "due_at": "2026-07-01T10:00:00Z", "recurrence": "daily"})).await?;
     s.complete(u, &task).await?;
-    let next = s.wait_pending(u, 1, Duration::from_secs(60), Duration::from_secs(1)).await?;
+    let next = s
+        .wait_pending(u, 1, Duration::from_secs(60), Duration::from_secs(1))
+        .await?;
     ensure!(next[0]["due_at"] == "2026-07-02T10:00:00Z", "{next:?}");
-    let dead = s.env.records(topics::TASK_EVENTS_DLQ, 2, Duration::from_secs(30)).await?;
-    ensure!(dead.len() == 2, "both malformed events are dead-lettered, got {}", dead.len());
+    let dead = s
+        .env
+        .records(topics::TASK_EVENTS_DLQ, 2, Duration::from_secs(30))
+        .await?;
+    ensure!(
+        dead.len() == 2,
+        "both malformed events are dead-lettered, got {}",
+        dead.len()
+    );
     Ok(())
 }

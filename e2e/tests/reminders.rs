@@ -10,19 +10,19 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use anyhow::{ensure, Context as _, Result};
-use devstack::{Sidecar, SidecarConfig};
-use service_kit::{state::STATE_STORE_NAME, DaprIdempotencyStore, IdempotencyStore as _};
+use anyhow::{Context as _, Result, ensure};
 use chrono::{DateTime, SecondsFormat, Utc};
+use devstack::{Sidecar, SidecarConfig};
 use e2e::{
-    reminders::{
-        decode_reminders, notifications, percentile, publish_reminder, set_cron_schedule, start_notifications,
-        start_reminder_cron, wait_for_notifications, Notification,
-    },
     Env, Service,
+    reminders::{
+        Notification, decode_reminders, notifications, percentile, publish_reminder,
+        set_cron_schedule, start_notifications, start_reminder_cron, wait_for_notifications,
+    },
 };
-use serde_json::{json, Value};
-use todo_domain::{topics, EventType, Priority, ReminderEvent, TimeZone, REMINDER_SCHEMA_VERSION};
+use serde_json::{Value, json};
+use service_kit::{DaprIdempotencyStore, IdempotencyStore as _, state::STATE_STORE_NAME};
+use todo_domain::{EventType, Priority, REMINDER_SCHEMA_VERSION, ReminderEvent, TimeZone, topics};
 use uuid::Uuid;
 
 const TICK: Duration = Duration::from_secs(2);
@@ -87,8 +87,14 @@ fn report_latency(test: &str, lines: &[Notification]) {
 
 fn within_sc_009(lines: &[Notification]) -> Result<()> {
     for n in lines {
-        let ms = n.latency_ms.context("a notification line without latency_ms")?;
-        ensure!(ms < SC_009.as_millis() as u64, "logged {ms} ms after publication: {}", n.line);
+        let ms = n
+            .latency_ms
+            .context("a notification line without latency_ms")?;
+        ensure!(
+            ms < SC_009.as_millis() as u64,
+            "logged {ms} ms after publication: {}",
+            n.line
+        );
     }
     Ok(())
 }
@@ -115,20 +121,37 @@ fn reminder(user: &str, title: &str) -> ReminderEvent {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_due_in_two_hours_is_notified_once_and_tasks_outside_the_window_or_completed_never() -> Result<()> {
+async fn a_task_due_in_two_hours_is_notified_once_and_tasks_outside_the_window_or_completed_never()
+-> Result<()> {
     let env = Env::start().await?;
     set_cron_schedule(&env, "@every 2s")?;
     let db = env.database().await?;
     let api = env.start_chat_api(&db).await?;
     // Both apps require daprd's token: the cron call and the delivery carry it.
     let notifier = start_notifications(&env, Some(APP_TOKEN)).await?;
-    let tasks = Api { env: &env, api: &api, client: reqwest::Client::new() };
+    let tasks = Api {
+        env: &env,
+        api: &api,
+        client: reqwest::Client::new(),
+    };
 
     // Completed before reminder-cron runs at all, so no tick can catch it still open.
-    let done = tasks.create("alice", "already done", Utc::now() + chrono::Duration::hours(1)).await?;
+    let done = tasks
+        .create(
+            "alice",
+            "already done",
+            Utc::now() + chrono::Duration::hours(1),
+        )
+        .await?;
     tasks.complete("alice", &done).await?;
     let cron = start_reminder_cron(&env, &db, Some(APP_TOKEN)).await?;
-    let later = tasks.create("alice", "due in three days", Utc::now() + chrono::Duration::days(3)).await?;
+    let later = tasks
+        .create(
+            "alice",
+            "due in three days",
+            Utc::now() + chrono::Duration::days(3),
+        )
+        .await?;
     let due = Utc::now() + chrono::Duration::hours(2);
     let soon = tasks.create("alice", "due in two hours", due).await?;
     let created = Instant::now();
@@ -136,7 +159,12 @@ async fn a_task_due_in_two_hours_is_notified_once_and_tasks_outside_the_window_o
     let log = || notifier.process.log_text();
     let lines = wait_for_notifications(log, Some(&soon), 1, TICK + SC_009).await;
     let waited = created.elapsed();
-    ensure!(lines.len() == 1, "no notification within a tick plus 10 s; notifications log:\n{}\nreminder-cron log:\n{}", notifier.process.log_tail(30), cron.process.log_tail(30));
+    ensure!(
+        lines.len() == 1,
+        "no notification within a tick plus 10 s; notifications log:\n{}\nreminder-cron log:\n{}",
+        notifier.process.log_tail(30),
+        cron.process.log_tail(30)
+    );
     eprintln!("task created -> notification logged: {waited:?}");
     let line = &lines[0].line;
     for expected in [
@@ -145,7 +173,10 @@ async fn a_task_due_in_two_hours_is_notified_once_and_tasks_outside_the_window_o
         "description=\"remind me\"".to_owned(),
         "priority=\"high\"".to_owned(),
         "tags=[\"e2e\"]".to_owned(),
-        format!("due_at=\"{}\"", due.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        format!(
+            "due_at=\"{}\"",
+            due.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
         "time_zone=\"Europe/Berlin\"".to_owned(),
     ] {
         ensure!(line.contains(&expected), "{expected} missing from {line}");
@@ -154,37 +185,92 @@ async fn a_task_due_in_two_hours_is_notified_once_and_tasks_outside_the_window_o
     // More ticks: still one line for it, none for the others.
     tokio::time::sleep(3 * TICK).await;
     let all = notifications(&notifier.process.log_text(), None);
-    ensure!(notifications(&notifier.process.log_text(), Some(&soon)).len() == 1, "one line only: {all:#?}");
-    ensure!(all.len() == 1, "the completed task and the one due in 3 days get none: {all:#?}");
+    ensure!(
+        notifications(&notifier.process.log_text(), Some(&soon)).len() == 1,
+        "one line only: {all:#?}"
+    );
+    ensure!(
+        all.len() == 1,
+        "the completed task and the one due in 3 days get none: {all:#?}"
+    );
     let cron_log = cron.process.log_text();
-    ensure!(!cron_log.contains(&later) && !cron_log.contains(&done), "reminder-cron published for a task it should not have:\n{cron_log}");
+    ensure!(
+        !cron_log.contains(&later) && !cron_log.contains(&done),
+        "reminder-cron published for a task it should not have:\n{cron_log}"
+    );
 
     // A new due time is a new reminder.
     let moved = due + chrono::Duration::hours(1);
     tasks.move_due("alice", &soon, moved).await?;
-    let lines = wait_for_notifications(|| notifier.process.log_text(), Some(&soon), 2, TICK + SC_009).await;
-    ensure!(lines.len() == 2, "no reminder for the new due time: {lines:#?}");
-    ensure!(lines[1].line.contains(&format!("due_at=\"{}\"", moved.to_rfc3339_opts(SecondsFormat::Secs, true))), "{}", lines[1].line);
+    let lines = wait_for_notifications(
+        || notifier.process.log_text(),
+        Some(&soon),
+        2,
+        TICK + SC_009,
+    )
+    .await;
+    ensure!(
+        lines.len() == 2,
+        "no reminder for the new due time: {lines:#?}"
+    );
+    ensure!(
+        lines[1].line.contains(&format!(
+            "due_at=\"{}\"",
+            moved.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )),
+        "{}",
+        lines[1].line
+    );
     within_sc_009(&lines)?;
     report_latency("window", &lines);
 
     // On the topic: exactly the two reminders, keyed by user, ids fixed by task and due time.
-    let records = env.records(topics::REMINDERS, 3, Duration::from_secs(5)).await?;
+    let records = env
+        .records(topics::REMINDERS, 3, Duration::from_secs(5))
+        .await?;
     let seen = decode_reminders(&records)?;
-    ensure!(seen.len() == 2, "expected 2 records on reminders, got {seen:#?}");
+    ensure!(
+        seen.len() == 2,
+        "expected 2 records on reminders, got {seen:#?}"
+    );
     for (s, at) in seen.iter().zip([due, moved]) {
         let task_id = Uuid::parse_str(&soon)?;
         ensure!(s.key.as_deref() == Some("alice"), "record key {:?}", s.key);
-        ensure!(s.cloudevent_type == "reminder.due", "CloudEvent type {}", s.cloudevent_type);
-        ensure!(s.cloudevent_id == s.event.event_id.to_string(), "CloudEvent id must be the event id");
-        ensure!(s.event.event_id == ReminderEvent::id_for(task_id, at), "event id derived from task and due time");
-        ensure!(s.event.task_id == task_id && s.event.due_at.timestamp() == at.timestamp(), "{:?}", s.event);
-        ensure!(s.event.title == "due in two hours" && s.event.window_seconds == 86_400, "{:?}", s.event);
+        ensure!(
+            s.cloudevent_type == "reminder.due",
+            "CloudEvent type {}",
+            s.cloudevent_type
+        );
+        ensure!(
+            s.cloudevent_id == s.event.event_id.to_string(),
+            "CloudEvent id must be the event id"
+        );
+        ensure!(
+            s.event.event_id == ReminderEvent::id_for(task_id, at),
+            "event id derived from task and due time"
+        );
+        ensure!(
+            s.event.task_id == task_id && s.event.due_at.timestamp() == at.timestamp(),
+            "{:?}",
+            s.event
+        );
+        ensure!(
+            s.event.title == "due in two hours" && s.event.window_seconds == 86_400,
+            "{:?}",
+            s.event
+        );
     }
 
     // Only daprd (holding the token) may trigger a scan.
-    let status = reqwest::Client::new().post(format!("{}/reminder-cron", cron.base)).send().await?.status();
-    ensure!(status == 401, "an unauthenticated cron call answered {status}");
+    let status = reqwest::Client::new()
+        .post(format!("{}/reminder-cron", cron.base))
+        .send()
+        .await?
+        .status();
+    ensure!(
+        status == 401,
+        "an unauthenticated cron call answered {status}"
+    );
     Ok(())
 }
 
@@ -195,11 +281,23 @@ async fn two_reminder_cron_replicas_publish_one_reminder_per_task_and_due_time()
     let db = env.database().await?;
     let api = env.start_chat_api(&db).await?;
     let notifier = start_notifications(&env, None).await?;
-    let tasks = Api { env: &env, api: &api, client: reqwest::Client::new() };
+    let tasks = Api {
+        env: &env,
+        api: &api,
+        client: reqwest::Client::new(),
+    };
     let mut ids = Vec::new();
     for i in 0..30i64 {
         let user = ["ann", "ben", "cat"][i as usize % 3];
-        ids.push(tasks.create(user, &format!("task {i}"), Utc::now() + chrono::Duration::minutes(30 + i)).await?);
+        ids.push(
+            tasks
+                .create(
+                    user,
+                    &format!("task {i}"),
+                    Utc::now() + chrono::Duration::minutes(30 + i),
+                )
+                .await?,
+        );
     }
 
     let first = start_reminder_cron(&env, &db, None).await?;
@@ -211,11 +309,25 @@ async fn two_reminder_cron_replicas_publish_one_reminder_per_task_and_due_time()
             client.post(format!("{}/reminder-cron", first.base)).send(),
             client.post(format!("{}/reminder-cron", second.base)).send()
         );
-        ensure!(a?.status() == 200 && b?.status() == 200, "cron calls answer 200");
+        ensure!(
+            a?.status() == 200 && b?.status() == 200,
+            "cron calls answer 200"
+        );
     }
 
-    let lines = wait_for_notifications(|| notifier.process.log_text(), None, ids.len(), Duration::from_secs(30)).await;
-    ensure!(lines.len() == ids.len(), "{} of {} notifications", lines.len(), ids.len());
+    let lines = wait_for_notifications(
+        || notifier.process.log_text(),
+        None,
+        ids.len(),
+        Duration::from_secs(30),
+    )
+    .await;
+    ensure!(
+        lines.len() == ids.len(),
+        "{} of {} notifications",
+        lines.len(),
+        ids.len()
+    );
     tokio::time::sleep(3 * TICK).await;
     let log = notifier.process.log_text();
     for id in &ids {
@@ -225,9 +337,20 @@ async fn two_reminder_cron_replicas_publish_one_reminder_per_task_and_due_time()
     let published = |s: &Service| s.process.log_text().matches("reminder published").count();
     let (by_first, by_second) = (published(&first), published(&second));
     eprintln!("replica 1 published {by_first}, replica 2 published {by_second}");
-    ensure!(by_first + by_second == ids.len(), "{by_first} + {by_second} publishes for {} tasks", ids.len());
-    let records = env.records(topics::REMINDERS, ids.len() + 1, Duration::from_secs(5)).await?;
-    ensure!(records.len() == ids.len(), "expected {} records on reminders, got {}", ids.len(), records.len());
+    ensure!(
+        by_first + by_second == ids.len(),
+        "{by_first} + {by_second} publishes for {} tasks",
+        ids.len()
+    );
+    let records = env
+        .records(topics::REMINDERS, ids.len() + 1, Duration::from_secs(5))
+        .await?;
+    ensure!(
+        records.len() == ids.len(),
+        "expected {} records on reminders, got {}",
+        ids.len(),
+        records.len()
+    );
     let lines = notifications(&log, None);
     within_sc_009(&lines)?;
     report_latency("replicas", &lines);
@@ -248,12 +371,29 @@ async fn the_same_reminder_published_five_times_is_logged_once() -> Result<()> {
     publish_reminder(&client, &notifier.sidecar, &marker).await?;
 
     let task = marker.task_id.to_string();
-    let done = wait_for_notifications(|| notifier.process.log_text(), Some(&task), 1, Duration::from_secs(30)).await;
-    ensure!(done.len() == 1, "the marker was not logged; log:\n{}", notifier.process.log_tail(30));
+    let done = wait_for_notifications(
+        || notifier.process.log_text(),
+        Some(&task),
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    ensure!(
+        done.len() == 1,
+        "the marker was not logged; log:\n{}",
+        notifier.process.log_tail(30)
+    );
     let log = notifier.process.log_text();
     let lines = notifications(&log, Some(&twice_told.task_id.to_string()));
-    ensure!(lines.len() == 1, "published 5 times, logged {} times:\n{log}", lines.len());
-    ensure!(log.matches("logged before").count() == 4, "four deliveries recognised as duplicates:\n{log}");
+    ensure!(
+        lines.len() == 1,
+        "published 5 times, logged {} times:\n{log}",
+        lines.len()
+    );
+    ensure!(
+        log.matches("logged before").count() == 4,
+        "four deliveries recognised as duplicates:\n{log}"
+    );
     let all = notifications(&log, None);
     within_sc_009(&all)?;
     report_latency("duplicates", &all);
@@ -261,50 +401,100 @@ async fn the_same_reminder_published_five_times_is_logged_once() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reminders_published_while_notifications_is_down_are_all_logged_after_it_restarts() -> Result<()> {
+async fn reminders_published_while_notifications_is_down_are_all_logged_after_it_restarts()
+-> Result<()> {
     let env = Env::start().await?;
     let mut notifier = start_notifications(&env, None).await?;
     let client = reqwest::Client::new();
     // Up and subscribed: a first reminder gets through.
     let first = reminder("bob", "before the outage");
     publish_reminder(&client, &notifier.sidecar, &first).await?;
-    let up = wait_for_notifications(|| notifier.process.log_text(), None, 1, Duration::from_secs(30)).await;
-    ensure!(up.len() == 1, "not subscribed; log:\n{}", notifier.process.log_tail(30));
+    let up = wait_for_notifications(
+        || notifier.process.log_text(),
+        None,
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    ensure!(
+        up.len() == 1,
+        "not subscribed; log:\n{}",
+        notifier.process.log_tail(30)
+    );
 
     notifier.process.stop();
     // daprd sees the app fail two probes a second apart and pauses the subscription.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let during: Vec<ReminderEvent> = (0..5).map(|i| reminder(["bob", "cid", "dee"][i % 3], &format!("during the outage {i}"))).collect();
+    let during: Vec<ReminderEvent> = (0..5)
+        .map(|i| {
+            reminder(
+                ["bob", "cid", "dee"][i % 3],
+                &format!("during the outage {i}"),
+            )
+        })
+        .collect();
     for r in &during {
         publish_reminder(&client, &notifier.sidecar, r).await?;
     }
     // Longer than the inbound retry budget (~7 s): without the pause these would be in the DLQ.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    notifier.restart_process(&env.dir.path().join("logs")).await?;
+    notifier
+        .restart_process(&env.dir.path().join("logs"))
+        .await?;
 
     let restarted_at = Instant::now();
-    let lines = wait_for_notifications(|| notifier.process.log_text(), None, during.len(), Duration::from_secs(30)).await;
-    eprintln!("restart -> all {} logged: {:?}", during.len(), restarted_at.elapsed());
+    let lines = wait_for_notifications(
+        || notifier.process.log_text(),
+        None,
+        during.len(),
+        Duration::from_secs(30),
+    )
+    .await;
+    eprintln!(
+        "restart -> all {} logged: {:?}",
+        during.len(),
+        restarted_at.elapsed()
+    );
     let log = notifier.process.log_text();
     for r in &during {
         let n = notifications(&log, Some(&r.task_id.to_string())).len();
-        ensure!(n == 1, "{}: {n} lines after the restart; log:\n{log}\nsidecar log:\n{}", r.title, notifier.sidecar.log_text());
+        ensure!(
+            n == 1,
+            "{}: {n} lines after the restart; log:\n{log}\nsidecar log:\n{}",
+            r.title,
+            notifier.sidecar.log_text()
+        );
     }
-    ensure!(lines.len() == during.len(), "only the outage's reminders after the restart: {lines:#?}");
-    let dead = env.records(topics::REMINDERS_DLQ, 1, Duration::from_secs(3)).await?;
+    ensure!(
+        lines.len() == during.len(),
+        "only the outage's reminders after the restart: {lines:#?}"
+    );
+    let dead = env
+        .records(topics::REMINDERS_DLQ, 1, Duration::from_secs(3))
+        .await?;
     ensure!(dead.is_empty(), "reminders were dead-lettered: {dead:#?}");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_in_the_real_state_store_have_one_winner_and_are_released_or_confirmed() -> Result<()> {
+async fn claims_in_the_real_state_store_have_one_winner_and_are_released_or_confirmed() -> Result<()>
+{
     let env = Env::start().await?;
     // A sidecar with the reminder-cron app id (its keys' prefix) and no app.
     let logs = env.dir.path().join("logs");
-    let sidecar = Sidecar::start(&env.paths, SidecarConfig::new("reminder-cron", &env.resources, &logs.join("claims-daprd.log"))).await?;
+    let sidecar = Sidecar::start(
+        &env.paths,
+        SidecarConfig::new(
+            "reminder-cron",
+            &env.resources,
+            &logs.join("claims-daprd.log"),
+        ),
+    )
+    .await?;
     let port = sidecar.config().grpc_port;
-    let replicas: Vec<Arc<DaprIdempotencyStore>> =
-        (0..8).map(|_| Arc::new(DaprIdempotencyStore::new(port, None, STATE_STORE_NAME))).collect();
+    let replicas: Vec<Arc<DaprIdempotencyStore>> = (0..8)
+        .map(|_| Arc::new(DaprIdempotencyStore::new(port, None, STATE_STORE_NAME)))
+        .collect();
     let key = format!("reminder:{}:1767346200", Uuid::now_v7());
     let lease = Duration::from_secs(60);
 
@@ -332,18 +522,30 @@ async fn claims_in_the_real_state_store_have_one_winner_and_are_released_or_conf
     // Released: free again.
     store.release(&key).await?;
     ensure!(!store.seen(&key).await?, "released");
-    ensure!(store.claim(&key, Duration::from_secs(2)).await?, "claimable after release");
+    ensure!(
+        store.claim(&key, Duration::from_secs(2)).await?,
+        "claimable after release"
+    );
 
     // Confirmed: outlives its short lease and stays taken.
     store.confirm(&key, Duration::from_secs(3600)).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    ensure!(store.seen(&key).await?, "a confirmed claim outlives its lease");
-    ensure!(!replicas[1].claim(&key, lease).await?, "a confirmed claim stays taken");
+    ensure!(
+        store.seen(&key).await?,
+        "a confirmed claim outlives its lease"
+    );
+    ensure!(
+        !replicas[1].claim(&key, lease).await?,
+        "a confirmed claim stays taken"
+    );
 
     // A lease that ran out frees the key (a replica that died holding it).
     let other = format!("reminder:{}:1767346200", Uuid::now_v7());
     ensure!(store.claim(&other, Duration::from_secs(1)).await?);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    ensure!(replicas[2].claim(&other, lease).await?, "claimable once the lease ran out");
+    ensure!(
+        replicas[2].claim(&other, lease).await?,
+        "claimable once the lease ran out"
+    );
     Ok(())
 }

@@ -3,10 +3,10 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use anyhow::{ensure, Result};
-use e2e::{decode_task_events, Env};
-use serde_json::{json, Value};
-use todo_domain::{topics, EventType};
+use anyhow::{Result, ensure};
+use e2e::{Env, decode_task_events};
+use serde_json::{Value, json};
+use todo_domain::{EventType, topics};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_changes_reach_kafka_keyed_by_user_and_in_order() -> Result<()> {
@@ -31,53 +31,140 @@ async fn task_changes_reach_kafka_keyed_by_user_and_in_order() -> Result<()> {
             .await?;
         let id = created["id"].as_str().unwrap_or_default().to_owned();
         let task = format!("{base}/{id}");
-        client.patch(&task).bearer_auth(&token).json(&json!({"description": "updated"})).send().await?.error_for_status()?;
-        client.post(format!("{task}/complete")).bearer_auth(&token).send().await?.error_for_status()?;
-        client.delete(&task).bearer_auth(&token).send().await?.error_for_status()?;
+        client
+            .patch(&task)
+            .bearer_auth(&token)
+            .json(&json!({"description": "updated"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        client
+            .post(format!("{task}/complete"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?;
+        client
+            .delete(&task)
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?;
         task_ids.insert(user, id);
     }
 
-    let records = env.records(topics::TASK_EVENTS, 8, Duration::from_secs(45)).await?;
-    ensure!(records.len() == 8, "expected 8 records on task-events, got {}: {records:#?}", records.len());
+    let records = env
+        .records(topics::TASK_EVENTS, 8, Duration::from_secs(45))
+        .await?;
+    ensure!(
+        records.len() == 8,
+        "expected 8 records on task-events, got {}: {records:#?}",
+        records.len()
+    );
     // Exactly eight: ask for one more and see that it never comes.
-    let again = env.records(topics::TASK_EVENTS, 9, Duration::from_secs(5)).await?;
-    ensure!(again.len() == 8, "expected no further records, got {}", again.len());
+    let again = env
+        .records(topics::TASK_EVENTS, 9, Duration::from_secs(5))
+        .await?;
+    ensure!(
+        again.len() == 8,
+        "expected no further records, got {}",
+        again.len()
+    );
     let seen = decode_task_events(&records)?;
 
     for user in users {
         let mut mine: Vec<_> = seen.iter().filter(|e| e.event.user_id == user).collect();
-        ensure!(mine.len() == 4, "{user}: expected 4 events, got {}", mine.len());
+        ensure!(
+            mine.len() == 4,
+            "{user}: expected 4 events, got {}",
+            mine.len()
+        );
         let partitions: Vec<i32> = mine.iter().map(|e| e.partition).collect();
-        ensure!(partitions.windows(2).all(|w| w[0] == w[1]), "{user}: one key, one partition: {partitions:?}");
+        ensure!(
+            partitions.windows(2).all(|w| w[0] == w[1]),
+            "{user}: one key, one partition: {partitions:?}"
+        );
         mine.sort_by_key(|e| e.offset);
         let types: Vec<EventType> = mine.iter().map(|e| e.event.event_type).collect();
         ensure!(
-            types == [EventType::TaskCreated, EventType::TaskUpdated, EventType::TaskCompleted, EventType::TaskDeleted],
+            types
+                == [
+                    EventType::TaskCreated,
+                    EventType::TaskUpdated,
+                    EventType::TaskCompleted,
+                    EventType::TaskDeleted
+                ],
             "{user}: events out of order: {types:?}"
         );
         for (i, e) in mine.iter().enumerate() {
-            ensure!(e.key.as_deref() == Some(user), "{user}: record key {:?}", e.key);
-            ensure!(e.cloudevent_id == e.event.event_id.to_string(), "CloudEvent id must be the event_id");
-            ensure!(e.cloudevent_type == e.event.event_type.as_str(), "CloudEvent type must be the event type");
-            ensure!(e.event.task.id.to_string() == task_ids[user], "{user}: wrong task in event");
-            ensure!(e.event.task.version == i as i64 + 1, "{user}: version {} at position {i}", e.event.task.version);
-            ensure!(e.event.task.title == format!("{user}'s task"), "complete snapshot carries the title");
-            ensure!(e.event.task.tags == ["e2e"], "complete snapshot carries the tags");
-            ensure!(e.event.task.time_zone.name() == "Europe/Berlin", "complete snapshot carries the zone");
-            ensure!(e.event.task.recurrence.is_some(), "complete snapshot carries the recurrence");
+            ensure!(
+                e.key.as_deref() == Some(user),
+                "{user}: record key {:?}",
+                e.key
+            );
+            ensure!(
+                e.cloudevent_id == e.event.event_id.to_string(),
+                "CloudEvent id must be the event_id"
+            );
+            ensure!(
+                e.cloudevent_type == e.event.event_type.as_str(),
+                "CloudEvent type must be the event type"
+            );
+            ensure!(
+                e.event.task.id.to_string() == task_ids[user],
+                "{user}: wrong task in event"
+            );
+            ensure!(
+                e.event.task.version == i as i64 + 1,
+                "{user}: version {} at position {i}",
+                e.event.task.version
+            );
+            ensure!(
+                e.event.task.title == format!("{user}'s task"),
+                "complete snapshot carries the title"
+            );
+            ensure!(
+                e.event.task.tags == ["e2e"],
+                "complete snapshot carries the tags"
+            );
+            ensure!(
+                e.event.task.time_zone.name() == "Europe/Berlin",
+                "complete snapshot carries the zone"
+            );
+            ensure!(
+                e.event.task.recurrence.is_some(),
+                "complete snapshot carries the recurrence"
+            );
         }
-        ensure!(mine[1].event.changed_fields == ["description"], "update names its fields");
-        ensure!(mine[2].event.task.completed, "completion snapshot is completed");
+        ensure!(
+            mine[1].event.changed_fields == ["description"],
+            "update names its fields"
+        );
+        ensure!(
+            mine[2].event.task.completed,
+            "completion snapshot is completed"
+        );
     }
 
     let topics_described = env.stack.describe_topics().await?;
-    for topic in [topics::TASK_EVENTS, topics::REMINDERS, topics::TASK_EVENTS_DLQ, topics::REMINDERS_DLQ] {
+    for topic in [
+        topics::TASK_EVENTS,
+        topics::REMINDERS,
+        topics::TASK_EVENTS_DLQ,
+        topics::REMINDERS_DLQ,
+    ] {
         let line = topics_described
             .lines()
             .find(|l| l.contains(&format!("Topic: {topic}\t")) && l.contains("PartitionCount"))
             .unwrap_or_default();
-        ensure!(line.contains(&format!("PartitionCount: {}", e2e::TOPIC_PARTITIONS)), "topic {topic}: {line:?}\n{topics_described}");
-        ensure!(line.contains("retention.ms=604800000"), "topic {topic} keeps 7 days: {line:?}");
+        ensure!(
+            line.contains(&format!("PartitionCount: {}", e2e::TOPIC_PARTITIONS)),
+            "topic {topic}: {line:?}\n{topics_described}"
+        );
+        ensure!(
+            line.contains("retention.ms=604800000"),
+            "topic {topic} keeps 7 days: {line:?}"
+        );
     }
     Ok(())
 }

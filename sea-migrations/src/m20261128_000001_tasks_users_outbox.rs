@@ -57,9 +57,22 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Users::Table)
                     .if_not_exists()
-                    .col(ColumnDef::new(Users::Id).string_len(128).not_null().primary_key())
-                    .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Users::DeletedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Users::Id)
+                            .string_len(128)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::DeletedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -76,18 +89,48 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Tasks::Priority).small_integer().not_null())
                     // Tags as ",a,b," so a tag filter is a portable LIKE '%,a,%' (tags never hold commas).
                     .col(ColumnDef::new(Tasks::Tags).text().not_null())
-                    .col(ColumnDef::new(Tasks::DueAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Tasks::DueAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .col(ColumnDef::new(Tasks::TimeZone).string_len(64).not_null())
                     .col(ColumnDef::new(Tasks::Recurrence).string_len(16).null())
                     .col(ColumnDef::new(Tasks::SeriesId).uuid().null())
                     .col(ColumnDef::new(Tasks::AnchorLocal).string_len(32).null())
-                    .col(ColumnDef::new(Tasks::Occurrence).integer().not_null().default(0))
-                    .col(ColumnDef::new(Tasks::Completed).boolean().not_null().default(false))
-                    .col(ColumnDef::new(Tasks::CompletedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Tasks::Occurrence)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(Tasks::Completed)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .col(
+                        ColumnDef::new(Tasks::CompletedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .col(ColumnDef::new(Tasks::Version).big_integer().not_null())
-                    .col(ColumnDef::new(Tasks::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Tasks::UpdatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Tasks::DeletedAt).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Tasks::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tasks::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Tasks::DeletedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_tasks_user")
@@ -143,14 +186,32 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(Outbox::EventId).uuid().not_null().unique_key())
+                    .col(
+                        ColumnDef::new(Outbox::EventId)
+                            .uuid()
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(Outbox::UserId).string_len(128).not_null())
                     .col(ColumnDef::new(Outbox::Topic).string_len(64).not_null())
                     .col(ColumnDef::new(Outbox::EventType).string_len(32).not_null())
                     .col(ColumnDef::new(Outbox::Payload).text().not_null())
-                    .col(ColumnDef::new(Outbox::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Outbox::PublishedAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(Outbox::Attempts).integer().not_null().default(0))
+                    .col(
+                        ColumnDef::new(Outbox::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Outbox::PublishedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Outbox::Attempts)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .col(ColumnDef::new(Outbox::LastError).text().null())
                     .to_owned(),
             )
@@ -169,9 +230,15 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Outbox::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Tasks::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Users::Table).to_owned()).await?;
+        manager
+            .drop_table(Table::drop().table(Outbox::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Tasks::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Users::Table).to_owned())
+            .await?;
         Ok(())
     }
 }

@@ -21,15 +21,30 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RelayLease::Table)
                     .if_not_exists()
-                    .col(ColumnDef::new(RelayLease::Name).string_len(64).not_null().primary_key())
-                    .col(ColumnDef::new(RelayLease::Holder).string_len(128).not_null())
-                    .col(ColumnDef::new(RelayLease::ExpiresAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(RelayLease::Name)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(RelayLease::Holder)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RelayLease::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(RelayLease::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(RelayLease::Table).to_owned())
+            .await
     }
 }

@@ -13,7 +13,7 @@ pub mod telemetry;
 
 pub use shutdown::Shutdown;
 
-pub use config::{env_opt, env_or, Secret};
+pub use config::{Secret, env_opt, env_or};
 pub use publish::{DaprPublisher, OutgoingEvent, PublishError, Publisher};
 pub use state::{DaprIdempotencyStore, IdempotencyStore, MemoryIdempotencyStore, StateError};
-pub use subscription::{require_dapr_token, SubscriptionOutcome};
+pub use subscription::{SubscriptionOutcome, require_dapr_token};

@@ -109,7 +109,9 @@ impl DaprPublisher {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let unavailable = |e: &dyn std::fmt::Display| PublishError::Unavailable(format!("{} ({e})", self.address));
+        let unavailable = |e: &dyn std::fmt::Display| {
+            PublishError::Unavailable(format!("{} ({e})", self.address))
+        };
         let endpoint = Channel::from_shared(self.address.clone())
             .map_err(|e| unavailable(&e))?
             .connect_timeout(CONNECT_TIMEOUT);
@@ -149,7 +151,11 @@ impl Publisher for DaprPublisher {
             data_content_type: "application/json".to_owned(),
             metadata: Self::metadata(&event),
         };
-        client.publish_event(request).await.map(drop).map_err(|s| call_error(&s))
+        client
+            .publish_event(request)
+            .await
+            .map(drop)
+            .map_err(|s| call_error(&s))
     }
 
     async fn publish_all(&self, events: &[OutgoingEvent<'_>]) -> Vec<Result<(), PublishError>> {
@@ -188,7 +194,12 @@ impl Publisher for DaprPublisher {
             match answer {
                 Ok(response) => {
                     for failed in response.into_inner().failed_entries {
-                        if let Some(i) = failed.entry_id.parse::<usize>().ok().filter(|i| indices.contains(i)) {
+                        if let Some(i) = failed
+                            .entry_id
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|i| indices.contains(i))
+                        {
                             results[i] = Err(PublishError::Failed(failed.error));
                         }
                     }

@@ -64,8 +64,11 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// Claims `key` for `lease` if nobody holds it (atomic first-write): `Ok(true)` when this
     /// caller won, `Ok(false)` when the key exists (claimed or confirmed by anyone, this
     /// caller included). An error means nothing is known: do not act on it.
-    fn claim(&self, key: &str, lease: Duration)
-    -> impl Future<Output = Result<bool, StateError>> + Send;
+    fn claim(
+        &self,
+        key: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StateError>> + Send;
 
     /// Keeps a claimed key for `ttl` from now: its effect is done. A key whose lease already
     /// ran out is written again.
@@ -333,15 +336,35 @@ mod tests {
     #[tokio::test]
     async fn one_claim_wins_until_it_is_released_or_its_lease_runs_out() {
         let store = MemoryIdempotencyStore::new();
-        assert!(store.claim("k", Duration::from_millis(60)).await.unwrap_or(false));
-        assert!(!store.claim("k", Duration::from_secs(60)).await.unwrap_or(true), "taken");
+        assert!(
+            store
+                .claim("k", Duration::from_millis(60))
+                .await
+                .unwrap_or(false)
+        );
+        assert!(
+            !store
+                .claim("k", Duration::from_secs(60))
+                .await
+                .unwrap_or(true),
+            "taken"
+        );
         assert!(store.seen("k").await.unwrap_or(false));
         store.release("k").await.ok();
         assert!(!store.seen("k").await.unwrap_or(true), "released");
-        assert!(store.claim("k", Duration::from_millis(60)).await.unwrap_or(false), "free again");
+        assert!(
+            store
+                .claim("k", Duration::from_millis(60))
+                .await
+                .unwrap_or(false),
+            "free again"
+        );
         tokio::time::sleep(Duration::from_millis(90)).await;
         assert!(
-            store.claim("k", Duration::from_millis(60)).await.unwrap_or(false),
+            store
+                .claim("k", Duration::from_millis(60))
+                .await
+                .unwrap_or(false),
             "a lease that ran out frees the key"
         );
     }
@@ -349,11 +372,21 @@ mod tests {
     #[tokio::test]
     async fn a_confirmed_claim_outlives_its_lease() {
         let store = MemoryIdempotencyStore::new();
-        assert!(store.claim("k", Duration::from_millis(40)).await.unwrap_or(false));
+        assert!(
+            store
+                .claim("k", Duration::from_millis(40))
+                .await
+                .unwrap_or(false)
+        );
         store.confirm("k", Duration::from_secs(3600)).await.ok();
         tokio::time::sleep(Duration::from_millis(70)).await;
         assert!(store.seen("k").await.unwrap_or(false));
-        assert!(!store.claim("k", Duration::from_secs(1)).await.unwrap_or(true));
+        assert!(
+            !store
+                .claim("k", Duration::from_secs(1))
+                .await
+                .unwrap_or(true)
+        );
     }
 
     #[tokio::test]
@@ -382,7 +415,10 @@ mod tests {
             Err(StateError::Unavailable(_))
         ));
         assert!(store.remember("k", Duration::from_secs(1)).await.is_err());
-        assert!(store.claim("k", Duration::from_secs(1)).await.is_err(), "never a win");
+        assert!(
+            store.claim("k", Duration::from_secs(1)).await.is_err(),
+            "never a win"
+        );
         assert!(store.confirm("k", Duration::from_secs(1)).await.is_err());
         assert!(store.release("k").await.is_err());
         assert!(started.elapsed() < Duration::from_secs(20));

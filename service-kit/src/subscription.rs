@@ -2,11 +2,11 @@
 //! only the sidecar may call those endpoints.
 
 use axum::{
+    Json,
     extract::{Request, State},
     http::StatusCode,
     middleware::Next,
     response::{IntoResponse, Response},
-    Json,
 };
 
 use crate::Secret;
@@ -35,7 +35,11 @@ impl SubscriptionOutcome {
 
 impl IntoResponse for SubscriptionOutcome {
     fn into_response(self) -> Response {
-        (StatusCode::OK, Json(serde_json::json!({ "status": self.as_str() }))).into_response()
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": self.as_str() })),
+        )
+            .into_response()
     }
 }
 

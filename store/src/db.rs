@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use sea_orm::{sqlx, ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, sqlx};
 use sea_orm_migration::MigratorTrait;
 
 /// Opens a pool. SQLite URLs get `mode=rwc` (create the file) and WAL with a busy timeout so
@@ -20,7 +20,11 @@ pub async fn connect_read_only(
     open(url, max_connections, true).await
 }
 
-async fn open(url: &str, max_connections: u32, read_only: bool) -> Result<DatabaseConnection, DbErr> {
+async fn open(
+    url: &str,
+    max_connections: u32,
+    read_only: bool,
+) -> Result<DatabaseConnection, DbErr> {
     let is_sqlite = url.starts_with("sqlite:");
     let url = if is_sqlite && !url.contains("mode=") && !url.contains(":memory:") {
         let sep = if url.contains('?') { '&' } else { '?' };
@@ -29,11 +33,15 @@ async fn open(url: &str, max_connections: u32, read_only: bool) -> Result<Databa
         url.to_owned()
     };
     let mut opts = ConnectOptions::new(url);
-    opts.max_connections(if is_sqlite { 1.max(max_connections.min(4)) } else { max_connections })
-        .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false);
+    opts.max_connections(if is_sqlite {
+        1.max(max_connections.min(4))
+    } else {
+        max_connections
+    })
+    .min_connections(1)
+    .connect_timeout(Duration::from_secs(5))
+    .acquire_timeout(Duration::from_secs(5))
+    .sqlx_logging(false);
     if is_sqlite {
         // Per connection, not once per pool: every connection must wait for the writer
         // instead of failing with "database is locked".
@@ -44,7 +52,11 @@ async fn open(url: &str, max_connections: u32, read_only: bool) -> Result<Databa
                 .foreign_keys(true)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
             // After the journal mode: switching a fresh file to WAL is itself a write.
-            if read_only { o.pragma("query_only", "ON") } else { o }
+            if read_only {
+                o.pragma("query_only", "ON")
+            } else {
+                o
+            }
         });
     } else if read_only {
         opts.map_sqlx_postgres_opts(|o| o.options([("default_transaction_read_only", "on")]));

@@ -26,9 +26,9 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Db(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) => true,
-            Self::Db(DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) => {
-                sqlx_transient(e)
-            }
+            Self::Db(
+                DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)),
+            ) => sqlx_transient(e),
             Self::Conflict => true,
             _ => false,
         }
@@ -42,7 +42,10 @@ fn sqlx_transient(e: &sea_orm::sqlx::Error) -> bool {
         E::Database(db) => db.code().is_some_and(|code| {
             // PostgreSQL: serialization failure, deadlock, admin shutdown, cannot connect now.
             // SQLite: SQLITE_BUSY (5) and its extended codes (517 busy snapshot), locked (6).
-            matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P03" | "5" | "6" | "517" | "261" | "773")
+            matches!(
+                code.as_ref(),
+                "40001" | "40P01" | "57P01" | "57P03" | "5" | "6" | "517" | "261" | "773"
+            )
         }),
         _ => false,
     }

@@ -18,7 +18,7 @@ pub mod tasks;
 
 pub use db::{connect, connect_read_only, migrate};
 pub use error::StoreError;
-pub use outbox::{Backlog, OutboxStore, PendingEvent, OUTBOX_LEASE};
+pub use outbox::{Backlog, OUTBOX_LEASE, OutboxStore, PendingEvent};
 pub use recurring::NextInstance;
 pub use reminders::{DueCursor, DuePage};
 pub use tasks::{ListQuery, NewTask, Page, SortKey, StatusFilter, TaskPatch, TaskStore};

@@ -2,14 +2,15 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::{Expr, ExprTrait}, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use crate::{
-    entity::{outbox, relay_lease},
     StoreError,
+    entity::{outbox, relay_lease},
 };
 
 /// The lease that makes one relay at a time the outbox's publisher.
@@ -48,7 +49,11 @@ impl OutboxStore {
     }
 
     /// Up to `limit` unpublished events in commit order, starting after `after_seq`.
-    pub async fn pending(&self, after_seq: i64, limit: u64) -> Result<Vec<PendingEvent>, StoreError> {
+    pub async fn pending(
+        &self,
+        after_seq: i64,
+        limit: u64,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
         let rows = outbox::Entity::find()
             .filter(outbox::Column::PublishedAt.is_null())
             .filter(outbox::Column::Id.gt(after_seq))
@@ -88,7 +93,10 @@ impl OutboxStore {
     pub async fn record_failure(&self, seq: i64, error: &str) -> Result<(), StoreError> {
         let error: String = error.chars().take(1_000).collect();
         outbox::Entity::update_many()
-            .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
+            .col_expr(
+                outbox::Column::Attempts,
+                Expr::col(outbox::Column::Attempts).add(1),
+            )
             .col_expr(outbox::Column::LastError, Expr::value(error))
             .filter(outbox::Column::Id.eq(seq))
             .exec(&self.db)

@@ -7,9 +7,9 @@ use todo_domain::TaskSnapshot;
 use uuid::Uuid;
 
 use crate::{
-    entity::tasks,
-    tasks::{to_snapshot, TaskStore},
     StoreError,
+    entity::tasks,
+    tasks::{TaskStore, to_snapshot},
 };
 
 /// A position in the (due time, id) order: a page continues after it.

@@ -2,20 +2,21 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Func},
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DatabaseTransaction, EntityTrait, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
 };
 use todo_domain::{
-    topics, Description, EventType, Frequency, Priority, Recurrence, Tags, TaskEvent,
-    TaskSnapshot, TimeZone, Title, UserId,
+    Description, EventType, Frequency, Priority, Recurrence, Tags, TaskEvent, TaskSnapshot,
+    TimeZone, Title, UserId, topics,
 };
 use uuid::Uuid;
 
 use crate::{
-    entity::{outbox, tasks, users},
     StoreError,
+    entity::{outbox, tasks, users},
 };
 
 /// Local anchor times are stored as text in this format.
@@ -131,7 +132,11 @@ impl TaskStore {
             time_zone: Set(new.time_zone.name().to_owned()),
             recurrence: Set(new.recurrence.map(|f| f.as_str().to_owned())),
             series_id: Set(recurring.then_some(id)),
-            anchor_local: Set(if recurring { new.due_local.map(encode_anchor) } else { None }),
+            anchor_local: Set(if recurring {
+                new.due_local.map(encode_anchor)
+            } else {
+                None
+            }),
             occurrence: Set(0),
             completed: Set(false),
             completed_at: Set(None),
@@ -225,7 +230,11 @@ impl TaskStore {
         let txn = crate::db::begin_write(&self.db).await?;
         // Exclusive: a next instance being created meanwhile (it holds the row shared)
         // either commits first and is deleted here, or sees the account deleted.
-        let Some(row) = users::Entity::find_by_id(user.as_str()).lock_exclusive().one(&txn).await? else {
+        let Some(row) = users::Entity::find_by_id(user.as_str())
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+        else {
             txn.rollback().await?;
             return Ok(0);
         };
@@ -248,8 +257,14 @@ impl TaskStore {
             let saved = save_if_version(&txn, &next, current.version)
                 .await?
                 .ok_or(StoreError::Conflict)?;
-            append_event(&txn, EventType::TaskDeleted, &to_snapshot(&saved)?, Vec::new(), now)
-                .await?;
+            append_event(
+                &txn,
+                EventType::TaskDeleted,
+                &to_snapshot(&saved)?,
+                Vec::new(),
+                now,
+            )
+            .await?;
         }
         let mut user_row: users::ActiveModel = row.into();
         user_row.deleted_at = Set(Some(now));
@@ -313,7 +328,11 @@ impl TaskStore {
                     ),
             );
         }
-        let order = if q.descending { Order::Desc } else { Order::Asc };
+        let order = if q.descending {
+            Order::Desc
+        } else {
+            Order::Asc
+        };
         let mut select = tasks::Entity::find().filter(cond);
         select = match q.sort {
             SortKey::Created => select.order_by(tasks::Column::CreatedAt, order.clone()),
@@ -324,8 +343,10 @@ impl TaskStore {
                     .order_by(tasks::Column::DueAt, order.clone())
             }
             SortKey::Priority => select.order_by(tasks::Column::Priority, order.clone()),
-            SortKey::Title => select
-                .order_by(Expr::expr(Func::lower(Expr::col(tasks::Column::Title))), order.clone()),
+            SortKey::Title => select.order_by(
+                Expr::expr(Func::lower(Expr::col(tasks::Column::Title))),
+                order.clone(),
+            ),
         };
         let rows = select
             .order_by(tasks::Column::Id, order)
@@ -356,7 +377,9 @@ impl TaskStore {
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// Records the user on first use; refuses a deleted user.
@@ -492,7 +515,13 @@ pub(crate) async fn append_event<C: ConnectionTrait>(
     changed_fields: Vec<String>,
     now: DateTime<Utc>,
 ) -> Result<TaskEvent, StoreError> {
-    let event = TaskEvent::new(event_type, snapshot.clone(), changed_fields, Uuid::now_v7(), now);
+    let event = TaskEvent::new(
+        event_type,
+        snapshot.clone(),
+        changed_fields,
+        Uuid::now_v7(),
+        now,
+    );
     let payload = serde_json::to_string(&event)
         .map_err(|e| StoreError::Corrupt(format!("event does not serialise: {e}")))?;
     outbox::ActiveModel {
@@ -521,7 +550,10 @@ pub(crate) fn encode_tags(tags: &[String]) -> String {
 }
 
 fn decode_tags(raw: &str) -> Vec<String> {
-    raw.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect()
+    raw.split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub(crate) fn encode_anchor(local: NaiveDateTime) -> String {

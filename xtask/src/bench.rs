@@ -18,13 +18,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use dapr::dapr::proto::runtime::v1 as dapr_v1;
-use devstack::{provision as prov, Paths};
+use devstack::{Paths, provision as prov};
 use e2e::{Env, Service};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::tasks::{cargo, done, step};
@@ -149,12 +149,26 @@ impl Options {
         while let Some(arg) = it.next() {
             let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
             match arg.as_str() {
-                "--duration" => opts.duration = Duration::from_secs(value("--duration")?.parse().context("--duration: seconds")?),
-                "--warmup" => opts.warmup = Duration::from_secs(value("--warmup")?.parse().context("--warmup: seconds")?),
+                "--duration" => {
+                    opts.duration = Duration::from_secs(
+                        value("--duration")?
+                            .parse()
+                            .context("--duration: seconds")?,
+                    )
+                }
+                "--warmup" => {
+                    opts.warmup = Duration::from_secs(
+                        value("--warmup")?.parse().context("--warmup: seconds")?,
+                    )
+                }
                 "--levels" => {
                     opts.levels = value("--levels")?
                         .split(',')
-                        .map(|l| l.trim().parse::<usize>().context("--levels: numbers such as 8,32,128"))
+                        .map(|l| {
+                            l.trim()
+                                .parse::<usize>()
+                                .context("--levels: numbers such as 8,32,128")
+                        })
                         .collect::<Result<_>>()?;
                 }
                 "--set" => {
@@ -164,9 +178,18 @@ impl Options {
                 }
                 "--no-record" => opts.record = false,
                 "--measure" => opts.measure = true,
-                "--budget-ms" => opts.budget = Some(Duration::from_millis(value("--budget-ms")?.parse().context("--budget-ms")?)),
-                "--build-ms" => opts.build = Duration::from_millis(value("--build-ms")?.parse().context("--build-ms")?),
-                other => bail!("unknown bench option {other:?}; options: --duration S, --warmup S, --levels 8,32,128, --set KEY=VALUE, --no-record"),
+                "--budget-ms" => {
+                    opts.budget = Some(Duration::from_millis(
+                        value("--budget-ms")?.parse().context("--budget-ms")?,
+                    ))
+                }
+                "--build-ms" => {
+                    opts.build =
+                        Duration::from_millis(value("--build-ms")?.parse().context("--build-ms")?)
+                }
+                other => bail!(
+                    "unknown bench option {other:?}; options: --duration S, --warmup S, --levels 8,32,128, --set KEY=VALUE, --no-record"
+                ),
             }
         }
         if opts.levels.is_empty() || opts.levels.contains(&0) {
@@ -193,17 +216,31 @@ pub async fn bench(args: &[String]) -> Result<()> {
     prov::all(&paths)?;
 
     let t = step("building every binary with --release");
-    cargo(&paths, &["build", "--release", "--bins", "--workspace"], &[])?;
+    cargo(
+        &paths,
+        &["build", "--release", "--bins", "--workspace"],
+        &[],
+    )?;
     done(t);
 
     let budget = BUDGET.saturating_sub(started.elapsed());
     if budget < Duration::from_secs(5 * 60) {
-        println!("warning: the build left {:.0} s of the {:.0}-minute budget; the run may be cut short", budget.as_secs_f64(), BUDGET.as_secs_f64() / 60.0);
+        println!(
+            "warning: the build left {:.0} s of the {:.0}-minute budget; the run may be cut short",
+            budget.as_secs_f64(),
+            BUDGET.as_secs_f64() / 60.0
+        );
     }
     let mut cmd = tokio::process::Command::new(paths.root.join("target/release/xtask"));
     cmd.arg("bench")
         .args(args)
-        .args(["--measure", "--budget-ms", &budget.as_millis().to_string(), "--build-ms", &started.elapsed().as_millis().to_string()])
+        .args([
+            "--measure",
+            "--budget-ms",
+            &budget.as_millis().to_string(),
+            "--build-ms",
+            &started.elapsed().as_millis().to_string(),
+        ])
         .current_dir(&paths.root)
         .kill_on_drop(true);
     let mut child = cmd.spawn().context("starting target/release/xtask")?;
@@ -232,7 +269,11 @@ async fn measure_main(opts: Options) -> Result<()> {
     let started = Instant::now();
     let paths = Paths::discover()?;
     let exe = std::env::current_exe()?;
-    e2e::use_binaries_from(exe.parent().context("xtask has no directory")?.to_path_buf());
+    e2e::use_binaries_from(
+        exe.parent()
+            .context("xtask has no directory")?
+            .to_path_buf(),
+    );
     let budget = opts.budget.unwrap_or(BUDGET).saturating_sub(STOP_RESERVE);
     let report = tokio::select! {
         r = tokio::time::timeout(budget, measure(&paths, &opts)) => match r {
@@ -257,7 +298,10 @@ async fn measure_main(opts: Options) -> Result<()> {
         println!("appended to {}", file.display());
     }
     if !report.left_running.is_empty() {
-        bail!("processes still running after the stop: {:?}", report.left_running);
+        bail!(
+            "processes still running after the stop: {:?}",
+            report.left_running
+        );
     }
     Ok(())
 }
@@ -270,7 +314,9 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
 
     let t = step("starting PostgreSQL, Redis and Kafka on free loopback ports");
     let mut env = Env::start().await?;
-    env.stack.create_topics(&[RAW_TOPIC], e2e::TOPIC_PARTITIONS).await?;
+    env.stack
+        .create_topics(&[RAW_TOPIC], e2e::TOPIC_PARTITIONS)
+        .await?;
     let bootstrap = env.stack.kafka_bootstrap();
     let append_time = [("message.timestamp.type", "LogAppendTime")];
     tokio::try_join!(
@@ -283,14 +329,25 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
 
     let t = step("starting chat-api and recurring-tasks, each beside its own daprd");
     let api_settings = chat_api_settings(opts);
-    let mut api_env: Vec<(&str, String)> = vec![("DATABASE_URL", db_url.clone()), ("MIGRATE_ON_START", "true".into())];
+    let mut api_env: Vec<(&str, String)> = vec![
+        ("DATABASE_URL", db_url.clone()),
+        ("MIGRATE_ON_START", "true".into()),
+    ];
     api_env.extend(api_settings.iter().map(|(k, v)| (k.as_str(), v.clone())));
     let mut api = env.start_service("chat-api", "chat-api", &api_env).await?;
-    let worker = env.start_service("recurring-tasks", "recurring-tasks", &[("DATABASE_URL", db_url.clone())]).await?;
+    let worker = env
+        .start_service(
+            "recurring-tasks",
+            "recurring-tasks",
+            &[("DATABASE_URL", db_url.clone())],
+        )
+        .await?;
     done(t);
     let reminder_services = start_reminder_services(&env, &db_url).await;
 
-    let db = sea_orm::Database::connect(&db_url).await.context("connecting to the benchmark database")?;
+    let db = sea_orm::Database::connect(&db_url)
+        .await
+        .context("connecting to the benchmark database")?;
     let versions = Versions::read(paths, &db).await;
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -320,7 +377,9 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
 
     let reminders = match (&reminder_services, reminder_tasks) {
         (Err(why), _) => ReminderOutcome::NotMeasured(why.clone()),
-        (Ok(_), Some(Err(e))) => ReminderOutcome::NotMeasured(format!("could not create the due tasks: {e:#}")),
+        (Ok(_), Some(Err(e))) => {
+            ReminderOutcome::NotMeasured(format!("could not create the due tasks: {e:#}"))
+        }
         (Ok((_, notifications)), Some(Ok((ids, created)))) => {
             let t = step("reminders: published → notification logged");
             let outcome = reminder_scenario(&ctx, notifications, &ids, created).await;
@@ -332,10 +391,22 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     settle(&ctx).await?;
 
     let payload = sample_payload(&db).await?;
-    let relay_concurrency = setting(&api_settings, "RELAY_CONCURRENCY").and_then(|v| v.parse().ok()).unwrap_or(32);
-    let t = step(&format!("raw publishes to chat-api's sidecar: single (concurrency {relay_concurrency}), bulk ({RAW_BULK_CONCURRENCY} × {RAW_BULK_ENTRIES})"));
-    let raw_single = raw_publish(&api, payload.clone(), relay_concurrency, 1, opts.duration).await?;
-    let raw_bulk = raw_publish(&api, payload.clone(), RAW_BULK_CONCURRENCY, RAW_BULK_ENTRIES, opts.duration).await?;
+    let relay_concurrency = setting(&api_settings, "RELAY_CONCURRENCY")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let t = step(&format!(
+        "raw publishes to chat-api's sidecar: single (concurrency {relay_concurrency}), bulk ({RAW_BULK_CONCURRENCY} × {RAW_BULK_ENTRIES})"
+    ));
+    let raw_single =
+        raw_publish(&api, payload.clone(), relay_concurrency, 1, opts.duration).await?;
+    let raw_bulk = raw_publish(
+        &api,
+        payload.clone(),
+        RAW_BULK_CONCURRENCY,
+        RAW_BULK_ENTRIES,
+        opts.duration,
+    )
+    .await?;
     done(t);
 
     let mut procs = vec![
@@ -346,11 +417,26 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     ];
     if let Ok((cron, notifications)) = &reminder_services {
         procs.push(Proc::new("reminder-cron", cron.process.pid(), false));
-        procs.push(Proc::new("daprd (reminder-cron)", cron.sidecar.pid(), false));
-        procs.push(Proc::new("notifications", notifications.process.pid(), false));
-        procs.push(Proc::new("daprd (notifications)", notifications.sidecar.pid(), false));
+        procs.push(Proc::new(
+            "daprd (reminder-cron)",
+            cron.sidecar.pid(),
+            false,
+        ));
+        procs.push(Proc::new(
+            "notifications",
+            notifications.process.pid(),
+            false,
+        ));
+        procs.push(Proc::new(
+            "daprd (notifications)",
+            notifications.sidecar.pid(),
+            false,
+        ));
     }
-    for (name, pid) in ["PostgreSQL (all processes)", "Redis", "Kafka"].iter().zip(&stack_pids) {
+    for (name, pid) in ["PostgreSQL (all processes)", "Redis", "Kafka"]
+        .iter()
+        .zip(&stack_pids)
+    {
         procs.push(Proc::new(name, *pid, name.starts_with("PostgreSQL")));
     }
     procs.push(Proc::new("load client (xtask)", std::process::id(), false));
@@ -363,7 +449,16 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         let mut workers = make_workers(&ctx, &level_user_prefix(level), level, &ctx.api_base)?;
         for op in [Op::Create, Op::Complete] {
             let t = step(&format!("API {} at concurrency {level}", op.name()));
-            let (back, mut phase) = run_phase(&ctx, workers, op, level, opts.warmup, opts.duration, Some((&procs, clk_tck))).await;
+            let (back, mut phase) = run_phase(
+                &ctx,
+                workers,
+                op,
+                level,
+                opts.warmup,
+                opts.duration,
+                Some((&procs, clk_tck)),
+            )
+            .await;
             workers = back;
             phase.settle = Some(settle(&ctx).await?);
             println!(
@@ -371,7 +466,10 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
                 phase.rps(),
                 phase.latency.p95,
                 phase.errors,
-                phase.settle.as_ref().map_or(0.0, |s| s.drained.as_secs_f64())
+                phase
+                    .settle
+                    .as_ref()
+                    .map_or(0.0, |s| s.drained.as_secs_f64())
             );
             phases.push(phase);
             done(t);
@@ -381,12 +479,18 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     // Last: the drain leaves tens of thousands of rows just marked published, and until
     // PostgreSQL's autoanalyze catches up the relay's read of pending rows may scan them
     // (seen as a higher publish lag at the next load), which would colour the API phases.
-    let t = step("relay drain: a backlog written while chat-api was stopped, published after its restart");
+    let t = step(
+        "relay drain: a backlog written while chat-api was stopped, published after its restart",
+    );
     let drain = drain_scenario(&ctx, &mut api, &api_env).await?;
     done(t);
 
     let t = step("reading task-events back from Kafka (timestamps, ids)");
-    let expected = scalar_i64(&db, &format!("SELECT count(*) FROM outbox WHERE topic = '{TASK_EVENTS}'")).await?;
+    let expected = scalar_i64(
+        &db,
+        &format!("SELECT count(*) FROM outbox WHERE topic = '{TASK_EVENTS}'"),
+    )
+    .await?;
     let seen = read_task_events(&ctx, usize::try_from(expected).unwrap_or(0)).await?;
     for phase in &mut phases {
         phase.kafka = Some(seen.phase_stats(phase));
@@ -400,7 +504,10 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         services.push(cron);
         services.push(notifications);
     }
-    let mut pids: Vec<u32> = services.iter().flat_map(|s| [s.process.pid(), s.sidecar.pid()]).collect();
+    let mut pids: Vec<u32> = services
+        .iter()
+        .flat_map(|s| [s.process.pid(), s.sidecar.pid()])
+        .collect();
     pids.extend(env.stack.pids());
     for s in &mut services {
         s.process.shutdown().await;
@@ -413,7 +520,10 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     let Env { stack, dir, .. } = env;
     stack.stop().await?;
     drop(dir);
-    let left_running: Vec<u32> = pids.into_iter().filter(|p| devstack::pid_alive(*p)).collect();
+    let left_running: Vec<u32> = pids
+        .into_iter()
+        .filter(|p| devstack::pid_alive(*p))
+        .collect();
     done(t);
 
     Ok(Report {
@@ -465,22 +575,48 @@ struct Drain {
 /// Stops chat-api (its relay releases the lease), writes for `DRAIN_FILL` through a second
 /// chat-api whose relay is off, then starts chat-api again: its relay finds the whole
 /// backlog waiting and publishes it as fast as it can.
-async fn drain_scenario(ctx: &Ctx<'_>, api: &mut Service, api_env: &[(&str, String)]) -> Result<Drain> {
+async fn drain_scenario(
+    ctx: &Ctx<'_>,
+    api: &mut Service,
+    api_env: &[(&str, String)],
+) -> Result<Drain> {
     let mut filler_env = api_env.to_vec();
     filler_env.push(("RELAY_ENABLED", "false".into()));
-    let mut filler = ctx.env.start_service("chat-api", "chat-api", &filler_env).await?;
+    let mut filler = ctx
+        .env
+        .start_service("chat-api", "chat-api", &filler_env)
+        .await?;
     api.process.shutdown().await;
     let workers = make_workers(ctx, DRAIN_PREFIX, DRAIN_FILL_CONCURRENCY, &filler.base)?;
-    let (_, fill) = run_phase(ctx, workers, Op::Create, DRAIN_FILL_CONCURRENCY, Duration::ZERO, DRAIN_FILL, None).await;
+    let (_, fill) = run_phase(
+        ctx,
+        workers,
+        Op::Create,
+        DRAIN_FILL_CONCURRENCY,
+        Duration::ZERO,
+        DRAIN_FILL,
+        None,
+    )
+    .await;
     let backlog = relay_pending_at(ctx, &filler.base).await?;
-    println!("    backlog of {backlog} events ({} writes at {:.0}/s with the relay off)", fill.ok_total, fill.rps());
+    println!(
+        "    backlog of {backlog} events ({} writes at {:.0}/s with the relay off)",
+        fill.ok_total,
+        fill.rps()
+    );
     let restarted = Instant::now();
-    api.restart_process(&ctx.env.dir.path().join("logs")).await?;
+    api.restart_process(&ctx.env.dir.path().join("logs"))
+        .await?;
     let start_up = restarted.elapsed();
     let settle = settle(ctx).await?;
     filler.process.shutdown().await;
     filler.sidecar.shutdown().await;
-    Ok(Drain { backlog, drained_after: start_up + settle.drained, rate: 0.0, on_kafka: 0 })
+    Ok(Drain {
+        backlog,
+        drained_after: start_up + settle.drained,
+        rate: 0.0,
+        on_kafka: 0,
+    })
 }
 
 /// chat-api's tuning as the benchmark runs it: the service defaults, then `--set`.
@@ -499,7 +635,10 @@ fn chat_api_settings(opts: &Options) -> Vec<(String, String)> {
 }
 
 fn setting<'a>(settings: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    settings
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 async fn start_reminder_services(env: &Env, db_url: &str) -> Result<(Service, Service), String> {
@@ -508,7 +647,9 @@ async fn start_reminder_services(env: &Env, db_url: &str) -> Result<(Service, Se
             return Err(format!("binary missing: {e:#}"));
         }
     }
-    let t = step(&format!("starting reminder-cron (cron {REMINDER_SCHEDULE}) and notifications, each beside its own daprd"));
+    let t = step(&format!(
+        "starting reminder-cron (cron {REMINDER_SCHEDULE}) and notifications, each beside its own daprd"
+    ));
     let started = async {
         e2e::reminders::set_cron_schedule(env, REMINDER_SCHEDULE)?;
         let cron = e2e::reminders::start_reminder_cron(env, db_url, None).await?;
@@ -533,13 +674,18 @@ async fn settle(ctx: &Ctx<'_>) -> Result<Settle> {
         if started.elapsed() > SETTLE_TIMEOUT {
             let log = fs::read_to_string(&ctx.api_log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            bail!("the relay still has {pending} events pending {SETTLE_TIMEOUT:?} after the phase; end of chat-api's log:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            bail!(
+                "the relay still has {pending} events pending {SETTLE_TIMEOUT:?} after the phase; end of chat-api's log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let drained = started.elapsed();
     loop {
-        let lag = devstack::consumer_group_lag(&ctx.bootstrap, ctx.paths, RECURRING_GROUP, TASK_EVENTS).await?;
+        let lag =
+            devstack::consumer_group_lag(&ctx.bootstrap, ctx.paths, RECURRING_GROUP, TASK_EVENTS)
+                .await?;
         if lag == Some(0) {
             break;
         }
@@ -548,7 +694,10 @@ async fn settle(ctx: &Ctx<'_>) -> Result<Settle> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Ok(Settle { drained, consumed: started.elapsed() })
+    Ok(Settle {
+        drained,
+        consumed: started.elapsed(),
+    })
 }
 
 async fn relay_pending(ctx: &Ctx<'_>) -> Result<u64> {
@@ -556,8 +705,17 @@ async fn relay_pending(ctx: &Ctx<'_>) -> Result<u64> {
 }
 
 async fn relay_pending_at(ctx: &Ctx<'_>, base: &str) -> Result<u64> {
-    let status: Value = ctx.client.get(format!("{base}/relay/status")).send().await?.error_for_status()?.json().await?;
-    status["pending"].as_u64().context("relay status without pending")
+    let status: Value = ctx
+        .client
+        .get(format!("{base}/relay/status"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    status["pending"]
+        .as_u64()
+        .context("relay status without pending")
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -621,15 +779,28 @@ fn make_workers(ctx: &Ctx<'_>, prefix: &str, count: usize, base: &str) -> Result
             let users = (0..USERS_PER_WORKER)
                 .map(|u| {
                     let id = format!("{prefix}w{w}-u{u}");
-                    Ok(BenchUser { token: ctx.env.token(&id)?, tasks_url: format!("{base}/api/{id}/tasks") })
+                    Ok(BenchUser {
+                        token: ctx.env.token(&id)?,
+                        tasks_url: format!("{base}/api/{id}/tasks"),
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Worker { users, next: 0, created: VecDeque::new() })
+            Ok(Worker {
+                users,
+                next: 0,
+                created: VecDeque::new(),
+            })
         })
         .collect()
 }
 
-async fn run_worker(mut w: Worker, client: reqwest::Client, op: Op, t0: Instant, end: Instant) -> (Worker, Vec<Sample>, bool) {
+async fn run_worker(
+    mut w: Worker,
+    client: reqwest::Client,
+    op: Op,
+    t0: Instant,
+    end: Instant,
+) -> (Worker, Vec<Sample>, bool) {
     let mut samples = Vec::new();
     let mut ran_out = false;
     while Instant::now() < end && samples.len() < MAX_REQUESTS_PER_WORKER {
@@ -639,7 +810,10 @@ async fn run_worker(mut w: Worker, client: reqwest::Client, op: Op, t0: Instant,
                 let i = w.next % w.users.len();
                 w.next += 1;
                 let user = &w.users[i];
-                let body = format!(r#"{{"title":"bench task {}","priority":"high","tags":["bench"]}}"#, w.next);
+                let body = format!(
+                    r#"{{"title":"bench task {}","priority":"high","tags":["bench"]}}"#,
+                    w.next
+                );
                 let res = client
                     .post(&user.tasks_url)
                     .bearer_auth(&user.token)
@@ -649,7 +823,12 @@ async fn run_worker(mut w: Worker, client: reqwest::Client, op: Op, t0: Instant,
                     .await;
                 match res {
                     Ok(r) if r.status().as_u16() == 201 => {
-                        let id = r.bytes().await.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()).and_then(|v| v["id"].as_str().map(str::to_owned));
+                        let id = r
+                            .bytes()
+                            .await
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                            .and_then(|v| v["id"].as_str().map(str::to_owned));
                         id.map(|id| w.created.push_back((i, id))).is_some()
                     }
                     Ok(r) => {
@@ -665,7 +844,12 @@ async fn run_worker(mut w: Worker, client: reqwest::Client, op: Op, t0: Instant,
                     break;
                 };
                 let user = &w.users[i];
-                match client.post(format!("{}/{id}/complete", user.tasks_url)).bearer_auth(&user.token).send().await {
+                match client
+                    .post(format!("{}/{id}/complete", user.tasks_url))
+                    .bearer_auth(&user.token)
+                    .send()
+                    .await
+                {
                     Ok(r) => {
                         let ok = r.status().as_u16() == 200;
                         let _ = r.bytes().await;
@@ -675,7 +859,11 @@ async fn run_worker(mut w: Worker, client: reqwest::Client, op: Op, t0: Instant,
                 }
             }
         };
-        samples.push(Sample { start: started - t0, latency: started.elapsed(), ok });
+        samples.push(Sample {
+            start: started - t0,
+            latency: started.elapsed(),
+            ok,
+        });
     }
     (w, samples, ran_out)
 }
@@ -717,9 +905,12 @@ async fn run_phase(
     let wall0 = Utc::now();
     let measure_start = t0 + warmup;
     let end = measure_start + duration;
-    let sampler = sample.map(|(procs, clk_tck)| spawn_sampler(procs.clone(), measure_start, end, clk_tck));
-    let handles: Vec<JoinHandle<(Worker, Vec<Sample>, bool)>> =
-        workers.into_iter().map(|w| tokio::spawn(run_worker(w, ctx.client.clone(), op, t0, end))).collect();
+    let sampler =
+        sample.map(|(procs, clk_tck)| spawn_sampler(procs.clone(), measure_start, end, clk_tck));
+    let handles: Vec<JoinHandle<(Worker, Vec<Sample>, bool)>> = workers
+        .into_iter()
+        .map(|w| tokio::spawn(run_worker(w, ctx.client.clone(), op, t0, end)))
+        .collect();
     let mut workers = Vec::new();
     let mut samples = Vec::new();
     let mut ran_out = false;
@@ -736,9 +927,20 @@ async fn run_phase(
     };
 
     let (from, to) = (warmup, warmup + duration);
-    let measured: Vec<&Sample> = samples.iter().filter(|s| s.start >= from && s.start < to).collect();
-    let last_finish = measured.iter().map(|s| s.start + s.latency).max().unwrap_or(to);
-    let window = if ran_out { last_finish.min(to).saturating_sub(from) } else { duration };
+    let measured: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start >= from && s.start < to)
+        .collect();
+    let last_finish = measured
+        .iter()
+        .map(|s| s.start + s.latency)
+        .max()
+        .unwrap_or(to);
+    let window = if ran_out {
+        last_finish.min(to).saturating_sub(from)
+    } else {
+        duration
+    };
     let latencies: Vec<f64> = measured.iter().map(|s| ms(s.latency)).collect();
     let wall_start = wall0 + chrono::Duration::from_std(from).unwrap_or_default();
     let phase = Phase {
@@ -790,17 +992,31 @@ fn user_group(user: &str) -> &str {
 
 impl SeenEvents {
     fn phase_stats(&self, phase: &Phase) -> KafkaPhase {
-        let (start, end) = (phase.wall_start.timestamp_millis(), phase.wall_end.timestamp_millis());
+        let (start, end) = (
+            phase.wall_start.timestamp_millis(),
+            phase.wall_end.timestamp_millis(),
+        );
         let group = level_user_prefix(phase.level);
-        let Some((events, ids)) = self.by_group.get(&(user_group(&group).to_owned(), phase.op)) else {
-            return KafkaPhase { distinct: 0, missing: phase.ok_total, rate: 0.0, lag: Quantiles::of(Vec::new()) };
+        let Some((events, ids)) = self
+            .by_group
+            .get(&(user_group(&group).to_owned(), phase.op))
+        else {
+            return KafkaPhase {
+                distinct: 0,
+                missing: phase.ok_total,
+                rate: 0.0,
+                lag: Quantiles::of(Vec::new()),
+            };
         };
         let lags: Vec<f64> = events
             .iter()
             .filter(|e| e.occurred_ms >= start && e.occurred_ms < end)
             .map(|e| (e.append_ms - e.occurred_ms) as f64)
             .collect();
-        let appended = events.iter().filter(|e| e.append_ms >= start && e.append_ms < end).count();
+        let appended = events
+            .iter()
+            .filter(|e| e.append_ms >= start && e.append_ms < end)
+            .count();
         KafkaPhase {
             distinct: ids.len(),
             missing: phase.ok_total.saturating_sub(ids.len()),
@@ -810,49 +1026,76 @@ impl SeenEvents {
     }
 
     fn drain_stats(&self, drain: Drain) -> Drain {
-        let Some((events, ids)) = self.by_group.get(&(user_group(DRAIN_PREFIX).to_owned(), Op::Create)) else {
+        let Some((events, ids)) = self
+            .by_group
+            .get(&(user_group(DRAIN_PREFIX).to_owned(), Op::Create))
+        else {
             return drain;
         };
         let first = events.iter().map(|e| e.append_ms).min().unwrap_or(0);
         let last = events.iter().map(|e| e.append_ms).max().unwrap_or(0);
         let span_s = ((last - first).max(1)) as f64 / 1000.0;
-        Drain { rate: events.len() as f64 / span_s, on_kafka: ids.len(), ..drain }
+        Drain {
+            rate: events.len() as f64 / span_s,
+            on_kafka: ids.len(),
+            ..drain
+        }
     }
 }
 
 async fn read_task_events(ctx: &Ctx<'_>, expected: usize) -> Result<SeenEvents> {
     let mut seen = SeenEvents::default();
     let mut not_append_time = 0usize;
-    let read = devstack::consume_timed(&ctx.bootstrap, ctx.paths, TASK_EVENTS, expected, Duration::from_secs(180), |r| {
-        if !r.log_append_time {
-            not_append_time += 1;
-        }
-        let v: Value = serde_json::from_str(&r.record.value).context("a record that is not JSON")?;
-        let data = &v["data"];
-        let user = data["user_id"].as_str().unwrap_or_default();
-        if r.record.key.as_deref() != Some(user) {
-            seen.key_mismatches += 1;
-        }
-        let op = match data["event_type"].as_str() {
-            Some(t) if t == Op::Create.event_type() => Some(Op::Create),
-            Some(t) if t == Op::Complete.event_type() => Some(Op::Complete),
-            _ => None,
-        };
-        let occurred = data["occurred_at"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-        match (op, occurred) {
-            (Some(op), Some(occurred)) => {
-                let entry = seen.by_group.entry((user_group(user).to_owned(), op)).or_default();
-                entry.0.push(KafkaEvent { occurred_ms: occurred.timestamp_millis(), append_ms: r.timestamp_ms });
-                entry.1.insert(data["event_id"].as_str().unwrap_or_default().to_owned());
+    let read = devstack::consume_timed(
+        &ctx.bootstrap,
+        ctx.paths,
+        TASK_EVENTS,
+        expected,
+        Duration::from_secs(180),
+        |r| {
+            if !r.log_append_time {
+                not_append_time += 1;
             }
-            _ => seen.unmatched += 1,
-        }
-        Ok(())
-    })
+            let v: Value =
+                serde_json::from_str(&r.record.value).context("a record that is not JSON")?;
+            let data = &v["data"];
+            let user = data["user_id"].as_str().unwrap_or_default();
+            if r.record.key.as_deref() != Some(user) {
+                seen.key_mismatches += 1;
+            }
+            let op = match data["event_type"].as_str() {
+                Some(t) if t == Op::Create.event_type() => Some(Op::Create),
+                Some(t) if t == Op::Complete.event_type() => Some(Op::Complete),
+                _ => None,
+            };
+            let occurred = data["occurred_at"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+            match (op, occurred) {
+                (Some(op), Some(occurred)) => {
+                    let entry = seen
+                        .by_group
+                        .entry((user_group(user).to_owned(), op))
+                        .or_default();
+                    entry.0.push(KafkaEvent {
+                        occurred_ms: occurred.timestamp_millis(),
+                        append_ms: r.timestamp_ms,
+                    });
+                    entry
+                        .1
+                        .insert(data["event_id"].as_str().unwrap_or_default().to_owned());
+                }
+                _ => seen.unmatched += 1,
+            }
+            Ok(())
+        },
+    )
     .await?;
     println!("    {read} of {expected} records read");
     if not_append_time > 0 {
-        bail!("{not_append_time} records carry CreateTime, not LogAppendTime: the topic configuration did not apply");
+        bail!(
+            "{not_append_time} records carry CreateTime, not LogAppendTime: the topic configuration did not apply"
+        );
     }
     Ok(seen)
 }
@@ -873,7 +1116,13 @@ struct RawResult {
 /// Publishes straight to chat-api's sidecar over gRPC (`entries_per_call` 1: `PublishEvent`;
 /// more: `BulkPublishEventAlpha1`) with `concurrency` calls in flight, each entry with its
 /// own partition key and CloudEvent id.
-async fn raw_publish(api: &Service, payload: Arc<Vec<u8>>, concurrency: usize, entries_per_call: usize, duration: Duration) -> Result<RawResult> {
+async fn raw_publish(
+    api: &Service,
+    payload: Arc<Vec<u8>>,
+    concurrency: usize,
+    entries_per_call: usize,
+    duration: Duration,
+) -> Result<RawResult> {
     let client = dapr_v1::dapr_client::DaprClient::connect(api.sidecar.grpc_url())
         .await
         .map_err(|e| anyhow!("connecting to chat-api's sidecar over gRPC: {e}"))?;
@@ -914,16 +1163,30 @@ async fn raw_publish(api: &Service, payload: Arc<Vec<u8>>, concurrency: usize, e
                             metadata: meta(n * entries_per_call + i),
                         })
                         .collect();
-                    let req = dapr_v1::BulkPublishRequest { pubsub_name: PUBSUB.into(), topic: RAW_TOPIC.into(), entries, metadata: HashMap::new() };
+                    let req = dapr_v1::BulkPublishRequest {
+                        pubsub_name: PUBSUB.into(),
+                        topic: RAW_TOPIC.into(),
+                        entries,
+                        metadata: HashMap::new(),
+                    };
                     #[allow(deprecated)] // the only bulk call daprd 1.16 serves
                     let res = client.bulk_publish_event_alpha1(req).await;
                     match res {
-                        Ok(r) => entries_per_call.saturating_sub(r.into_inner().failed_entries.len()),
+                        Ok(r) => {
+                            entries_per_call.saturating_sub(r.into_inner().failed_entries.len())
+                        }
                         Err(_) => 0,
                     }
                 };
                 n += 1;
-                samples.push((Sample { start: started - t0, latency: started.elapsed(), ok: acked == entries_per_call }, acked));
+                samples.push((
+                    Sample {
+                        start: started - t0,
+                        latency: started.elapsed(),
+                        ok: acked == entries_per_call,
+                    },
+                    acked,
+                ));
             }
             samples
         }));
@@ -932,7 +1195,10 @@ async fn raw_publish(api: &Service, payload: Arc<Vec<u8>>, concurrency: usize, e
     for h in handles {
         samples.extend(h.await.unwrap_or_default());
     }
-    let measured: Vec<&(Sample, usize)> = samples.iter().filter(|(s, _)| s.start >= from && s.start < to).collect();
+    let measured: Vec<&(Sample, usize)> = samples
+        .iter()
+        .filter(|(s, _)| s.start >= from && s.start < to)
+        .collect();
     let acked: usize = measured.iter().map(|(_, a)| a).sum();
     Ok(RawResult {
         concurrency,
@@ -947,7 +1213,10 @@ async fn raw_publish(api: &Service, payload: Arc<Vec<u8>>, concurrency: usize, e
 /// A real task event as the raw baseline's payload.
 async fn sample_payload(db: &DatabaseConnection) -> Result<Arc<Vec<u8>>> {
     let row = db
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT payload FROM outbox WHERE event_type = 'task.created' ORDER BY id DESC LIMIT 1"))
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT payload FROM outbox WHERE event_type = 'task.created' ORDER BY id DESC LIMIT 1",
+        ))
         .await?
         .context("no task.created event in the outbox to copy as the raw payload")?;
     let payload: String = row.try_get("", "payload")?;
@@ -966,11 +1235,15 @@ struct Recurring {
 }
 
 async fn recurring_scenario(ctx: &Ctx<'_>, db: &DatabaseConnection) -> Result<Recurring> {
-    let total = ((RECURRING_WARMUP + RECURRING_MEASURE).as_millis() / RECURRING_INTERVAL.as_millis()) as usize;
+    let total = ((RECURRING_WARMUP + RECURRING_MEASURE).as_millis()
+        / RECURRING_INTERVAL.as_millis()) as usize;
     let users: Vec<(String, String)> = (0..RECURRING_USERS)
         .map(|u| {
             let id = format!("rec-{u}");
-            Ok((ctx.env.token(&id)?, format!("{}/api/{id}/tasks", ctx.api_base)))
+            Ok((
+                ctx.env.token(&id)?,
+                format!("{}/api/{id}/tasks", ctx.api_base),
+            ))
         })
         .collect::<Result<_>>()?;
     // Create them 8 at a time.
@@ -1002,7 +1275,12 @@ async fn recurring_scenario(ctx: &Ctx<'_>, db: &DatabaseConnection) -> Result<Re
         let (token, url) = users[u].clone();
         let client = ctx.client.clone();
         handles.push(tokio::spawn(async move {
-            client.post(format!("{url}/{id}/complete")).bearer_auth(&token).send().await.is_ok_and(|r| r.status().is_success())
+            client
+                .post(format!("{url}/{id}/complete"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
         }));
     }
     let mut ok = 0usize;
@@ -1033,7 +1311,10 @@ async fn recurring_scenario(ctx: &Ctx<'_>, db: &DatabaseConnection) -> Result<Re
             ),
         ))
         .await?;
-    let latencies: Vec<f64> = rows.iter().filter_map(|r| r.try_get::<f64>("", "ms").ok()).collect();
+    let latencies: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<f64>("", "ms").ok())
+        .collect();
     Ok(Recurring {
         completions: ok,
         errors: total - ok,
@@ -1044,7 +1325,10 @@ async fn recurring_scenario(ctx: &Ctx<'_>, db: &DatabaseConnection) -> Result<Re
 }
 
 async fn scalar_i64(db: &DatabaseConnection, sql: &str) -> Result<i64> {
-    let row = db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await?.context("no row")?;
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await?
+        .context("no row")?;
     Ok(row.try_get_by_index::<i64>(0)?)
 }
 
@@ -1053,7 +1337,11 @@ async fn scalar_i64(db: &DatabaseConnection, sql: &str) -> Result<i64> {
 
 enum ReminderOutcome {
     NotMeasured(String),
-    Measured { tasks: usize, logged: usize, latency: Quantiles },
+    Measured {
+        tasks: usize,
+        logged: usize,
+        latency: Quantiles,
+    },
 }
 
 /// Tasks due in an hour (inside the 24 h reminder window), for six users.
@@ -1072,12 +1360,22 @@ async fn create_reminder_tasks(ctx: &Ctx<'_>) -> Result<(Vec<String>, Instant)> 
             .error_for_status()?
             .json()
             .await?;
-        ids.push(v["id"].as_str().context("created task without id")?.to_owned());
+        ids.push(
+            v["id"]
+                .as_str()
+                .context("created task without id")?
+                .to_owned(),
+        );
     }
     Ok((ids, Instant::now()))
 }
 
-async fn reminder_scenario(ctx: &Ctx<'_>, notifications: &Service, task_ids: &[String], created: Instant) -> ReminderOutcome {
+async fn reminder_scenario(
+    ctx: &Ctx<'_>,
+    notifications: &Service,
+    task_ids: &[String],
+    created: Instant,
+) -> ReminderOutcome {
     // When notifications logged each task's reminder: its first log line naming the task.
     let mut logged: HashMap<&str, i64> = HashMap::new();
     while logged.len() < task_ids.len() && created.elapsed() < REMINDER_WAIT {
@@ -1103,29 +1401,48 @@ async fn reminder_scenario(ctx: &Ctx<'_>, notifications: &Service, task_ids: &[S
         ));
     }
     let mut published: HashMap<String, i64> = HashMap::new();
-    let read = devstack::consume_timed(&ctx.bootstrap, ctx.paths, REMINDERS, task_ids.len(), Duration::from_secs(10), |r| {
-        let v: Value = serde_json::from_str(&r.record.value)?;
-        if let Some(task) = v["data"]["task_id"].as_str() {
-            published.entry(task.to_owned()).or_insert(r.timestamp_ms);
-        }
-        Ok(())
-    })
+    let read = devstack::consume_timed(
+        &ctx.bootstrap,
+        ctx.paths,
+        REMINDERS,
+        task_ids.len(),
+        Duration::from_secs(10),
+        |r| {
+            let v: Value = serde_json::from_str(&r.record.value)?;
+            if let Some(task) = v["data"]["task_id"].as_str() {
+                published.entry(task.to_owned()).or_insert(r.timestamp_ms);
+            }
+            Ok(())
+        },
+    )
     .await;
     if let Err(e) = read {
         return ReminderOutcome::NotMeasured(format!("reading the reminders topic failed: {e:#}"));
     }
-    let latencies: Vec<f64> = logged.iter().filter_map(|(id, at)| published.get(*id).map(|p| (at - p) as f64)).collect();
+    let latencies: Vec<f64> = logged
+        .iter()
+        .filter_map(|(id, at)| published.get(*id).map(|p| (at - p) as f64))
+        .collect();
     if latencies.is_empty() {
-        return ReminderOutcome::NotMeasured("no logged reminder matched a record on the reminders topic".into());
+        return ReminderOutcome::NotMeasured(
+            "no logged reminder matched a record on the reminders topic".into(),
+        );
     }
-    ReminderOutcome::Measured { tasks: task_ids.len(), logged: logged.len(), latency: Quantiles::of(latencies) }
+    ReminderOutcome::Measured {
+        tasks: task_ids.len(),
+        logged: logged.len(),
+        latency: Quantiles::of(latencies),
+    }
 }
 
 /// The timestamp of a log line: the `timestamp` field of a JSON line, or the first word of
 /// a text line (colour codes removed).
 fn log_line_time(line: &str) -> Option<DateTime<Utc>> {
     if let Ok(v) = serde_json::from_str::<Value>(line) {
-        return v["timestamp"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+        return v["timestamp"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
     }
     let mut plain = String::with_capacity(line.len());
     let mut chars = line.chars();
@@ -1141,7 +1458,9 @@ fn log_line_time(line: &str) -> Option<DateTime<Utc>> {
         }
     }
     let first = plain.split_whitespace().next()?;
-    DateTime::parse_from_rfc3339(first).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(first)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1157,7 +1476,11 @@ struct Proc {
 
 impl Proc {
     fn new(name: &str, pid: u32, tree: bool) -> Proc {
-        Proc { name: name.to_owned(), pid, tree }
+        Proc {
+            name: name.to_owned(),
+            pid,
+            tree,
+        }
     }
 }
 
@@ -1184,7 +1507,13 @@ fn cpu_ticks(procs: &[Proc]) -> Vec<u64> {
     let mut ticks: HashMap<u32, u64> = HashMap::new();
     if needs_tree && let Ok(dir) = fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
             if let Some((ppid, t)) = proc_stat(pid) {
                 children.entry(ppid).or_default().push(pid);
                 ticks.insert(pid, t);
@@ -1215,7 +1544,12 @@ fn rss_kb(pid: u32) -> Option<u64> {
 }
 
 /// CPU over [start, end] and the highest RSS sampled in it, per process.
-fn spawn_sampler(procs: Arc<Vec<Proc>>, start: Instant, end: Instant, clk_tck: f64) -> JoinHandle<Vec<Usage>> {
+fn spawn_sampler(
+    procs: Arc<Vec<Proc>>,
+    start: Instant,
+    end: Instant,
+    clk_tck: f64,
+) -> JoinHandle<Vec<Usage>> {
     tokio::spawn(async move {
         tokio::time::sleep_until(start.into()).await;
         let t0 = Instant::now();
@@ -1284,14 +1618,22 @@ impl Machine {
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             model,
             memory_gib: mem_kb / 1024.0 / 1024.0,
-            kernel: fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
             load_at_start: read_loadavg(),
         }
     }
 }
 
 fn read_loadavg() -> String {
-    fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 struct Versions {
@@ -1305,18 +1647,33 @@ struct Versions {
 
 impl Versions {
     async fn read(paths: &Paths, db: &DatabaseConnection) -> Versions {
-        let postgres = match db.query_one_raw(Statement::from_string(DbBackend::Postgres, "SHOW server_version")).await {
-            Ok(Some(row)) => row.try_get_by_index::<String>(0).unwrap_or_else(|_| "unknown".into()),
+        let postgres = match db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SHOW server_version",
+            ))
+            .await
+        {
+            Ok(Some(row)) => row
+                .try_get_by_index::<String>(0)
+                .unwrap_or_else(|_| "unknown".into()),
             _ => "unknown".into(),
         };
         let redis = first_line(Command::new("redis-server").arg("--version"));
-        let redis = redis.split_whitespace().find_map(|w| w.strip_prefix("v=")).map_or(redis.clone(), str::to_owned);
+        let redis = redis
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("v="))
+            .map_or(redis.clone(), str::to_owned);
         let cargo_toml = fs::read_to_string(paths.root.join("Cargo.toml")).unwrap_or_default();
         Versions {
             dapr: first_line(Command::new(paths.daprd()).arg("--version")),
             postgres,
             redis,
-            rustc: first_line(Command::new("rustc").arg("--version").current_dir(&paths.root)),
+            rustc: first_line(
+                Command::new("rustc")
+                    .arg("--version")
+                    .current_dir(&paths.root),
+            ),
             java: first_line(Command::new("java").arg("-version")),
             release_profile: if cargo_toml.contains("[profile.release") {
                 "`--release` with the workspace's `[profile.release]`".into()
@@ -1332,8 +1689,15 @@ fn first_line(cmd: &mut Command) -> String {
     cmd.output()
         .ok()
         .and_then(|o| {
-            let out = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&out).lines().next().map(|l| l.trim().to_owned())
+            let out = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&out)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_owned())
         })
         .filter(|l| !l.is_empty())
         .unwrap_or_else(|| "unknown".into())
@@ -1357,8 +1721,15 @@ impl Quantiles {
             return Quantiles::default();
         }
         values.sort_by(f64::total_cmp);
-        let at = |p: f64| values[((p / 100.0 * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
-        Quantiles { n: values.len(), p50: at(50.0), p95: at(95.0), p99: at(99.0) }
+        let at = |p: f64| {
+            values[((p / 100.0 * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1]
+        };
+        Quantiles {
+            n: values.len(),
+            p50: at(50.0),
+            p95: at(95.0),
+            p99: at(99.0),
+        }
     }
 }
 
@@ -1398,8 +1769,16 @@ impl Report {
         let mut s = String::new();
         let m = &self.machine;
         let v = &self.versions;
-        let _ = writeln!(s, "## {} — `cargo xtask bench`\n", Utc::now().format("%Y-%m-%d %H:%M UTC"));
-        let _ = writeln!(s, "- Machine: {} × {}, {:.1} GiB RAM, Linux {}; load average at start {}, at end {}.", m.cpus, m.model, m.memory_gib, m.kernel, m.load_at_start, self.load_at_end);
+        let _ = writeln!(
+            s,
+            "## {} — `cargo xtask bench`\n",
+            Utc::now().format("%Y-%m-%d %H:%M UTC")
+        );
+        let _ = writeln!(
+            s,
+            "- Machine: {} × {}, {:.1} GiB RAM, Linux {}; load average at start {}, at end {}.",
+            m.cpus, m.model, m.memory_gib, m.kernel, m.load_at_start, self.load_at_end
+        );
         let _ = writeln!(
             s,
             "- Versions: daprd {}, Kafka {} (KRaft, one node, heap 768 MB), PostgreSQL {}, Redis {}, {}, {}.",
@@ -1410,8 +1789,17 @@ impl Report {
             v.rustc,
             v.java
         );
-        let _ = writeln!(s, "- Build: the services and the load client (`xtask`) built with {}; the build took {:.0} s.", v.release_profile, opts.build.as_secs_f64());
-        let settings: Vec<String> = self.api_settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            s,
+            "- Build: the services and the load client (`xtask`) built with {}; the build took {:.0} s.",
+            v.release_profile,
+            opts.build.as_secs_f64()
+        );
+        let settings: Vec<String> = self
+            .api_settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let _ = writeln!(
             s,
             "- Settings: chat-api {}; recurring-tasks defaults; reminder cron `{REMINDER_SCHEDULE}`; topics with {} partitions, `LogAppendTime`; all processes on this machine, loopback only.",
@@ -1431,11 +1819,29 @@ impl Report {
         self.render_targets(&mut s);
 
         let _ = writeln!(s, "### API writes and publish lag\n");
-        let _ = writeln!(s, "| phase | conc. | req/s | p50 ms | p95 ms | p99 ms | errors | events on Kafka | event rate /s | lag p50 ms | lag p95 ms | lag p99 ms | relay drained after | recurring-tasks caught up after |");
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| phase | conc. | req/s | p50 ms | p95 ms | p99 ms | errors | events on Kafka | event rate /s | lag p50 ms | lag p95 ms | lag p99 ms | relay drained after | recurring-tasks caught up after |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for p in &self.phases {
             let k = p.kafka.as_ref();
-            let events = k.map_or_else(|| "–".into(), |k| if k.missing == 0 { format!("{} of {} ✓", k.distinct, p.ok_total) } else { format!("{} of {} (**{} missing**)", k.distinct, p.ok_total, k.missing) });
+            let events = k.map_or_else(
+                || "–".into(),
+                |k| {
+                    if k.missing == 0 {
+                        format!("{} of {} ✓", k.distinct, p.ok_total)
+                    } else {
+                        format!(
+                            "{} of {} (**{} missing**)",
+                            k.distinct, p.ok_total, k.missing
+                        )
+                    }
+                },
+            );
             let _ = writeln!(
                 s,
                 "| {}{} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -1452,19 +1858,46 @@ impl Report {
                 cell(k.map(|k| k.lag.p50), 0),
                 cell(k.map(|k| k.lag.p95), 0),
                 cell(k.map(|k| k.lag.p99), 0),
-                p.settle.map_or_else(|| "–".into(), |x| format!("{:.1} s", x.drained.as_secs_f64())),
-                p.settle.map_or_else(|| "–".into(), |x| format!("{:.1} s", x.consumed.as_secs_f64())),
+                p.settle.map_or_else(
+                    || "–".into(),
+                    |x| format!("{:.1} s", x.drained.as_secs_f64())
+                ),
+                p.settle.map_or_else(
+                    || "–".into(),
+                    |x| format!("{:.1} s", x.consumed.as_secs_f64())
+                ),
             );
         }
         if self.kafka_unmatched > 0 || self.kafka_key_mismatches > 0 {
-            let _ = writeln!(s, "\nRecords on `task-events` of no known type: {}; records whose key is not the user id: {}.", self.kafka_unmatched, self.kafka_key_mismatches);
+            let _ = writeln!(
+                s,
+                "\nRecords on `task-events` of no known type: {}; records whose key is not the user id: {}.",
+                self.kafka_unmatched, self.kafka_key_mismatches
+            );
         }
 
         let _ = writeln!(s, "\n### Raw publishes to the same sidecar (the ceiling)\n");
-        let _ = writeln!(s, "| mode | calls in flight | events per call | events/s | call p50 ms | call p95 ms | call p99 ms | failed calls |");
+        let _ = writeln!(
+            s,
+            "| mode | calls in flight | events per call | events/s | call p50 ms | call p95 ms | call p99 ms | failed calls |"
+        );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
-        for (name, r) in [("single (`PublishEvent`)", &self.raw_single), ("bulk (`BulkPublishEventAlpha1`)", &self.raw_bulk)] {
-            let _ = writeln!(s, "| {name} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} of {} |", r.concurrency, r.entries_per_call, r.rate, r.latency.p50, r.latency.p95, r.latency.p99, r.errors, r.calls);
+        for (name, r) in [
+            ("single (`PublishEvent`)", &self.raw_single),
+            ("bulk (`BulkPublishEventAlpha1`)", &self.raw_bulk),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} of {} |",
+                r.concurrency,
+                r.entries_per_call,
+                r.rate,
+                r.latency.p50,
+                r.latency.p95,
+                r.latency.p99,
+                r.errors,
+                r.calls
+            );
         }
 
         let d = &self.drain;
@@ -1474,11 +1907,23 @@ impl Report {
             "A backlog of {} events, written through a second chat-api with its relay off while chat-api was stopped ({} of them on Kafka afterwards{}). After chat-api's restart the outbox was empty within {:.1} s (start-up included). Between the first and the last backlog event's append: {:.0} events/s = {:.2} × raw single, {:.2} × raw bulk.",
             d.backlog,
             d.on_kafka,
-            if d.on_kafka as u64 >= d.backlog { "" } else { ", **some missing**" },
+            if d.on_kafka as u64 >= d.backlog {
+                ""
+            } else {
+                ", **some missing**"
+            },
             d.drained_after.as_secs_f64(),
             d.rate,
-            if self.raw_single.rate > 0.0 { d.rate / self.raw_single.rate } else { 0.0 },
-            if self.raw_bulk.rate > 0.0 { d.rate / self.raw_bulk.rate } else { 0.0 },
+            if self.raw_single.rate > 0.0 {
+                d.rate / self.raw_single.rate
+            } else {
+                0.0
+            },
+            if self.raw_bulk.rate > 0.0 {
+                d.rate / self.raw_bulk.rate
+            } else {
+                0.0
+            },
         );
 
         let r = &self.recurring;
@@ -1500,14 +1945,30 @@ impl Report {
         let _ = writeln!(s, "\n### Reminders: published → notification logged\n");
         match &self.reminders {
             ReminderOutcome::NotMeasured(why) => {
-                let _ = writeln!(s, "Not measured: {}", why.lines().next().unwrap_or_default());
+                let _ = writeln!(
+                    s,
+                    "Not measured: {}",
+                    why.lines().next().unwrap_or_default()
+                );
             }
-            ReminderOutcome::Measured { tasks, logged, latency } => {
-                let _ = writeln!(s, "{logged} of {tasks} reminders logged; p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms ({} matched).", latency.p50, latency.p95, latency.p99, latency.n);
+            ReminderOutcome::Measured {
+                tasks,
+                logged,
+                latency,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "{logged} of {tasks} reminders logged; p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms ({} matched).",
+                    latency.p50, latency.p95, latency.p99, latency.n
+                );
             }
         }
 
-        let _ = writeln!(s, "\n### Resources at the top load (concurrency {})\n", self.top);
+        let _ = writeln!(
+            s,
+            "\n### Resources at the top load (concurrency {})\n",
+            self.top
+        );
         let tops: Vec<&Phase> = self.phases.iter().filter(|p| p.level == self.top).collect();
         let _ = write!(s, "| process |");
         for p in &tops {
@@ -1523,20 +1984,34 @@ impl Report {
                 let _ = write!(s, "| {} |", u.name);
                 for p in &tops {
                     let u = p.usage.get(i);
-                    let _ = write!(s, " {} | {} |", cell(u.map(|u| u.cpu_percent), 0), cell(u.and_then(|u| u.rss_mb), 1));
+                    let _ = write!(
+                        s,
+                        " {} | {} |",
+                        cell(u.map(|u| u.cpu_percent), 0),
+                        cell(u.and_then(|u| u.rss_mb), 1)
+                    );
                 }
                 let _ = writeln!(s);
             }
             let _ = write!(s, "| **all of the above** |");
             for p in &tops {
-                let _ = write!(s, " {:.0} of {} | |", p.usage.iter().map(|u| u.cpu_percent).sum::<f64>(), m.cpus * 100);
+                let _ = write!(
+                    s,
+                    " {:.0} of {} | |",
+                    p.usage.iter().map(|u| u.cpu_percent).sum::<f64>(),
+                    m.cpus * 100
+                );
             }
             let _ = writeln!(s);
         }
         let _ = writeln!(
             s,
             "\nLeft running after the stop: {}.\n",
-            if self.left_running.is_empty() { "nothing".to_owned() } else { format!("{:?}", self.left_running) }
+            if self.left_running.is_empty() {
+                "nothing".to_owned()
+            } else {
+                format!("{:?}", self.left_running)
+            }
         );
         s
     }
@@ -1552,10 +2027,21 @@ impl Report {
         let level_ok = |level: usize| {
             let ps: Vec<&Phase> = self.phases.iter().filter(|p| p.level == level).collect();
             !ps.is_empty()
-                && ps.iter().all(|p| p.rps() >= 2000.0 && p.latency.p95 <= 25.0 && p.errors == 0 && p.kafka.as_ref().is_some_and(|k| k.missing == 0))
+                && ps.iter().all(|p| {
+                    p.rps() >= 2000.0
+                        && p.latency.p95 <= 25.0
+                        && p.errors == 0
+                        && p.kafka.as_ref().is_some_and(|k| k.missing == 0)
+                })
         };
-        let best = self.phases.iter().max_by(|a, b| a.rps().total_cmp(&b.rps()));
-        let all_delivered = self.phases.iter().all(|p| p.kafka.as_ref().is_some_and(|k| k.missing == 0));
+        let best = self
+            .phases
+            .iter()
+            .max_by(|a, b| a.rps().total_cmp(&b.rps()));
+        let all_delivered = self
+            .phases
+            .iter()
+            .all(|p| p.kafka.as_ref().is_some_and(|k| k.missing == 0));
         let figure = best.map_or_else(String::new, |b| {
             format!(
                 "best: {} {:.0} req/s at concurrency {} (p95 {:.1} ms); every event on Kafka: {}",
@@ -1566,12 +2052,20 @@ impl Report {
                 if all_delivered { "yes" } else { "**no**" }
             )
         });
-        let _ = writeln!(s, "| ≥ 2,000 task writes/s through chat-api, every event on Kafka, API p95 ≤ 25 ms | {figure} | {} |", met(levels.iter().any(|&l| level_ok(l))));
+        let _ = writeln!(
+            s,
+            "| ≥ 2,000 task writes/s through chat-api, every event on Kafka, API p95 ≤ 25 ms | {figure} | {} |",
+            met(levels.iter().any(|&l| level_ok(l)))
+        );
 
         // 2. API event rate against the raw ceiling.
         let ceiling = self.raw_single.rate.max(self.raw_bulk.rate);
         let ratio = |rate: f64| if ceiling > 0.0 { rate / ceiling } else { 0.0 };
-        let api_rate = self.phases.iter().filter_map(|p| p.kafka.as_ref().map(|k| k.rate)).fold(0.0, f64::max);
+        let api_rate = self
+            .phases
+            .iter()
+            .filter_map(|p| p.kafka.as_ref().map(|k| k.rate))
+            .fold(0.0, f64::max);
         let _ = writeln!(
             s,
             "| API event rate ≥ 0.8 × raw sidecar rate | under load {api_rate:.0}/s = {:.2} × the raw ceiling {ceiling:.0}/s (raw single {:.0}/s at {} in flight, bulk {:.0}/s); the relay alone (drain) {:.0}/s = {:.2} × | {} |",
@@ -1593,7 +2087,11 @@ impl Report {
         let lag_figure: Vec<String> = self
             .phases
             .iter()
-            .filter_map(|p| p.kafka.as_ref().map(|k| format!("{} {}: {:.0}", p.op.name(), p.level, k.lag.p95)))
+            .filter_map(|p| {
+                p.kafka
+                    .as_ref()
+                    .map(|k| format!("{} {}: {:.0}", p.op.name(), p.level, k.lag.p95))
+            })
             .collect();
         let _ = writeln!(
             s,
@@ -1604,15 +2102,35 @@ impl Report {
 
         // 4. Recurring.
         let r = &self.recurring;
-        let _ = writeln!(s, "| recurring p95 ≤ 1 s | p95 {:.0} ms ({} measured, {} missing) | {} |", r.latency.p95, r.measured, r.missing, met(r.measured > 0 && r.missing == 0 && r.latency.p95 <= 1000.0));
+        let _ = writeln!(
+            s,
+            "| recurring p95 ≤ 1 s | p95 {:.0} ms ({} measured, {} missing) | {} |",
+            r.latency.p95,
+            r.measured,
+            r.missing,
+            met(r.measured > 0 && r.missing == 0 && r.latency.p95 <= 1000.0)
+        );
 
         // 5. Reminders.
         match &self.reminders {
             ReminderOutcome::NotMeasured(why) => {
-                let _ = writeln!(s, "| reminder p95 ≤ 2 s | not measured: {} | – |", why.lines().next().unwrap_or_default().replace('|', "/"));
+                let _ = writeln!(
+                    s,
+                    "| reminder p95 ≤ 2 s | not measured: {} | – |",
+                    why.lines().next().unwrap_or_default().replace('|', "/")
+                );
             }
-            ReminderOutcome::Measured { tasks, logged, latency } => {
-                let _ = writeln!(s, "| reminder p95 ≤ 2 s | p95 {:.0} ms ({logged} of {tasks} logged) | {} |", latency.p95, met(logged == tasks && latency.p95 <= 2000.0));
+            ReminderOutcome::Measured {
+                tasks,
+                logged,
+                latency,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "| reminder p95 ≤ 2 s | p95 {:.0} ms ({logged} of {tasks} logged) | {} |",
+                    latency.p95,
+                    met(logged == tasks && latency.p95 <= 2000.0)
+                );
             }
         }
 
@@ -1621,9 +2139,19 @@ impl Report {
             .phases
             .iter()
             .filter(|p| p.level == self.top)
-            .flat_map(|p| p.usage.iter().filter(|u| u.name == "chat-api").filter_map(|u| u.rss_mb))
+            .flat_map(|p| {
+                p.usage
+                    .iter()
+                    .filter(|u| u.name == "chat-api")
+                    .filter_map(|u| u.rss_mb)
+            })
             .fold(0.0, f64::max);
-        let _ = writeln!(s, "| chat-api RSS ≤ 64 MB at top load | {rss:.1} MB (highest sample at concurrency {}) | {} |\n", self.top, met(rss > 0.0 && rss <= 64.0));
+        let _ = writeln!(
+            s,
+            "| chat-api RSS ≤ 64 MB at top load | {rss:.1} MB (highest sample at concurrency {}) | {} |\n",
+            self.top,
+            met(rss > 0.0 && rss <= 64.0)
+        );
     }
 }
 
@@ -1643,15 +2171,32 @@ mod tests {
     #[test]
     fn log_line_times_come_from_json_or_the_first_word() {
         let json = r#"{"timestamp":"2026-11-28T10:00:00.250Z","level":"INFO","task_id":"x"}"#;
-        assert_eq!(log_line_time(json).map(|t| t.timestamp_millis() % 1000), Some(250));
+        assert_eq!(
+            log_line_time(json).map(|t| t.timestamp_millis() % 1000),
+            Some(250)
+        );
         let text = "\u{1b}[2m2026-11-28T10:00:01.5Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m reminder";
-        assert_eq!(log_line_time(text).map(|t| t.timestamp_millis() % 10_000), Some(1500));
+        assert_eq!(
+            log_line_time(text).map(|t| t.timestamp_millis() % 10_000),
+            Some(1500)
+        );
         assert!(log_line_time("no time here").is_none());
     }
 
     #[test]
     fn options_take_levels_settings_and_durations() {
-        let args: Vec<String> = ["--levels", "4,16", "--set", "RELAY_CONCURRENCY=64", "--duration", "3", "--no-record"].iter().map(|s| (*s).to_owned()).collect();
+        let args: Vec<String> = [
+            "--levels",
+            "4,16",
+            "--set",
+            "RELAY_CONCURRENCY=64",
+            "--duration",
+            "3",
+            "--no-record",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
         let o = Options::parse(&args).expect("parse");
         assert_eq!(o.levels, [4, 16]);
         assert_eq!(o.duration, Duration::from_secs(3));

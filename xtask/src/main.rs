@@ -18,13 +18,18 @@ mod tasks;
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <provision | up | test | bench [options] | token <user_id> | down | minikube [options]>");
+    eprintln!(
+        "usage: cargo xtask <provision | up | test | bench [options] | token <user_id> | down | minikube [options]>"
+    );
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

@@ -5,12 +5,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
-use devstack::{provision as prov, Managed, Paths, Ports, Stack, StackConfig};
+use anyhow::{Context as _, Result, bail};
+use devstack::{Managed, Paths, Ports, Stack, StackConfig, provision as prov};
 use nix::sys::signal::Signal;
 
 /// Topics the system uses; created by `up` and by the tests' stacks.
-const TOPICS: [&str; 4] = ["task-events", "reminders", "task-events-dlq", "reminders-dlq"];
+const TOPICS: [&str; 4] = [
+    "task-events",
+    "reminders",
+    "task-events-dlq",
+    "reminders-dlq",
+];
 const TOPIC_PARTITIONS: u32 = 3;
 
 pub(crate) fn step(what: &str) -> Instant {
@@ -105,19 +110,37 @@ pub async fn up() -> Result<()> {
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null());
     let log = paths.data.join("dapr-run.log");
-    let mut dapr = Managed::spawn("dapr run", cmd, &log, Some(&paths.data.join("dapr-run.pid")))?
-        .with_stop(Signal::SIGINT, Duration::from_secs(20));
-    wait_http("http://127.0.0.1:3000/readyz", Duration::from_secs(60), &dapr).await?;
+    let mut dapr = Managed::spawn(
+        "dapr run",
+        cmd,
+        &log,
+        Some(&paths.data.join("dapr-run.pid")),
+    )?
+    .with_stop(Signal::SIGINT, Duration::from_secs(20));
+    wait_http(
+        "http://127.0.0.1:3000/readyz",
+        Duration::from_secs(60),
+        &dapr,
+    )
+    .await?;
     // Outbound health: components loaded, publishing works. (`dapr run -f` always points
     // daprd at a scheduler on localhost:50006, which a slim install does not run; daprd then
     // reports /v1.0/healthz as 500 but serves pub/sub, state and bindings normally.)
     for port in [3500, 3501, 3502, 3503] {
-        wait_http(&format!("http://127.0.0.1:{port}/v1.0/healthz/outbound"), Duration::from_secs(60), &dapr).await?;
+        wait_http(
+            &format!("http://127.0.0.1:{port}/v1.0/healthz/outbound"),
+            Duration::from_secs(60),
+            &dapr,
+        )
+        .await?;
     }
     done(t);
 
     println!();
-    println!("The system is up. chat-api: http://127.0.0.1:3000   (logs: {})", log.display());
+    println!(
+        "The system is up. chat-api: http://127.0.0.1:3000   (logs: {})",
+        log.display()
+    );
     println!("  token:  cargo xtask token alice");
     println!("  create: curl -s -X POST http://127.0.0.1:3000/api/alice/tasks \\");
     println!("            -H \"Authorization: Bearer $(cargo xtask token alice)\" \\");
@@ -151,10 +174,17 @@ async fn wait_http(url: &str, timeout: Duration, owner: &Managed) -> Result<()> 
             return Ok(());
         }
         if !devstack::pid_alive(owner.pid()) {
-            bail!("{} exited; end of its log:\n{}", owner.name(), owner.log_tail(40));
+            bail!(
+                "{} exited; end of its log:\n{}",
+                owner.name(),
+                owner.log_tail(40)
+            );
         }
         if Instant::now() > deadline {
-            bail!("{url} did not answer within {timeout:?}; end of the log:\n{}", owner.log_tail(40));
+            bail!(
+                "{url} did not answer within {timeout:?}; end of the log:\n{}",
+                owner.log_tail(40)
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -163,9 +193,13 @@ async fn wait_http(url: &str, timeout: Duration, owner: &Managed) -> Result<()> 
 /// A tiny HTTP GET over loopback: true on a 2xx status line.
 async fn http_ok(url: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else { return false };
+    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else {
+        return false;
+    };
     let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).await.is_err() {
         return false;
@@ -189,18 +223,33 @@ pub async fn test(extra: &[String]) -> Result<()> {
     let t = step("starting PostgreSQL for the in-process suites");
     let tmp = paths.data.join("test-stack");
     let _ = fs::remove_dir_all(&tmp);
-    let stack = Stack::start(&paths, StackConfig { data_dir: tmp.clone(), ports: Ports::free() }).await?;
+    let stack = Stack::start(
+        &paths,
+        StackConfig {
+            data_dir: tmp.clone(),
+            ports: Ports::free(),
+        },
+    )
+    .await?;
     done(t);
 
-    let t = step("cargo test --workspace: unit, in-process (SQLite and PostgreSQL) and end-to-end tests");
+    let t = step(
+        "cargo test --workspace: unit, in-process (SQLite and PostgreSQL) and end-to-end tests",
+    );
     let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
     args.extend(["--", "--test-threads=1"]);
-    let result = cargo(&paths, &args, &[("TEST_POSTGRES_URL", stack.admin_database_url())]);
+    let result = cargo(
+        &paths,
+        &args,
+        &[("TEST_POSTGRES_URL", stack.admin_database_url())],
+    );
     let result = match result {
         Ok(()) => {
             done(t);
-            let t = step("property-based API fuzzing from the OpenAPI document (schemathesis; SQLite and PostgreSQL)");
+            let t = step(
+                "property-based API fuzzing from the OpenAPI document (schemathesis; SQLite and PostgreSQL)",
+            );
             let sqlite = format!("sqlite://{}/fuzz.db", tmp.display());
             let fuzzed = async {
                 fuzz_api(&paths, &sqlite).await?;
@@ -236,8 +285,14 @@ async fn fuzz_api(paths: &Paths, database_url: &str) -> Result<()> {
         ("RUST_LOG", "warn".to_owned()),
     ];
     let mut cmd = Command::new(&bin);
-    cmd.arg("serve").envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-    let mut server = Managed::spawn("chat-api (fuzz target)", cmd, &paths.data.join("fuzz-chat-api.log"), None)?;
+    cmd.arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut server = Managed::spawn(
+        "chat-api (fuzz target)",
+        cmd,
+        &paths.data.join("fuzz-chat-api.log"),
+        None,
+    )?;
     let base = format!("http://127.0.0.1:{port}");
     wait_http(&format!("{base}/readyz"), Duration::from_secs(30), &server).await?;
     let token = Command::new(&bin)
@@ -254,7 +309,10 @@ async fn fuzz_api(paths: &Paths, database_url: &str) -> Result<()> {
         .context("running tools/fuzz-api.sh")?;
     server.shutdown().await;
     if !status.success() {
-        bail!("the API fuzzer found server errors ({status}); the server's log: {}", paths.data.join("fuzz-chat-api.log").display());
+        bail!(
+            "the API fuzzer found server errors ({status}); the server's log: {}",
+            paths.data.join("fuzz-chat-api.log").display()
+        );
     }
     Ok(())
 }
@@ -264,7 +322,10 @@ pub fn token(user: &str) -> Result<()> {
     let secret = jwt_secret(&paths)?;
     let bin = paths.root.join("target/debug/chat-api");
     if !bin.is_file() {
-        bail!("{} is missing: run `cargo xtask up` (or `cargo build --bins`) first", bin.display());
+        bail!(
+            "{} is missing: run `cargo xtask up` (or `cargo build --bins`) first",
+            bin.display()
+        );
     }
     let status = Command::new(bin)
         .args(["token", user])
@@ -291,8 +352,12 @@ pub async fn down() -> Result<()> {
 }
 
 fn kill_pidfile(pidfile: &Path) -> Result<()> {
-    let Ok(raw) = fs::read_to_string(pidfile) else { return Ok(()) };
-    let Ok(pid) = raw.trim().parse::<i32>() else { return Ok(()) };
+    let Ok(raw) = fs::read_to_string(pidfile) else {
+        return Ok(());
+    };
+    let Ok(pid) = raw.trim().parse::<i32>() else {
+        return Ok(());
+    };
     if devstack::pid_alive(pid as u32) {
         println!("stopping pid {pid} ({})", pidfile.display());
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);

@@ -8,18 +8,18 @@
 use std::borrow::Cow;
 
 use rmcp::{
-    handler::server::{common::FromContextPart, tool::ToolCallContext},
     ErrorData,
+    handler::server::{common::FromContextPart, tool::ToolCallContext},
 };
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
-use serde::{de::DeserializeOwned, Deserialize};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, de::DeserializeOwned};
 use todo_domain::{
-    task::{DESCRIPTION_MAX_CHARS, TAGS_MAX_COUNT, TAG_MAX_CHARS, TITLE_MAX_CHARS},
     Frequency, Priority,
+    task::{DESCRIPTION_MAX_CHARS, TAG_MAX_CHARS, TAGS_MAX_COUNT, TITLE_MAX_CHARS},
 };
 use todo_store::tasks::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
 
-use crate::dto::{self, ListParams, TaskInput, TaskPatchInput, SEARCH_MAX_CHARS};
+use crate::dto::{self, ListParams, SEARCH_MAX_CHARS, TaskInput, TaskPatchInput};
 
 /// A tool's arguments, parsed from the call's `arguments` object.
 ///
@@ -42,15 +42,17 @@ impl<T: JsonSchema> JsonSchema for Parameters<T> {
 impl<S, T: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Parameters<T> {
     fn from_context_part(context: &mut ToolCallContext<'_, S>) -> Result<Self, ErrorData> {
         let arguments = serde_json::Value::Object(context.arguments.take().unwrap_or_default());
-        serde_path_to_error::deserialize(arguments).map(Parameters).map_err(|e| {
-            let path = e.path().to_string();
-            let message = if path == "." {
-                e.inner().to_string()
-            } else {
-                format!("{path}: {}", e.inner())
-            };
-            ErrorData::invalid_params(message, None)
-        })
+        serde_path_to_error::deserialize(arguments)
+            .map(Parameters)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let message = if path == "." {
+                    e.inner().to_string()
+                } else {
+                    format!("{path}: {}", e.inner())
+                };
+                ErrorData::invalid_params(message, None)
+            })
     }
 }
 
@@ -268,9 +270,14 @@ pub struct TaskIdArgs {
 /// argument out is not the same as `null` (`update_task` clears a field on `null`). Both
 /// would mislead a model.
 fn tidy(schema: &mut Schema) {
-    let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else { return };
+    let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
     for property in properties.values_mut().filter_map(|p| p.as_object_mut()) {
-        if property.get("default").is_some_and(serde_json::Value::is_null) {
+        if property
+            .get("default")
+            .is_some_and(serde_json::Value::is_null)
+        {
             property.remove("default");
         }
         if let Some(serde_json::Value::String(text)) = property.get_mut("description") {
@@ -278,7 +285,6 @@ fn tidy(schema: &mut Schema) {
         }
     }
 }
-
 
 fn title(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "string", "minLength": 1, "maxLength": TITLE_MAX_CHARS})
@@ -305,7 +311,11 @@ fn tags(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-const DUE_AT_EXAMPLES: [&str; 3] = ["2026-12-01T09:00", "2026-12-01T08:00:00Z", "2026-12-01T09:00:00+01:00"];
+const DUE_AT_EXAMPLES: [&str; 3] = [
+    "2026-12-01T09:00",
+    "2026-12-01T08:00:00Z",
+    "2026-12-01T09:00:00+01:00",
+];
 
 fn due_at(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "string", "examples": DUE_AT_EXAMPLES})
@@ -327,7 +337,8 @@ fn recurrence(_: &mut SchemaGenerator) -> Schema {
 }
 
 fn recurrence_or_null(_: &mut SchemaGenerator) -> Schema {
-    let mut values: Vec<serde_json::Value> = Frequency::ALL.iter().map(|f| f.as_str().into()).collect();
+    let mut values: Vec<serde_json::Value> =
+        Frequency::ALL.iter().map(|f| f.as_str().into()).collect();
     values.push(serde_json::Value::Null);
     json_schema!({"type": ["string", "null"], "enum": values})
 }

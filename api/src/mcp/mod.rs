@@ -19,20 +19,20 @@ mod tools;
 use std::sync::Arc;
 
 use axum::{
+    Json, Router,
     extract::Request,
-    http::{header, HeaderValue},
+    http::{HeaderValue, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    Json, Router,
 };
 use rmcp::transport::streamable_http_server::{
-    session::never::NeverSessionManager, StreamableHttpServerConfig, StreamableHttpService,
+    StreamableHttpServerConfig, StreamableHttpService, session::never::NeverSessionManager,
 };
 use serde_json::json;
 
 pub use tools::TaskTools;
 
-use crate::{auth::AuthUser, error::ApiError, AppState, BODY_LIMIT_BYTES};
+use crate::{AppState, BODY_LIMIT_BYTES, auth::AuthUser, error::ApiError};
 
 /// Where the MCP endpoint is served.
 pub const MCP_PATH: &str = "/mcp";
@@ -66,7 +66,11 @@ pub const UNAUTHORIZED_CODE: i32 = -32001;
 /// A refusal is a 401 with `WWW-Authenticate: Bearer`, its body a JSON-RPC error (MCP
 /// clients show its message, where the API's own error shape would be an opaque failure)
 /// carrying the API's error code in `data`.
-async fn authenticate(auth: Result<AuthUser, ApiError>, mut request: Request, next: Next) -> Response {
+async fn authenticate(
+    auth: Result<AuthUser, ApiError>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     match auth {
         Ok(user) => {
             request.extensions_mut().insert(user);
@@ -82,7 +86,12 @@ async fn authenticate(auth: Result<AuthUser, ApiError>, mut request: Request, ne
                     "data": {"code": e.code},
                 },
             });
-            (e.status, [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))], Json(body)).into_response()
+            (
+                e.status,
+                [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+                Json(body),
+            )
+                .into_response()
         }
     }
 }

@@ -8,8 +8,8 @@ use rmcp::{
     handler::server::tool::schema_for_output,
     model::{CallToolResult, ContentBlock, JsonObject},
 };
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
-use serde_json::{json, Value};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde_json::{Value, json};
 use todo_domain::{Frequency, Priority, Recurrence, TaskSnapshot, TimeZone};
 use uuid::Uuid;
 
@@ -169,7 +169,9 @@ pub fn page(page: TaskPageView) -> CallToolResult {
         text.push_str(&describe(&item.task));
     }
     if let Some(cursor) = &page.next_cursor {
-        text.push_str(&format!("\nMore tasks follow: call list_tasks again with cursor {cursor:?}."));
+        text.push_str(&format!(
+            "\nMore tasks follow: call list_tasks again with cursor {cursor:?}."
+        ));
     }
     structured(text, json!(page))
 }
@@ -182,8 +184,12 @@ pub fn deleted(task: TaskSnapshot) -> CallToolResult {
 /// A tool error: the API's message, naming the argument to fix.
 pub fn error(e: &ApiError) -> CallToolResult {
     let text = match (e.code, e.field.as_deref()) {
-        ("not_found", _) => "No such task among yours: check task_id (list_tasks shows your tasks' ids).".to_owned(),
-        (_, Some(field)) if e.message.starts_with(field) => format!("Invalid argument: {}", e.message),
+        ("not_found", _) => {
+            "No such task among yours: check task_id (list_tasks shows your tasks' ids).".to_owned()
+        }
+        (_, Some(field)) if e.message.starts_with(field) => {
+            format!("Invalid argument: {}", e.message)
+        }
         (_, Some(field)) => format!("Invalid argument `{field}`: {}", e.message),
         _ => e.message.clone(),
     };
@@ -199,17 +205,28 @@ pub fn bad_arguments(tool: &str, why: &str) -> CallToolResult {
 
 /// `"Water the plants" (id ..., high priority, due ..., repeats weekly, pending)`.
 fn describe(task: &TaskSnapshot) -> String {
-    let mut facts = vec![format!("id {}", task.id), format!("{} priority", task.priority.as_str())];
+    let mut facts = vec![
+        format!("id {}", task.id),
+        format!("{} priority", task.priority.as_str()),
+    ];
     if !task.tags.is_empty() {
         facts.push(format!("tags {}", task.tags.join(", ")));
     }
     if let Some(due) = task.due_at {
         let local = due.with_timezone(&task.time_zone.tz());
-        facts.push(format!("due {} {}", local.format("%Y-%m-%d %H:%M"), task.time_zone.name()));
+        facts.push(format!(
+            "due {} {}",
+            local.format("%Y-%m-%d %H:%M"),
+            task.time_zone.name()
+        ));
     }
     if let Some(r) = &task.recurrence {
         facts.push(format!("repeats {}", r.frequency.as_str()));
     }
-    facts.push(if task.completed { "completed".to_owned() } else { "pending".to_owned() });
+    facts.push(if task.completed {
+        "completed".to_owned()
+    } else {
+        "pending".to_owned()
+    });
     format!("{:?} ({})", task.title, facts.join(", "))
 }

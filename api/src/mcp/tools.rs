@@ -3,14 +3,11 @@
 
 use axum::http::request::Parts;
 use rmcp::{
-    handler::server::{
-        common::FromContextPart,
-        router::tool::ToolRouter,
-        tool::ToolCallContext,
-    },
+    ErrorData, RoleServer, ServerHandler,
+    handler::server::{common::FromContextPart, router::tool::ToolRouter, tool::ToolCallContext},
     model::{CallToolRequestParams, CallToolResponse, CallToolResult, ErrorCode},
     service::RequestContext,
-    tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler,
+    tool, tool_handler, tool_router,
 };
 use todo_domain::UserId;
 use tracing::Instrument as _;
@@ -19,7 +16,7 @@ use super::{
     args::{AddTaskArgs, ListTasksArgs, Parameters, TaskIdArgs, UpdateTaskArgs},
     output,
 };
-use crate::{auth::AuthUser, service, AppState};
+use crate::{AppState, auth::AuthUser, service};
 
 /// The MCP server: the task tools over the service's state. Cheap to clone (one per request).
 #[derive(Clone)]
@@ -43,16 +40,19 @@ impl<S> FromContextPart<ToolCallContext<'_, S>> for Caller {
     fn from_context_part(context: &mut ToolCallContext<'_, S>) -> Result<Self, ErrorData> {
         // Only reachable when the service is mounted without `authenticate`: a server bug,
         // never the caller's mistake.
-        caller(&context.request_context)
-            .map(Caller)
-            .ok_or_else(|| ErrorData::internal_error("the MCP request carries no authenticated user", None))
+        caller(&context.request_context).map(Caller).ok_or_else(|| {
+            ErrorData::internal_error("the MCP request carries no authenticated user", None)
+        })
     }
 }
 
 #[tool_router]
 impl TaskTools {
     pub fn new(state: AppState) -> Self {
-        Self { state, tool_router: Self::tool_router() }
+        Self {
+            state,
+            tool_router: Self::tool_router(),
+        }
     }
 
     /// Create a task for the signed-in user and return it; its `id` is what the other tools
@@ -63,7 +63,11 @@ impl TaskTools {
         annotations(title = "Add a task", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false),
         output_schema = output::task_schema()
     )]
-    async fn add_task(&self, Caller(user): Caller, Parameters(args): Parameters<AddTaskArgs>) -> CallToolResult {
+    async fn add_task(
+        &self,
+        Caller(user): Caller,
+        Parameters(args): Parameters<AddTaskArgs>,
+    ) -> CallToolResult {
         match service::create(&self.state, &user, args.into()).await {
             Ok(task) => output::task("Created", task),
             Err(e) => output::error(&e),
@@ -78,7 +82,11 @@ impl TaskTools {
         annotations(title = "List tasks", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = output::page_schema()
     )]
-    async fn list_tasks(&self, Caller(user): Caller, Parameters(args): Parameters<ListTasksArgs>) -> CallToolResult {
+    async fn list_tasks(
+        &self,
+        Caller(user): Caller,
+        Parameters(args): Parameters<ListTasksArgs>,
+    ) -> CallToolResult {
         match service::list(&self.state, &user, args.into()).await {
             Ok(page) => output::page(page),
             Err(e) => output::error(&e),
@@ -93,7 +101,11 @@ impl TaskTools {
         annotations(title = "Update a task", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = output::task_schema()
     )]
-    async fn update_task(&self, Caller(user): Caller, Parameters(args): Parameters<UpdateTaskArgs>) -> CallToolResult {
+    async fn update_task(
+        &self,
+        Caller(user): Caller,
+        Parameters(args): Parameters<UpdateTaskArgs>,
+    ) -> CallToolResult {
         let (id, patch) = args.into_parts();
         match service::patch(&self.state, &user, &id, patch).await {
             Ok(task) => output::task("Updated", task),
@@ -108,7 +120,11 @@ impl TaskTools {
         annotations(title = "Complete a task", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false),
         output_schema = output::task_schema()
     )]
-    async fn complete_task(&self, Caller(user): Caller, Parameters(args): Parameters<TaskIdArgs>) -> CallToolResult {
+    async fn complete_task(
+        &self,
+        Caller(user): Caller,
+        Parameters(args): Parameters<TaskIdArgs>,
+    ) -> CallToolResult {
         match service::set_completed(&self.state, &user, &args.task_id, true).await {
             Ok(task) => output::task("Completed", task),
             Err(e) => output::error(&e),
@@ -121,7 +137,11 @@ impl TaskTools {
         annotations(title = "Delete a task", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false),
         output_schema = output::deleted_schema()
     )]
-    async fn delete_task(&self, Caller(user): Caller, Parameters(args): Parameters<TaskIdArgs>) -> CallToolResult {
+    async fn delete_task(
+        &self,
+        Caller(user): Caller,
+        Parameters(args): Parameters<TaskIdArgs>,
+    ) -> CallToolResult {
         match service::delete(&self.state, &user, &args.task_id).await {
             Ok(task) => output::deleted(task),
             Err(e) => output::error(&e),

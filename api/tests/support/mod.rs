@@ -9,16 +9,16 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
         Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
-use chat_api::{auth::JwtKeys, relay::RelayConfig, Application, Settings};
+use chat_api::{Application, Settings, auth::JwtKeys, relay::RelayConfig};
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
-use service_kit::{publish::OutgoingEvent, PublishError, Publisher, Secret};
+use service_kit::{PublishError, Publisher, Secret, publish::OutgoingEvent};
 use todo_domain::{TaskEvent, UserId};
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
@@ -42,9 +42,12 @@ pub struct RecordingPublisher {
 impl Publisher for RecordingPublisher {
     async fn publish(&self, e: OutgoingEvent<'_>) -> Result<(), PublishError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(PublishError::Failed("broker unavailable (simulated)".into()));
+            return Err(PublishError::Failed(
+                "broker unavailable (simulated)".into(),
+            ));
         }
-        let event: TaskEvent = serde_json::from_slice(e.payload).expect("relay publishes TaskEvent JSON");
+        let event: TaskEvent =
+            serde_json::from_slice(e.payload).expect("relay publishes TaskEvent JSON");
         self.events.lock().unwrap().push(Published {
             topic: e.topic.to_owned(),
             key: e.partition_key.to_owned(),
@@ -83,17 +86,27 @@ pub async fn database_urls() -> Vec<(&'static str, String, Option<tempfile::Temp
     if let Ok(admin) = std::env::var("TEST_POSTGRES_URL") {
         if !admin.is_empty() {
             let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let db = sea_orm::Database::connect(&admin).await.expect("TEST_POSTGRES_URL reachable");
-            db.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+            let db = sea_orm::Database::connect(&admin)
+                .await
+                .expect("TEST_POSTGRES_URL reachable");
+            db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .unwrap();
             db.close().await.unwrap();
-            let (base, _) = admin.rsplit_once('/').expect("admin URL ends with /database");
+            let (base, _) = admin
+                .rsplit_once('/')
+                .expect("admin URL ends with /database");
             urls.push(("postgres", format!("{base}/{name}"), None));
         }
     }
     urls
 }
 
-pub async fn spawn_app(label: &'static str, url: String, tmp: Option<tempfile::TempDir>) -> TestApp {
+pub async fn spawn_app(
+    label: &'static str,
+    url: String,
+    tmp: Option<tempfile::TempDir>,
+) -> TestApp {
     let settings = Settings {
         host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         port: 0,
@@ -112,7 +125,9 @@ pub async fn spawn_app(label: &'static str, url: String, tmp: Option<tempfile::T
         },
     };
     let publisher = Arc::new(RecordingPublisher::default());
-    let app = Application::build_with_publisher(&settings, publisher.clone()).await.expect("app builds");
+    let app = Application::build_with_publisher(&settings, publisher.clone())
+        .await
+        .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -146,7 +161,11 @@ pub async fn apps() -> Vec<TestApp> {
 impl TestApp {
     pub fn token(&self, user: &str) -> String {
         self.keys
-            .mint(&UserId::parse(user).unwrap(), jsonwebtoken::get_current_timestamp(), 600)
+            .mint(
+                &UserId::parse(user).unwrap(),
+                jsonwebtoken::get_current_timestamp(),
+                600,
+            )
             .unwrap()
     }
 
@@ -155,19 +174,42 @@ impl TestApp {
     }
 
     /// Sends a request as `user`; returns status and JSON body (Null when empty).
-    pub async fn call(&self, method: reqwest::Method, path: &str, user: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.client.request(method, self.url(path)).bearer_auth(self.token(user));
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(self.token(user));
         if let Some(b) = body {
             req = req.json(&b);
         }
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
-        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+        (
+            status,
+            if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            },
+        )
     }
 
     pub async fn create(&self, user: &str, body: Value) -> Value {
-        let (status, task) = self.call(reqwest::Method::POST, &format!("/api/{user}/tasks"), user, Some(body)).await;
+        let (status, task) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/{user}/tasks"),
+                user,
+                Some(body),
+            )
+            .await;
         assert_eq!(status, 201, "[{}] create failed: {task}", self.db_label);
         task
     }
@@ -182,7 +224,11 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         let events = self.publisher.events.lock().unwrap().clone();
-        panic!("[{}] expected {n} published events, got {}", self.db_label, events.len());
+        panic!(
+            "[{}] expected {n} published events, got {}",
+            self.db_label,
+            events.len()
+        );
     }
 
     pub fn published_now(&self) -> Vec<Published> {
