@@ -4,8 +4,10 @@
 //! Woken at once after each commit (an in-memory signal) and swept periodically, so an
 //! event is never stranded. While the sidecar or Kafka is down it retries with capped
 //! exponential backoff and jitter; requests keep succeeding because they only write the
-//! database. Memory stays bounded: only one batch is held at a time; the rest waits in the
-//! outbox table.
+//! database. A round that published nothing is followed by a small probe round (one bulk
+//! call's worth of events) instead of a whole batch, so an outage costs a call every second
+//! or two and the relay notices the broker's return within that. Memory stays bounded: only
+//! one batch is held at a time; the rest waits in the outbox table.
 //!
 //! A round reads a batch and publishes it in waves: each wave sends the oldest unpublished
 //! event of every user in the batch, many users per bulk call, so no two events of one user
@@ -66,7 +68,10 @@ impl Default for RelayConfig {
             bulk_size: 64,
             sweep_interval: Duration::from_millis(500),
             backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
+            // While nothing gets through, each retry is a probe of one bulk call, so a short
+            // cap costs little and bounds how long the relay sleeps after the broker is back
+            // (`cargo xtask bench`, Kafka outage).
+            backoff_max: Duration::from_secs(2),
             retention: Duration::from_secs(24 * 3600),
             lag_warning: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(30),
@@ -92,6 +97,15 @@ struct Round {
     read: usize,
     published: usize,
     failed: bool,
+    /// Every failure was this relay's own sidecar being unreachable (not the broker).
+    unreachable: bool,
+}
+
+impl Round {
+    /// Failed without publishing anything: an outage, not one refused event.
+    fn stalled(&self) -> bool {
+        self.failed && self.published == 0
+    }
 }
 
 impl<P: Publisher> Relay<P> {
@@ -118,14 +132,18 @@ impl<P: Publisher> Relay<P> {
         let mut last_lag_log = tokio::time::Instant::now();
         let mut leading = false;
         let mut renewed_at: Option<tokio::time::Instant> = None;
-        let mut failing_since: Option<tokio::time::Instant> = None;
+        // Since when every round failed because this relay's own sidecar was unreachable.
+        let mut unreachable_since: Option<tokio::time::Instant> = None;
+        let mut stalled_since: Option<tokio::time::Instant> = None;
         // Published (acknowledged) events not yet marked in the outbox: while the relay is
         // busy, each round marks the previous round's events as it reads the next batch.
         let mut unmarked: Vec<i64> = Vec::new();
         while !shutdown.is_triggered() {
-            // A relay that cannot publish (its own sidecar is gone) steps aside for a lease
-            // period, so a healthy replica can take over; alone, it takes the lease back.
-            if leading && failing_since.is_some_and(|t| t.elapsed() >= self.config.lease_ttl) {
+            // A relay that cannot reach its own sidecar steps aside for a lease period, so a
+            // replica with a healthy sidecar can take over; alone, it takes the lease back.
+            // A broker outage is not a reason: every replica's sidecar would fail alike, and
+            // stepping aside would only delay the catch-up once the broker is back.
+            if leading && unreachable_since.is_some_and(|t| t.elapsed() >= self.config.lease_ttl) {
                 tracing::warn!(holder = %self.holder, "outbox relay cannot publish; handing the lease to another replica");
                 self.flush_marks(&mut unmarked).await;
                 if let Err(e) = self.outbox.release_lease(OUTBOX_LEASE, &self.holder).await {
@@ -133,7 +151,7 @@ impl<P: Publisher> Relay<P> {
                 }
                 leading = false;
                 renewed_at = None;
-                failing_since = None;
+                unreachable_since = None;
                 tokio::select! {
                     () = tokio::time::sleep(self.config.lease_ttl / 2) => {}
                     () = shutdown.wait() => {}
@@ -179,10 +197,22 @@ impl<P: Publisher> Relay<P> {
                     }
                 }
             }
-            let round = self.round(&mut unmarked).await;
-            if round.failed {
+            // After a round that got nothing through, probe with one bulk call's worth.
+            let limit = if failures > 0 {
+                self.config.bulk_size.max(1) as u64
+            } else {
+                self.config.batch_size
+            };
+            let round = self.round(&mut unmarked, limit).await;
+            if round.stalled() {
                 self.flush_marks(&mut unmarked).await;
-                failing_since.get_or_insert_with(tokio::time::Instant::now);
+                let now = tokio::time::Instant::now();
+                stalled_since.get_or_insert(now);
+                unreachable_since = if round.unreachable {
+                    Some(unreachable_since.unwrap_or(now))
+                } else {
+                    None
+                };
                 failures = failures.saturating_add(1);
                 let delay = backoff(&self.config, failures);
                 if last_lag_log.elapsed() >= Duration::from_secs(10) {
@@ -197,13 +227,20 @@ impl<P: Publisher> Relay<P> {
                 }
                 continue;
             }
+            if let Some(since) = stalled_since.take() {
+                tracing::info!(
+                    stalled_ms = since.elapsed().as_millis() as u64,
+                    failed_rounds = failures,
+                    "outbox relay is publishing again"
+                );
+            }
             failures = 0;
-            failing_since = None;
+            unreachable_since = None;
             if last_purge.elapsed() >= Duration::from_secs(60) {
                 self.purge().await;
                 last_purge = tokio::time::Instant::now();
             }
-            if round.read as u64 >= self.config.batch_size || self.woken() {
+            if round.read as u64 >= limit || self.woken() {
                 continue; // more is waiting: the next round marks this one's events meanwhile
             }
             self.flush_marks(&mut unmarked).await;
@@ -255,10 +292,11 @@ impl<P: Publisher> Relay<P> {
 
     /// Reads a batch (marking the previous round's events at the same time, on another
     /// connection), publishes it, and leaves what it published in `unmarked`.
-    async fn round(&self, unmarked: &mut Vec<i64>) -> Round {
+    /// Publishes at most `max_events` events.
+    async fn round(&self, unmarked: &mut Vec<i64>, max_events: u64) -> Round {
         // The read may still see the previous round's events as pending (their mark runs
         // alongside): they are left out by sequence number, so read that many more.
-        let limit = self.config.batch_size + unmarked.len() as u64;
+        let limit = max_events + unmarked.len() as u64;
         let marking = async {
             if unmarked.is_empty() {
                 Ok(())
@@ -277,10 +315,10 @@ impl<P: Publisher> Relay<P> {
             }
         }
         let batch: Vec<PendingEvent> = match batch {
-            Ok(batch) => batch
+            Ok(pending) => pending
                 .into_iter()
                 .filter(|e| !previous.contains(&e.seq))
-                .take(usize::try_from(self.config.batch_size).unwrap_or(usize::MAX))
+                .take(usize::try_from(max_events).unwrap_or(usize::MAX))
                 .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "outbox relay: cannot read the outbox");
@@ -308,6 +346,7 @@ impl<P: Publisher> Relay<P> {
         let mut queues: Vec<VecDeque<PendingEvent>> = by_user.into_values().collect();
         let mut published = Vec::with_capacity(read);
         let mut failed = false;
+        let mut unreachable = true;
         // Wave after wave: the oldest unpublished event of every user still going, at most
         // one per user in flight, so a user's next event is sent only once the one before it
         // was acknowledged. A user whose event failed is done for this round: nothing of
@@ -337,6 +376,7 @@ impl<P: Publisher> Relay<P> {
                     Ok(()) => published.extend(head.map(|e| e.seq)),
                     Err(e) => {
                         failed = true;
+                        unreachable &= matches!(e, PublishError::Unavailable(_));
                         failures.extend(head.map(|event| (event, e)));
                         queues[user].clear();
                     }
@@ -354,6 +394,7 @@ impl<P: Publisher> Relay<P> {
             read,
             published: count,
             failed,
+            unreachable: failed && unreachable,
         }
     }
 
@@ -476,6 +517,8 @@ mod tests {
     struct ScriptedSidecar {
         calls: Mutex<Vec<Vec<(String, String)>>>,
         refused: Mutex<HashSet<String>>,
+        /// While set, every event fails with this (an outage).
+        outage: Mutex<Option<PublishError>>,
     }
 
     impl ScriptedSidecar {
@@ -495,6 +538,14 @@ mod tests {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(call);
+            if let Some(e) = self
+                .outage
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+            {
+                return events.iter().map(|_| Err(e.clone())).collect();
+            }
             let refused = self
                 .refused
                 .lock()
@@ -569,6 +620,154 @@ mod tests {
         (relay, sidecar, outbox)
     }
 
+    /// A relay running in the background.
+    struct Running {
+        holder: String,
+        sidecar: Arc<ScriptedSidecar>,
+        outbox: OutboxStore,
+        shutdown: Shutdown,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    /// Starts a relay (as [`relay_with_events`]) whose sidecar fails every call with
+    /// `outage`, with timings short enough for a test: a lease term of 300 ms, retries
+    /// within 50 ms, probes of two events.
+    async fn run_in_outage(dir: &std::path::Path, outage: PublishError) -> Running {
+        let (relay, sidecar, outbox) = relay_with_events(dir).await;
+        let config = RelayConfig {
+            bulk_size: 2,
+            sweep_interval: Duration::from_millis(20),
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(50),
+            lease_ttl: Duration::from_millis(300),
+            ..RelayConfig::default()
+        };
+        let relay = Relay { config, ..relay };
+        *sidecar.outage.lock().expect("lock") = Some(outage);
+        let holder = relay.holder.clone();
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(relay.run(shutdown.clone()));
+        Running {
+            holder,
+            sidecar,
+            outbox,
+            shutdown,
+            task,
+        }
+    }
+
+    impl Running {
+        async fn stop(self) {
+            self.shutdown.trigger();
+            self.task.await.expect("relay task");
+        }
+    }
+
+    async fn lease_holder(outbox: &OutboxStore) -> Option<String> {
+        outbox
+            .lease_holder(OUTBOX_LEASE, Utc::now())
+            .await
+            .expect("lease")
+    }
+
+    #[tokio::test]
+    async fn a_round_that_gets_nothing_through_tells_an_unreachable_sidecar_from_a_broker_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (relay, sidecar, _outbox) = relay_with_events(dir.path()).await;
+        for (error, unreachable) in [
+            (PublishError::Unavailable("connection refused".into()), true),
+            (PublishError::Failed("broker down".into()), false),
+        ] {
+            *sidecar.outage.lock().expect("lock") = Some(error);
+            let round = relay.round(&mut Vec::new(), relay.config.batch_size).await;
+            assert_eq!(
+                round,
+                Round {
+                    read: 9,
+                    published: 0,
+                    failed: true,
+                    unreachable
+                }
+            );
+            assert!(round.stalled());
+        }
+    }
+
+    #[tokio::test]
+    async fn through_a_broker_outage_the_relay_keeps_the_lease_probes_with_small_rounds_and_catches_up()
+     {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let relay = run_in_outage(dir.path(), PublishError::Failed("broker down".into())).await;
+
+        // Several lease terms of outage, during which the lease never changes hands.
+        let outage = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while outage.elapsed() < Duration::from_millis(1_200) {
+            assert_eq!(
+                lease_holder(&relay.outbox).await.as_ref(),
+                Some(&relay.holder),
+                "a broker outage is no reason to give up the lease"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let calls = relay.sidecar.calls();
+        assert!(calls.len() > 10, "the relay kept retrying: {calls:?}");
+        // Only the first round tries cy's event (the third user's); the probes after it
+        // carry the two oldest events, ann's and bob's.
+        let cy = calls.iter().flatten().filter(|(_, t)| t == "cy 1").count();
+        assert!(
+            cy <= 2,
+            "cy 1 tried {cy} times (a bulk call and its retry alone): {calls:?}"
+        );
+        assert!(
+            calls.iter().flatten().all(|(_, t)| t.ends_with(" 1")),
+            "nothing overtakes a user's first event"
+        );
+
+        *relay.sidecar.outage.lock().expect("lock") = None;
+        let back = std::time::Instant::now();
+        while !relay
+            .outbox
+            .pending(0, 100)
+            .await
+            .expect("pending")
+            .is_empty()
+        {
+            assert!(
+                back.elapsed() < Duration::from_secs(2),
+                "not caught up 2 s after the broker came back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        relay.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_relay_whose_sidecar_is_unreachable_for_a_lease_term_hands_the_lease_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let relay = run_in_outage(
+            dir.path(),
+            PublishError::Unavailable("connection refused".into()),
+        )
+        .await;
+
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            lease_holder(&relay.outbox).await.as_ref(),
+            Some(&relay.holder),
+            "the relay holds the lease at first"
+        );
+        let started = std::time::Instant::now();
+        while lease_holder(&relay.outbox).await.as_ref() == Some(&relay.holder) {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the lease was never handed over"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        relay.stop().await;
+    }
+
     #[tokio::test]
     async fn a_round_sends_each_user_one_event_per_call_in_commit_order_and_holds_back_a_refused_users_rest()
      {
@@ -577,7 +776,7 @@ mod tests {
         sidecar.refused.lock().expect("lock").insert("bob".into());
 
         let mut unmarked = Vec::new();
-        let round = relay.round(&mut unmarked).await;
+        let round = relay.round(&mut unmarked, relay.config.batch_size).await;
         assert_eq!(unmarked.len(), 6, "what was published waits to be marked");
         relay.flush_marks(&mut unmarked).await;
 
@@ -586,7 +785,8 @@ mod tests {
             Round {
                 read: 9,
                 published: 6,
-                failed: true
+                failed: true,
+                unreachable: false
             }
         );
         let calls = sidecar.calls();
@@ -636,13 +836,14 @@ mod tests {
         );
 
         sidecar.refused.lock().expect("lock").clear();
-        let again = relay.round(&mut unmarked).await;
+        let again = relay.round(&mut unmarked, relay.config.batch_size).await;
         assert_eq!(
             again,
             Round {
                 read: 3,
                 published: 3,
-                failed: false
+                failed: false,
+                unreachable: false
             }
         );
         relay.flush_marks(&mut unmarked).await;
@@ -662,7 +863,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (relay, sidecar, outbox) = relay_with_events(dir.path()).await;
         let mut unmarked = Vec::new();
-        let first = relay.round(&mut unmarked).await;
+        let first = relay.round(&mut unmarked, relay.config.batch_size).await;
         assert_eq!(first.published, 9);
         assert_eq!(
             outbox.pending(0, 100).await.expect("pending").len(),
@@ -670,7 +871,7 @@ mod tests {
             "not marked yet"
         );
 
-        let second = relay.round(&mut unmarked).await;
+        let second = relay.round(&mut unmarked, relay.config.batch_size).await;
 
         assert_eq!(
             second,
@@ -696,7 +897,7 @@ mod tests {
         let (relay, sidecar, _outbox) = relay_with_events(dir.path()).await;
         sidecar.refused.lock().expect("lock").insert("cy".into());
 
-        relay.round(&mut Vec::new()).await;
+        relay.round(&mut Vec::new(), relay.config.batch_size).await;
 
         let calls = sidecar.calls();
         let first = calls.first().expect("a call");

@@ -548,6 +548,49 @@ pub async fn alter_topic_config(
     Ok(())
 }
 
+/// The sum of `topic`'s end offsets over its partitions: how many records were ever
+/// appended to it (nothing here compacts or uses transactions, and retention is days).
+pub async fn topic_end_offset(stack_bootstrap: &str, paths: &Paths, topic: &str) -> Result<u64> {
+    let mut cmd = tool_command(paths, "org.apache.kafka.tools.GetOffsetShell")?;
+    cmd.args([
+        "--bootstrap-server",
+        stack_bootstrap,
+        "--topic",
+        topic,
+        "--time",
+        "-1",
+    ]);
+    let out = run_captured(&mut cmd, "is the broker running and reachable?")
+        .await
+        .with_context(|| format!("reading the end offsets of topic {topic}"))?;
+    parse_end_offsets(&out, topic)
+}
+
+/// Sums the `TOPIC:PARTITION:OFFSET` lines of `GetOffsetShell` for `topic`.
+fn parse_end_offsets(out: &str, topic: &str) -> Result<u64> {
+    let mut total = 0;
+    let mut partitions = 0;
+    for line in out.lines() {
+        let mut fields = line.trim().rsplitn(3, ':');
+        let (Some(offset), Some(_partition), Some(name)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if name != topic {
+            continue;
+        }
+        total += offset
+            .parse::<u64>()
+            .with_context(|| format!("an end offset that is not a number: {line:?}"))?;
+        partitions += 1;
+    }
+    if partitions == 0 {
+        bail!("GetOffsetShell printed no partition of {topic}:\n{out}");
+    }
+    Ok(total)
+}
+
 /// How many records of `topic` the consumer group `group` has not committed yet (summed
 /// over partitions), or `None` while the group has no committed offsets for it.
 pub async fn consumer_group_lag(
@@ -653,6 +696,21 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn end_offsets_are_summed_over_the_topics_partitions_only() {
+        let out = "task-events:0:120\ntask-events:1:7\ntask-events-dlq:0:99\ntask-events:2:0\n";
+        assert_eq!(parse_end_offsets(out, "task-events").expect("parse"), 127);
+        assert_eq!(
+            parse_end_offsets(out, "task-events-dlq").expect("parse"),
+            99
+        );
+        assert!(
+            parse_end_offsets(out, "reminders").is_err(),
+            "no partition printed is an error"
+        );
+        assert!(parse_end_offsets("task-events:0:x", "task-events").is_err());
     }
 
     #[test]

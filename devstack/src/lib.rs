@@ -50,6 +50,7 @@ mod stack;
 
 pub use kafka::{
     Record, TimedRecord, alter_topic_config, consume, consume_timed, consumer_group_lag,
+    topic_end_offset,
 };
 pub use paths::Paths;
 pub use process::{Managed, free_port, pid_alive};

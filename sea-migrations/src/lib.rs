@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_tasks_users_outbox;
 mod m20261128_000002_relay_lease;
+mod m20261128_000003_outbox_unpublished;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_tasks_users_outbox::Migration),
             Box::new(m20261128_000002_relay_lease::Migration),
+            Box::new(m20261128_000003_outbox_unpublished::Migration),
         ]
     }
 }

@@ -154,6 +154,18 @@ impl OutboxStore {
         Ok(res.rows_affected == 1)
     }
 
+    /// Who holds the lease `name` at `now`, if anyone (an expired lease is held by no one).
+    pub async fn lease_holder(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        let lease = relay_lease::Entity::find_by_id(name.to_owned())
+            .one(&self.db)
+            .await?;
+        Ok(lease.filter(|l| l.expires_at >= now).map(|l| l.holder))
+    }
+
     /// Gives the lease up (at shutdown), so another relay takes over at once.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         relay_lease::Entity::delete_many()

@@ -29,6 +29,8 @@ use tokio::task::JoinHandle;
 
 use crate::tasks::{cargo, done, step};
 
+mod outage;
+
 const TASK_EVENTS: &str = "task-events";
 const REMINDERS: &str = "reminders";
 /// The raw baseline publishes here: same broker, same partitions, nobody consumes it.
@@ -95,6 +97,11 @@ produced by the command on the machine it names. Definitions:
   for 10 s, then chat-api starts again and its relay publishes the whole backlog: events
   per second between the first and the last backlog event's Kafka append time. This is the
   relay's publishing rate without the API's request work competing for the CPU.
+- **Kafka outage**: creates paced at 400/s (open loop: each request's latency counts from
+  when it was due) while the broker is stopped for 30 s and started again on the same
+  data. Catch-up = from the broker serving again until the last event that occurred
+  before that was appended to `task-events` (from the read-back; also polled live on
+  `/relay/status`). Every successful write's event must be on Kafka.
 - **Raw publishes**: the same sidecar (chat-api's daprd) and broker, no service code:
   `PublishEvent` over gRPC at the relay's concurrency (single) and `BulkPublishEventAlpha1`
   (bulk), a real task event as payload, distinct partition keys, to a topic nobody
@@ -485,17 +492,49 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     let drain = drain_scenario(&ctx, &mut api, &api_env).await?;
     done(t);
 
+    let t = step(&format!(
+        "Kafka outage: {} s without a broker under paced writes, then the catch-up",
+        outage::OUTAGE.as_secs()
+    ));
+    let outage_workers = make_workers(&ctx, outage::PREFIX, outage::WORKERS, &ctx.api_base)?;
+    // The broker is the stack's to stop: the context's borrow of `env` ends here.
+    let Ctx {
+        api_base,
+        api_log,
+        bootstrap,
+        ..
+    } = ctx;
+    let outage = outage::run(&mut env.stack, &client, &api_base, outage_workers).await?;
+    let ctx = Ctx {
+        paths,
+        env: &env,
+        api_base,
+        api_log,
+        client: &client,
+        bootstrap,
+    };
+    relay_drained(&ctx).await?;
+    done(t);
+
     let t = step("reading task-events back from Kafka (timestamps, ids)");
-    let expected = scalar_i64(
+    // Every record on the topic, redeliveries included (a publish that failed after the
+    // broker appended it is sent again under the same event id); at least one per event.
+    let events = scalar_i64(
         &db,
         &format!("SELECT count(*) FROM outbox WHERE topic = '{TASK_EVENTS}'"),
     )
     .await?;
-    let seen = read_task_events(&ctx, usize::try_from(expected).unwrap_or(0)).await?;
+    let records = devstack::topic_end_offset(&ctx.bootstrap, paths, TASK_EVENTS).await?;
+    let seen = read_task_events(
+        &ctx,
+        usize::try_from(records.max(u64::try_from(events).unwrap_or(0))).unwrap_or(0),
+    )
+    .await?;
     for phase in &mut phases {
         phase.kafka = Some(seen.phase_stats(phase));
     }
     let drain = seen.drain_stats(drain);
+    let outage = seen.outage_stats(outage);
     done(t);
 
     let t = step("stopping every process");
@@ -519,11 +558,19 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     drop(db);
     let Env { stack, dir, .. } = env;
     stack.stop().await?;
+    let kept = keep_logs(
+        &dir.path().join("logs"),
+        &paths.root.join(".data/bench-logs"),
+    );
     drop(dir);
     let left_running: Vec<u32> = pids
         .into_iter()
         .filter(|p| devstack::pid_alive(*p))
         .collect();
+    match kept {
+        Ok(()) => println!("    the services' and sidecars' logs are in .data/bench-logs"),
+        Err(e) => println!("    could not keep the logs: {e:#}"),
+    }
     done(t);
 
     Ok(Report {
@@ -538,12 +585,27 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         raw_payload_bytes: payload.len(),
         relay_concurrency,
         drain,
+        outage,
         phases,
         kafka_unmatched: seen.unmatched,
         kafka_key_mismatches: seen.key_mismatches,
         left_running,
         load_at_end: read_loadavg(),
     })
+}
+
+/// Copies the services' and sidecars' logs of the run to `to` (replacing the last run's),
+/// for looking into a figure afterwards.
+fn keep_logs(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    let _ = fs::remove_dir_all(to);
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 struct Ctx<'a> {
@@ -666,22 +728,7 @@ async fn start_reminder_services(env: &Env, db_url: &str) -> Result<(Service, Se
 /// `task-events`, so one phase's backlog does not run into the next.
 async fn settle(ctx: &Ctx<'_>) -> Result<Settle> {
     let started = Instant::now();
-    loop {
-        let pending = relay_pending(ctx).await?;
-        if pending == 0 {
-            break;
-        }
-        if started.elapsed() > SETTLE_TIMEOUT {
-            let log = fs::read_to_string(&ctx.api_log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            bail!(
-                "the relay still has {pending} events pending {SETTLE_TIMEOUT:?} after the phase; end of chat-api's log:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let drained = started.elapsed();
+    let drained = relay_drained(ctx).await?;
     loop {
         let lag =
             devstack::consumer_group_lag(&ctx.bootstrap, ctx.paths, RECURRING_GROUP, TASK_EVENTS)
@@ -698,6 +745,27 @@ async fn settle(ctx: &Ctx<'_>) -> Result<Settle> {
         drained,
         consumed: started.elapsed(),
     })
+}
+
+/// Waits until chat-api's relay has nothing pending; returns how long that took.
+async fn relay_drained(ctx: &Ctx<'_>) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let pending = relay_pending(ctx).await?;
+        if pending == 0 {
+            break;
+        }
+        if started.elapsed() > SETTLE_TIMEOUT {
+            let log = fs::read_to_string(&ctx.api_log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            bail!(
+                "the relay still has {pending} events pending {SETTLE_TIMEOUT:?} after the phase; end of chat-api's log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(started.elapsed())
 }
 
 async fn relay_pending(ctx: &Ctx<'_>) -> Result<u64> {
@@ -794,17 +862,58 @@ fn make_workers(ctx: &Ctx<'_>, prefix: &str, count: usize, base: &str) -> Result
         .collect()
 }
 
+/// When a load worker sends, and until when.
+#[derive(Clone)]
+struct Schedule {
+    t0: Instant,
+    end: Instant,
+    /// Zero: closed loop, the next request as soon as the last one answered. Otherwise open
+    /// loop: request n is due at `t0 + offset + n × interval` (sent late, never skipped, if
+    /// the last one answered after that), and its latency counts from when it was due.
+    interval: Duration,
+    offset: Duration,
+    /// Ends the run before `end` once set.
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Schedule {
+    fn closed(t0: Instant, end: Instant) -> Schedule {
+        Schedule {
+            t0,
+            end,
+            interval: Duration::ZERO,
+            offset: Duration::ZERO,
+            stop: None,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        Instant::now() >= self.end
+            || self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 async fn run_worker(
     mut w: Worker,
     client: reqwest::Client,
     op: Op,
-    t0: Instant,
-    end: Instant,
+    schedule: Schedule,
 ) -> (Worker, Vec<Sample>, bool) {
     let mut samples = Vec::new();
     let mut ran_out = false;
-    while Instant::now() < end && samples.len() < MAX_REQUESTS_PER_WORKER {
-        let started = Instant::now();
+    let t0 = schedule.t0;
+    while !schedule.stopped() && samples.len() < MAX_REQUESTS_PER_WORKER {
+        let started = if schedule.interval.is_zero() {
+            Instant::now()
+        } else {
+            let n = u32::try_from(samples.len()).unwrap_or(u32::MAX);
+            let due = t0 + schedule.offset + schedule.interval * n;
+            tokio::time::sleep_until(due.into()).await;
+            due
+        };
         let ok = match op {
             Op::Create => {
                 let i = w.next % w.users.len();
@@ -909,7 +1018,14 @@ async fn run_phase(
         sample.map(|(procs, clk_tck)| spawn_sampler(procs.clone(), measure_start, end, clk_tck));
     let handles: Vec<JoinHandle<(Worker, Vec<Sample>, bool)>> = workers
         .into_iter()
-        .map(|w| tokio::spawn(run_worker(w, ctx.client.clone(), op, t0, end)))
+        .map(|w| {
+            tokio::spawn(run_worker(
+                w,
+                ctx.client.clone(),
+                op,
+                Schedule::closed(t0, end),
+            ))
+        })
         .collect();
     let mut workers = Vec::new();
     let mut samples = Vec::new();
@@ -1749,6 +1865,7 @@ struct Report {
     raw_payload_bytes: usize,
     relay_concurrency: usize,
     drain: Drain,
+    outage: outage::Outage,
     phases: Vec<Phase>,
     kafka_unmatched: usize,
     kafka_key_mismatches: usize,
@@ -1925,6 +2042,8 @@ impl Report {
                 0.0
             },
         );
+
+        self.outage.render(&mut s);
 
         let r = &self.recurring;
         let _ = writeln!(s, "\n### Recurring: completion → next instance\n");
@@ -2134,7 +2253,10 @@ impl Report {
             }
         }
 
-        // 6. chat-api memory at the top load.
+        // 6. Kafka outage.
+        self.outage.render_target(s);
+
+        // 7. chat-api memory at the top load.
         let rss = self
             .phases
             .iter()
