@@ -220,6 +220,11 @@ pub async fn test(extra: &[String]) -> Result<()> {
     let paths = Paths::discover()?;
     prov::all(&paths)?;
 
+    let t = step("cargo fmt --check: the tree is formatted with rustfmt's defaults");
+    cargo(&paths, &["fmt", "--all", "--check"], &[])
+        .context("the tree is not formatted: run `cargo fmt --all`")?;
+    done(t);
+
     let t = step("starting PostgreSQL for the in-process suites");
     let tmp = paths.data.join("test-stack");
     let _ = fs::remove_dir_all(&tmp);
