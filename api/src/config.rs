@@ -35,6 +35,22 @@ pub struct Settings {
 
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://.data/todo.db";
 
+/// `DATABASE_URL` (default [`DEFAULT_SQLITE_URL`]); for SQLite, the file's directory is
+/// created. All that `chat-api migrate` needs.
+pub fn database_url_from_env() -> anyhow::Result<Secret> {
+    let database_url: String = env_or("DATABASE_URL", DEFAULT_SQLITE_URL.to_owned())?;
+    if let Some(path) = database_url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        if let Some(parent) = std::path::Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    Ok(Secret::new(database_url))
+}
+
 impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         let jwt_secret: Option<String> = env_opt("JWT_SECRET")?;
@@ -46,21 +62,11 @@ impl Settings {
         if jwt_secret.len() < JWT_SECRET_MIN_BYTES {
             bail!("JWT_SECRET is too short: use at least {JWT_SECRET_MIN_BYTES} bytes");
         }
-        let database_url: String = env_or("DATABASE_URL", DEFAULT_SQLITE_URL.to_owned())?;
-        if let Some(path) = database_url.strip_prefix("sqlite://") {
-            let path = path.split('?').next().unwrap_or(path);
-            if let Some(parent) = std::path::Path::new(path)
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(parent)?;
-            }
-        }
         let defaults = RelayConfig::default();
         Ok(Self {
             host: env_or("APP_HOST", IpAddr::V4(Ipv4Addr::LOCALHOST))?,
             port: env_or("APP_PORT", 3000)?,
-            database_url: Secret::new(database_url),
+            database_url: database_url_from_env()?,
             db_max_connections: env_or("DB_MAX_CONNECTIONS", 16)?,
             migrate: env_or("MIGRATE_ON_START", false)?,
             jwt_secret: Secret::new(jwt_secret),

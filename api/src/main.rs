@@ -16,8 +16,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("migrate") => {
             service_kit::telemetry::init("chat-api");
-            let settings = Settings::from_env()?;
-            let db = todo_store::connect(settings.database_url.expose(), 2)
+            // Only the database: migrating needs no JWT secret or sidecar settings.
+            let database_url = chat_api::config::database_url_from_env()?;
+            let db = todo_store::connect(database_url.expose(), 2)
                 .await
                 .context("cannot connect to the database")?;
             todo_store::migrate(&db).await.context("migration failed")?;
