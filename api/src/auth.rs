@@ -131,7 +131,7 @@ mod tests {
         assert!(other.verify(&token).is_err());
         let expired = keys.mint(&user, now - 3_600, 60).expect("mint");
         assert_eq!(
-            keys.verify(&expired).unwrap_err().message,
+            keys.verify(&expired).expect_err("expired").message,
             "token has expired"
         );
     }

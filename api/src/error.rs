@@ -149,10 +149,9 @@ impl From<JsonRejection> for ApiError {
             "invalid_json"
         };
         let message = match &rejection {
-            JsonRejection::JsonDataError(e) => format!(
-                "{}",
-                std::error::Error::source(e).map_or_else(|| e.body_text(), |s| s.to_string())
-            ),
+            JsonRejection::JsonDataError(e) => std::error::Error::source(e)
+                .map_or_else(|| e.body_text(), |s| s.to_string())
+                .to_string(),
             _ => rejection.body_text(),
         };
         let field = field_from_serde_message(&message);

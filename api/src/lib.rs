@@ -16,13 +16,13 @@ pub mod relay;
 pub mod routes;
 pub mod service;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::{Router, extract::DefaultBodyLimit};
 use service_kit::{DaprPublisher, Publisher, Shutdown};
 use todo_store::{OutboxStore, TaskStore};
-use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+use tokio::{sync::Notify, task::JoinHandle};
 
 pub use config::Settings;
 
@@ -60,7 +60,7 @@ pub fn router(state: AppState) -> Router {
 
 /// A built, bound, not yet running service.
 pub struct Application {
-    listener: TcpListener,
+    listener: service_kit::Listener,
     state: AppState,
     relay: Option<JoinHandle<()>>,
     shutdown: Shutdown,
@@ -90,10 +90,7 @@ impl Application {
                 .await
                 .context("database migration failed")?;
         }
-        let addr = SocketAddr::new(settings.host, settings.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
         let state = AppState {
             tasks: TaskStore::new(db.clone()),
             outbox: OutboxStore::new(db),
@@ -119,10 +116,7 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_default()
+        self.listener.port()
     }
 
     pub fn state(&self) -> &AppState {
@@ -136,10 +130,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "chat-api listening");
         let app = router(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-            .context("server error")?;
+        self.listener.serve(app, stop).await?;
         self.shutdown.trigger();
         if let Some(relay) = self.relay {
             let _ = relay.await;

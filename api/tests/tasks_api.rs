@@ -68,7 +68,7 @@ async fn a_task_lifecycle_publishes_one_event_per_change_in_order() {
         let mut changed = events[1].event.changed_fields.clone();
         changed.sort();
         assert_eq!(changed, ["priority", "title"]);
-        assert_eq!(events[2].event.task.completed, true);
+        assert!(events[2].event.task.completed);
         let rec = events[0].event.task.recurrence.as_ref().unwrap();
         assert_eq!(rec.anchor.unwrap().to_string(), "2026-12-01 09:00:00");
     }

@@ -292,7 +292,7 @@ mod tests {
         );
         assert_eq!(Title::parse("   ").map_err(|e| e.field), Err("title"));
         assert!(Title::parse(&"x".repeat(TITLE_MAX_CHARS)).is_ok());
-        let too_long = Title::parse(&"x".repeat(TITLE_MAX_CHARS + 1)).unwrap_err();
+        let too_long = Title::parse(&"x".repeat(TITLE_MAX_CHARS + 1)).expect_err("too long");
         assert!(too_long.message.contains(&TITLE_MAX_CHARS.to_string()));
     }
 
@@ -327,7 +327,7 @@ mod tests {
             TimeZone::parse("Europe/Berlin").map(TimeZone::name),
             Ok("Europe/Berlin")
         );
-        let err = TimeZone::parse("Mars/Olympus").unwrap_err();
+        let err = TimeZone::parse("Mars/Olympus").expect_err("unknown zone");
         assert_eq!(err.field, "time_zone");
         assert!(err.message.contains("Mars/Olympus"));
     }

@@ -49,7 +49,7 @@ fn all_succeeded_quickly(outcomes: &[Outcome]) -> Result<()> {
 async fn kafka_down_for_30_seconds_loses_nothing_and_blocks_no_one() -> Result<()> {
     let mut env = Env::start().await?;
     let api = env.start_chat_api(&env.database().await?).await?;
-    let load = Load::start(&env, &[api.base.clone()], &USERS, INTERVAL)?;
+    let load = Load::start(&env, std::slice::from_ref(&api.base), &USERS, INTERVAL)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     env.stack.stop_kafka().await?;
@@ -79,7 +79,7 @@ async fn kafka_down_for_30_seconds_loses_nothing_and_blocks_no_one() -> Result<(
 async fn the_sidecar_killed_and_restarted_loses_nothing_and_blocks_no_one() -> Result<()> {
     let env = Env::start().await?;
     let mut api = env.start_chat_api(&env.database().await?).await?;
-    let load = Load::start(&env, &[api.base.clone()], &USERS, INTERVAL)?;
+    let load = Load::start(&env, std::slice::from_ref(&api.base), &USERS, INTERVAL)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let cfg = api.sidecar.config().clone();
@@ -110,7 +110,7 @@ async fn the_sidecar_killed_and_restarted_loses_nothing_and_blocks_no_one() -> R
 async fn chat_api_killed_with_events_pending_publishes_them_after_restart() -> Result<()> {
     let env = Env::start().await?;
     let mut api = env.start_chat_api(&env.database().await?).await?;
-    let load = Load::start(&env, &[api.base.clone()], &USERS, INTERVAL)?;
+    let load = Load::start(&env, std::slice::from_ref(&api.base), &USERS, INTERVAL)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Hold events back (sidecar down), then crash chat-api with them pending.

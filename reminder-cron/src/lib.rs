@@ -14,7 +14,7 @@
 pub mod config;
 pub mod scan;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::{
@@ -32,7 +32,6 @@ use service_kit::{
     DaprIdempotencyStore, DaprPublisher, IdempotencyStore, Publisher, Secret, require_dapr_token,
 };
 use todo_store::TaskStore;
-use tokio::net::TcpListener;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use config::{ScanSettings, Settings};
@@ -129,7 +128,7 @@ async fn readyz<P: Publisher, I: IdempotencyStore>(
 
 /// A built, bound, not yet running service.
 pub struct Application<P, I> {
-    listener: TcpListener,
+    listener: service_kit::Listener,
     state: AppState<P, I>,
 }
 
@@ -162,10 +161,7 @@ impl<P: Publisher, I: IdempotencyStore> Application<P, I> {
         )
         .await
         .context("cannot connect to the database (DATABASE_URL)")?;
-        let addr = SocketAddr::new(settings.host, settings.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
         let scanner = Scanner::new(TaskStore::new(db), publisher, keys, settings.scan);
         let state = AppState {
             scanner: Arc::new(scanner),
@@ -175,10 +171,7 @@ impl<P: Publisher, I: IdempotencyStore> Application<P, I> {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_default()
+        self.listener.port()
     }
 
     pub fn state(&self) -> &AppState<P, I> {
@@ -198,9 +191,6 @@ impl<P: Publisher, I: IdempotencyStore> Application<P, I> {
             page_size = scan.page_size,
             "reminder-cron listening"
         );
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(stop)
-            .await
-            .context("server error")
+        self.listener.serve(router(self.state), stop).await
     }
 }

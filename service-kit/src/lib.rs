@@ -1,11 +1,12 @@
 //! What every service shares: typed configuration from the environment, telemetry,
-//! graceful shutdown, publishing through the Dapr sidecar, idempotency keys in the Dapr state
+//! the HTTP listener, graceful shutdown, publishing through the Dapr sidecar, idempotency keys in the Dapr state
 //! store, and the replies a subscription handler gives daprd.
 //!
 //! May depend on: the `dapr` crate, axum and tokio. Knows nothing about tasks.
 
 pub mod config;
 pub mod publish;
+pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod subscription;
@@ -15,5 +16,6 @@ pub use shutdown::Shutdown;
 
 pub use config::{Secret, env_opt, env_or};
 pub use publish::{DaprPublisher, OutgoingEvent, PublishError, Publisher};
+pub use server::Listener;
 pub use state::{DaprIdempotencyStore, IdempotencyStore, MemoryIdempotencyStore, StateError};
 pub use subscription::{SubscriptionOutcome, require_dapr_token};

@@ -50,10 +50,10 @@ pub(crate) fn cargo(paths: &Paths, args: &[&str], envs: &[(&str, String)]) -> Re
 /// The local JWT secret, created once under `.data/`.
 fn jwt_secret(paths: &Paths) -> Result<String> {
     let file = paths.data.join("jwt-secret");
-    if let Ok(s) = fs::read_to_string(&file) {
-        if s.trim().len() >= 32 {
-            return Ok(s.trim().to_owned());
-        }
+    if let Ok(s) = fs::read_to_string(&file)
+        && s.trim().len() >= 32
+    {
+        return Ok(s.trim().to_owned());
     }
     fs::create_dir_all(&paths.data)?;
     let secret: String = (0..48)
@@ -219,6 +219,22 @@ async fn http_ok(url: &str) -> bool {
 pub async fn test(extra: &[String]) -> Result<()> {
     let paths = Paths::discover()?;
     prov::all(&paths)?;
+
+    let t = step("cargo clippy: no warnings in any crate or test");
+    cargo(
+        &paths,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )
+    .context("clippy found problems (see above)")?;
+    done(t);
 
     let t = step("cargo fmt --check: the tree is formatted with rustfmt's defaults");
     cargo(&paths, &["fmt", "--all", "--check"], &[])

@@ -83,21 +83,21 @@ pub async fn database_urls() -> Vec<(&'static str, String, Option<tempfile::Temp
     let tmp = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}/todo.db", tmp.path().display());
     let mut urls = vec![("sqlite", sqlite, Some(tmp))];
-    if let Ok(admin) = std::env::var("TEST_POSTGRES_URL") {
-        if !admin.is_empty() {
-            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let db = sea_orm::Database::connect(&admin)
-                .await
-                .expect("TEST_POSTGRES_URL reachable");
-            db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                .await
-                .unwrap();
-            db.close().await.unwrap();
-            let (base, _) = admin
-                .rsplit_once('/')
-                .expect("admin URL ends with /database");
-            urls.push(("postgres", format!("{base}/{name}"), None));
-        }
+    if let Ok(admin) = std::env::var("TEST_POSTGRES_URL")
+        && !admin.is_empty()
+    {
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let db = sea_orm::Database::connect(&admin)
+            .await
+            .expect("TEST_POSTGRES_URL reachable");
+        db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+        let (base, _) = admin
+            .rsplit_once('/')
+            .expect("admin URL ends with /database");
+        urls.push(("postgres", format!("{base}/{name}"), None));
     }
     urls
 }

@@ -10,15 +10,13 @@ pub mod config;
 pub mod handler;
 pub mod sink;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use anyhow::Context as _;
 use axum::{
     Router, middleware,
     routing::{get, post},
 };
 use service_kit::{DaprIdempotencyStore, IdempotencyStore, Secret, require_dapr_token};
-use tokio::net::TcpListener;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use config::Settings;
@@ -72,7 +70,7 @@ pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
 
 /// A built, bound, not yet running service.
 pub struct Application<I> {
-    listener: TcpListener,
+    listener: service_kit::Listener,
     state: AppState<I>,
 }
 
@@ -97,10 +95,7 @@ impl<I: IdempotencyStore> Application<I> {
         idempotency: Arc<I>,
         sink: Arc<dyn NotificationSink>,
     ) -> anyhow::Result<Self> {
-        let addr = SocketAddr::new(settings.host, settings.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
         let state = AppState {
             idempotency,
             sink,
@@ -110,10 +105,7 @@ impl<I: IdempotencyStore> Application<I> {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_default()
+        self.listener.port()
     }
 
     pub fn state(&self) -> &AppState<I> {
@@ -126,9 +118,6 @@ impl<I: IdempotencyStore> Application<I> {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "notifications listening");
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(stop)
-            .await
-            .context("server error")
+        self.listener.serve(router(self.state), stop).await
     }
 }

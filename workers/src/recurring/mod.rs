@@ -10,7 +10,7 @@
 pub mod config;
 pub mod handler;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
@@ -22,7 +22,6 @@ use axum::{
 };
 use service_kit::{DaprIdempotencyStore, IdempotencyStore, Secret, require_dapr_token};
 use todo_store::TaskStore;
-use tokio::net::TcpListener;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use config::Settings;
@@ -76,7 +75,7 @@ async fn readyz<I: IdempotencyStore>(State(state): State<AppState<I>>) -> Respon
 
 /// A built, bound, not yet running service.
 pub struct Application<I> {
-    listener: TcpListener,
+    listener: service_kit::Listener,
     state: AppState<I>,
 }
 
@@ -100,10 +99,7 @@ impl<I: IdempotencyStore> Application<I> {
         let db = todo_store::connect(settings.database_url.expose(), settings.db_max_connections)
             .await
             .context("cannot connect to the database (DATABASE_URL)")?;
-        let addr = SocketAddr::new(settings.host, settings.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
         let state = AppState {
             tasks: TaskStore::new(db),
             idempotency,
@@ -113,10 +109,7 @@ impl<I: IdempotencyStore> Application<I> {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_default()
+        self.listener.port()
     }
 
     pub fn state(&self) -> &AppState<I> {
@@ -129,9 +122,6 @@ impl<I: IdempotencyStore> Application<I> {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "recurring-tasks listening");
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(stop)
-            .await
-            .context("server error")
+        self.listener.serve(router(self.state), stop).await
     }
 }
