@@ -15,6 +15,8 @@ pub mod outbox;
 pub mod recurring;
 pub mod reminders;
 pub mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use db::{connect, connect_read_only, migrate};
 pub use error::StoreError;

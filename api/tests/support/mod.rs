@@ -16,7 +16,6 @@ use std::{
 };
 
 use chat_api::{Application, Settings, auth::JwtKeys, relay::RelayConfig};
-use sea_orm::ConnectionTrait;
 use serde_json::Value;
 use service_kit::{PublishError, Publisher, Secret, publish::OutgoingEvent};
 use todo_domain::{TaskEvent, UserId};
@@ -78,29 +77,7 @@ impl Drop for TestApp {
     }
 }
 
-/// Database URLs to run each test against.
-pub async fn database_urls() -> Vec<(&'static str, String, Option<tempfile::TempDir>)> {
-    let tmp = tempfile::tempdir().unwrap();
-    let sqlite = format!("sqlite://{}/todo.db", tmp.path().display());
-    let mut urls = vec![("sqlite", sqlite, Some(tmp))];
-    if let Ok(admin) = std::env::var("TEST_POSTGRES_URL")
-        && !admin.is_empty()
-    {
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let db = sea_orm::Database::connect(&admin)
-            .await
-            .expect("TEST_POSTGRES_URL reachable");
-        db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .unwrap();
-        db.close().await.unwrap();
-        let (base, _) = admin
-            .rsplit_once('/')
-            .expect("admin URL ends with /database");
-        urls.push(("postgres", format!("{base}/{name}"), None));
-    }
-    urls
-}
+pub use todo_store::testing::databases as database_urls;
 
 pub async fn spawn_app(
     label: &'static str,

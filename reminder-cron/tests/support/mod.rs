@@ -19,7 +19,6 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use reminder_cron::{ScanSettings, Scanner};
-use sea_orm::ConnectionTrait;
 use service_kit::{
     IdempotencyStore, MemoryIdempotencyStore, OutgoingEvent, PublishError, Publisher, StateError,
 };
@@ -28,29 +27,7 @@ use todo_domain::{
 };
 use todo_store::{NewTask, TaskPatch, TaskStore};
 
-/// Database URLs to run each test against, each a fresh database.
-pub async fn databases() -> Vec<(&'static str, String, Option<tempfile::TempDir>)> {
-    let tmp = tempfile::tempdir().unwrap();
-    let sqlite = format!("sqlite://{}/todo.db", tmp.path().display());
-    let mut urls = vec![("sqlite", sqlite, Some(tmp))];
-    if let Ok(admin) = std::env::var("TEST_POSTGRES_URL")
-        && !admin.is_empty()
-    {
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let db = sea_orm::Database::connect(&admin)
-            .await
-            .expect("TEST_POSTGRES_URL reachable");
-        db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .unwrap();
-        db.close().await.unwrap();
-        let (base, _) = admin
-            .rsplit_once('/')
-            .expect("admin URL ends with /database");
-        urls.push(("postgres", format!("{base}/{name}"), None));
-    }
-    urls
-}
+pub use todo_store::testing::databases;
 
 /// One published event, as the publisher was given it.
 #[derive(Debug, Clone)]
