@@ -6,8 +6,12 @@ use todo_domain::{
     Description, Frequency, Priority, Tags, TaskSnapshot, TimeZone, Title,
     time::{resolve_local, to_local},
 };
-use todo_store::{ListQuery, NewTask, SortKey, StatusFilter, TaskPatch};
+use todo_store::{
+    ListQuery, NewTask, SortKey, StatusFilter, TaskPatch,
+    tasks::{After, SortValue},
+};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::{
     error::ApiError,
@@ -288,7 +292,8 @@ pub struct ListParams {
     /// Page size, 1 to 200 (50 by default).
     #[param(schema_with = doc::limit)]
     pub limit: Option<u64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, with the same `sort`. It marks the last task
+    /// seen, so changes between pages never make a page skip or repeat a task.
     pub cursor: Option<String>,
 }
 
@@ -391,28 +396,64 @@ impl ListParams {
             recurring: self.recurring,
             sort,
             descending,
-            offset: self
-                .cursor
-                .as_deref()
-                .map(decode_cursor)
-                .transpose()?
-                .unwrap_or(0),
+            after: self.cursor.as_deref().map(decode_cursor).transpose()?,
             limit,
         })
     }
 }
 
-/// Cursors are opaque to clients; today they carry a position.
-pub fn encode_cursor(offset: u64) -> String {
-    format!("c{offset:x}")
+/// Cursors are opaque to clients. They carry the last task's sort value and id (see
+/// [`todo_store::tasks::After`]) in URL-safe characters only:
+/// `k1_<kind>_<value>_<id>`, where kind `c` (created) and `d` (due) carry an RFC 3339 UTC
+/// time (`-`: no due time), `p` a priority name and `t` the title's UTF-8 in hex.
+pub fn encode_cursor(after: &After) -> String {
+    let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let (kind, value) = match &after.key {
+        SortValue::Created(at) => ('c', time(at)),
+        SortValue::Due(at) => ('d', at.as_ref().map_or_else(|| "-".to_owned(), time)),
+        SortValue::Priority(p) => ('p', p.as_str().to_owned()),
+        SortValue::Title(title) => ('t', title.bytes().map(|b| format!("{b:02x}")).collect()),
+    };
+    format!("k1_{kind}_{value}_{}", after.id.simple())
 }
 
-/// Positions past `i64::MAX` are refused: the databases bind offsets as signed 64-bit.
-fn decode_cursor(raw: &str) -> Result<u64, ApiError> {
-    raw.strip_prefix('c')
-        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-        .filter(|&offset| i64::try_from(offset).is_ok())
-        .ok_or_else(|| ApiError::invalid("cursor", "cursor is not one this API returned"))
+fn decode_cursor(raw: &str) -> Result<After, ApiError> {
+    let bad = || ApiError::invalid("cursor", "cursor is not one this API returned");
+    let mut parts = raw.splitn(4, '_');
+    let (Some("k1"), Some(kind), Some(value), Some(id)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let time = |v: &str| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| bad())
+    };
+    let key = match kind {
+        "c" => SortValue::Created(time(value)?),
+        "d" if value == "-" => SortValue::Due(None),
+        "d" => SortValue::Due(Some(time(value)?)),
+        "p" => SortValue::Priority(value.parse().map_err(|_| bad())?),
+        "t" => {
+            let bytes = (0..value.len())
+                .step_by(2)
+                .map(|i| {
+                    value
+                        .get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(bad)?;
+            let title = String::from_utf8(bytes).map_err(|_| bad())?;
+            // A title this API stored; anything else could not match one anyway.
+            Title::parse(&title).map_err(|_| bad())?;
+            SortValue::Title(title)
+        }
+        _ => return Err(bad()),
+    };
+    let id = Uuid::try_parse(id).map_err(|_| bad())?;
+    Ok(After { key, id })
 }
 
 /// A task as the API shows it.

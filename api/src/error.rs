@@ -123,6 +123,7 @@ impl From<StoreError> for ApiError {
                 "conflict",
                 "the task was being changed by another request; retry",
             ),
+            StoreError::BadCursor(message) => Self::invalid("cursor", message),
             StoreError::Db(ref db) if e.is_transient() => {
                 tracing::warn!(error = %db, "database unavailable");
                 Self::new(

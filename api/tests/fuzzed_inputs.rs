@@ -68,34 +68,6 @@ async fn a_nul_character_in_stored_or_searched_text_is_a_400_not_a_database_erro
 }
 
 #[tokio::test]
-async fn a_cursor_past_what_the_database_can_offset_is_a_400_not_a_panic() {
-    for app in apps().await {
-        let label = app.db_label;
-        for cursor in ["c8000000000000000", "cffffffffffffffff"] {
-            let (s, err) = app
-                .call(
-                    Method::GET,
-                    &format!("/api/cur/tasks?cursor={cursor}"),
-                    "cur",
-                    None,
-                )
-                .await;
-            assert_rejected(&format!("[{label}] cursor {cursor}"), s, &err, "cursor");
-        }
-        let (s, page) = app
-            .call(
-                Method::GET,
-                "/api/cur/tasks?cursor=c7fffffffffffffff",
-                "cur",
-                None,
-            )
-            .await;
-        assert_eq!(s, 200, "[{label}] the largest offset is fine: {page}");
-        assert_eq!(page["items"], json!([]));
-    }
-}
-
-#[tokio::test]
 async fn a_path_segment_that_is_not_utf8_gets_the_api_error_shape() {
     for app in apps().await {
         for (path, field) in [

@@ -575,3 +575,158 @@ async fn expired_unsigned_and_foreign_tokens_are_refused() {
         assert_eq!(res.status(), 415, "a body without a JSON content type");
     }
 }
+
+#[tokio::test]
+async fn paging_neither_skips_nor_repeats_a_task_when_tasks_change_between_pages() {
+    let orders = [
+        "sort=created",
+        "sort=created&order=desc",
+        "sort=title",
+        "sort=title&order=desc",
+        "sort=due",
+        "sort=due&order=desc",
+        "sort=priority",
+        "sort=priority&order=desc",
+    ];
+    for app in apps().await {
+        let label = app.db_label;
+        for (n, order) in orders.iter().enumerate() {
+            let u = format!("pager{n}");
+            // Ties in every key: titles equal but for case, shared priorities and due times,
+            // and tasks without a due time.
+            let mut originals = Vec::new();
+            for i in 0..9 {
+                let mut body = json!({
+                    "title": (["Alpha", "alpha", "Beta"][i % 3]),
+                    "priority": (["low", "high", "high"][(i / 3) % 3]),
+                });
+                if i % 4 != 0 {
+                    body["due_at"] =
+                        json!((["2026-05-01T09:00:00Z", "2026-06-01T09:00:00Z"][i % 2]));
+                }
+                originals.push(
+                    app.create(&u, body).await["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            let page = |cursor: Option<String>| {
+                let app = &app;
+                let u = u.clone();
+                async move {
+                    let c = cursor.map_or(String::new(), |c| format!("&cursor={c}"));
+                    let (s, v) = app
+                        .call(
+                            Method::GET,
+                            &format!("/api/{u}/tasks?limit=3&{order}{c}"),
+                            &u,
+                            None,
+                        )
+                        .await;
+                    assert_eq!(s, 200, "[{label}] {order}: {v}");
+                    let ids: Vec<String> = v["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t["id"].as_str().unwrap().to_owned())
+                        .collect();
+                    (ids, v["next_cursor"].as_str().map(str::to_owned))
+                }
+            };
+            let (mut seen, mut cursor) = page(None).await;
+            // Between the pages: a task of the first page is deleted and two are created.
+            let (s, _) = app
+                .call(
+                    Method::DELETE,
+                    &format!("/api/{u}/tasks/{}", seen[0]),
+                    &u,
+                    None,
+                )
+                .await;
+            assert_eq!(s, 204, "[{label}] delete");
+            for title in ["alpha", "Zulu"] {
+                app.create(
+                    &u,
+                    json!({"title": title, "priority": "urgent", "due_at": "2026-05-01T09:00:00Z"}),
+                )
+                .await;
+            }
+            let mut pages = 1;
+            while let Some(c) = cursor {
+                pages += 1;
+                assert!(
+                    pages <= 6,
+                    "[{label}] {order}: more pages than tasks: {seen:?}"
+                );
+                let (ids, next) = page(Some(c)).await;
+                seen.extend(ids);
+                cursor = next;
+            }
+            let mut unique = seen.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                seen.len(),
+                "[{label}] {order}: a task came twice: {seen:?}"
+            );
+            for id in &originals {
+                assert!(
+                    seen.contains(id),
+                    "[{label}] {order}: task {id} was skipped: {seen:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cursor_of_another_sort_or_not_from_this_api_is_a_400_naming_the_cursor() {
+    for app in apps().await {
+        let label = app.db_label;
+        let u = "curious";
+        for i in 0..3 {
+            app.create(u, json!({"title": format!("t{i}")})).await;
+        }
+        let (_, first) = app
+            .call(
+                Method::GET,
+                &format!("/api/{u}/tasks?limit=1&sort=title"),
+                u,
+                None,
+            )
+            .await;
+        let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+        for bad in [
+            format!("sort=created&cursor={cursor}"),
+            "cursor=k1_t_zz_00000000000000000000000000000000".to_owned(),
+            "cursor=k1_c_not-a-time_00000000000000000000000000000000".to_owned(),
+            "cursor=k1_p_whenever_00000000000000000000000000000000".to_owned(),
+            "cursor=k1_d_-_nope".to_owned(),
+            format!(
+                "cursor=k1_t_{}_00000000000000000000000000000000",
+                "41".repeat(300)
+            ),
+            "cursor=c7fffffffffffffff".to_owned(),
+        ] {
+            let (s, err) = app
+                .call(Method::GET, &format!("/api/{u}/tasks?{bad}"), u, None)
+                .await;
+            assert_eq!(s, 400, "[{label}] {bad}: {err}");
+            assert_eq!(err["error"]["field"], "cursor", "[{label}] {bad}: {err}");
+        }
+        // Far ends of every kind are fine: an empty page or the whole list, never a 5xx.
+        for edge in [
+            "sort=created&cursor=k1_c_9999-12-31T23:59:59.999999999Z_ffffffffffffffffffffffffffffffff",
+            "sort=due&cursor=k1_d_0001-01-01T00:00:00Z_00000000000000000000000000000000",
+            "sort=due&order=desc&cursor=k1_d_-_ffffffffffffffffffffffffffffffff",
+            "sort=priority&cursor=k1_p_urgent_ffffffffffffffffffffffffffffffff",
+        ] {
+            let (s, page) = app
+                .call(Method::GET, &format!("/api/{u}/tasks?{edge}"), u, None)
+                .await;
+            assert_eq!(s, 200, "[{label}] {edge}: {page}");
+        }
+    }
+}

@@ -11,6 +11,9 @@ pub enum StoreError {
     /// Another writer changed the task between our read and our write, repeatedly.
     #[error("task was changed concurrently")]
     Conflict,
+    /// A listing's cursor (where to start) does not fit its sort order.
+    #[error("{0}")]
+    BadCursor(String),
     /// A stored row that the domain rules reject: a bug or a manual edit, never user input.
     #[error("stored row is invalid: {0}")]
     Corrupt(String),

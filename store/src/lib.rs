@@ -23,4 +23,6 @@ pub use error::StoreError;
 pub use outbox::{Backlog, OUTBOX_LEASE, OutboxStore, PendingEvent};
 pub use recurring::NextInstance;
 pub use reminders::{DueCursor, DuePage};
-pub use tasks::{ListQuery, NewTask, Page, SortKey, StatusFilter, TaskPatch, TaskStore};
+pub use tasks::{
+    After, ListQuery, NewTask, Page, SortKey, SortValue, StatusFilter, TaskPatch, TaskStore,
+};

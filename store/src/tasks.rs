@@ -83,16 +83,57 @@ pub struct ListQuery {
     pub recurring: Option<bool>,
     pub sort: SortKey,
     pub descending: bool,
-    /// Position to start from (decoded from the opaque cursor by the API).
-    pub offset: u64,
+    /// Start just after this task (decoded from the opaque cursor by the API); its sort
+    /// value must be of `sort`.
+    pub after: Option<After>,
     pub limit: u64,
+}
+
+/// A position in a listing: the sort value and id of the last task of a page. The next page
+/// starts just after it, wherever it now is, so tasks created, changed or deleted between
+/// two pages never make the next page skip or repeat one (keyset pagination).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub key: SortValue,
+    pub id: Uuid,
+}
+
+/// A task's value of a sort key, exactly as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SortValue {
+    Created(DateTime<Utc>),
+    /// `None`: no due time (those come last in either direction).
+    Due(Option<DateTime<Utc>>),
+    Priority(Priority),
+    /// The title as stored; compared case-insensitively, as the listing sorts.
+    Title(String),
+}
+
+impl SortValue {
+    pub fn of(sort: SortKey, task: &TaskSnapshot) -> SortValue {
+        match sort {
+            SortKey::Created => SortValue::Created(task.created_at),
+            SortKey::Due => SortValue::Due(task.due_at),
+            SortKey::Priority => SortValue::Priority(task.priority),
+            SortKey::Title => SortValue::Title(task.title.clone()),
+        }
+    }
+
+    pub fn sort_key(&self) -> SortKey {
+        match self {
+            SortValue::Created(_) => SortKey::Created,
+            SortValue::Due(_) => SortKey::Due,
+            SortValue::Priority(_) => SortKey::Priority,
+            SortValue::Title(_) => SortKey::Title,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Page {
     pub items: Vec<TaskSnapshot>,
-    /// Offset of the next page, when there is one.
-    pub next_offset: Option<u64>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<After>,
 }
 
 /// Task reads and writes. Cheap to clone (a pool handle).
@@ -328,6 +369,14 @@ impl TaskStore {
                     ),
             );
         }
+        if let Some(after) = &q.after {
+            if after.key.sort_key() != q.sort {
+                return Err(StoreError::BadCursor(
+                    "the cursor belongs to a listing in another sort order".into(),
+                ));
+            }
+            cond = cond.add(beyond(after, q.descending));
+        }
         let order = if q.descending {
             Order::Desc
         } else {
@@ -350,7 +399,6 @@ impl TaskStore {
         };
         let rows = select
             .order_by(tasks::Column::Id, order)
-            .offset(q.offset)
             .limit(limit + 1)
             .all(&self.db)
             .await?;
@@ -360,10 +408,11 @@ impl TaskStore {
             .take(limit as usize)
             .map(to_snapshot)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page {
-            next_offset: has_more.then_some(q.offset + limit),
-            items,
-        })
+        let next = items.last().filter(|_| has_more).map(|last| After {
+            key: SortValue::of(q.sort, last),
+            id: last.id,
+        });
+        Ok(Page { items, next })
     }
 
     /// Number of live tasks of a user (tests and diagnostics).
@@ -558,6 +607,42 @@ fn decode_tags(raw: &str) -> Vec<String> {
 
 pub(crate) fn encode_anchor(local: NaiveDateTime) -> String {
     local.format(ANCHOR_FORMAT).to_string()
+}
+
+/// The rows after `after` in the listing's order (sort value, then id, both ascending or
+/// both descending; tasks without a due time last in either direction).
+fn beyond(after: &After, descending: bool) -> Condition {
+    let past = |left: Expr, right: Expr| {
+        if descending {
+            left.lt(right)
+        } else {
+            left.gt(right)
+        }
+    };
+    let id_past = || past(Expr::col(tasks::Column::Id), Expr::val(after.id));
+    let then_id = |left: Expr, right: Expr| {
+        Condition::any()
+            .add(past(left.clone(), right.clone()))
+            .add(Condition::all().add(left.eq(right)).add(id_past()))
+    };
+    match &after.key {
+        SortValue::Created(at) => then_id(Expr::col(tasks::Column::CreatedAt), Expr::val(*at)),
+        SortValue::Priority(p) => then_id(Expr::col(tasks::Column::Priority), Expr::val(p.rank())),
+        SortValue::Title(title) => then_id(
+            Func::lower(Expr::col(tasks::Column::Title)).into(),
+            Func::lower(Expr::val(title.as_str())).into(),
+        ),
+        SortValue::Due(Some(at)) => Condition::any()
+            .add(
+                Condition::all()
+                    .add(tasks::Column::DueAt.is_not_null())
+                    .add(then_id(Expr::col(tasks::Column::DueAt), Expr::val(*at))),
+            )
+            .add(tasks::Column::DueAt.is_null()),
+        SortValue::Due(None) => Condition::all()
+            .add(tasks::Column::DueAt.is_null())
+            .add(id_past()),
+    }
 }
 
 /// The event-and-API view of a stored row.
