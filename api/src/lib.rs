@@ -39,6 +39,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// Wakes the relay after a commit.
     pub relay_wake: Arc<Notify>,
+    /// This process's relay's name in the lease table (`None` with the relay off).
+    pub relay_holder: Option<String>,
 }
 
 /// The HTTP routes over `state`: those of [`routes::table`], each documented in the OpenAPI
@@ -91,22 +93,25 @@ impl Application {
                 .context("database migration failed")?;
         }
         let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
+        let outbox = OutboxStore::new(db.clone());
+        let relay_wake = Arc::new(Notify::new());
+        let relay = settings.relay_enabled.then(|| {
+            Relay::new(
+                outbox.clone(),
+                publisher,
+                relay_wake.clone(),
+                settings.relay.clone(),
+            )
+        });
         let state = AppState {
-            tasks: TaskStore::new(db.clone()),
-            outbox: OutboxStore::new(db),
+            tasks: TaskStore::new(db),
+            outbox,
             jwt: JwtKeys::new(&settings.jwt_secret),
-            relay_wake: Arc::new(Notify::new()),
+            relay_wake,
+            relay_holder: relay.as_ref().map(|r| r.holder().to_owned()),
         };
         let shutdown = Shutdown::new();
-        let relay = settings.relay_enabled.then(|| {
-            let relay = Relay::new(
-                state.outbox.clone(),
-                publisher,
-                state.relay_wake.clone(),
-                settings.relay.clone(),
-            );
-            tokio::spawn(relay.run(shutdown.clone()))
-        });
+        let relay = relay.map(|r| tokio::spawn(r.run(shutdown.clone())));
         Ok(Self {
             listener,
             state,

@@ -125,6 +125,11 @@ impl<P: Publisher> Relay<P> {
         }
     }
 
+    /// This relay's name in the lease table.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
     /// Runs until `shutdown`; the round in flight finishes first.
     pub async fn run(self, shutdown: Shutdown) {
         let mut failures: u32 = 0;

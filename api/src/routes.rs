@@ -395,25 +395,34 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// The relay's backlog: how many events wait and how old the oldest is.
+/// The relay's backlog (how many events wait and how old the oldest is) and which replica's
+/// relay publishes: the holder of the outbox lease, and whether that is this process's.
 #[utoipa::path(
     get,
     path = "/relay/status",
     tag = "operations",
     responses(
-        (status = 200, description = "The outbox backlog", body = Object,
-            example = json!({"pending": 0, "oldest_pending_age_ms": null})),
+        (status = 200, description = "The outbox backlog and the publishing relay", body = Object,
+            example = json!({"pending": 0, "oldest_pending_age_ms": null,
+                "lease_holder": "relay-0192f0c1-e2d3-7b5a-8c7d-6e5f4a3b2c1d", "publishing_here": true})),
         (status = 503, response = Unavailable),
     ),
 )]
 pub async fn relay_status(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    let backlog = state.outbox.backlog().await?;
+    let now = Utc::now();
+    let (backlog, holder) = tokio::try_join!(
+        state.outbox.backlog(),
+        state.outbox.lease_holder(todo_store::OUTBOX_LEASE, now)
+    )?;
     let oldest_age_ms = backlog
         .oldest_created_at
-        .map(|t| (Utc::now() - t).num_milliseconds().max(0));
+        .map(|t| (now - t).num_milliseconds().max(0));
+    let publishing_here = holder.is_some() && holder == state.relay_holder;
     Ok(Json(serde_json::json!({
         "pending": backlog.pending,
         "oldest_pending_age_ms": oldest_age_ms,
+        "lease_holder": holder,
+        "publishing_here": publishing_here,
     })))
 }
 

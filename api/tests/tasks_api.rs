@@ -112,6 +112,14 @@ async fn requests_succeed_while_publishing_fails_and_events_follow_when_it_recov
         let (s, status) = app.call(Method::GET, "/relay/status", "carol", None).await;
         assert_eq!(s, 200);
         assert_eq!(status["pending"], 5);
+        // A broker outage is no reason for the relay to hand its lease over.
+        assert_eq!(status["publishing_here"], true, "{status}");
+        assert!(
+            status["lease_holder"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("relay-")),
+            "{status}"
+        );
         app.publisher.failing.store(false, Ordering::SeqCst);
         let events = app.published(5).await;
         let titles: Vec<&str> = events.iter().map(|e| e.event.task.title.as_str()).collect();
