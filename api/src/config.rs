@@ -76,6 +76,7 @@ impl Settings {
             relay: RelayConfig {
                 batch_size: env_or("RELAY_BATCH_SIZE", defaults.batch_size)?,
                 concurrency: env_or("RELAY_CONCURRENCY", defaults.concurrency)?,
+                bulk_size: env_or("RELAY_BULK_SIZE", defaults.bulk_size)?,
                 ..defaults
             },
         })

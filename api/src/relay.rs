@@ -65,7 +65,9 @@ impl Default for RelayConfig {
             // writes/s).
             batch_size: 1000,
             concurrency: 32,
-            bulk_size: 64,
+            // `cargo xtask bench`: 256 drained a backlog 20-50 % faster than 64, with the same
+            // publish lag under load.
+            bulk_size: 256,
             sweep_interval: Duration::from_millis(500),
             backoff_initial: Duration::from_millis(100),
             // While nothing gets through, each retry is a probe of one bulk call, so a short
@@ -365,10 +367,11 @@ impl<P: Publisher> Relay<P> {
             }
             // Owned chunks: a stream over borrowed slices trips the compiler's check that the
             // spawned relay future is Send for every lifetime.
-            let chunks: Vec<Vec<usize>> = heads
-                .chunks(self.config.bulk_size.max(1))
-                .map(<[usize]>::to_vec)
-                .collect();
+            let chunks = bulk_calls(
+                &heads,
+                |u| queues[u].front().map_or(0, |e| e.payload.len()),
+                self.config.bulk_size,
+            );
             let outcomes: Vec<Vec<(usize, Result<(), PublishError>)>> = stream::iter(chunks)
                 .map(|chunk| self.publish_heads(&queues, chunk))
                 .buffer_unordered(self.config.concurrency.max(1))
@@ -485,6 +488,31 @@ impl<P: Publisher> Relay<P> {
             Err(e) => tracing::warn!(error = %e, "cannot purge published outbox rows"),
         }
     }
+}
+
+/// Payload bytes in one bulk call at most (a single larger event still goes, alone): well
+/// inside daprd's 4 MiB gRPC request limit whatever the tasks hold.
+const BULK_BYTES_MAX: usize = 1024 * 1024;
+
+/// Splits `users` (in order) into bulk calls of at most `bulk_size` events and
+/// [`BULK_BYTES_MAX`] payload bytes, `size(user)` being the size of that user's next event.
+fn bulk_calls(users: &[usize], size: impl Fn(usize) -> usize, bulk_size: usize) -> Vec<Vec<usize>> {
+    let mut calls: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for &user in users {
+        let event = size(user);
+        match calls.last_mut() {
+            Some(call) if call.len() < bulk_size.max(1) && bytes + event <= BULK_BYTES_MAX => {
+                call.push(user);
+                bytes += event;
+            }
+            _ => {
+                calls.push(vec![user]);
+                bytes = event;
+            }
+        }
+    }
+    calls
 }
 
 fn outgoing(event: &PendingEvent) -> OutgoingEvent<'_> {
@@ -916,6 +944,27 @@ mod tests {
             singles.iter().any(|c| c[0].1 == "ann 1"),
             "after the refusal, ann's event went on its own: {calls:?}"
         );
+    }
+
+    #[test]
+    fn bulk_calls_are_bounded_by_count_and_bytes_and_keep_the_order() {
+        let users: Vec<usize> = (0..10).collect();
+        assert_eq!(
+            bulk_calls(&users, |_| 10, 4),
+            vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]
+        );
+        let big = BULK_BYTES_MAX / 3;
+        assert_eq!(
+            bulk_calls(&users[..5], |_| big, 100),
+            vec![vec![0, 1, 2], vec![3, 4]]
+        );
+        // An event larger than the byte bound still goes, on its own.
+        let sizes = [10, BULK_BYTES_MAX * 2, 10, 10];
+        assert_eq!(
+            bulk_calls(&[0, 1, 2, 3], |u| sizes[u], 100),
+            vec![vec![0], vec![1], vec![2, 3]]
+        );
+        assert!(bulk_calls(&[], |_| 1, 4).is_empty());
     }
 
     #[test]

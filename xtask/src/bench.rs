@@ -688,6 +688,7 @@ fn chat_api_settings(opts: &Options) -> Vec<(String, String)> {
         ("DB_MAX_CONNECTIONS".into(), "16".into()),
         ("RELAY_BATCH_SIZE".into(), relay.batch_size.to_string()),
         ("RELAY_CONCURRENCY".into(), relay.concurrency.to_string()),
+        ("RELAY_BULK_SIZE".into(), relay.bulk_size.to_string()),
     ];
     for (k, v) in &opts.chat_api_env {
         settings.retain(|(key, _)| key != k);
