@@ -162,3 +162,27 @@ impl Rejected {
         }
     }
 }
+
+/// For the handlers' unit tests: bodies as daprd delivers them, and what a decode answers.
+#[cfg(test)]
+pub(crate) mod testing {
+    use serde_json::{Value, json};
+    use service_kit::SubscriptionOutcome;
+
+    use super::Rejected;
+
+    pub fn json_of(event: &impl serde::Serialize) -> Value {
+        serde_json::to_value(event).unwrap_or_default()
+    }
+
+    /// `data` in a CloudEvent envelope of type `kind`.
+    pub fn cloud_event(kind: &str, data: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"specversion": "1.0", "id": "x", "type": kind, "data": data}))
+            .unwrap_or_default()
+    }
+
+    /// What daprd is told for a body that decoded (`Success`) or not.
+    pub fn outcome<T>(decoded: Result<T, Rejected>) -> SubscriptionOutcome {
+        decoded.map_or_else(|r| r.outcome, |_| SubscriptionOutcome::Success)
+    }
+}

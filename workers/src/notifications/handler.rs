@@ -127,6 +127,7 @@ mod tests {
     use todo_domain::{Priority, TimeZone};
 
     use super::*;
+    use crate::envelope::testing::{self, json_of};
 
     fn reminder() -> ReminderEvent {
         let at = DateTime::parse_from_rfc3339("2026-06-01T14:00:00Z")
@@ -149,21 +150,12 @@ mod tests {
         }
     }
 
-    fn json_of(e: &ReminderEvent) -> Value {
-        serde_json::to_value(e).unwrap_or_default()
-    }
-
     fn cloud_event(data: Value) -> Vec<u8> {
-        serde_json::to_vec(
-            &json!({"specversion": "1.0", "id": "x", "type": "reminder.due", "data": data}),
-        )
-        .unwrap_or_default()
+        testing::cloud_event("reminder.due", data)
     }
 
     fn outcome(body: &[u8]) -> SubscriptionOutcome {
-        decode(body)
-            .map(|_| SubscriptionOutcome::Success)
-            .unwrap_or_else(|r| r.outcome)
+        testing::outcome(decode(body))
     }
 
     #[test]

@@ -185,6 +185,7 @@ fn check_snapshot(event: &TaskEvent) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::testing::{self, json_of};
     use chrono::{DateTime, NaiveDateTime};
     use serde_json::json;
     use todo_domain::{Frequency, Priority, Recurrence, TaskSnapshot, TimeZone};
@@ -217,21 +218,12 @@ mod tests {
         TaskEvent::new(EventType::TaskCompleted, task, vec![], Uuid::nil(), at)
     }
 
-    fn json_of(event: &TaskEvent) -> Value {
-        serde_json::to_value(event).unwrap_or_default()
-    }
-
     fn cloud_event(data: Value) -> Vec<u8> {
-        serde_json::to_vec(
-            &json!({"specversion": "1.0", "id": "x", "type": "task.completed", "data": data}),
-        )
-        .unwrap_or_default()
+        testing::cloud_event("task.completed", data)
     }
 
     fn outcome(body: &[u8]) -> SubscriptionOutcome {
-        decode(body)
-            .map(|_| SubscriptionOutcome::Success)
-            .unwrap_or_else(|r| r.outcome)
+        testing::outcome(decode(body))
     }
 
     #[test]
