@@ -242,7 +242,8 @@ fn spawn_binary(bin: &str, name: &str, env: &[(String, String)], logs: &Path) ->
     Managed::spawn(name, cmd, &logs.join(format!("{name}.log")), None)
 }
 
-async fn wait_http_ok(url: &str, timeout: Duration, process: &Managed) -> Result<()> {
+/// Polls `url` until it answers 2xx; fails at once if `process` exits, or after `timeout`.
+pub(crate) async fn wait_http_ok(url: &str, timeout: Duration, process: &Managed) -> Result<()> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + timeout;
     loop {

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use devstack::{Managed, Sidecar, SidecarConfig};
 use todo_domain::{ReminderEvent, topics};
 
-use crate::{CloudEvent, Env, Service, binary};
+use crate::{CloudEvent, Env, Service, binary, wait_http_ok};
 
 /// The schedule `components/binding-reminder-cron.yaml` ships with.
 pub const SHIPPED_SCHEDULE: &str = "@every 30s";
@@ -74,7 +74,12 @@ pub async fn start_with_health_check(
     cmd.envs(all.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let process = Managed::spawn(&name, cmd, &logs.join(format!("{name}.log")), None)?;
     let base = format!("http://127.0.0.1:{port}");
-    wait_healthy(&base, &process, Duration::from_secs(30)).await?;
+    wait_http_ok(
+        &format!("{base}/healthz"),
+        Duration::from_secs(30),
+        &process,
+    )
+    .await?;
     let sidecar = Sidecar::start(&env.paths, cfg).await?;
     sidecar.wait_ready(Duration::from_secs(30)).await?;
     Ok(Service {
@@ -86,32 +91,6 @@ pub async fn start_with_health_check(
         base,
         env: all,
     })
-}
-
-async fn wait_healthy(base: &str, process: &Managed, timeout: Duration) -> Result<()> {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if !devstack::pid_alive(process.pid()) {
-            bail!(
-                "{} exited; its log:\n{}",
-                process.name(),
-                process.log_tail(40)
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{base}/healthz did not answer within {timeout:?}; log:\n{}",
-                process.log_tail(40)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// `reminder-cron` over `database_url` (read-only use).
