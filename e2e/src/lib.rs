@@ -46,6 +46,14 @@ pub struct Service {
     pub env: Vec<(String, String)>,
 }
 
+/// How a service's sidecar watches and calls it.
+pub(crate) struct SidecarOptions<'a> {
+    /// daprd probes this path and pauses subscriptions and input bindings while it fails.
+    pub health_path: Option<&'a str>,
+    /// daprd sends it on every call to the app, and the app requires it (`APP_API_TOKEN`).
+    pub app_token: Option<&'a str>,
+}
+
 impl Env {
     /// Starts PostgreSQL, Redis and Kafka on free ports, creates the topics and renders
     /// `components/` for them.
@@ -104,6 +112,27 @@ impl Env {
         app_id: &str,
         env: &[(&str, String)],
     ) -> Result<Service> {
+        // As in dapr.yaml: a subscriber's sidecar pauses delivery while the app is not ready
+        // (down, or its database down), so events wait in Kafka rather than dead-letter.
+        let health_path = (app_id == "recurring-tasks").then_some("/readyz");
+        let mut vars = vec![("JWT_SECRET", JWT_SECRET.to_owned())];
+        vars.extend(env.iter().cloned());
+        let options = SidecarOptions {
+            health_path,
+            app_token: None,
+        };
+        self.launch(bin, app_id, &vars, options).await
+    }
+
+    /// Starts `bin` as `app_id` with `vars` beside its own daprd set up by `options`, and
+    /// waits until both answer.
+    pub(crate) async fn launch(
+        &self,
+        bin: &str,
+        app_id: &str,
+        vars: &[(&str, String)],
+        options: SidecarOptions<'_>,
+    ) -> Result<Service> {
         let port = devstack::free_port();
         let logs = self.dir.path().join("logs");
         // Named by port too: replicas of one app id must not share a log or pidfile.
@@ -113,19 +142,18 @@ impl Env {
             &logs.join(format!("{app_id}-{port}-daprd.log")),
         );
         cfg.app_port = Some(port);
-        // As in dapr.yaml: a subscriber's sidecar pauses delivery while the app is not ready
-        // (down, or its database down), so events wait in Kafka rather than dead-letter.
-        if app_id == "recurring-tasks" {
-            cfg.app_health_check_path = Some("/readyz".into());
-        }
+        cfg.app_health_check_path = options.health_path.map(str::to_owned);
+        cfg.app_api_token = options.app_token.map(str::to_owned);
         let mut all_env: Vec<(String, String)> = vec![
             ("APP_PORT".into(), port.to_string()),
             ("DAPR_GRPC_PORT".into(), cfg.grpc_port.to_string()),
             ("DAPR_HTTP_PORT".into(), cfg.http_port.to_string()),
-            ("JWT_SECRET".into(), JWT_SECRET.into()),
             ("RUST_LOG".into(), "info".into()),
         ];
-        all_env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        if let Some(token) = options.app_token {
+            all_env.push(("APP_API_TOKEN".into(), token.to_owned()));
+        }
+        all_env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let name = format!("{app_id}-{port}");
         let process = spawn_binary(bin, &name, &all_env, &logs)?;
         let base = format!("http://127.0.0.1:{port}");

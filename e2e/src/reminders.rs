@@ -5,15 +5,14 @@
 
 use std::{
     fs,
-    process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
-use devstack::{Managed, Sidecar, SidecarConfig};
+use devstack::Sidecar;
 use todo_domain::{ReminderEvent, topics};
 
-use crate::{CloudEvent, Env, Service, binary, wait_http_ok};
+use crate::{CloudEvent, Env, Service, SidecarOptions};
 
 /// The schedule `components/binding-reminder-cron.yaml` ships with.
 pub const SHIPPED_SCHEDULE: &str = "@every 30s";
@@ -49,48 +48,11 @@ pub async fn start_with_health_check(
     vars: &[(&str, String)],
     app_token: Option<&str>,
 ) -> Result<Service> {
-    let port = devstack::free_port();
-    let logs = env.dir.path().join("logs");
-    let mut cfg = SidecarConfig::new(
-        app_id,
-        &env.resources,
-        &logs.join(format!("{app_id}-{port}-daprd.log")),
-    );
-    cfg.app_port = Some(port);
-    cfg.app_health_check_path = Some("/healthz".into());
-    cfg.app_api_token = app_token.map(str::to_owned);
-    let mut all: Vec<(String, String)> = vec![
-        ("APP_PORT".into(), port.to_string()),
-        ("DAPR_GRPC_PORT".into(), cfg.grpc_port.to_string()),
-        ("DAPR_HTTP_PORT".into(), cfg.http_port.to_string()),
-        ("RUST_LOG".into(), "info".into()),
-    ];
-    if let Some(token) = app_token {
-        all.push(("APP_API_TOKEN".into(), token.to_owned()));
-    }
-    all.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-    let name = format!("{app_id}-{port}");
-    let mut cmd = Command::new(binary(bin)?);
-    cmd.envs(all.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let process = Managed::spawn(&name, cmd, &logs.join(format!("{name}.log")), None)?;
-    let base = format!("http://127.0.0.1:{port}");
-    wait_http_ok(
-        &format!("{base}/healthz"),
-        Duration::from_secs(30),
-        &process,
-    )
-    .await?;
-    let sidecar = Sidecar::start(&env.paths, cfg).await?;
-    sidecar.wait_ready(Duration::from_secs(30)).await?;
-    Ok(Service {
-        name,
-        bin: bin.to_owned(),
-        port,
-        process,
-        sidecar,
-        base,
-        env: all,
-    })
+    let options = SidecarOptions {
+        health_path: Some("/healthz"),
+        app_token,
+    };
+    env.launch(bin, app_id, vars, options).await
 }
 
 /// `reminder-cron` over `database_url` (read-only use).
