@@ -49,7 +49,7 @@ pub async fn database_ready(db: &DatabaseConnection) -> Response {
 
 /// The body of a delivery, or `None` when it is too large or cannot be read (then the
 /// caller answers `DROP`: the same bytes would fail again).
-pub async fn read_body(body: Body) -> Option<Bytes> {
+async fn read_body(body: Body) -> Option<Bytes> {
     match axum::body::to_bytes(body, MAX_EVENT_BYTES).await {
         Ok(bytes) => Some(bytes),
         Err(e) => {
@@ -57,6 +57,26 @@ pub async fn read_body(body: Body) -> Option<Bytes> {
             None
         }
     }
+}
+
+/// Reads a delivery and decodes its event with `decode`. A body that cannot be read or
+/// decoded gives the outcome to answer daprd (logged as a rejected `what` event).
+pub async fn receive<T>(
+    body: Body,
+    what: &str,
+    decode: impl FnOnce(&[u8]) -> Result<T, crate::envelope::Rejected>,
+) -> Result<T, SubscriptionOutcome> {
+    let Some(bytes) = read_body(body).await else {
+        return Err(SubscriptionOutcome::Drop);
+    };
+    decode(&bytes).map_err(|rejected| {
+        tracing::warn!(
+            outcome = rejected.outcome.as_str(),
+            reason = %rejected.reason,
+            "{what} event rejected"
+        );
+        rejected.outcome
+    })
 }
 
 /// Routes subscriptions for event types a consumer does not handle: acknowledged.

@@ -33,19 +33,9 @@ pub async fn task_completed<I: IdempotencyStore>(
     State(state): State<AppState<I>>,
     body: Body,
 ) -> SubscriptionOutcome {
-    let Some(bytes) = http::read_body(body).await else {
-        return SubscriptionOutcome::Drop;
-    };
-    let event = match decode(&bytes) {
+    let event = match http::receive(body, "task.completed", decode).await {
         Ok(event) => event,
-        Err(rejected) => {
-            tracing::warn!(
-                outcome = rejected.outcome.as_str(),
-                reason = %rejected.reason,
-                "task.completed event rejected"
-            );
-            return rejected.outcome;
-        }
+        Err(outcome) => return outcome,
     };
     let span = tracing::info_span!(
         "task_completed",
