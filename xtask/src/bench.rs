@@ -774,17 +774,23 @@ async fn relay_pending(ctx: &Ctx<'_>) -> Result<u64> {
 }
 
 async fn relay_pending_at(ctx: &Ctx<'_>, base: &str) -> Result<u64> {
-    let status: Value = ctx
-        .client
+    Ok(relay_status(ctx.client, base).await?.0)
+}
+
+/// chat-api's relay backlog at `base`: pending events and the oldest one's age.
+async fn relay_status(client: &reqwest::Client, base: &str) -> Result<(u64, Duration)> {
+    let status: Value = client
         .get(format!("{base}/relay/status"))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    status["pending"]
+    let pending = status["pending"]
         .as_u64()
-        .context("relay status without pending")
+        .context("relay status without pending")?;
+    let age = status["oldest_pending_age_ms"].as_u64().unwrap_or(0);
+    Ok((pending, Duration::from_millis(age)))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,9 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 
-use super::{Op, Quantiles, Sample, Schedule, SeenEvents, Worker, ms, run_worker, user_group};
+use super::{
+    Op, Quantiles, Sample, Schedule, SeenEvents, Worker, ms, relay_status, run_worker, user_group,
+};
 
 /// Users of the outage scenario: `o-w<worker>-u<n>`.
 pub(super) const PREFIX: &str = "o-";
@@ -180,22 +182,6 @@ impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
-}
-
-/// chat-api's relay backlog: pending events and the oldest one's age.
-async fn relay_status(client: &reqwest::Client, base: &str) -> Result<(u64, Duration)> {
-    let status: serde_json::Value = client
-        .get(format!("{base}/relay/status"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let pending = status["pending"]
-        .as_u64()
-        .context("relay status without pending")?;
-    let age = status["oldest_pending_age_ms"].as_u64().unwrap_or(0);
-    Ok((pending, Duration::from_millis(age)))
 }
 
 impl SeenEvents {
