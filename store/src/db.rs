@@ -1,12 +1,37 @@
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, sqlx};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, sqlx, sqlx::Connection as _};
 use sea_orm_migration::MigratorTrait;
 
 /// Opens a pool. SQLite URLs get `mode=rwc` (create the file) and WAL with a busy timeout so
 /// readers never block the writer; PostgreSQL gets a bounded pool.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
-    open(url, max_connections, false).await
+    open(url, max_connections, Role::ReadWrite).await
+}
+
+/// Opens the outbox relay's own small pool: nobody else's transaction can hold one of its
+/// connections, and on PostgreSQL a statement that waits for a row lock longer than
+/// [`RELAY_LOCK_TIMEOUT`] fails instead of hanging the relay (its watchdog then sees a
+/// failed round, not a silent stall).
+pub async fn connect_relay(url: &str) -> Result<DatabaseConnection, DbErr> {
+    open(url, 3, Role::Relay).await
+}
+
+/// How long a relay statement may wait for a row lock (PostgreSQL `lock_timeout`).
+pub const RELAY_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long PostgreSQL lets a session sit idle inside a transaction before it ends the
+/// session (`idle_in_transaction_session_timeout`). Requests run their transactions to the
+/// end on their own (they are never cancelled halfway) and the pool never hands out a
+/// connection it knows to be inside one; this is the server's backstop for anything that
+/// still slips through, so a forgotten transaction cannot hold row locks for long.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    ReadWrite,
+    ReadOnly,
+    Relay,
 }
 
 /// Opens a pool that cannot write, for services that only read tasks (`reminder-cron`):
@@ -17,14 +42,11 @@ pub async fn connect_read_only(
     url: &str,
     max_connections: u32,
 ) -> Result<DatabaseConnection, DbErr> {
-    open(url, max_connections, true).await
+    open(url, max_connections, Role::ReadOnly).await
 }
 
-async fn open(
-    url: &str,
-    max_connections: u32,
-    read_only: bool,
-) -> Result<DatabaseConnection, DbErr> {
+async fn open(url: &str, max_connections: u32, role: Role) -> Result<DatabaseConnection, DbErr> {
+    let read_only = role == Role::ReadOnly;
     let is_sqlite = url.starts_with("sqlite:");
     let url = if is_sqlite && !url.contains("mode=") && !url.contains(":memory:") {
         let sep = if url.contains('?') { '&' } else { '?' };
@@ -58,10 +80,56 @@ async fn open(
                 o
             }
         });
-    } else if read_only {
-        opts.map_sqlx_postgres_opts(|o| o.options([("default_transaction_read_only", "on")]));
+        // A connection still inside a transaction (one whose owner was dropped halfway) is
+        // closed instead of going back to the pool, where the next user would run its
+        // statements inside that transaction.
+        opts.map_sqlx_sqlite_pool_opts(|p| {
+            p.after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+                .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+        });
+    } else {
+        let ms = |d: Duration| d.as_millis().to_string();
+        let mut settings = vec![(
+            "idle_in_transaction_session_timeout",
+            ms(IDLE_IN_TRANSACTION_TIMEOUT),
+        )];
+        match role {
+            Role::ReadOnly => settings.push(("default_transaction_read_only", "on".to_owned())),
+            Role::Relay => settings.push(("lock_timeout", ms(RELAY_LOCK_TIMEOUT))),
+            Role::ReadWrite => {}
+        }
+        opts.map_sqlx_postgres_opts(move |o| o.options(settings.clone()));
+        opts.map_sqlx_postgres_pool_opts(|p| {
+            p.after_release(|conn, _| Box::pin(async move { released_cleanly(conn).await }))
+                .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+        });
     }
     Database::connect(opts).await
+}
+
+/// Whether a PostgreSQL connection coming back to the pool is outside any transaction. The
+/// driver's own count misses one case: a `BEGIN` whose future was dropped after it was sent
+/// but before its answer arrived leaves the session inside a transaction with a count of
+/// zero. The server knows: inside an open transaction, `now()` (the transaction's start) is
+/// earlier than the current statement's start; outside one, the check (a simple query) is
+/// its own transaction and both are equal. One round trip, on the release path only.
+async fn released_cleanly(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection as _;
+    if conn.is_in_transaction() {
+        return Ok(false);
+    }
+    use sqlx::Row as _;
+    // The simple query protocol: one message, so outside a transaction block the statement
+    // and its implicit transaction start at the same instant (with a prepared statement
+    // they would not).
+    let clean: bool = sqlx::raw_sql("SELECT now() = statement_timestamp()")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    if !clean {
+        tracing::warn!("a pooled connection came back inside a transaction; closing it");
+    }
+    Ok(clean)
 }
 
 /// Applies every pending migration.
