@@ -6,33 +6,14 @@ use sea_orm_migration::MigratorTrait;
 /// Opens a pool. SQLite URLs get `mode=rwc` (create the file) and WAL with a busy timeout so
 /// readers never block the writer; PostgreSQL gets a bounded pool.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
-    open(url, max_connections, Role::ReadWrite).await
+    open(url, max_connections, false).await
 }
-
-/// Opens the outbox relay's own small pool: nobody else's transaction can hold one of its
-/// connections, and on PostgreSQL a statement that waits for a row lock longer than
-/// [`RELAY_LOCK_TIMEOUT`] fails instead of hanging the relay (its watchdog then sees a
-/// failed round, not a silent stall).
-pub async fn connect_relay(url: &str) -> Result<DatabaseConnection, DbErr> {
-    open(url, 3, Role::Relay).await
-}
-
-/// How long a relay statement may wait for a row lock (PostgreSQL `lock_timeout`).
-pub const RELAY_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long PostgreSQL lets a session sit idle inside a transaction before it ends the
-/// session (`idle_in_transaction_session_timeout`). Requests run their transactions to the
-/// end on their own (they are never cancelled halfway) and the pool never hands out a
-/// connection it knows to be inside one; this is the server's backstop for anything that
-/// still slips through, so a forgotten transaction cannot hold row locks for long.
+/// session (`idle_in_transaction_session_timeout`). The pool never hands out a connection
+/// it finds inside a transaction; this is the server's backstop for a transaction whose
+/// owner went away without the pool noticing, so it cannot hold row locks for long.
 pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
-    ReadWrite,
-    ReadOnly,
-    Relay,
-}
 
 /// Opens a pool that cannot write, for services that only read tasks (`reminder-cron`):
 /// PostgreSQL sessions start with `default_transaction_read_only=on`, SQLite connections
@@ -42,11 +23,14 @@ pub async fn connect_read_only(
     url: &str,
     max_connections: u32,
 ) -> Result<DatabaseConnection, DbErr> {
-    open(url, max_connections, Role::ReadOnly).await
+    open(url, max_connections, true).await
 }
 
-async fn open(url: &str, max_connections: u32, role: Role) -> Result<DatabaseConnection, DbErr> {
-    let read_only = role == Role::ReadOnly;
+async fn open(
+    url: &str,
+    max_connections: u32,
+    read_only: bool,
+) -> Result<DatabaseConnection, DbErr> {
     let is_sqlite = url.starts_with("sqlite:");
     let url = if is_sqlite && !url.contains("mode=") && !url.contains(":memory:") {
         let sep = if url.contains('?') { '&' } else { '?' };
@@ -85,23 +69,18 @@ async fn open(url: &str, max_connections: u32, role: Role) -> Result<DatabaseCon
         // statements inside that transaction.
         opts.map_sqlx_sqlite_pool_opts(|p| {
             p.after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
-                .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
         });
     } else {
-        let ms = |d: Duration| d.as_millis().to_string();
         let mut settings = vec![(
             "idle_in_transaction_session_timeout",
-            ms(IDLE_IN_TRANSACTION_TIMEOUT),
+            IDLE_IN_TRANSACTION_TIMEOUT.as_millis().to_string(),
         )];
-        match role {
-            Role::ReadOnly => settings.push(("default_transaction_read_only", "on".to_owned())),
-            Role::Relay => settings.push(("lock_timeout", ms(RELAY_LOCK_TIMEOUT))),
-            Role::ReadWrite => {}
+        if read_only {
+            settings.push(("default_transaction_read_only", "on".to_owned()));
         }
         opts.map_sqlx_postgres_opts(move |o| o.options(settings.clone()));
         opts.map_sqlx_postgres_pool_opts(|p| {
             p.after_release(|conn, _| Box::pin(async move { released_cleanly(conn).await }))
-                .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
         });
     }
     Database::connect(opts).await
@@ -114,11 +93,10 @@ async fn open(url: &str, max_connections: u32, role: Role) -> Result<DatabaseCon
 /// earlier than the current statement's start; outside one, the check (a simple query) is
 /// its own transaction and both are equal. One round trip, on the release path only.
 async fn released_cleanly(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
-    use sqlx::Connection as _;
+    use sqlx::Row as _;
     if conn.is_in_transaction() {
         return Ok(false);
     }
-    use sqlx::Row as _;
     // The simple query protocol: one message, so outside a transaction block the statement
     // and its implicit transaction start at the same instant (with a prepared statement
     // they would not).
