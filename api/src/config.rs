@@ -3,7 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::bail;
-use service_kit::{Secret, env_opt, env_or};
+use std::time::Duration;
+
+use service_kit::{Secret, env_in, env_opt, env_or};
 
 use crate::relay::RelayConfig;
 
@@ -18,7 +20,7 @@ pub struct Settings {
     pub port: u16,
     /// `DATABASE_URL` (default: SQLite file `.data/todo.db`).
     pub database_url: Secret,
-    /// `DB_MAX_CONNECTIONS` (default 16).
+    /// `DB_MAX_CONNECTIONS` (default 16, 1 to 1000): the requests' pool (the relay has its own).
     pub db_max_connections: u32,
     /// `MIGRATE_ON_START` (default false): apply migrations before serving.
     pub migrate: bool,
@@ -30,6 +32,13 @@ pub struct Settings {
     pub dapr_api_token: Option<Secret>,
     /// `RELAY_ENABLED` (default true).
     pub relay_enabled: bool,
+    /// `RELAY_BATCH_SIZE` (1000; 1 to 100000): events read per round.
+    /// `RELAY_CONCURRENCY` (32; 1 to 1024): publish calls in flight.
+    /// `RELAY_BULK_SIZE` (256; 1 to 1000): events per bulk call, 1 for single publishes.
+    /// `RELAY_PER_USER` (32; 1 to the batch size): one user's events per round at most.
+    /// `RELAY_PARK_AFTER` (10; 1 to 1000): refusals before an event is parked.
+    /// `RELAY_STALL_AFTER_SECONDS` (15; 13 to 3600): no progress this long is a stall; above
+    /// the sidecar call's deadline (12 s), so one slow call is not one.
     pub relay: RelayConfig,
 }
 
@@ -62,23 +71,70 @@ impl Settings {
         if jwt_secret.len() < JWT_SECRET_MIN_BYTES {
             bail!("JWT_SECRET is too short: use at least {JWT_SECRET_MIN_BYTES} bytes");
         }
-        let defaults = RelayConfig::default();
         Ok(Self {
             host: env_or("APP_HOST", IpAddr::V4(Ipv4Addr::LOCALHOST))?,
             port: env_or("APP_PORT", 3000)?,
             database_url: database_url_from_env()?,
-            db_max_connections: env_or("DB_MAX_CONNECTIONS", 16)?,
+            db_max_connections: env_in(
+                "DB_MAX_CONNECTIONS",
+                16,
+                1..=1000,
+                "connections in the requests' pool",
+            )?,
             migrate: env_or("MIGRATE_ON_START", false)?,
             jwt_secret: Secret::new(jwt_secret),
             dapr_grpc_port: env_or("DAPR_GRPC_PORT", 50001)?,
             dapr_api_token: env_opt::<String>("DAPR_API_TOKEN")?.map(Secret::new),
             relay_enabled: env_or("RELAY_ENABLED", true)?,
-            relay: RelayConfig {
-                batch_size: env_or("RELAY_BATCH_SIZE", defaults.batch_size)?,
-                concurrency: env_or("RELAY_CONCURRENCY", defaults.concurrency)?,
-                bulk_size: env_or("RELAY_BULK_SIZE", defaults.bulk_size)?,
-                ..defaults
-            },
+            relay: relay_from_env()?,
         })
     }
+}
+
+/// The `RELAY_*` settings (see [`Settings::relay`]), each checked against its range.
+fn relay_from_env() -> anyhow::Result<RelayConfig> {
+    let defaults = RelayConfig::default();
+    let batch_size = env_in(
+        "RELAY_BATCH_SIZE",
+        defaults.batch_size,
+        1..=100_000,
+        "events the relay reads from the outbox per round",
+    )?;
+    let per_user_max = usize::try_from(batch_size).unwrap_or(usize::MAX);
+    Ok(RelayConfig {
+        batch_size,
+        concurrency: env_in(
+            "RELAY_CONCURRENCY",
+            defaults.concurrency,
+            1..=1024,
+            "publish calls in flight",
+        )?,
+        // Bytes are bounded separately (1 MiB per call); this bounds the count, so one call
+        // stays well inside the sidecar's 4 MiB gRPC message limit.
+        bulk_size: env_in(
+            "RELAY_BULK_SIZE",
+            defaults.bulk_size,
+            1..=1000,
+            "events per bulk publish call, 1 for single publishes",
+        )?,
+        per_user: env_in(
+            "RELAY_PER_USER",
+            defaults.per_user.min(per_user_max),
+            1..=per_user_max,
+            "one user's events per round at most, up to RELAY_BATCH_SIZE",
+        )?,
+        park_after: env_in(
+            "RELAY_PARK_AFTER",
+            defaults.park_after,
+            1..=1000,
+            "refusals by the broker before an event is parked",
+        )?,
+        stall_after: Duration::from_secs(env_in(
+            "RELAY_STALL_AFTER_SECONDS",
+            defaults.stall_after.as_secs(),
+            service_kit::publish::CALL_DEADLINE.as_secs() + 1..=3600,
+            "seconds without progress before the watchdog restarts the relay",
+        )?),
+        ..defaults
+    })
 }

@@ -26,7 +26,10 @@ use tokio::{sync::Notify, task::JoinHandle};
 
 pub use config::Settings;
 
-use crate::{auth::JwtKeys, relay::Relay};
+use crate::{
+    auth::JwtKeys,
+    relay::{Relay, RelayHealth},
+};
 
 /// Largest request body accepted; larger bodies get 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -39,8 +42,10 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// Wakes the relay after a commit.
     pub relay_wake: Arc<Notify>,
-    /// This process's relay's name in the lease table (`None` with the relay off).
-    pub relay_holder: Option<String>,
+    /// This process's relay as its watchdog sees it (`None` with the relay off).
+    pub relay: Option<Arc<RelayHealth>>,
+    /// Where the publisher lock lives, to name its holder on `/relay/status`.
+    pub database_url: Arc<service_kit::Secret>,
 }
 
 /// The HTTP routes over `state`: those of [`routes::table`], each documented in the OpenAPI
@@ -95,23 +100,54 @@ impl Application {
         let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
         let outbox = OutboxStore::new(db.clone());
         let relay_wake = Arc::new(Notify::new());
-        let relay = settings.relay_enabled.then(|| {
-            Relay::new(
-                outbox.clone(),
-                publisher,
-                relay_wake.clone(),
-                settings.relay.clone(),
-            )
+        let shutdown = Shutdown::new();
+        let health = settings.relay_enabled.then(|| {
+            Arc::new(RelayHealth::new(
+                Relay::<P>::new_holder_name(),
+                settings.relay.stall_after,
+            ))
+        });
+        let relay = health.clone().map(|health| {
+            let url = settings.database_url.clone();
+            let wake = relay_wake.clone();
+            let config = settings.relay.clone();
+            let stop = shutdown.clone();
+            let watched = health.clone();
+            // Each start (and each restart by the watchdog) gets fresh connections.
+            let start = move || {
+                let (url, publisher, wake, config, health, stop) = (
+                    url.clone(),
+                    publisher.clone(),
+                    wake.clone(),
+                    config.clone(),
+                    health.clone(),
+                    stop.clone(),
+                );
+                async move {
+                    let db = todo_store::connect_relay(url.expose())
+                        .await
+                        .context("cannot connect the outbox relay to the database")?;
+                    let relay = Relay::new(
+                        OutboxStore::new(db),
+                        url.expose(),
+                        publisher,
+                        wake,
+                        config,
+                        health,
+                    );
+                    Ok(tokio::spawn(relay.run(stop)))
+                }
+            };
+            tokio::spawn(relay::supervise(start, watched, shutdown.clone()))
         });
         let state = AppState {
             tasks: TaskStore::new(db),
             outbox,
             jwt: JwtKeys::new(&settings.jwt_secret),
             relay_wake,
-            relay_holder: relay.as_ref().map(|r| r.holder().to_owned()),
+            relay: health,
+            database_url: Arc::new(settings.database_url.clone()),
         };
-        let shutdown = Shutdown::new();
-        let relay = relay.map(|r| tokio::spawn(r.run(shutdown.clone())));
         Ok(Self {
             listener,
             state,

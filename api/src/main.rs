@@ -1,4 +1,4 @@
-//! `chat-api` [serve] | migrate | token <user_id> [ttl_seconds]
+//! `chat-api` [serve] | migrate | token <user_id> [ttl_seconds] | outbox parked|retry
 
 use anyhow::Context as _;
 use chat_api::{Application, Settings, auth::JwtKeys};
@@ -25,6 +25,38 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Some("outbox") => {
+            service_kit::telemetry::init("chat-api");
+            let database_url = chat_api::config::database_url_from_env()?;
+            let db = todo_store::connect(database_url.expose(), 2)
+                .await
+                .context("cannot connect to the database (DATABASE_URL)")?;
+            let outbox = todo_store::OutboxStore::new(db);
+            match args.get(1).map(String::as_str) {
+                Some("parked") => {
+                    let parked = outbox.parked().await?;
+                    println!("{} parked event(s)", parked.len());
+                    for e in parked {
+                        println!(
+                            "{} user={} type={} bytes={} attempts={} parked_at={} error={}",
+                            e.event_id,
+                            e.user_id,
+                            e.event_type,
+                            e.payload_bytes,
+                            e.attempts,
+                            e.parked_at.to_rfc3339(),
+                            e.last_error.unwrap_or_default()
+                        );
+                    }
+                }
+                Some("retry") => {
+                    let n = outbox.retry_parked().await?;
+                    println!("re-queued {n} parked event(s); the relay publishes them next");
+                }
+                _ => anyhow::bail!("usage: chat-api outbox parked | chat-api outbox retry"),
+            }
+            Ok(())
+        }
         Some("token") => {
             let settings = Settings::from_env()?;
             let user = args
@@ -46,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(other) => anyhow::bail!(
-            "unknown command {other:?}; use: serve | migrate | token <user_id> [ttl_seconds]"
+            "unknown command {other:?}; use: serve | migrate | token <user_id> [ttl_seconds] | outbox parked|retry"
         ),
     }
 }

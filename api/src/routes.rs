@@ -368,61 +368,72 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: ready when the database answers.
+/// Readiness: ready when the database answers and the outbox relay is not stuck (a stall
+/// its watchdog's restart did not clear).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Object, example = json!({"status": "ready"})),
-        (status = 503, description = "The database does not answer", body = Object,
+        (status = 503, description = "The database does not answer, or the outbox relay is stalled", body = Object,
             example = json!({"status": "unavailable", "reason": "database"})),
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.tasks.db().execute_unprepared("SELECT 1").await {
-        Ok(_) => (
-            StatusCode::OK,
-            Json(serde_json::json!({ "status": "ready" })),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "unavailable", "reason": "database" })),
-            )
-        }
+    let unavailable = |reason: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unavailable", "reason": reason })),
+        )
+    };
+    if let Err(e) = state.tasks.db().execute_unprepared("SELECT 1").await {
+        tracing::warn!(error = %e, "readiness: database unavailable");
+        return unavailable("database");
     }
+    if state.relay.as_ref().is_some_and(|r| !r.ready()) {
+        return unavailable("outbox relay stalled");
+    }
+    (
+        StatusCode::OK,
+        Json(serde_json::json!({ "status": "ready" })),
+    )
 }
 
-/// The relay's backlog (how many events wait and how old the oldest is) and which replica's
-/// relay publishes: the holder of the outbox lease, and whether that is this process's.
+/// The relay's backlog (pending events, the oldest one's age, parked events), which
+/// replica's relay publishes (the publisher lock's holder, and whether that is this
+/// process's), and this relay's watchdog: whether it is stalled, and how often it restarted.
 #[utoipa::path(
     get,
     path = "/relay/status",
     tag = "operations",
     responses(
         (status = 200, description = "The outbox backlog and the publishing relay", body = Object,
-            example = json!({"pending": 0, "oldest_pending_age_ms": null,
-                "lease_holder": "relay-0192f0c1-e2d3-7b5a-8c7d-6e5f4a3b2c1d", "publishing_here": true})),
+            example = json!({"pending": 0, "oldest_pending_age_ms": null, "parked": 0,
+                "publisher": "relay-0192f0c1-e2d3-7b5a-8c7d-6e5f4a3b2c1d", "publishing_here": true,
+                "stalled": false, "stalled_for_ms": null, "watchdog_restarts": 0})),
         (status = 503, response = Unavailable),
     ),
 )]
 pub async fn relay_status(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let now = Utc::now();
-    let (backlog, holder) = tokio::try_join!(
+    let (backlog, publisher) = tokio::try_join!(
         state.outbox.backlog(),
-        state.outbox.lease_holder(todo_store::OUTBOX_LEASE, now)
+        todo_store::PublisherLock::current_holder(state.tasks.db(), state.database_url.expose())
     )?;
     let oldest_age_ms = backlog
         .oldest_created_at
         .map(|t| (now - t).num_milliseconds().max(0));
-    let publishing_here = holder.is_some() && holder == state.relay_holder;
+    let here = state.relay.as_ref().map(|r| r.view());
     Ok(Json(serde_json::json!({
         "pending": backlog.pending,
         "oldest_pending_age_ms": oldest_age_ms,
-        "lease_holder": holder,
-        "publishing_here": publishing_here,
+        "parked": backlog.parked,
+        "publisher": publisher,
+        "publishing_here": here.as_ref().is_some_and(|h| publisher.as_deref() == Some(h.holder.as_str())),
+        "stalled": here.as_ref().is_some_and(|h| h.stalled_for.is_some()),
+        "stalled_for_ms": here.as_ref().and_then(|h| h.stalled_for).map(|d| d.as_millis() as u64),
+        "watchdog_restarts": here.as_ref().map_or(0, |h| h.restarts),
     })))
 }
 

@@ -112,10 +112,15 @@ async fn requests_succeed_while_publishing_fails_and_events_follow_when_it_recov
         let (s, status) = app.call(Method::GET, "/relay/status", "carol", None).await;
         assert_eq!(s, 200);
         assert_eq!(status["pending"], 5);
-        // A broker outage is no reason for the relay to hand its lease over.
+        // A broker outage is no reason for the relay to hand its lock over.
         assert_eq!(status["publishing_here"], true, "{status}");
+        assert_eq!(status["parked"], 0, "an outage parks nothing: {status}");
+        assert_eq!(
+            status["stalled"], false,
+            "a known outage is no stall: {status}"
+        );
         assert!(
-            status["lease_holder"]
+            status["publisher"]
                 .as_str()
                 .is_some_and(|h| h.starts_with("relay-")),
             "{status}"

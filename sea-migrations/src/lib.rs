@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_tasks_users_outbox;
 mod m20261128_000002_relay_lease;
 mod m20261128_000003_outbox_unpublished;
+mod m20261203_000004_outbox_parked;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_tasks_users_outbox::Migration),
             Box::new(m20261128_000002_relay_lease::Migration),
             Box::new(m20261128_000003_outbox_unpublished::Migration),
+            Box::new(m20261203_000004_outbox_parked::Migration),
         ]
     }
 }

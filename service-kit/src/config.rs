@@ -57,6 +57,29 @@ where
     Ok(env_opt(name)?.unwrap_or(default))
 }
 
+/// The variable, parsed, or `default` when unset or empty; a value outside `range` is an
+/// error naming the variable, the accepted range and `what` the setting means.
+pub fn env_in<T>(
+    name: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+) -> anyhow::Result<T>
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy,
+    T::Err: fmt::Display,
+{
+    let value = env_or(name, default)?;
+    if !range.contains(&value) {
+        anyhow::bail!(
+            "environment variable {name}={value} is out of range: use {} to {} ({what})",
+            range.start(),
+            range.end()
+        );
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ pub mod telemetry;
 
 pub use shutdown::Shutdown;
 
-pub use config::{Secret, env_opt, env_or};
+pub use config::{Secret, env_in, env_opt, env_or};
 pub use publish::{DaprPublisher, OutgoingEvent, PublishError, Publisher};
 pub use server::Listener;
 pub use state::{DaprIdempotencyStore, IdempotencyStore, MemoryIdempotencyStore, StateError};

@@ -80,6 +80,25 @@ type GrpcClient = DaprClient<InterceptedService<Channel, ApiTokenInterceptor>>;
 /// How long connecting to the sidecar may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long one publish call may take before it counts as unanswered. daprd bounds its own
+/// broker call (`components/resiliency.yaml`: 10 s) and answers with an error after it, so
+/// a call still open after this means the sidecar itself is stuck (frozen, overloaded): the
+/// caller must not wait for it, and treats it as unreachable.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(12);
+
+/// `call`, or [`PublishError::Unavailable`] when it has not answered within [`CALL_DEADLINE`].
+async fn within_deadline<T>(
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, PublishError> {
+    match tokio::time::timeout(CALL_DEADLINE, call).await {
+        Ok(answer) => answer.map_err(|s| call_error(&s)),
+        Err(_) => Err(PublishError::Unavailable(format!(
+            "the sidecar did not answer within {} s",
+            CALL_DEADLINE.as_secs()
+        ))),
+    }
+}
+
 /// Publishes through the Dapr sidecar's gRPC API. Connects lazily and keeps retrying to
 /// connect, so a service may start before its sidecar. All calls share one HTTP/2
 /// connection.
@@ -151,11 +170,9 @@ impl Publisher for DaprPublisher {
             data_content_type: "application/json".to_owned(),
             metadata: Self::metadata(&event),
         };
-        client
-            .publish_event(request)
+        within_deadline(client.publish_event(request))
             .await
             .map(drop)
-            .map_err(|s| call_error(&s))
     }
 
     async fn publish_all(&self, events: &[OutgoingEvent<'_>]) -> Vec<Result<(), PublishError>> {
@@ -190,7 +207,7 @@ impl Publisher for DaprPublisher {
                 metadata: HashMap::new(),
             };
             #[allow(deprecated)] // BulkPublishEvent (non-alpha) arrives with daprd 1.17
-            let answer = client.bulk_publish_event_alpha1(request).await;
+            let answer = within_deadline(client.bulk_publish_event_alpha1(request)).await;
             match answer {
                 Ok(response) => {
                     for failed in response.into_inner().failed_entries {
@@ -204,8 +221,7 @@ impl Publisher for DaprPublisher {
                         }
                     }
                 }
-                Err(status) => {
-                    let error = call_error(&status);
+                Err(error) => {
                     for &i in &indices {
                         results[i] = Err(error.clone());
                     }

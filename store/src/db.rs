@@ -6,7 +6,30 @@ use sea_orm_migration::MigratorTrait;
 /// Opens a pool. SQLite URLs get `mode=rwc` (create the file) and WAL with a busy timeout so
 /// readers never block the writer; PostgreSQL gets a bounded pool.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
-    open(url, max_connections, false).await
+    open(url, max_connections, Role::ReadWrite).await
+}
+
+/// Connections the outbox relay uses: reading a batch while marking the previous one.
+pub const RELAY_POOL_SIZE: u32 = 2;
+
+/// How long a relay statement waits for a row lock (PostgreSQL `lock_timeout`), and how long
+/// it may run at all (`statement_timeout`): a relay statement that cannot proceed fails and
+/// is retried, so nobody else's transaction can hold the relay indefinitely.
+pub const RELAY_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+pub const RELAY_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens the outbox relay's own small pool ([`RELAY_POOL_SIZE`]): requests never wait for
+/// the relay's connections and the relay never waits for theirs, and on PostgreSQL its
+/// statements give up on locks after [`RELAY_LOCK_TIMEOUT`].
+pub async fn connect_relay(url: &str) -> Result<DatabaseConnection, DbErr> {
+    open(url, RELAY_POOL_SIZE, Role::Relay).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    ReadWrite,
+    ReadOnly,
+    Relay,
 }
 
 /// How long PostgreSQL lets a session sit idle inside a transaction before it ends the
@@ -23,14 +46,11 @@ pub async fn connect_read_only(
     url: &str,
     max_connections: u32,
 ) -> Result<DatabaseConnection, DbErr> {
-    open(url, max_connections, true).await
+    open(url, max_connections, Role::ReadOnly).await
 }
 
-async fn open(
-    url: &str,
-    max_connections: u32,
-    read_only: bool,
-) -> Result<DatabaseConnection, DbErr> {
+async fn open(url: &str, max_connections: u32, role: Role) -> Result<DatabaseConnection, DbErr> {
+    let read_only = role == Role::ReadOnly;
     let is_sqlite = url.starts_with("sqlite:");
     let url = if is_sqlite && !url.contains("mode=") && !url.contains(":memory:") {
         let sep = if url.contains('?') { '&' } else { '?' };
@@ -75,8 +95,16 @@ async fn open(
             "idle_in_transaction_session_timeout",
             IDLE_IN_TRANSACTION_TIMEOUT.as_millis().to_string(),
         )];
-        if read_only {
-            settings.push(("default_transaction_read_only", "on".to_owned()));
+        match role {
+            Role::ReadOnly => settings.push(("default_transaction_read_only", "on".to_owned())),
+            Role::Relay => {
+                settings.push(("lock_timeout", RELAY_LOCK_TIMEOUT.as_millis().to_string()));
+                settings.push((
+                    "statement_timeout",
+                    RELAY_STATEMENT_TIMEOUT.as_millis().to_string(),
+                ));
+            }
+            Role::ReadWrite => {}
         }
         opts.map_sqlx_postgres_opts(move |o| o.options(settings.clone()));
         opts.map_sqlx_postgres_pool_opts(|p| {

@@ -17,6 +17,9 @@ pub enum StoreError {
     /// A stored row that the domain rules reject: a bug or a manual edit, never user input.
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
+    /// The outbox's publisher lock could not be taken or checked.
+    #[error("publisher lock: {0}")]
+    Lock(String),
     #[error(transparent)]
     Db(#[from] DbErr),
 }

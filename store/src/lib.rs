@@ -12,15 +12,17 @@ pub mod db;
 pub mod entity;
 pub mod error;
 pub mod outbox;
+pub mod publisher_lock;
 pub mod recurring;
 pub mod reminders;
 pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use db::{connect, connect_read_only, migrate};
+pub use db::{connect, connect_read_only, connect_relay, migrate};
 pub use error::StoreError;
-pub use outbox::{Backlog, OUTBOX_LEASE, OutboxStore, PendingEvent};
+pub use outbox::{Backlog, OutboxStore, ParkedEvent, PendingEvent};
+pub use publisher_lock::PublisherLock;
 pub use recurring::NextInstance;
 pub use reminders::{DueCursor, DuePage};
 pub use tasks::{

@@ -8,13 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{
-    StoreError,
-    entity::{outbox, relay_lease},
-};
-
-/// The lease that makes one relay at a time the outbox's publisher.
-pub const OUTBOX_LEASE: &str = "outbox";
+use crate::{StoreError, entity::outbox};
 
 /// An event waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +28,24 @@ pub struct PendingEvent {
 /// How far behind the relay is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {
+    /// Unpublished events, parked ones included.
     pub pending: u64,
     pub oldest_created_at: Option<DateTime<Utc>>,
+    /// Events the broker refused until the relay parked them (see [`OutboxStore::park`]).
+    pub parked: u64,
+}
+
+/// An event the relay parked: kept, not published, until [`OutboxStore::retry_parked`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    pub seq: i64,
+    pub event_id: Uuid,
+    pub user_id: String,
+    pub event_type: String,
+    pub payload_bytes: usize,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub parked_at: DateTime<Utc>,
 }
 
 #[derive(Clone)]
@@ -54,9 +64,23 @@ impl OutboxStore {
         after_seq: i64,
         limit: u64,
     ) -> Result<Vec<PendingEvent>, StoreError> {
-        let rows = outbox::Entity::find()
+        self.pending_except(after_seq, limit, &[]).await
+    }
+
+    /// As [`OutboxStore::pending`], leaving out every event of the users in `except`.
+    pub async fn pending_except(
+        &self,
+        after_seq: i64,
+        limit: u64,
+        except: &[String],
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        let mut query = outbox::Entity::find()
             .filter(outbox::Column::PublishedAt.is_null())
-            .filter(outbox::Column::Id.gt(after_seq))
+            .filter(outbox::Column::Id.gt(after_seq));
+        if !except.is_empty() {
+            query = query.filter(outbox::Column::UserId.is_not_in(except.iter().cloned()));
+        }
+        let rows = query
             .order_by_asc(outbox::Column::Id)
             .limit(limit)
             .all(&self.db)
@@ -115,65 +139,82 @@ impl OutboxStore {
             .one(&self.db)
             .await?
             .map(|r| r.created_at);
+        let parked = outbox::Entity::find()
+            .filter(outbox::Column::ParkedAt.is_not_null())
+            .filter(outbox::Column::PublishedAt.is_null())
+            .count(&self.db)
+            .await?;
         Ok(Backlog {
             pending,
             oldest_created_at: oldest,
+            parked,
         })
     }
 
-    /// Takes or renews the lease `name` for `holder` until `now + ttl`. True when `holder`
-    /// holds it: it was free, expired, or already `holder`'s. Two relays can never both
-    /// get `true` for overlapping periods, whatever the database.
-    pub async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: DateTime<Utc>,
-        ttl: chrono::Duration,
-    ) -> Result<bool, StoreError> {
-        let until = now + ttl;
-        relay_lease::Entity::insert(relay_lease::ActiveModel {
-            name: sea_orm::ActiveValue::Set(name.to_owned()),
-            holder: sea_orm::ActiveValue::Set(holder.to_owned()),
-            expires_at: sea_orm::ActiveValue::Set(until),
-        })
-        .on_conflict_do_nothing_on([relay_lease::Column::Name])
-        .exec(&self.db)
-        .await?;
-        let res = relay_lease::Entity::update_many()
-            .col_expr(relay_lease::Column::Holder, Expr::value(holder))
-            .col_expr(relay_lease::Column::ExpiresAt, Expr::value(until))
-            .filter(relay_lease::Column::Name.eq(name))
-            .filter(
-                sea_orm::Condition::any()
-                    .add(relay_lease::Column::Holder.eq(holder))
-                    .add(relay_lease::Column::ExpiresAt.lt(now)),
-            )
-            .exec(&self.db)
-            .await?;
-        Ok(res.rows_affected == 1)
-    }
-
-    /// Who holds the lease `name` at `now`, if anyone (an expired lease is held by no one).
-    pub async fn lease_holder(
-        &self,
-        name: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<String>, StoreError> {
-        let lease = relay_lease::Entity::find_by_id(name.to_owned())
-            .one(&self.db)
-            .await?;
-        Ok(lease.filter(|l| l.expires_at >= now).map(|l| l.holder))
-    }
-
-    /// Gives the lease up (at shutdown), so another relay takes over at once.
-    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        relay_lease::Entity::delete_many()
-            .filter(relay_lease::Column::Name.eq(name))
-            .filter(relay_lease::Column::Holder.eq(holder))
+    /// Parks an event the broker keeps refusing: it stays in the outbox, unpublished, and
+    /// the relay publishes nothing more of its user (whose later events must not overtake
+    /// it) until [`OutboxStore::retry_parked`].
+    pub async fn park(&self, seq: i64, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let error: String = error.chars().take(1_000).collect();
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::ParkedAt, Expr::value(now))
+            .col_expr(outbox::Column::LastError, Expr::value(error))
+            .filter(outbox::Column::Id.eq(seq))
+            .filter(outbox::Column::PublishedAt.is_null())
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+
+    /// The users with a parked event: the relay leaves all their events alone.
+    pub async fn parked_users(&self) -> Result<Vec<String>, StoreError> {
+        let users: Vec<String> = outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::UserId)
+            .distinct()
+            .filter(outbox::Column::ParkedAt.is_not_null())
+            .filter(outbox::Column::PublishedAt.is_null())
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(users)
+    }
+
+    /// Every parked event, oldest first.
+    pub async fn parked(&self) -> Result<Vec<ParkedEvent>, StoreError> {
+        let rows = outbox::Entity::find()
+            .filter(outbox::Column::ParkedAt.is_not_null())
+            .filter(outbox::Column::PublishedAt.is_null())
+            .order_by_asc(outbox::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ParkedEvent {
+                seq: r.id,
+                event_id: r.event_id,
+                user_id: r.user_id,
+                event_type: r.event_type,
+                payload_bytes: r.payload.len(),
+                attempts: r.attempts,
+                last_error: r.last_error,
+                parked_at: r.parked_at.unwrap_or(r.created_at),
+            })
+            .collect())
+    }
+
+    /// Puts every parked event back in line (once the cause is fixed). Returns how many.
+    pub async fn retry_parked(&self) -> Result<u64, StoreError> {
+        let res = outbox::Entity::update_many()
+            .col_expr(
+                outbox::Column::ParkedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(outbox::Column::ParkedAt.is_not_null())
+            .filter(outbox::Column::PublishedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected)
     }
 
     /// Deletes published events older than `before`. Returns how many were removed.

@@ -584,6 +584,7 @@ pub(crate) async fn append_event<C: ConnectionTrait>(
         published_at: Set(None),
         attempts: Set(0),
         last_error: Set(None),
+        parked_at: Set(None),
     }
     .insert(db)
     .await?;

@@ -1,6 +1,5 @@
 //! sea-orm entities for the live schema. Migrations never import these.
 
 pub mod outbox;
-pub mod relay_lease;
 pub mod tasks;
 pub mod users;

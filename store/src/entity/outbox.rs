@@ -14,6 +14,7 @@ pub struct Model {
     pub published_at: Option<DateTimeUtc>,
     pub attempts: i32,
     pub last_error: Option<String>,
+    pub parked_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,405 @@
+//! The outbox relay: publishes committed events through the sidecar, in commit order per
+//! user, marking each published only after the sidecar confirmed the broker's ack.
+//!
+//! - **Waking**: at once after each commit (an in-memory signal), and swept periodically, so
+//!   an event is never stranded. Requests only write the database, so they keep succeeding
+//!   whatever the sidecar or Kafka do.
+//! - **Rounds** ([`round`]): a round reads pending events in commit order, at most
+//!   [`RelayConfig::per_user`] of each user, reading past users who reached that (so an
+//!   account deletion of 20,000 tasks cannot hold up anybody else), and publishes them in
+//!   waves: each wave sends the oldest unpublished event of every user in the round, many
+//!   users per bulk call, so no two events of one user are ever in flight together. A round
+//!   that runs longer than [`ROUND_SLICE`] while new commits wait ends early, so those are
+//!   read at once. What a round published is marked by the next round, on the relay's
+//!   second connection while it reads.
+//! - **Outages**: a round that gets nothing through is followed by a probe round of one
+//!   bulk call's worth, with capped exponential backoff and jitter.
+//! - **Refused events**: an event the broker refuses while other events get through is
+//!   retried after a backoff of its own (its user's later events wait behind it); after
+//!   [`RelayConfig::park_after`] such refusals it is *parked*: kept in the outbox, counted on
+//!   `/relay/status`, logged as an error, and re-queued by `chat-api outbox retry`.
+//! - **One publisher**: with several replicas on one database only the holder of the
+//!   [`PublisherLock`] publishes; the lock dies with its holder's database session (or
+//!   process), so a crashed replica's successor publishes within about a second. The relay
+//!   confirms it still holds the lock before every wave, so a process that was frozen
+//!   publishes nothing more once another took over. A holder whose own sidecar stays
+//!   unreachable for [`RelayConfig::handover_after`] gives the lock up so a replica with a
+//!   working sidecar can publish; a broker outage is no reason (every sidecar fails alike).
+//! - **Its own connections**: the relay has a pool of its own, whose statements give up on
+//!   row locks after a bound, so no request's transaction can block it; the watchdog
+//!   ([`health`]) restarts a relay that makes no progress.
+
+mod health;
+mod plan;
+mod round;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::Utc;
+use futures::FutureExt;
+use service_kit::{Publisher, Shutdown};
+use todo_store::{OutboxStore, PublisherLock};
+use tokio::sync::Notify;
+
+pub use health::{HealthView, RelayHealth, supervise};
+
+/// A round that has run this long ends after its current wave when new commits wait, so
+/// a long round (a heavy user's backlog) delays nobody's fresh events by more than this.
+pub const ROUND_SLICE: Duration = Duration::from_millis(25);
+
+/// The relay's settings (`RELAY_*`, parsed and checked in [`crate::config`]).
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Events read from the outbox per round.
+    pub batch_size: u64,
+    /// Publish calls in flight at once (each user's events stay sequential).
+    pub concurrency: usize,
+    /// Events per publish call, each of a different user: above 1, the next events of many
+    /// users go to the sidecar in one bulk call ([`Publisher::publish_all`]).
+    pub bulk_size: usize,
+    /// Events of one user per round at most: the rest of a large backlog waits for the next
+    /// round, and the round reads on past it to reach the other users.
+    pub per_user: usize,
+    /// How often the outbox is swept when nothing woke the relay.
+    pub sweep_interval: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Backoff of one refused event (its user waits; everybody else goes on).
+    pub refusal_backoff_initial: Duration,
+    pub refusal_backoff_max: Duration,
+    /// Refusals (while other events get through) after which an event is parked.
+    pub park_after: u32,
+    /// Published rows older than this are deleted.
+    pub retention: Duration,
+    /// Log the backlog when the oldest pending event is older than this.
+    pub lag_warning: Duration,
+    /// A holder whose own sidecar is unreachable this long gives the lock up ...
+    pub handover_after: Duration,
+    /// ... and leaves it to the other replicas this long before it tries again.
+    pub handover_pause: Duration,
+    /// How often a replica that does not publish tries to take the lock.
+    pub follow_interval: Duration,
+    /// PostgreSQL ends the lock's session after this much silence, so a frozen holder loses
+    /// the lock (its keeper pings every second while it lives).
+    pub lock_idle_timeout: Duration,
+    /// No progress for this long is a stall: the watchdog restarts the relay.
+    pub stall_after: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            // Large enough that a round under load carries everything that accumulated during
+            // the previous one (`cargo xtask bench`: 256 let the relay fall behind at 2,000
+            // writes/s).
+            batch_size: 1000,
+            concurrency: 32,
+            // `cargo xtask bench`: 256 drained a backlog 20-50 % faster than 64, with the same
+            // publish lag under load.
+            bulk_size: 256,
+            per_user: 32,
+            sweep_interval: Duration::from_millis(500),
+            backoff_initial: Duration::from_millis(100),
+            // While nothing gets through, each retry is a probe of one bulk call, so a short
+            // cap costs little and bounds how long the relay sleeps after the broker is back
+            // (`cargo xtask bench`, Kafka outage).
+            backoff_max: Duration::from_secs(2),
+            refusal_backoff_initial: Duration::from_millis(200),
+            refusal_backoff_max: Duration::from_secs(5),
+            // With the backoff above, about 25 s of refusals while others get through: longer
+            // than a partition's leader election, short enough that a user notices.
+            park_after: 10,
+            retention: Duration::from_secs(24 * 3600),
+            lag_warning: Duration::from_secs(5),
+            handover_after: Duration::from_secs(10),
+            handover_pause: Duration::from_secs(15),
+            follow_interval: Duration::from_millis(250),
+            lock_idle_timeout: Duration::from_secs(5),
+            // Above the sidecar call's own deadline (12 s), so one slow call is not a stall.
+            stall_after: Duration::from_secs(15),
+        }
+    }
+}
+
+pub struct Relay<P> {
+    /// This relay's name: the lock holder's name while it publishes.
+    holder: String,
+    /// Where the publisher lock lives (the database's URL).
+    database_url: String,
+    outbox: OutboxStore,
+    publisher: Arc<P>,
+    wake: Arc<Notify>,
+    config: RelayConfig,
+    health: Arc<RelayHealth>,
+    /// Users whose oldest event the broker refused, while other events got through.
+    refused: Mutex<HashMap<String, round::Refused>>,
+}
+
+/// What one round achieved.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Round {
+    read: usize,
+    published: usize,
+    failed: bool,
+    /// Every failure was this relay's own sidecar being unreachable (not the broker).
+    unreachable: bool,
+    /// The publisher lock turned out lost: the round stopped before publishing more.
+    lost_lock: bool,
+    /// Ended after [`ROUND_SLICE`] because new commits were waiting.
+    cut_short: bool,
+    /// The outbox could not be read or written (the database, not the broker).
+    database_failed: bool,
+    /// Every failure was an event the broker had refused before while others went.
+    only_known_refusals: bool,
+}
+
+impl Round {
+    /// Failed without publishing anything: an outage, not one refused event.
+    fn stalled(&self) -> bool {
+        self.failed && self.published == 0 && !self.only_known_refusals
+    }
+}
+
+impl<P: Publisher> Relay<P> {
+    /// A relay reading `outbox` (best on a pool of its own, [`todo_store::connect_relay`]),
+    /// taking the publisher lock in the database at `database_url`, and reporting to `health`
+    /// (whose holder name it takes).
+    pub fn new(
+        outbox: OutboxStore,
+        database_url: &str,
+        publisher: Arc<P>,
+        wake: Arc<Notify>,
+        config: RelayConfig,
+        health: Arc<RelayHealth>,
+    ) -> Self {
+        Self {
+            holder: health.holder().to_owned(),
+            database_url: database_url.to_owned(),
+            outbox,
+            publisher,
+            wake,
+            config,
+            health,
+            refused: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh relay name.
+    pub fn new_holder_name() -> String {
+        format!("relay-{}", uuid::Uuid::new_v4())
+    }
+
+    /// Runs until `shutdown`; the round in flight finishes first.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut lock: Option<PublisherLock> = None;
+        let mut failures: u32 = 0;
+        let mut last_purge = tokio::time::Instant::now();
+        let mut last_lag_log = tokio::time::Instant::now();
+        // Since when every round failed because this relay's own sidecar was unreachable.
+        let mut unreachable_since: Option<tokio::time::Instant> = None;
+        let mut stalled_since: Option<tokio::time::Instant> = None;
+        // Published (acknowledged) events not yet marked in the outbox: while the relay is
+        // busy, each round marks the previous round's events as it reads the next batch.
+        let mut unmarked: Vec<i64> = Vec::new();
+        while !shutdown.is_triggered() {
+            let Some(held) = lock.as_ref() else {
+                match PublisherLock::try_acquire(
+                    &self.database_url,
+                    &self.holder,
+                    self.config.lock_idle_timeout,
+                )
+                .await
+                {
+                    Ok(Some(taken)) => {
+                        tracing::info!(holder = %self.holder, "outbox relay is publishing (holds the publisher lock)");
+                        lock = Some(taken);
+                        self.health.set_leading(true);
+                        failures = 0;
+                    }
+                    Ok(None) => {
+                        // Another replica publishes: following is this relay's progress.
+                        self.health.set_leading(false);
+                        self.health.progress();
+                        self.pause(self.config.follow_interval, &shutdown).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox relay: cannot take the publisher lock");
+                        failures = failures.saturating_add(1);
+                        self.pause(self.backoff(failures), &shutdown).await;
+                    }
+                }
+                continue;
+            };
+            // A relay that cannot reach its own sidecar steps aside, so a replica with a
+            // healthy sidecar can take over; alone, it takes the lock back after the pause.
+            if unreachable_since.is_some_and(|t| t.elapsed() >= self.config.handover_after) {
+                tracing::warn!(holder = %self.holder, "outbox relay cannot reach its sidecar; giving the publisher lock to another replica");
+                self.flush_marks(&mut unmarked).await;
+                if let Some(l) = lock.take() {
+                    l.release().await;
+                }
+                self.health.set_leading(false);
+                unreachable_since = None;
+                self.health.progress();
+                self.pause(self.config.handover_pause, &shutdown).await;
+                continue;
+            }
+            // After a round that got nothing through, probe with one bulk call's worth.
+            let limit = if failures > 0 {
+                self.config.bulk_size.max(1) as u64
+            } else {
+                self.config.batch_size
+            };
+            let round = self.round(held, &mut unmarked, limit).await;
+            if round.lost_lock {
+                self.flush_marks(&mut unmarked).await;
+                tracing::warn!(holder = %self.holder, "outbox relay lost the publisher lock; another replica may publish");
+                lock = None;
+                self.health.set_leading(false);
+                continue;
+            }
+            if round.stalled() {
+                self.flush_marks(&mut unmarked).await;
+                let now = tokio::time::Instant::now();
+                stalled_since.get_or_insert(now);
+                unreachable_since = if round.unreachable {
+                    Some(unreachable_since.unwrap_or(now))
+                } else {
+                    None
+                };
+                // An outage of the broker or sidecar is known and handled by backing off;
+                // a database that refuses every statement is what the watchdog is for.
+                if !round.database_failed {
+                    self.health.progress();
+                }
+                failures = failures.saturating_add(1);
+                if last_lag_log.elapsed() >= Duration::from_secs(10) {
+                    self.log_backlog().await;
+                    last_lag_log = tokio::time::Instant::now();
+                }
+                // Only time or shutdown end a backoff: new commits must not turn an outage
+                // into a busy loop.
+                self.pause(self.backoff(failures), &shutdown).await;
+                continue;
+            }
+            if !round.database_failed {
+                self.health.progress();
+            }
+            if let Some(since) = stalled_since.take() {
+                self.forget_outage_failures();
+                tracing::info!(
+                    stalled_ms = since.elapsed().as_millis() as u64,
+                    failed_rounds = failures,
+                    "outbox relay is publishing again"
+                );
+            }
+            failures = 0;
+            unreachable_since = None;
+            if last_purge.elapsed() >= Duration::from_secs(60) {
+                self.purge().await;
+                last_purge = tokio::time::Instant::now();
+            }
+            if round.cut_short || round.read as u64 >= limit || self.woken() {
+                continue; // more is waiting: the next round marks this one's events meanwhile
+            }
+            self.flush_marks(&mut unmarked).await;
+            if last_lag_log.elapsed() >= Duration::from_secs(10) {
+                self.log_backlog_if_behind().await;
+                last_lag_log = tokio::time::Instant::now();
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.config.sweep_interval) => {}
+                () = shutdown.wait() => {}
+            }
+        }
+        self.flush_marks(&mut unmarked).await;
+        if let Some(l) = lock {
+            l.release().await;
+        }
+        self.health.set_leading(false);
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn pause(&self, delay: Duration, shutdown: &Shutdown) {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.wait() => {}
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        plan::backoff(
+            self.config.backoff_initial,
+            self.config.backoff_max,
+            failures,
+        )
+    }
+
+    /// Whether a commit signalled since the relay last waited (taking the signal).
+    fn woken(&self) -> bool {
+        let notified = std::pin::pin!(self.wake.notified());
+        notified.now_or_never().is_some()
+    }
+
+    /// Marks `unmarked` published; on failure they stay for the next try (a relay that stops
+    /// before marking them publishes them again after its restart, under the same ids).
+    async fn flush_marks(&self, unmarked: &mut Vec<i64>) {
+        if unmarked.is_empty() {
+            return;
+        }
+        match self.outbox.mark_published(unmarked, Utc::now()).await {
+            Ok(()) => unmarked.clear(),
+            Err(e) => {
+                tracing::warn!(error = %e, count = unmarked.len(), "outbox relay: cannot mark events published")
+            }
+        }
+    }
+
+    async fn log_backlog_if_behind(&self) {
+        if let Ok(b) = self.outbox.backlog().await {
+            let age = b
+                .oldest_created_at
+                .map(|t| (Utc::now() - t).to_std().unwrap_or_default());
+            if age.is_some_and(|a| a >= self.config.lag_warning) {
+                tracing::warn!(
+                    pending = b.pending,
+                    parked = b.parked,
+                    oldest_pending_age_ms = age.map(|a| a.as_millis() as u64),
+                    "outbox relay is behind"
+                );
+            }
+        }
+    }
+
+    async fn log_backlog(&self) {
+        if let Ok(b) = self.outbox.backlog().await {
+            let age = b
+                .oldest_created_at
+                .map(|t| (Utc::now() - t).num_milliseconds().max(0));
+            tracing::warn!(
+                pending = b.pending,
+                oldest_pending_age_ms = age,
+                "outbox relay cannot publish; events are kept and retried"
+            );
+        }
+    }
+
+    async fn purge(&self) {
+        let Ok(retention) = chrono::Duration::from_std(self.config.retention) else {
+            return;
+        };
+        match self.outbox.purge_published(Utc::now() - retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged published outbox rows"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge published outbox rows"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

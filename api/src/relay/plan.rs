@@ -1,0 +1,220 @@
+//! What a round publishes and how: pure functions, tested without a database or sidecar.
+
+use std::{
+    collections::{BTreeMap, HashSet, VecDeque},
+    time::Duration,
+};
+
+use todo_store::PendingEvent;
+
+/// Collects a round's events from reads in commit order, at most `per_user` of each user,
+/// so that one user's backlog (an account deletion of 20,000 tasks) cannot fill a round and
+/// hold up everybody else's events. A user who reached the cap is *saturated*: the next
+/// read leaves them out, which reaches the users whose events sit behind theirs.
+#[derive(Debug)]
+pub(crate) struct Picker {
+    per_user: usize,
+    counts: BTreeMap<String, usize>,
+    kept: Vec<PendingEvent>,
+    saturated: Vec<String>,
+    /// Saturated users not yet handed out by [`Picker::newly_saturated`].
+    fresh: usize,
+}
+
+impl Picker {
+    pub(crate) fn new(per_user: usize) -> Self {
+        Self {
+            per_user: per_user.max(1),
+            counts: BTreeMap::new(),
+            kept: Vec::new(),
+            saturated: Vec::new(),
+            fresh: 0,
+        }
+    }
+
+    /// Takes `rows` (commit order, after everything taken before), keeping each user's
+    /// events up to the cap.
+    pub(crate) fn take(&mut self, rows: impl IntoIterator<Item = PendingEvent>) {
+        for event in rows {
+            let count = self.counts.entry(event.user_id.clone()).or_default();
+            if *count >= self.per_user {
+                continue;
+            }
+            *count += 1;
+            if *count == self.per_user {
+                self.saturated.push(event.user_id.clone());
+            }
+            self.kept.push(event);
+        }
+    }
+
+    /// Users saturated since the last call: the next read must leave them out.
+    pub(crate) fn newly_saturated(&mut self) -> &[String] {
+        let from = self.fresh;
+        self.fresh = self.saturated.len();
+        &self.saturated[from..]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// The kept events as one queue per user, each in commit order; users in order of
+    /// their oldest event.
+    pub(crate) fn into_queues(self) -> Vec<VecDeque<PendingEvent>> {
+        let mut order: Vec<String> = Vec::new();
+        let mut by_user: BTreeMap<String, VecDeque<PendingEvent>> = BTreeMap::new();
+        for event in self.kept {
+            let queue = by_user.entry(event.user_id.clone()).or_default();
+            if queue.is_empty() {
+                order.push(event.user_id.clone());
+            }
+            queue.push_back(event);
+        }
+        order
+            .into_iter()
+            .filter_map(|u| by_user.remove(&u))
+            .collect()
+    }
+}
+
+/// Payload bytes in one bulk call at most (a single larger event still goes, alone): well
+/// inside daprd's 4 MiB gRPC request limit whatever the tasks hold.
+pub(crate) const BULK_BYTES_MAX: usize = 1024 * 1024;
+
+/// Splits `users` (in order) into bulk calls of at most `bulk_size` events and
+/// [`BULK_BYTES_MAX`] payload bytes, `size(user)` being the size of that user's next event.
+pub(crate) fn bulk_calls(
+    users: &[usize],
+    size: impl Fn(usize) -> usize,
+    bulk_size: usize,
+) -> Vec<Vec<usize>> {
+    let mut calls: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for &user in users {
+        let event = size(user);
+        match calls.last_mut() {
+            Some(call) if call.len() < bulk_size.max(1) && bytes + event <= BULK_BYTES_MAX => {
+                call.push(user);
+                bytes += event;
+            }
+            _ => {
+                calls.push(vec![user]);
+                bytes = event;
+            }
+        }
+    }
+    calls
+}
+
+/// Capped exponential backoff with full jitter in the upper half: `initial` after the first
+/// failure, doubling, at most `max`.
+pub(crate) fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
+    let exp = initial.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let capped = exp.min(max);
+    let half = capped / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+/// The users among `users` that are not in `except`.
+pub(crate) fn without<'a>(
+    users: impl IntoIterator<Item = &'a String>,
+    except: &HashSet<String>,
+) -> Vec<String> {
+    users
+        .into_iter()
+        .filter(|u| !except.contains(*u))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    fn event(seq: i64, user: &str) -> PendingEvent {
+        PendingEvent {
+            seq,
+            event_id: uuid::Uuid::now_v7(),
+            user_id: user.to_owned(),
+            topic: "task-events".into(),
+            event_type: "task.deleted".into(),
+            payload: String::new(),
+            created_at: Utc::now(),
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn a_user_with_a_large_backlog_gets_only_the_cap_and_is_left_out_of_the_next_read() {
+        let mut picker = Picker::new(3);
+        let rows: Vec<PendingEvent> = (1..=10).map(|s| event(s, "heavy")).collect();
+        picker.take(rows);
+        assert_eq!(picker.len(), 3);
+        assert_eq!(picker.newly_saturated(), ["heavy".to_owned()]);
+        assert!(picker.newly_saturated().is_empty(), "handed out once");
+
+        // The next read, without the heavy user, reaches the others.
+        picker.take([event(11, "ann"), event(12, "bob"), event(13, "ann")]);
+        let queues = picker.into_queues();
+        let shape: Vec<(String, Vec<i64>)> = queues
+            .iter()
+            .map(|q| {
+                (
+                    q[0].user_id.clone(),
+                    q.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("heavy".to_owned(), vec![1, 2, 3]),
+                ("ann".to_owned(), vec![11, 13]),
+                ("bob".to_owned(), vec![12]),
+            ]
+        );
+    }
+
+    #[test]
+    fn below_the_cap_every_event_is_kept_in_commit_order() {
+        let mut picker = Picker::new(16);
+        picker.take([event(1, "a"), event(2, "b"), event(3, "a")]);
+        assert!(picker.newly_saturated().is_empty());
+        let queues = picker.into_queues();
+        assert_eq!(queues.len(), 2);
+        assert_eq!(queues[0].iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
+    }
+
+    #[test]
+    fn bulk_calls_are_bounded_by_count_and_bytes_and_keep_the_order() {
+        let users: Vec<usize> = (0..10).collect();
+        assert_eq!(
+            bulk_calls(&users, |_| 10, 4),
+            vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]
+        );
+        let big = BULK_BYTES_MAX / 3;
+        assert_eq!(
+            bulk_calls(&users[..5], |_| big, 100),
+            vec![vec![0, 1, 2], vec![3, 4]]
+        );
+        // An event larger than the byte bound still goes, on its own.
+        let sizes = [10, BULK_BYTES_MAX * 2, 10, 10];
+        assert_eq!(
+            bulk_calls(&[0, 1, 2, 3], |u| sizes[u], 100),
+            vec![vec![0], vec![1], vec![2, 3]]
+        );
+        assert!(bulk_calls(&[], |_| 1, 4).is_empty());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let (initial, max) = (Duration::from_millis(100), Duration::from_secs(2));
+        let first = backoff(initial, max, 1);
+        assert!(first <= initial && first >= initial / 2);
+        let late = backoff(initial, max, 30);
+        assert!(late <= max && late >= max / 2);
+    }
+}

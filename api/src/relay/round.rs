@@ -1,0 +1,358 @@
+//! One round of the relay: read fairly, publish in waves, keep score of refused events.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    time::Instant,
+};
+
+use chrono::Utc;
+use futures::{StreamExt, future, stream};
+use service_kit::{PublishError, Publisher, publish::OutgoingEvent};
+use todo_store::{PendingEvent, PublisherLock, StoreError};
+
+use super::{
+    ROUND_SLICE, Relay, Round,
+    plan::{self, Picker},
+};
+
+/// A bulk call refused faster than this is retried event by event within the round.
+const BULK_FALLBACK_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads past saturated users at most this many times per round.
+const SKIP_READS_MAX: usize = 4;
+
+/// A user whose oldest event the broker refused while others got through.
+#[derive(Debug, Clone)]
+pub(super) struct Refused {
+    seq: i64,
+    /// Every failed try, for the backoff.
+    tries: u32,
+    /// Tries refused while other events got through, for parking.
+    refusals: u32,
+    retry_at: Instant,
+}
+
+impl Refused {
+    fn new(seq: i64, now: Instant) -> Self {
+        Self {
+            seq,
+            tries: 0,
+            refusals: 0,
+            retry_at: now,
+        }
+    }
+}
+
+/// Users waiting out a refusal are left out of reads, at most this many (the rest are
+/// simply tried again): bounds the statement during an outage that refuses everyone.
+const WAITING_EXCLUDED_MAX: usize = 1000;
+
+impl<P: Publisher> Relay<P> {
+    /// Ends the backoff of every user whose failures were never seen as refusals: after an
+    /// outage, in which everybody's events failed alike.
+    pub(super) fn forget_outage_failures(&self) {
+        self.refused_map().retain(|_, r| r.refusals > 0);
+    }
+
+    /// Reads a round's events (marking the previous round's at the same time, on the other
+    /// connection), publishes them, and leaves what it published in `unmarked`. Publishes at
+    /// most `max_events` events.
+    pub(super) async fn round(
+        &self,
+        lock: &PublisherLock,
+        unmarked: &mut Vec<i64>,
+        max_events: u64,
+    ) -> Round {
+        let queues = match self.read(unmarked, max_events).await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox relay: cannot read the outbox");
+                return Round {
+                    failed: true,
+                    database_failed: true,
+                    ..Round::default()
+                };
+            }
+        };
+        let read = queues.iter().map(VecDeque::len).sum();
+        if read == 0 {
+            return Round::default();
+        }
+        self.publish_waves(lock, queues, read, unmarked).await
+    }
+
+    /// The round's events, one queue per user in commit order: those of users not parked
+    /// and not waiting out a refusal, at most `per_user` of each, reading past users who
+    /// reached that. The previous round's events (`unmarked`) are marked meanwhile.
+    async fn read(
+        &self,
+        unmarked: &mut Vec<i64>,
+        max_events: u64,
+    ) -> Result<Vec<VecDeque<PendingEvent>>, StoreError> {
+        let mut except: HashSet<String> = self.outbox.parked_users().await?.into_iter().collect();
+        except.extend(self.waiting_refused());
+        // The read may still see the previous round's events as pending (their mark runs
+        // alongside): they are left out by sequence number, so read that many more.
+        let limit = max_events + unmarked.len() as u64;
+        let marking = async {
+            if unmarked.is_empty() {
+                Ok(())
+            } else {
+                self.outbox.mark_published(unmarked, Utc::now()).await
+            }
+        };
+        let except_list: Vec<String> = except.iter().cloned().collect();
+        let (batch, marked) =
+            tokio::join!(self.outbox.pending_except(0, limit, &except_list), marking);
+        let previous: HashSet<i64> = unmarked.iter().copied().collect();
+        marked?;
+        unmarked.clear();
+        let mut batch = batch?;
+        let mut picker = Picker::new(self.config.per_user);
+        let cap = usize::try_from(max_events).unwrap_or(usize::MAX);
+        for _ in 0..=SKIP_READS_MAX {
+            let full = batch.len() as u64 >= limit;
+            let last = batch.last().map(|e| e.seq);
+            picker.take(batch.into_iter().filter(|e| !previous.contains(&e.seq)));
+            let saturated = plan::without(picker.newly_saturated(), &except);
+            if !full || saturated.is_empty() || picker.len() >= cap {
+                break;
+            }
+            except.extend(saturated);
+            let except_list: Vec<String> = except.iter().cloned().collect();
+            batch = self
+                .outbox
+                .pending_except(last.unwrap_or(0), limit, &except_list)
+                .await?;
+        }
+        Ok(picker.into_queues())
+    }
+
+    /// Wave after wave: the oldest unpublished event of every user still going, at most one
+    /// per user in flight, so a user's next event is sent only once the one before it was
+    /// acknowledged. A user whose event failed is done for this round: nothing of theirs
+    /// overtakes it.
+    async fn publish_waves(
+        &self,
+        lock: &PublisherLock,
+        mut queues: Vec<VecDeque<PendingEvent>>,
+        read: usize,
+        unmarked: &mut Vec<i64>,
+    ) -> Round {
+        let started = Instant::now();
+        let mut round = Round {
+            read,
+            ..Round::default()
+        };
+        let mut unreachable = true;
+        let mut refused: Vec<(PendingEvent, PublishError)> = Vec::new();
+        let mut went: HashSet<String> = HashSet::new();
+        let mut waves = 0;
+        loop {
+            let heads: Vec<usize> = (0..queues.len())
+                .filter(|&i| !queues[i].is_empty())
+                .collect();
+            if heads.is_empty() {
+                break;
+            }
+            if waves > 0 && started.elapsed() >= ROUND_SLICE && self.woken() {
+                round.cut_short = true;
+                break;
+            }
+            // A relay that was frozen, or whose lock session ended, must not publish a
+            // wave after another replica took over.
+            if !lock.still_held().await {
+                round.lost_lock = true;
+                break;
+            }
+            waves += 1;
+            let chunks = plan::bulk_calls(
+                &heads,
+                |u| queues[u].front().map_or(0, |e| e.payload.len()),
+                self.config.bulk_size,
+            );
+            let outcomes: Vec<Vec<(usize, Result<(), PublishError>)>> = stream::iter(chunks)
+                .map(|chunk| self.publish_heads(&queues, chunk))
+                .buffer_unordered(self.config.concurrency.max(1))
+                .collect()
+                .await;
+            let mut failures = Vec::new();
+            for (user, result) in outcomes.into_iter().flatten() {
+                let head = queues[user].pop_front();
+                match result {
+                    Ok(()) => {
+                        if let Some(e) = head {
+                            round.published += 1;
+                            unmarked.push(e.seq);
+                            went.insert(e.user_id);
+                        }
+                    }
+                    Err(e) => {
+                        round.failed = true;
+                        unreachable &= matches!(e, PublishError::Unavailable(_));
+                        failures.extend(head.map(|event| (event, e)));
+                        queues[user].clear();
+                    }
+                }
+            }
+            stream::iter(&failures)
+                .for_each_concurrent(self.config.concurrency.max(1), |(event, e)| async move {
+                    self.note_failure(event, e).await;
+                })
+                .await;
+            refused.extend(failures);
+        }
+        round.unreachable = round.failed && unreachable;
+        round.only_known_refusals = self.score_refusals(refused, &went).await;
+        round
+    }
+
+    /// Publishes the oldest unpublished event of each user in `users` (indices into
+    /// `queues`) in one call: different users, so no order is at stake inside it. If the
+    /// sidecar refuses a bulk call as a whole at once, each event gets one more try on its
+    /// own, so an event the broker refuses holds back only its own user.
+    async fn publish_heads(
+        &self,
+        queues: &[VecDeque<PendingEvent>],
+        users: Vec<usize>,
+    ) -> Vec<(usize, Result<(), PublishError>)> {
+        let picked: Vec<(usize, &PendingEvent)> = users
+            .iter()
+            .filter_map(|&u| queues[u].front().map(|e| (u, e)))
+            .collect();
+        let events: Vec<OutgoingEvent<'_>> = picked.iter().map(|(_, e)| outgoing(e)).collect();
+        let sent = tokio::time::Instant::now();
+        let mut results = self.publisher.publish_all(&events).await;
+        // Only a quick refusal: a call that ran into the sidecar's timeout (broker down)
+        // would only time out again, and the round must stay short.
+        let rejected_whole = events.len() > 1
+            && sent.elapsed() < BULK_FALLBACK_WITHIN
+            && results
+                .iter()
+                .all(|r| matches!(r, Err(PublishError::Failed(_))));
+        if rejected_whole {
+            results = future::join_all(events.iter().map(|e| self.publisher.publish(*e))).await;
+        }
+        // An event without an answer was not published.
+        results.resize_with(events.len(), || {
+            Err(PublishError::Failed(
+                "the publisher gave no result for this event".into(),
+            ))
+        });
+        picked.into_iter().map(|(u, _)| u).zip(results).collect()
+    }
+
+    async fn note_failure(&self, event: &PendingEvent, e: &PublishError) {
+        if event.attempts == 0 || event.attempts % 20 == 0 {
+            tracing::warn!(error = %e, event_id = %event.event_id, user_id = %event.user_id, attempts = event.attempts + 1, "publish failed; will retry");
+        }
+        if let Err(db) = self.outbox.record_failure(event.seq, &e.to_string()).await {
+            tracing::debug!(error = %db, "cannot record publish failure");
+        }
+    }
+
+    /// Users waiting out a refusal's backoff now.
+    fn waiting_refused(&self) -> Vec<String> {
+        let now = Instant::now();
+        self.refused_map()
+            .iter()
+            .filter(|(_, r)| r.retry_at > now)
+            .map(|(u, _)| u.clone())
+            .take(WAITING_EXCLUDED_MAX)
+            .collect()
+    }
+
+    fn refused_map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Refused>> {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Backs off the users of `failed` events the broker refused (their later events wait;
+    /// everybody else's go on), counts a refusal when the round got other events through
+    /// (`went`: the broker works and refused these in particular), and parks an event
+    /// refused [`RelayConfig::park_after`](super::RelayConfig) times. A round that got
+    /// nothing through counts nothing: that may be an outage, which parks nothing. The
+    /// backoff applies either way, so the next round reaches other users' events.
+    ///
+    /// Answers whether every failure was an event already refused while others got through:
+    /// then a round that got nothing through is no sign of an outage.
+    async fn score_refusals(
+        &self,
+        failed: Vec<(PendingEvent, PublishError)>,
+        went: &HashSet<String>,
+    ) -> bool {
+        let now = Instant::now();
+        let mut to_park = Vec::new();
+        let known = !failed.is_empty();
+        let known = {
+            let mut refused = self.refused_map();
+            let known = known
+                && failed.iter().all(|(e, _)| {
+                    refused
+                        .get(&e.user_id)
+                        .is_some_and(|r| r.seq == e.seq && r.refusals > 0)
+                });
+            // Users whose refused event went through this time are done with their backoff.
+            refused.retain(|user, _| !went.contains(user));
+            for (event, error) in failed {
+                if !matches!(error, PublishError::Failed(_)) {
+                    continue;
+                }
+                let entry = refused
+                    .entry(event.user_id.clone())
+                    .or_insert_with(|| Refused::new(event.seq, now));
+                if entry.seq != event.seq {
+                    *entry = Refused::new(event.seq, now);
+                }
+                entry.tries += 1;
+                if !went.is_empty() {
+                    entry.refusals += 1;
+                }
+                entry.retry_at = now
+                    + plan::backoff(
+                        self.config.refusal_backoff_initial,
+                        self.config.refusal_backoff_max,
+                        entry.tries,
+                    );
+                if entry.refusals >= self.config.park_after {
+                    to_park.push((event, error, entry.refusals));
+                }
+            }
+            for (event, _, _) in &to_park {
+                refused.remove(&event.user_id);
+            }
+            known
+        };
+        for (event, error, refusals) in to_park {
+            match self
+                .outbox
+                .park(event.seq, &error.to_string(), Utc::now())
+                .await
+            {
+                Ok(()) => tracing::error!(
+                    event_id = %event.event_id,
+                    user_id = %event.user_id,
+                    event_type = %event.event_type,
+                    refusals,
+                    error = %error,
+                    "the broker refuses this event every time; parked it (kept in the outbox; this user's later events wait behind it). Fix the cause, then run `chat-api outbox retry`"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, event_id = %event.event_id, "cannot park a refused event")
+                }
+            }
+        }
+        known
+    }
+}
+
+fn outgoing(event: &PendingEvent) -> OutgoingEvent<'_> {
+    OutgoingEvent {
+        topic: &event.topic,
+        partition_key: &event.user_id,
+        event_id: event.event_id,
+        event_type: &event.event_type,
+        payload: event.payload.as_bytes(),
+    }
+}
