@@ -61,6 +61,14 @@ pub trait Publisher: Send + Sync + 'static {
     /// the publisher can, and answers one result per event, in order. No order holds between
     /// them, and a failed call may still have written some of them. The default publishes
     /// them one after another.
+    /// Whether the sidecar answers a call that publishes nothing, within a short time. After
+    /// calls that got no answer, the caller asks this before it publishes again, so it does
+    /// not queue publishes in a sidecar that is frozen (which would write them whenever it
+    /// resumes, possibly after another replica published newer events). Default: yes.
+    fn answers(&self) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
+
     fn publish_all(
         &self,
         events: &[OutgoingEvent<'_>],
@@ -173,6 +181,20 @@ impl Publisher for DaprPublisher {
         within_deadline(client.publish_event(request))
             .await
             .map(drop)
+    }
+
+    async fn answers(&self) -> bool {
+        let Ok(mut client) = self.client().await else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                client.get_metadata(dapr_v1::GetMetadataRequest {})
+            )
+            .await,
+            Ok(Ok(_))
+        )
     }
 
     async fn publish_all(&self, events: &[OutgoingEvent<'_>]) -> Vec<Result<(), PublishError>> {

@@ -254,7 +254,16 @@ impl<P: Publisher> Relay<P> {
             } else {
                 self.config.batch_size
             };
-            let round = self.round(held, &mut unmarked, limit).await;
+            // After calls that got no answer, publish only once the sidecar answers again.
+            let round = if unreachable_since.is_some() && !self.publisher.answers().await {
+                Round {
+                    failed: true,
+                    unreachable: true,
+                    ..Round::default()
+                }
+            } else {
+                self.round(held, &mut unmarked, limit).await
+            };
             if round.lost_lock {
                 self.flush_marks(&mut unmarked).await;
                 tracing::warn!(holder = %self.holder, "outbox relay lost the publisher lock; another replica may publish");

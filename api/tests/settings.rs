@@ -1,0 +1,53 @@
+//! Nonsense settings are refused at start, with a message that names the variable.
+
+use std::process::Command;
+
+fn start_with(vars: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-api"))
+        .env_clear()
+        .env("JWT_SECRET", "settings-secret-settings-secret-settings")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/todo.db", dir.path().display()),
+        )
+        .env("APP_PORT", "0")
+        .envs(vars.iter().copied())
+        .output()
+        .expect("chat-api runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn nonsense_relay_and_pool_settings_are_refused_at_start_naming_the_variable() {
+    for (name, value) in [
+        ("RELAY_BATCH_SIZE", "0"),
+        ("RELAY_BATCH_SIZE", "-5"),
+        ("RELAY_CONCURRENCY", "0"),
+        ("RELAY_BULK_SIZE", "100000"),
+        ("RELAY_PER_USER", "0"),
+        ("RELAY_PARK_AFTER", "0"),
+        ("RELAY_STALL_AFTER_SECONDS", "1"),
+        ("DB_MAX_CONNECTIONS", "0"),
+    ] {
+        let (ok, stderr) = start_with(&[(name, value)]);
+        assert!(!ok, "{name}={value} was accepted");
+        assert!(
+            stderr.contains(name),
+            "{name}={value}: the message does not name the variable: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_per_user_share_above_the_batch_is_refused() {
+    let (ok, stderr) = start_with(&[("RELAY_BATCH_SIZE", "10"), ("RELAY_PER_USER", "11")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("RELAY_PER_USER") && stderr.contains("1 to 10"),
+        "{stderr}"
+    );
+}
