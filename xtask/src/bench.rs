@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use crate::tasks::{cargo, done, step};
 
 mod outage;
+mod relay_faults;
 
 const TASK_EVENTS: &str = "task-events";
 const REMINDERS: &str = "reminders";
@@ -102,6 +103,14 @@ produced by the command on the machine it names. Definitions:
   data. Catch-up = from the broker serving again until the last event that occurred
   before that was appended to `task-events` (from the read-back; also polled live on
   `/relay/status`). Every successful write's event must be on Kafka.
+- **Relay under faults**: head-of-line (one user deletes an account of 20,000 tasks while
+  ten paced writers create 200 tasks/s for other users: their publish lag while the
+  deletion's events are published, and just before), abort storm (300 paced creates/s for
+  10 s alone, then 10 s with a quarter of all requests sent by raw-TCP clients that close
+  0-4 ms after sending, one in four after half the body: every committed write of theirs
+  must be on Kafka, nothing pending afterwards, and the paced writes' lag is compared), and
+  crash failover (chat-api SIGKILLed and started again at once: its first new event's Kafka
+  append time minus the kill, and minus when the new process answered).
 - **Raw publishes**: the same sidecar (chat-api's daprd) and broker, no service code:
   `PublishEvent` over gRPC at the relay's concurrency (single) and `BulkPublishEventAlpha1`
   (bulk), a real task event as payload, distinct partition keys, to a topic nobody
@@ -516,6 +525,12 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     relay_drained(&ctx).await?;
     done(t);
 
+    let t = step(
+        "relay under faults: an account deletion beside other writers, aborting clients, SIGKILL and restart",
+    );
+    let faults = relay_faults::run(&ctx, &mut api, &db).await?;
+    done(t);
+
     let t = step("reading task-events back from Kafka (timestamps, ids)");
     // Every record on the topic, redeliveries included (a publish that failed after the
     // broker appended it is sent again under the same event id); at least one per event.
@@ -535,6 +550,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     }
     let drain = seen.drain_stats(drain);
     let outage = seen.outage_stats(outage);
+    let faults = faults.with_kafka(&seen);
     done(t);
 
     let t = step("stopping every process");
@@ -586,6 +602,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         relay_concurrency,
         drain,
         outage,
+        faults,
         phases,
         kafka_unmatched: seen.unmatched,
         kafka_key_mismatches: seen.key_mismatches,
@@ -1208,6 +1225,8 @@ async fn read_task_events(ctx: &Ctx<'_>, expected: usize) -> Result<SeenEvents> 
                         .1
                         .insert(data["event_id"].as_str().unwrap_or_default().to_owned());
                 }
+                // The account deletion's events (relay under faults) are read, not measured.
+                _ if data["event_type"] == "task.deleted" => {}
                 _ => seen.unmatched += 1,
             }
             Ok(())
@@ -1873,6 +1892,7 @@ struct Report {
     relay_concurrency: usize,
     drain: Drain,
     outage: outage::Outage,
+    faults: relay_faults::RelayFaults,
     phases: Vec<Phase>,
     kafka_unmatched: usize,
     kafka_key_mismatches: usize,
@@ -2051,6 +2071,7 @@ impl Report {
         );
 
         self.outage.render(&mut s);
+        self.faults.render(&mut s);
 
         let r = &self.recurring;
         let _ = writeln!(s, "\n### Recurring: completion → next instance\n");
