@@ -17,6 +17,9 @@ struct Claims {
     iat: Option<u64>,
 }
 
+/// The longest lifetime `chat-api token` signs: 30 days.
+pub const TOKEN_TTL_MAX_SECONDS: u64 = 30 * 24 * 3600;
+
 /// Verifies and mints tokens with one shared secret.
 #[derive(Clone)]
 pub struct JwtKeys {
@@ -30,6 +33,7 @@ impl JwtKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 30;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
@@ -44,6 +48,9 @@ impl JwtKeys {
             use jsonwebtoken::errors::ErrorKind;
             let why = match e.kind() {
                 ErrorKind::ExpiredSignature => "token has expired",
+                ErrorKind::ImmatureSignature => {
+                    "token is not valid yet (its `nbf` is in the future)"
+                }
                 ErrorKind::InvalidSignature => "token signature is invalid",
                 ErrorKind::InvalidAlgorithm => "token must be signed with HS256",
                 ErrorKind::MissingRequiredClaim(_) => "token must carry `sub` and `exp` claims",
@@ -55,7 +62,8 @@ impl JwtKeys {
             .map_err(|_| ApiError::unauthorized("token subject is not a valid user id"))
     }
 
-    /// A token for `user`, valid for `ttl_seconds` from `now_unix` (local development and tests).
+    /// A token for `user`, valid for `ttl_seconds` from `now_unix` (local development and
+    /// tests). `chat-api token` refuses lifetimes over [`TOKEN_TTL_MAX_SECONDS`].
     pub fn mint(
         &self,
         user: &UserId,

@@ -1,6 +1,6 @@
 //! Request and response bodies, and their parsing into domain values at the edge.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use todo_domain::{
     Description, Frequency, Priority, Tags, TaskSnapshot, TimeZone, Title,
@@ -154,29 +154,45 @@ fn parse_description(raw: &str) -> Result<Description, ApiError> {
     Ok(Description::parse(raw)?)
 }
 
+/// The years a due time may fall in (its local date and its UTC instant).
+pub const DUE_YEARS: std::ops::RangeInclusive<i32> = 1900..=2999;
+
 /// A due time as an instant and as the local wall-clock time the user meant.
 pub fn parse_due(raw: &str, tz: TimeZone) -> Result<(DateTime<Utc>, NaiveDateTime), ApiError> {
     let raw = raw.trim();
-    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+    let due = if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
         let at = at.with_timezone(&Utc);
-        return Ok((at, to_local(tz.tz(), at)));
+        Some((at, to_local(tz.tz(), at)))
+    } else {
+        [
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%d %H:%M",
+        ]
+        .into_iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
+        .map(|local| (resolve_local(tz.tz(), local), local))
+    };
+    let Some((at, local)) = due else {
+        return Err(ApiError::invalid(
+            "due_at",
+            format!(
+                "due_at {raw:?} must be RFC 3339 (2026-12-01T09:00:00Z) or a local time in time_zone (2026-12-01T09:00)"
+            ),
+        ));
+    };
+    if !DUE_YEARS.contains(&at.year()) || !DUE_YEARS.contains(&local.year()) {
+        return Err(ApiError::invalid(
+            "due_at",
+            format!(
+                "due_at {raw:?} is out of range: the year must be {} to {}",
+                DUE_YEARS.start(),
+                DUE_YEARS.end()
+            ),
+        ));
     }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(local) = NaiveDateTime::parse_from_str(raw, format) {
-            return Ok((resolve_local(tz.tz(), local), local));
-        }
-    }
-    Err(ApiError::invalid(
-        "due_at",
-        format!(
-            "due_at {raw:?} must be RFC 3339 (2026-12-01T09:00:00Z) or a local time in time_zone (2026-12-01T09:00)"
-        ),
-    ))
+    Ok((at, local))
 }
 
 impl TaskInput {
@@ -396,7 +412,11 @@ impl ListParams {
             recurring: self.recurring,
             sort,
             descending,
-            after: self.cursor.as_deref().map(decode_cursor).transpose()?,
+            after: self
+                .cursor
+                .as_deref()
+                .map(|c| decode_cursor(c, descending))
+                .transpose()?,
             limit,
         })
     }
@@ -404,9 +424,11 @@ impl ListParams {
 
 /// Cursors are opaque to clients. They carry the last task's sort value and id (see
 /// [`todo_store::tasks::After`]) in URL-safe characters only:
-/// `k1_<kind>_<value>_<id>`, where kind `c` (created) and `d` (due) carry an RFC 3339 UTC
-/// time (`-`: no due time), `p` a priority name and `t` the title's UTF-8 in hex.
-pub fn encode_cursor(after: &After) -> String {
+/// `k2_<kind><order>_<value>_<id>`, where kind `c` (created) and `d` (due) carry an RFC 3339
+/// UTC time (`-`: no due time), `p` a priority name and `t` the title's UTF-8 in hex, and
+/// order is `a` or `d` (the page's `order`: a cursor reused with the other order is refused,
+/// as it would start the wrong slice).
+pub fn encode_cursor(after: &After, descending: bool) -> String {
     let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     let (kind, value) = match &after.key {
         SortValue::Created(at) => ('c', time(at)),
@@ -414,17 +436,33 @@ pub fn encode_cursor(after: &After) -> String {
         SortValue::Priority(p) => ('p', p.as_str().to_owned()),
         SortValue::Title(title) => ('t', title.bytes().map(|b| format!("{b:02x}")).collect()),
     };
-    format!("k1_{kind}_{value}_{}", after.id.simple())
+    let order = if descending { 'd' } else { 'a' };
+    format!("k2_{kind}{order}_{value}_{}", after.id.simple())
 }
 
-fn decode_cursor(raw: &str) -> Result<After, ApiError> {
+fn decode_cursor(raw: &str, descending: bool) -> Result<After, ApiError> {
     let bad = || ApiError::invalid("cursor", "cursor is not one this API returned");
     let mut parts = raw.splitn(4, '_');
-    let (Some("k1"), Some(kind), Some(value), Some(id)) =
+    let (Some("k2"), Some(kind_order), Some(value), Some(id)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad());
     };
+    let (kind, order) = kind_order.split_at_checked(1).ok_or_else(bad)?;
+    let made_for = match order {
+        "a" => false,
+        "d" => true,
+        _ => return Err(bad()),
+    };
+    if made_for != descending {
+        return Err(ApiError::invalid(
+            "cursor",
+            format!(
+                "this cursor continues a listing with order={}; ask with that order, or start again without a cursor",
+                if made_for { "desc" } else { "asc" }
+            ),
+        ));
+    }
     let time = |v: &str| {
         DateTime::parse_from_rfc3339(v)
             .map(|t| t.with_timezone(&Utc))

@@ -69,6 +69,12 @@ async fn main() -> anyhow::Result<()> {
                 .transpose()
                 .context("ttl_seconds must be a number")?
                 .unwrap_or(24 * 3600);
+            if ttl == 0 || ttl > chat_api::auth::TOKEN_TTL_MAX_SECONDS {
+                anyhow::bail!(
+                    "ttl_seconds must be 1 to {} (30 days)",
+                    chat_api::auth::TOKEN_TTL_MAX_SECONDS
+                );
+            }
             let token = JwtKeys::new(&settings.jwt_secret).mint(
                 &user,
                 jsonwebtoken::get_current_timestamp(),

@@ -44,7 +44,10 @@ pub async fn list(state: &AppState, user: &UserId, params: ListParams) -> ApiRes
     let page = state.tasks.list(user, &query).await?;
     Ok(TaskPageView {
         items: page.items.into_iter().map(TaskView::from).collect(),
-        next_cursor: page.next.as_ref().map(encode_cursor),
+        next_cursor: page
+            .next
+            .as_ref()
+            .map(|after| encode_cursor(after, query.descending)),
     })
 }
 

@@ -51,3 +51,30 @@ fn a_per_user_share_above_the_batch_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn token_lifetimes_beyond_thirty_days_are_refused() {
+    let run = |ttl: &str| {
+        Command::new(env!("CARGO_BIN_EXE_chat-api"))
+            .env_clear()
+            .env("JWT_SECRET", "settings-secret-settings-secret-settings")
+            .args(["token", "alice", ttl])
+            .output()
+            .expect("chat-api runs")
+    };
+    let month = run("2592000");
+    assert!(
+        month.status.success(),
+        "30 days is the maximum, and allowed"
+    );
+    assert!(!String::from_utf8_lossy(&month.stdout).trim().is_empty());
+    for ttl in ["2592001", "0"] {
+        let out = run(ttl);
+        assert!(!out.status.success(), "ttl {ttl} was accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("ttl_seconds must be 1 to 2592000"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

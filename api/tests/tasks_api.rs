@@ -150,6 +150,13 @@ async fn authentication_and_user_isolation_are_enforced() {
             .await
             .unwrap();
         assert_eq!(res.status(), 401);
+        assert_eq!(
+            res.headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer"),
+            "a 401 names the scheme"
+        );
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unauthorized");
         // Garbage token.
@@ -207,6 +214,22 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
                 "priority",
             ),
             (json!({"title": "x", "due_at": "tomorrow"}), 400, "due_at"),
+            // Years are bounded (1900 to 2999), in UTC and in the task's zone.
+            (
+                json!({"title": "x", "due_at": "9999-12-31T09:00:00Z", "recurrence": "monthly"}),
+                400,
+                "due_at",
+            ),
+            (
+                json!({"title": "x", "due_at": "1899-12-31T23:00", "time_zone": "UTC"}),
+                400,
+                "due_at",
+            ),
+            (
+                json!({"title": "x", "due_at": "2999-12-31T23:30:00-05:00"}),
+                400,
+                "due_at",
+            ),
             (json!({"title": "x".repeat(201)}), 400, "title"),
             (json!({"title": "x", "tags": ["a;b"]}), 400, "tags"),
             (
@@ -309,6 +332,8 @@ async fn listing_filters_sorts_and_pages() {
             ["Call mum", "Buy milk"]
         );
         assert_eq!(titles(&get("tag=shop").await), ["Buy milk"]);
+        // `_` is a character of a tag, not a wildcard (`sho_` is not `shop`).
+        assert!(titles(&get("tag=sho_").await).is_empty());
         assert_eq!(titles(&get("recurring=true").await), ["Call mum"]);
         assert_eq!(
             titles(&get("sort=due").await),
@@ -467,7 +492,8 @@ async fn put_replaces_every_field_and_patch_null_clears() {
             put_fields,
             ["due_at", "priority", "recurrence", "tags", "title"]
         );
-        assert_eq!(events[3].event.changed_fields, ["time_zone"]);
+        // The zone change moved the series' anchor to the new local time.
+        assert_eq!(events[3].event.changed_fields, ["time_zone", "recurrence"]);
     }
 }
 
@@ -555,6 +581,25 @@ async fn expired_unsigned_and_foreign_tokens_are_refused() {
         };
         let unsigned =
             "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJraW0iLCJleHAiOjk5OTk5OTk5OTl9.";
+        let not_yet = encode(
+            &Header::default(),
+            &json!({"sub": "kim", "exp": now + 7_200, "nbf": now + 3_600}),
+            &EncodingKey::from_secret(support::SECRET.as_bytes()),
+        )
+        .unwrap();
+        let res = app
+            .client
+            .get(app.url("/api/kim/tasks"))
+            .bearer_auth(&not_yet)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "a token whose nbf is an hour ahead");
+        let body: Value = res.json().await.unwrap();
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("nbf"),
+            "{body}"
+        );
         for token in [
             sign(support::SECRET, now - 3_600),
             sign("another-secret-another-secret-another", now + 600),
@@ -695,7 +740,7 @@ async fn paging_neither_skips_nor_repeats_a_task_when_tasks_change_between_pages
 }
 
 #[tokio::test]
-async fn a_cursor_of_another_sort_or_not_from_this_api_is_a_400_naming_the_cursor() {
+async fn a_cursor_of_another_sort_or_order_or_not_from_this_api_is_a_400_naming_the_cursor() {
     for app in apps().await {
         let label = app.db_label;
         let u = "curious";
@@ -713,12 +758,17 @@ async fn a_cursor_of_another_sort_or_not_from_this_api_is_a_400_naming_the_curso
         let cursor = first["next_cursor"].as_str().unwrap().to_owned();
         for bad in [
             format!("sort=created&cursor={cursor}"),
-            "cursor=k1_t_zz_00000000000000000000000000000000".to_owned(),
-            "cursor=k1_c_not-a-time_00000000000000000000000000000000".to_owned(),
-            "cursor=k1_p_whenever_00000000000000000000000000000000".to_owned(),
-            "cursor=k1_d_-_nope".to_owned(),
+            // The same sort in the other order would start the wrong slice.
+            format!("sort=title&order=desc&cursor={cursor}"),
+            "cursor=k2_ta_zz_00000000000000000000000000000000".to_owned(),
+            "cursor=k2_tx_41_00000000000000000000000000000000".to_owned(),
+            "cursor=k2_ca_not-a-time_00000000000000000000000000000000".to_owned(),
+            // A cursor of the earlier format.
+            "cursor=k1_t_41_00000000000000000000000000000000".to_owned(),
+            "cursor=k2_pa_whenever_00000000000000000000000000000000".to_owned(),
+            "cursor=k2_da_-_nope".to_owned(),
             format!(
-                "cursor=k1_t_{}_00000000000000000000000000000000",
+                "cursor=k2_ta_{}_00000000000000000000000000000000",
                 "41".repeat(300)
             ),
             "cursor=c7fffffffffffffff".to_owned(),
@@ -731,15 +781,47 @@ async fn a_cursor_of_another_sort_or_not_from_this_api_is_a_400_naming_the_curso
         }
         // Far ends of every kind are fine: an empty page or the whole list, never a 5xx.
         for edge in [
-            "sort=created&cursor=k1_c_9999-12-31T23:59:59.999999999Z_ffffffffffffffffffffffffffffffff",
-            "sort=due&cursor=k1_d_0001-01-01T00:00:00Z_00000000000000000000000000000000",
-            "sort=due&order=desc&cursor=k1_d_-_ffffffffffffffffffffffffffffffff",
-            "sort=priority&cursor=k1_p_urgent_ffffffffffffffffffffffffffffffff",
+            "sort=created&cursor=k2_ca_9999-12-31T23:59:59.999999999Z_ffffffffffffffffffffffffffffffff",
+            "sort=due&cursor=k2_da_0001-01-01T00:00:00Z_00000000000000000000000000000000",
+            "sort=due&order=desc&cursor=k2_dd_-_ffffffffffffffffffffffffffffffff",
+            "sort=priority&cursor=k2_pa_urgent_ffffffffffffffffffffffffffffffff",
         ] {
             let (s, page) = app
                 .call(Method::GET, &format!("/api/{u}/tasks?{edge}"), u, None)
                 .await;
             assert_eq!(s, 200, "[{label}] {edge}: {page}");
         }
+    }
+}
+
+/// `q` ignores case for every letter, the same on SQLite and PostgreSQL (whose own `lower()`
+/// folds ASCII only, on SQLite and in a PostgreSQL database with the C locale).
+#[tokio::test]
+async fn search_ignores_case_for_every_letter_on_every_database() {
+    for app in apps().await {
+        let u = "uma";
+        app.create(u, json!({"title": "Ärger im Büro", "description": "ΣΟΦΙΑ"}))
+            .await;
+        let found = |q: &'static str| {
+            let app = &app;
+            async move {
+                let (s, v) = app
+                    .call(Method::GET, &format!("/api/{u}/tasks?q={q}"), u, None)
+                    .await;
+                assert_eq!(s, 200, "{q}: {v}");
+                v["items"].as_array().unwrap().len()
+            }
+        };
+        for q in [
+            "IM%20B%C3%9CRO",
+            "%C3%84rger",
+            "%C3%A4rger",
+            "%C3%A4RGER",
+            "%CF%83%CE%BF%CF%86",
+        ] {
+            assert_eq!(found(q).await, 1, "[{}] q={q}", app.db_label);
+        }
+        // Title and description are not one run of text.
+        assert_eq!(found("b%C3%BCro%20%CF%83").await, 0, "[{}]", app.db_label);
     }
 }

@@ -72,9 +72,14 @@ pub struct Recurrence {
 ///
 /// - `scheduled_due`: the due time of the instance just completed, if it had one.
 /// - `anchor`: the series' anchor (local); when absent the scheduled due's local time is used.
-/// - `completed_at`: the base when there is no scheduled due time.
+/// - `completed_at`: when the instance was completed.
 ///
-/// Always later than the base (the scheduled due time, or the completion time without one).
+/// With a due time, the next instance is the first occurrence of the series' schedule
+/// strictly after both the scheduled due time and the completion time: completing early
+/// keeps the schedule (a weekly task due Friday, done on Monday, is next due the Friday
+/// after), completing late skips the occurrences that passed meanwhile rather than creating
+/// an instance that is already overdue. Without a due time, it is one period after the
+/// completion, at the completion's local time of day.
 pub fn next_due(
     frequency: Frequency,
     tz: Tz,
@@ -92,21 +97,52 @@ pub fn next_due(
         ),
         _ => (base.date(), base.time(), base.day()),
     };
-    // One step is enough except when a skipped local day made two occurrences collapse
+    // Strictly after this instant: the scheduled due time, or the completion if later.
+    let floor = previous.max(completed_at);
+    // Occurrences long past (a late completion) are jumped over in one go, stopping short
+    // of the floor so that the steps below still find the first occurrence after it.
+    date = skip_towards(frequency, date, to_local(tz, floor).date(), anchor_day);
+    // A step or two is enough except when a skipped local day made two occurrences collapse
     // onto the same instant (Samoa skipped 2011-12-30): then the next one is a step further.
     let mut next = previous;
-    for _ in 0..4 {
+    for _ in 0..8 {
         date = match frequency {
             Frequency::Daily => add_days(date, 1),
             Frequency::Weekly => add_days(date, 7),
             Frequency::Monthly => next_month_on(date, anchor_day),
         };
         next = resolve_local(tz, date.and_time(time_of_day));
-        if next > previous {
+        if next > floor {
             break;
         }
     }
     next
+}
+
+/// `date` moved forward by whole periods of the schedule, to at least two periods before
+/// `target` (or left where it is if it is closer than that).
+fn skip_towards(frequency: Frequency, date: NaiveDate, target: NaiveDate, day: u32) -> NaiveDate {
+    let days = target.signed_duration_since(date).num_days();
+    match frequency {
+        Frequency::Daily if days > 2 => add_days(date, (days - 2) as u64),
+        Frequency::Weekly if days > 14 => add_days(date, 7 * (days / 7 - 2) as u64),
+        Frequency::Monthly => {
+            let months =
+                (target.year() - date.year()) * 12 + target.month() as i32 - date.month() as i32;
+            if months > 2 {
+                let first = date
+                    .with_day(1)
+                    .and_then(|d| d.checked_add_months(Months::new((months - 2) as u32)))
+                    .unwrap_or(NaiveDate::MAX);
+                first
+                    .with_day(day.min(days_in_month(first)))
+                    .unwrap_or(first)
+            } else {
+                date
+            }
+        }
+        _ => date,
+    }
 }
 
 /// The local date an instance was scheduled for: usually the local date of its due time.
@@ -202,6 +238,61 @@ mod tests {
             out.push(to_local(tz, due));
         }
         out
+    }
+
+    #[test]
+    fn a_late_completion_skips_the_missed_occurrences() {
+        let utc_tz = chrono_tz::UTC;
+        // Daily, due three days ago, completed now: due tomorrow at the anchor time, not
+        // two days ago.
+        let next = next_due(
+            Frequency::Daily,
+            utc_tz,
+            Some(local("2027-03-01 09:00")),
+            Some(utc("2027-03-01T09:00:00Z")),
+            utc("2027-03-04T12:00:00Z"),
+        );
+        assert_eq!(next, utc("2027-03-05T09:00:00Z"));
+        // Completed before today's time of day: today's occurrence is still ahead.
+        let next = next_due(
+            Frequency::Daily,
+            utc_tz,
+            Some(local("2027-03-01 09:00")),
+            Some(utc("2027-03-01T09:00:00Z")),
+            utc("2027-03-04T08:00:00Z"),
+        );
+        assert_eq!(next, utc("2027-03-04T09:00:00Z"));
+        // Monthly on the 31st, completed mid-March: March 31 keeps the anchor day.
+        let next = next_due(
+            Frequency::Monthly,
+            utc_tz,
+            Some(local("2027-01-31 09:00")),
+            Some(utc("2027-01-31T09:00:00Z")),
+            utc("2027-03-15T10:00:00Z"),
+        );
+        assert_eq!(next, utc("2027-03-31T09:00:00Z"));
+        // Weekly on Fridays, two years late: the Friday after the completion.
+        let next = next_due(
+            Frequency::Weekly,
+            utc_tz,
+            Some(local("2027-01-01 18:00")),
+            Some(utc("2027-01-01T18:00:00Z")),
+            utc("2029-01-02T10:00:00Z"),
+        );
+        assert_eq!(next, utc("2029-01-05T18:00:00Z"));
+    }
+
+    #[test]
+    fn an_early_completion_keeps_the_schedule() {
+        // A weekly task due Friday 2027-01-08, done on Monday 2027-01-04: next Friday.
+        let next = next_due(
+            Frequency::Weekly,
+            chrono_tz::Europe::Berlin,
+            Some(local("2027-01-01 18:00")),
+            Some(utc("2027-01-08T17:00:00Z")),
+            utc("2027-01-04T08:00:00Z"),
+        );
+        assert_eq!(next, utc("2027-01-15T17:00:00Z"));
     }
 
     #[test]
@@ -447,7 +538,8 @@ mod tests {
             )
         }
 
-        /// Walks a series `n` steps from its anchor with arbitrary completion times.
+        /// Walks a series `n` steps from its anchor, each instance completed at
+        /// `completed_at` or at its due time, whichever is earlier (on time or early).
         fn walk(
             freq: Frequency,
             tz: Tz,
@@ -458,7 +550,7 @@ mod tests {
             let mut due = resolve_local(tz, anchor);
             let mut out = vec![due];
             for _ in 0..n {
-                due = next_due(freq, tz, Some(anchor), Some(due), completed_at);
+                due = next_due(freq, tz, Some(anchor), Some(due), completed_at.min(due));
                 out.push(due);
             }
             out
@@ -474,6 +566,26 @@ mod tests {
             ) {
                 let next = next_due(freq, tz, Some(anchor), Some(scheduled), completed);
                 prop_assert!(next > scheduled, "{freq} {tz}: {next} is not after {scheduled}");
+            }
+
+            #[test]
+            fn a_late_completion_gives_the_first_occurrence_after_it(
+                freq in frequency(), tz in zone(), anchor in local_datetime(),
+                k in 0u32..40, late_by in 0i64..(3 * 366 * 86_400),
+            ) {
+                // Occurrence `k` of the series (where it is an instant of its own), done late.
+                let scheduled = resolve_local(tz, expected_local(freq, anchor, k));
+                let completed = scheduled + chrono::Duration::seconds(late_by);
+                let next = next_due(freq, tz, Some(anchor), Some(scheduled), completed);
+                let mut want = None;
+                for j in k..k + 2_000 {
+                    let at = resolve_local(tz, expected_local(freq, anchor, j));
+                    if at > completed && at > scheduled {
+                        want = Some(at);
+                        break;
+                    }
+                }
+                prop_assert_eq!(Some(next), want, "{} {}: anchor {}, k {}, completed {}", freq, tz, anchor, k, completed);
             }
 
             #[test]

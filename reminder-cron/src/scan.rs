@@ -6,9 +6,12 @@
 //!    the state store (sent by any replica, or being sent right now);
 //! 2. **claim** the key `reminder:{task_id}:{due unix seconds}`: an atomic first-write with a
 //!    short lease. Of replicas racing for one key exactly one wins; the others skip it;
-//! 3. **publish** `reminder.due` to `reminders` (partition key = user id, event id derived
+//! 3. ask the database once more whether the task is still due (live, incomplete, same due
+//!    time): one completed, deleted or moved since its page was read is not reminded, and
+//!    its claim is released;
+//! 4. **publish** `reminder.due` to `reminders` (partition key = user id, event id derived
 //!    from task and due time, so a reminder sent twice is recognisably one);
-//! 4. on success **confirm** the key for [`ScanSettings::key_ttl`], longer than the task can
+//! 5. on success **confirm** the key for [`ScanSettings::key_ttl`], longer than the task can
 //!    stay in range; on failure **release** it, so the next tick tries again.
 //!
 //! The claim comes before the publish, which is only safe because it is always given back
@@ -65,6 +68,8 @@ pub struct ScanReport {
     pub already_sent: u64,
     /// Tasks left for the next tick because a call failed.
     pub failed: u64,
+    /// Tasks completed, deleted or moved between the read and the publish: not reminded.
+    pub withdrawn: u64,
     /// Why the scan stopped before the end of the range, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
@@ -82,12 +87,14 @@ pub enum Tick {
 enum Reminded {
     Published,
     AlreadySent,
+    Withdrawn,
 }
 
 /// Why one task's reminder did not go out this tick.
 #[derive(Debug)]
 enum Failure {
     State(String),
+    Database(String),
     Publish(String),
 }
 
@@ -95,6 +102,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::State(e) => write!(f, "state store: {e}"),
+            Self::Database(e) => write!(f, "database: {e}"),
             Self::Publish(e) => write!(f, "publish: {e}"),
         }
     }
@@ -174,6 +182,10 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
                         report.already_sent += 1;
                         failures_in_a_row = 0;
                     }
+                    Ok(Reminded::Withdrawn) => {
+                        report.withdrawn += 1;
+                        failures_in_a_row = 0;
+                    }
                     Err(failure) => {
                         report.failed += 1;
                         failures_in_a_row += 1;
@@ -250,10 +262,21 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         {
             return Ok(Reminded::AlreadySent);
         }
+        // The page may be seconds old (a long scan, a slow broker): ask again right before
+        // publishing.
+        let still_due = self.tasks.still_due(task.id, event.due_at).await;
+        if !matches!(still_due, Ok(true)) {
+            self.release(&key).await;
+            return match still_due {
+                Ok(_) => {
+                    tracing::info!(task_id = %task.id, "completed, deleted or moved since it was read; not reminded");
+                    Ok(Reminded::Withdrawn)
+                }
+                Err(e) => Err(Failure::Database(e.to_string())),
+            };
+        }
         if let Err(e) = self.publish(&event).await {
-            if let Err(release) = self.keys.release(&key).await {
-                tracing::warn!(key, error = %release, lease_s = CLAIM_LEASE.as_secs(), "cannot release the claim; it expires with its lease");
-            }
+            self.release(&key).await;
             return Err(Failure::Publish(e));
         }
         tracing::info!(
@@ -273,6 +296,13 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
             }
         }
         Ok(Reminded::Published)
+    }
+
+    /// Gives a claim back; if that fails, it expires with its lease.
+    async fn release(&self, key: &str) {
+        if let Err(release) = self.keys.release(key).await {
+            tracing::warn!(key, error = %release, lease_s = CLAIM_LEASE.as_secs(), "cannot release the claim; it expires with its lease");
+        }
     }
 
     async fn publish(&self, event: &ReminderEvent) -> Result<(), String> {

@@ -427,3 +427,81 @@ async fn the_scanner_connection_cannot_write() {
         assert!(read.is_ok(), "[{}] {read:?}", bed.label);
     }
 }
+
+/// Claims keys in memory and, at the claim (between the page read and the publish), does
+/// to the task what a user might do meanwhile.
+struct MeddlingKeys {
+    inner: service_kit::MemoryIdempotencyStore,
+    meddle: Meddle,
+}
+
+type Meddle = Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+impl service_kit::IdempotencyStore for MeddlingKeys {
+    async fn seen(&self, key: &str) -> Result<bool, service_kit::StateError> {
+        self.inner.seen(key).await
+    }
+    async fn remember(&self, key: &str, ttl: Duration) -> Result<(), service_kit::StateError> {
+        self.inner.remember(key, ttl).await
+    }
+    async fn claim(&self, key: &str, lease: Duration) -> Result<bool, service_kit::StateError> {
+        (self.meddle)().await;
+        self.inner.claim(key, lease).await
+    }
+    async fn confirm(&self, key: &str, ttl: Duration) -> Result<(), service_kit::StateError> {
+        self.inner.confirm(key, ttl).await
+    }
+    async fn release(&self, key: &str) -> Result<(), service_kit::StateError> {
+        self.inner.release(key).await
+    }
+}
+
+#[tokio::test]
+async fn a_task_completed_or_deleted_after_the_read_is_not_reminded() {
+    for bed in beds().await {
+        let due = now() + Span::hours(1);
+        for what in ["complete", "delete"] {
+            let task = bed.task("gina", what, Some(due)).await;
+            let store = bed.tasks.clone();
+            let id = task.id;
+            let keys = Arc::new(MeddlingKeys {
+                inner: service_kit::MemoryIdempotencyStore::default(),
+                meddle: Box::new(move || {
+                    let store = store.clone();
+                    Box::pin(async move {
+                        let user = todo_domain::UserId::parse("gina").unwrap();
+                        if what == "complete" {
+                            let patch = todo_store::TaskPatch {
+                                completed: Some(true),
+                                ..todo_store::TaskPatch::default()
+                            };
+                            let _ = store.update(&user, id, patch, now()).await;
+                        } else {
+                            let _ = store.delete(&user, id, now()).await;
+                        }
+                    })
+                }),
+            });
+            let scanner = bed
+                .scanner_with(settings(), bed.publisher.clone(), keys.clone())
+                .await;
+            let r = report(scanner.tick(now()).await);
+            assert_eq!(
+                (r.due, r.withdrawn, r.published),
+                (1, 1, 0),
+                "[{}] {what}: {r:?}",
+                bed.label
+            );
+            assert!(
+                bed.reminded().is_empty(),
+                "[{}] {what}: reminded anyway",
+                bed.label
+            );
+            assert!(
+                !keys.inner.seen(&reminder_key(id, due)).await.unwrap(),
+                "[{}] {what}: the claim was kept",
+                bed.label
+            );
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod m20261128_000001_tasks_users_outbox;
 mod m20261128_000002_relay_lease;
 mod m20261128_000003_outbox_unpublished;
 mod m20261203_000004_outbox_parked;
+mod m20261204_000005_task_search_text;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_relay_lease::Migration),
             Box::new(m20261128_000003_outbox_unpublished::Migration),
             Box::new(m20261203_000004_outbox_parked::Migration),
+            Box::new(m20261204_000005_task_search_text::Migration),
         ]
     }
 }

@@ -1,30 +1,62 @@
 //! The HTTP listener each service binds at build time (port 0 in tests, so the port is read
 //! back) and serves its router on until shutdown.
 //!
+//! A client gets [`HEADER_TIMEOUT_DEFAULT`] (or `HTTP_HEADER_TIMEOUT_SECONDS`) to send a
+//! request's headers, counted from when the server starts waiting for them; so a client that
+//! sends them a byte at a time, and a keep-alive connection left idle that long, is closed.
+//!
 //! Every request runs to completion in a task of its own, whatever the client does: hyper
 //! drops a request's future when its client goes away, and a handler dropped between a
 //! transaction's `BEGIN` and `COMMIT` would leave its write half-done and, with some
 //! drivers, its pooled connection inside the transaction. Detached, the write commits or
 //! rolls back as it would have, and only the answer is lost.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use axum::{Router, extract::Request, middleware::Next, response::Response};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
 use tokio::net::TcpListener;
+
+/// How long a client may take to send a request's headers (and how long a keep-alive
+/// connection may stay idle) unless `HTTP_HEADER_TIMEOUT_SECONDS` says otherwise.
+pub const HEADER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(20);
 
 /// A bound listener that is not serving yet.
 pub struct Listener {
     inner: TcpListener,
+    header_timeout: Duration,
 }
 
 impl Listener {
     pub async fn bind(host: IpAddr, port: u16) -> anyhow::Result<Self> {
+        let header_timeout = crate::config::env_in(
+            "HTTP_HEADER_TIMEOUT_SECONDS",
+            HEADER_TIMEOUT_DEFAULT.as_secs(),
+            1..=600,
+            "seconds a client may take to send a request's headers",
+        )?;
         let addr = SocketAddr::new(host, port);
         let inner = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            header_timeout: Duration::from_secs(header_timeout),
+        })
+    }
+
+    /// The same listener with another header timeout (tests; services read the setting).
+    pub fn with_header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
     }
 
     /// The port it is bound to (the one the OS chose when asked for 0).
@@ -41,10 +73,47 @@ impl Listener {
         router: Router,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.inner, detached(router))
-            .with_graceful_shutdown(stop)
-            .await
-            .context("server error")
+        let router = detached(router);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.header_timeout)
+            .keep_alive_timeout(self.header_timeout);
+        let graceful = GracefulShutdown::new();
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.inner.accept() => accepted,
+                () = &mut stop => break,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors and the like: wait a little rather than spin.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let service = TowerToHyperService::new(router.clone());
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.inner);
+        graceful.shutdown().await;
+        Ok(())
     }
 }
 
@@ -63,5 +132,108 @@ async fn run_detached(request: Request, next: Next) -> Response {
         Err(_) => {
             axum::response::IntoResponse::into_response(axum::http::StatusCode::SERVICE_UNAVAILABLE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use axum::routing::get;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
+
+    use super::*;
+
+    /// A server on a free loopback port with a one-second header timeout.
+    async fn serve() -> (u16, tokio::sync::oneshot::Sender<()>) {
+        let listener = Listener::bind(IpAddr::from([127, 0, 0, 1]), 0)
+            .await
+            .expect("bind")
+            .with_header_timeout(Duration::from_secs(1));
+        let port = listener.port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = Router::new().route("/", get(|| async { "hello" }));
+        tokio::spawn(listener.serve(router, async {
+            let _ = stopped.await;
+        }));
+        (port, stop)
+    }
+
+    #[tokio::test]
+    async fn a_client_sending_its_headers_a_byte_at_a_time_is_cut_off() {
+        let (port, _stop) = serve().await;
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let started = Instant::now();
+        let request =
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let mut cut_off = false;
+        for byte in request {
+            if stream.write_all(&[*byte]).await.is_err() {
+                cut_off = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // The server answers a timed-out head by closing (perhaps after a 408).
+            let mut buf = [0u8; 512];
+            if let Ok(read) =
+                tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
+            {
+                let n = read.unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..n]);
+                assert!(
+                    !text.contains("hello"),
+                    "the slow request was served: {text}"
+                );
+                cut_off = true;
+                break;
+            }
+        }
+        let took = started.elapsed();
+        assert!(cut_off, "the connection stayed open for {took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "cut off only after {took:?}, with a one-second timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_is_closed_and_prompt_clients_are_served() {
+        let (port, _stop) = serve().await;
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = vec![0u8; 1024];
+        let n = stream.read(&mut buf).await.expect("read");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with("hello"), "{text}");
+        // Then nothing: the server closes the connection after the timeout.
+        let started = Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle connection was still open after {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn stopping_lets_the_listener_go() {
+        let (port, stop) = serve().await;
+        let _ = stop.send(());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+            "still accepting after stop"
+        );
     }
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::{
     StoreError, TaskStore,
     entity::{tasks, users},
-    tasks::{append_event, encode_anchor, encode_tags, to_snapshot},
+    tasks::{append_event, encode_anchor, encode_tags, search_text, to_snapshot},
 };
 
 /// What became of a completion.
@@ -35,18 +35,28 @@ pub enum NextInstance {
     Superseded,
     /// No such task of this user in the database.
     UnknownTask,
+    /// The database does not bear the event out: the task never had that version, or was
+    /// not completed at it (a forged or corrupted event).
+    Unconfirmed,
     /// The user's account was deleted: nothing more is written for them.
     UserDeleted,
 }
 
 impl TaskStore {
-    /// Creates the instance that follows `completed` (the snapshot of a `task.completed`
-    /// event) in its series, unless it exists already.
+    /// Creates the instance that follows the completion that `completed` (the snapshot of a
+    /// `task.completed` event) reports, unless it exists already.
+    ///
+    /// The event only says which task of which user completed, at which version and when;
+    /// what the task is comes from the database's own row. An event the database does not
+    /// bear out (a version the task never had, or a completion it never recorded) creates
+    /// nothing: [`NextInstance::Unconfirmed`]. So a forged event can at most ask for an
+    /// instance the real completion creates anyway.
     ///
     /// The new instance keeps title, description, priority, tags, time zone and recurrence,
-    /// takes the next occurrence number and the next due time from the series' anchor (or
-    /// from the completion time when the completed instance had no due time), and starts
-    /// incomplete at version 1.
+    /// takes the next occurrence number and the next due time from the series' anchor (see
+    /// [`next_due`]: the first occurrence after both the due time and the completion), or
+    /// one period after the completion when the completed instance had no due time, and
+    /// starts incomplete at version 1.
     ///
     /// A stale event (the stored task has a newer version) still creates the instance when
     /// its completion stands: the task is still completed from that same completion, only
@@ -57,17 +67,6 @@ impl TaskStore {
         completed: &TaskSnapshot,
         now: DateTime<Utc>,
     ) -> Result<NextInstance, StoreError> {
-        let Some(recurrence) = &completed.recurrence else {
-            return Ok(NextInstance::NotRecurring);
-        };
-        let occurrence = recurrence
-            .occurrence
-            .checked_add(1)
-            .and_then(|o| i32::try_from(o).ok())
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("task {}: occurrence out of range", completed.id))
-            })?;
-
         // Checks outside the transaction: on SQLite its first statement must be the write,
         // or a concurrent writer makes the upgrade from reader to writer fail.
         let Some(stored) = tasks::Entity::find_by_id(completed.id)
@@ -80,34 +79,50 @@ impl TaskStore {
         if user_deleted(self.db(), &completed.user_id, false).await? {
             return Ok(NextInstance::UserDeleted);
         }
-        if stored.version > completed.version && !completion_stands(&stored, completed) {
+        let stands = completion_stands(&stored, completed);
+        if stored.version < completed.version || (stored.version == completed.version && !stands) {
+            return Ok(NextInstance::Unconfirmed);
+        }
+        if !stands {
             return Ok(NextInstance::Superseded);
         }
+        let task = to_snapshot(&stored)?;
+        let Some(recurrence) = &task.recurrence else {
+            return Ok(NextInstance::NotRecurring);
+        };
+        let occurrence = recurrence
+            .occurrence
+            .checked_add(1)
+            .and_then(|o| i32::try_from(o).ok())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("task {}: occurrence out of range", task.id))
+            })?;
 
-        let tz = completed.time_zone.tz();
-        let completed_at = completed.completed_at.unwrap_or(completed.updated_at);
+        let tz = task.time_zone.tz();
+        let completed_at = task.completed_at.unwrap_or(task.updated_at);
         let due_at = next_due(
             recurrence.frequency,
             tz,
             recurrence.anchor,
-            completed.due_at,
+            task.due_at,
             completed_at,
         );
         // A series without an anchor (no due time, or recurrence switched on later) is
         // anchored at the base of this step, so monthly series keep that day from now on.
         let anchor = recurrence
             .anchor
-            .unwrap_or_else(|| to_local(tz, completed.due_at.unwrap_or(completed_at)));
+            .unwrap_or_else(|| to_local(tz, task.due_at.unwrap_or(completed_at)));
         let id = Uuid::now_v7();
         let row = tasks::ActiveModel {
             id: Set(id),
-            user_id: Set(completed.user_id.clone()),
-            title: Set(completed.title.clone()),
-            description: Set(completed.description.clone()),
-            priority: Set(completed.priority.rank()),
-            tags: Set(encode_tags(&completed.tags)),
+            user_id: Set(task.user_id.clone()),
+            search_text: Set(search_text(task.title.as_str(), task.description.as_str())),
+            title: Set(task.title.clone()),
+            description: Set(task.description.clone()),
+            priority: Set(task.priority.rank()),
+            tags: Set(encode_tags(&task.tags)),
             due_at: Set(Some(due_at)),
-            time_zone: Set(completed.time_zone.name().to_owned()),
+            time_zone: Set(task.time_zone.name().to_owned()),
             recurrence: Set(Some(recurrence.frequency.as_str().to_owned())),
             series_id: Set(Some(recurrence.series_id)),
             anchor_local: Set(Some(encode_anchor(anchor))),

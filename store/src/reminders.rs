@@ -28,6 +28,19 @@ pub struct DuePage {
 }
 
 impl TaskStore {
+    /// True while the task is still live, incomplete and due at `due_at`: the scanner asks
+    /// again just before it publishes, so a task completed, deleted or moved after its page
+    /// was read is not reminded.
+    pub async fn still_due(&self, id: Uuid, due_at: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(tasks::Entity::find_by_id(id)
+            .filter(tasks::Column::DeletedAt.is_null())
+            .filter(tasks::Column::Completed.eq(false))
+            .filter(tasks::Column::DueAt.eq(due_at))
+            .one(self.db())
+            .await?
+            .is_some())
+    }
+
     /// Tasks that are neither completed nor deleted and are due in `[from, to]` (both ends
     /// included), in (due time, id) order, at most `limit` of them, after `after`.
     ///

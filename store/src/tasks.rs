@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use todo_domain::{
     Description, EventType, Frequency, Priority, Recurrence, Tags, TaskEvent, TaskSnapshot,
-    TimeZone, Title, UserId, topics,
+    TimeZone, Title, UserId, time::to_local, topics,
 };
 use uuid::Uuid;
 
@@ -165,6 +165,7 @@ impl TaskStore {
         let model = tasks::ActiveModel {
             id: Set(id),
             user_id: Set(user.as_str().to_owned()),
+            search_text: Set(search_text(new.title.as_str(), new.description.as_str())),
             title: Set(new.title.into_inner()),
             description: Set(new.description.into_inner()),
             priority: Set(new.priority.rank()),
@@ -337,7 +338,12 @@ impl TaskStore {
             cond = cond.add(tasks::Column::Priority.eq(p.rank()));
         }
         if let Some(tag) = &q.tag {
-            cond = cond.add(tasks::Column::Tags.contains(format!(",{tag},")));
+            // Exactly this tag: `_` and `%` in it are characters, not wildcards.
+            let pattern = format!("%,{},%", escape_like(tag));
+            cond = cond.add(
+                Expr::col(tasks::Column::Tags)
+                    .like(sea_orm::sea_query::LikeExpr::new(&pattern).escape('\\')),
+            );
         }
         if let Some(before) = q.due_before {
             cond = cond.add(tasks::Column::DueAt.lt(before));
@@ -356,17 +362,12 @@ impl TaskStore {
             None => {}
         }
         if let Some(text) = q.search.as_deref().filter(|s| !s.is_empty()) {
+            // Folded by the application on both sides, so every database agrees (their own
+            // `lower()` folds ASCII only on SQLite, and per locale on PostgreSQL).
             let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
             cond = cond.add(
-                Condition::any()
-                    .add(
-                        Expr::expr(Func::lower(Expr::col(tasks::Column::Title)))
-                            .like(sea_orm::sea_query::LikeExpr::new(&pattern).escape('\\')),
-                    )
-                    .add(
-                        Expr::expr(Func::lower(Expr::col(tasks::Column::Description)))
-                            .like(sea_orm::sea_query::LikeExpr::new(&pattern).escape('\\')),
-                    ),
+                Expr::col(tasks::Column::SearchText)
+                    .like(sea_orm::sea_query::LikeExpr::new(&pattern).escape('\\')),
             );
         }
         if let Some(after) = &q.after {
@@ -432,14 +433,19 @@ fn escape_like(s: &str) -> String {
 }
 
 /// Records the user on first use; refuses a deleted user.
+/// Fails with [`StoreError::UserDeleted`] when the user's account was deleted; creates the
+/// user row on first use. The row stays locked (shared) until the write commits, so an
+/// account deletion (which locks it exclusively) waits for writes in flight and deletes what
+/// they wrote, and writes that come after it see the account deleted. (SQLite serialises
+/// write transactions, which gives the same order.)
 async fn ensure_active_user<C: ConnectionTrait>(
     db: &C,
     user: &UserId,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    match users::Entity::find_by_id(user.as_str()).one(db).await? {
-        Some(u) if u.deleted_at.is_some() => Err(StoreError::UserDeleted),
-        Some(_) => Ok(()),
+    let locked = || users::Entity::find_by_id(user.as_str()).lock_shared();
+    let row = match locked().one(db).await? {
+        Some(row) => row,
         None => {
             users::Entity::insert(users::ActiveModel {
                 id: Set(user.as_str().to_owned()),
@@ -449,9 +455,16 @@ async fn ensure_active_user<C: ConnectionTrait>(
             .on_conflict_do_nothing_on([users::Column::Id])
             .exec(db)
             .await?;
-            Ok(())
+            locked()
+                .one(db)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("user {user} vanished after insert")))?
         }
+    };
+    if row.deleted_at.is_some() {
+        return Err(StoreError::UserDeleted);
     }
+    Ok(())
 }
 
 async fn find_live<C: ConnectionTrait>(
@@ -506,6 +519,7 @@ fn apply_patch(
         note("description", next.description != d.as_str());
         next.description = d.as_str().to_owned();
     }
+    next.search_text = search_text(&next.title, &next.description);
     if let Some(p) = patch.priority {
         note("priority", next.priority != p.rank());
         next.priority = p.rank();
@@ -519,26 +533,44 @@ fn apply_patch(
         note("time_zone", next.time_zone != tz.name());
         next.time_zone = tz.name().to_owned();
     }
-    let mut due_local = next.anchor_local.clone();
+    // When the task is due, as an instant and as the local wall time the user meant.
+    let mut due_local = None;
+    let mut due_moved = false;
     if let Some(due) = &patch.due {
         let new_at = due.map(|(at, _)| at);
         note("due_at", next.due_at != new_at);
+        // Moved: another instant, or (with a new zone) another local wall time. Restating
+        // the due time an instance already has (a PUT, a patch naming its own zone) is not.
+        let was_local = current
+            .due_at
+            .zip(TimeZone::parse(&current.time_zone).ok())
+            .map(|(at, tz)| to_local(tz.tz(), at));
+        due_local = due.map(|(_, local)| local);
+        due_moved = current.due_at != new_at
+            || (current.time_zone != next.time_zone && due_local != was_local);
         next.due_at = new_at;
-        due_local = due.map(|(_, local)| encode_anchor(local));
     }
     if let Some(rec) = patch.recurrence {
         let new_rec = rec.map(|f| f.as_str().to_owned());
         note("recurrence", next.recurrence != new_rec);
         next.recurrence = new_rec;
     }
-    // A series is anchored at its current due time; a task that stops recurring leaves it.
+    // A series is anchored where its instance is due when it starts recurring, when its
+    // frequency changes, and when the user moves the instance's due time; plain edits of an
+    // instance keep the anchor (and so the anchor day of a monthly series). A task that
+    // stops recurring leaves its series.
     if next.recurrence.is_some() {
         if next.series_id.is_none() {
             next.series_id = Some(next.id);
             next.occurrence = 0;
         }
-        if patch.due.is_some() || current.recurrence.is_none() {
-            next.anchor_local = due_local;
+        if due_moved || next.recurrence != current.recurrence {
+            let local_now = due_local.or_else(|| {
+                next.due_at
+                    .zip(TimeZone::parse(&next.time_zone).ok())
+                    .map(|(at, tz)| to_local(tz.tz(), at))
+            });
+            next.anchor_local = local_now.map(encode_anchor);
         }
     } else {
         next.anchor_local = None;
@@ -549,6 +581,13 @@ fn apply_patch(
             next.completed = done;
             next.completed_at = done.then_some(now);
         }
+    }
+    // The anchor is part of the recurrence a consumer sees.
+    if next.recurrence.is_some()
+        && next.anchor_local != current.anchor_local
+        && !changed.iter().any(|c| c == "recurrence")
+    {
+        changed.push("recurrence".to_owned());
     }
     if !changed.is_empty() {
         next.version = current.version + 1;
@@ -589,6 +628,12 @@ pub(crate) async fn append_event<C: ConnectionTrait>(
     .insert(db)
     .await?;
     Ok(event)
+}
+
+/// What `q` searches: title and description folded to lower case here, in Rust, so that
+/// SQLite and PostgreSQL (whatever its locale) agree on every letter.
+pub(crate) fn search_text(title: &str, description: &str) -> String {
+    format!("{}\n{}", title.to_lowercase(), description.to_lowercase())
 }
 
 pub(crate) fn encode_tags(tags: &[String]) -> String {

@@ -376,7 +376,7 @@ fn boolean(_: &mut SchemaGenerator) -> Schema {
 }
 
 fn cursor(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "string", "examples": ["k1_c_2026-11-28T09:00:00.123456Z_019ad0f1c2e37a4b8c9d0e1f2a3b4c5d"]})
+    json_schema!({"type": "string", "examples": ["k2_ca_2026-11-28T09:00:00.123456Z_019ad0f1c2e37a4b8c9d0e1f2a3b4c5d"]})
 }
 
 fn limit(_: &mut SchemaGenerator) -> Schema {

@@ -8,6 +8,8 @@ pub struct Model {
     pub user_id: String,
     pub title: String,
     pub description: String,
+    /// Title and description folded to lower case by the application: what `q` searches.
+    pub search_text: String,
     pub priority: i16,
     /// ",a,b," (see the migration).
     pub tags: String,

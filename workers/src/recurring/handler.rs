@@ -1,5 +1,8 @@
 //! The `task.completed` handler: decode, skip duplicates, create the next instance.
 //!
+//! The event names the completion (task, user, version, completion time); the next instance
+//! is built from the database's row of that task, never from the event's snapshot.
+//!
 //! | what arrived | answer |
 //! |---|---|
 //! | not JSON, not an event, unknown `schema_version`, another event type, a snapshot that breaks the task rules | `DROP` (dead-lettered) |
@@ -7,6 +10,7 @@
 //! | a task that does not recur | `SUCCESS`, nothing created |
 //! | an event already handled (idempotency key) | `SUCCESS` |
 //! | a deleted user, an unknown task, a completion since undone by a reopen | `SUCCESS`, logged, nothing created |
+//! | a completion the database does not bear out (a version the task never had, a completion it never recorded: forged) | `SUCCESS`, warned, nothing created |
 //! | the next instance exists already (unique key) | `SUCCESS` |
 //! | the database fails | `RETRY` |
 //! | the next instance is created | `SUCCESS` |
@@ -94,6 +98,10 @@ pub async fn handle<I: IdempotencyStore>(
             tracing::warn!("no such task of this user in the database; skipping")
         }
         Ok(NextInstance::UserDeleted) => tracing::info!("user was deleted; skipping"),
+        Ok(NextInstance::Unconfirmed) => tracing::warn!(
+            version = event.task.version,
+            "the database does not bear this completion out (a version or a completion it never recorded); nothing created"
+        ),
         Err(e) => {
             tracing::error!(error = %e, transient = e.is_transient(), "cannot create the next instance; will retry");
             return SubscriptionOutcome::Retry;
