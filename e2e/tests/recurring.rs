@@ -136,16 +136,16 @@ async fn completing_daily_weekly_and_monthly_tasks_creates_one_next_instance_eac
 -> Result<()> {
     let s = setup().await?;
     let u = "rita";
-    let daily = s.create(u, json!({"title": "a daily", "due_at": "2026-03-28T09:00", "time_zone": "Europe/Berlin", "recurrence": "daily", "tags": ["x"], "priority": "high", "description": "d"})).await?;
-    let weekly = s.create(u, json!({"title": "b weekly", "due_at": "2026-01-30T08:00", "time_zone": "America/New_York", "recurrence": "weekly"})).await?;
+    let daily = s.create(u, json!({"title": "a daily", "due_at": "2037-03-28T09:00", "time_zone": "Europe/Berlin", "recurrence": "daily", "tags": ["x"], "priority": "high", "description": "d"})).await?;
+    let weekly = s.create(u, json!({"title": "b weekly", "due_at": "2037-01-30T08:00", "time_zone": "America/New_York", "recurrence": "weekly"})).await?;
     let monthly = s
         .create(
             u,
-            json!({"title": "c monthly", "due_at": "2026-01-31T09:00", "recurrence": "monthly"}),
+            json!({"title": "c monthly", "due_at": "2037-01-31T09:00", "recurrence": "monthly"}),
         )
         .await?;
     let once = s
-        .create(u, json!({"title": "d once", "due_at": "2026-01-31T09:00"}))
+        .create(u, json!({"title": "d once", "due_at": "2037-01-31T09:00"}))
         .await?;
     let started = Instant::now();
     for t in [&daily, &weekly, &monthly, &once] {
@@ -165,9 +165,9 @@ async fn completing_daily_weekly_and_monthly_tasks_creates_one_next_instance_eac
             .cloned()
             .unwrap_or(Value::Null)
     };
-    // Berlin springs forward on 2026-03-29: 09:00 local is then 07:00 UTC.
+    // Berlin springs forward on 2037-03-29: 09:00 local is then 07:00 UTC.
     let d = by_title("a daily");
-    ensure!(d["due_at"] == "2026-03-29T07:00:00Z", "daily: {d}");
+    ensure!(d["due_at"] == "2037-03-29T07:00:00Z", "daily: {d}");
     ensure!(
         d["tags"] == json!(["x"]) && d["priority"] == "high" && d["description"] == "d",
         "daily keeps its metadata: {d}"
@@ -181,12 +181,12 @@ async fn completing_daily_weekly_and_monthly_tasks_creates_one_next_instance_eac
         "linked to its series: {d}"
     );
     ensure!(
-        by_title("b weekly")["due_at"] == "2026-02-06T13:00:00Z",
+        by_title("b weekly")["due_at"] == "2037-02-06T13:00:00Z",
         "weekly: {}",
         by_title("b weekly")
     );
     ensure!(
-        by_title("c monthly")["due_at"] == "2026-02-28T09:00:00Z",
+        by_title("c monthly")["due_at"] == "2037-02-28T09:00:00Z",
         "monthly, capped at month end: {}",
         by_title("c monthly")
     );
@@ -205,7 +205,7 @@ async fn completing_daily_weekly_and_monthly_tasks_creates_one_next_instance_eac
         .find(|t| t["title"] == "c monthly")
         .context("march instance")?;
     ensure!(
-        m["due_at"] == "2026-03-31T09:00:00Z",
+        m["due_at"] == "2037-03-31T09:00:00Z",
         "monthly keeps the anchor day: {m}"
     );
     Ok(())
@@ -218,7 +218,7 @@ async fn the_same_completion_delivered_ten_times_at_once_creates_one_instance() 
     let task = s
         .create(
             u,
-            json!({"title": "standup", "due_at": "2026-05-04T09:30:00Z", "recurrence": "daily"}),
+            json!({"title": "standup", "due_at": "2037-05-04T09:30:00Z", "recurrence": "daily"}),
         )
         .await?;
     s.complete(u, &task).await?;
@@ -257,7 +257,7 @@ async fn the_worker_killed_while_handling_completions_then_restarted_creates_one
     let u = "tom";
     let mut tasks = Vec::new();
     for i in 0..20 {
-        tasks.push(s.create(u, json!({"title": format!("chore {i:02}"), "due_at": "2026-06-01T18:00:00Z", "recurrence": "weekly"})).await?);
+        tasks.push(s.create(u, json!({"title": format!("chore {i:02}"), "due_at": "2037-06-01T18:00:00Z", "recurrence": "weekly"})).await?);
     }
     for t in &tasks {
         s.complete(u, t).await?;
@@ -278,7 +278,7 @@ async fn the_worker_killed_while_handling_completions_then_restarted_creates_one
     eprintln!("{created_before_kill} instances existed when the worker was killed");
     for t in &next {
         ensure!(
-            t["recurrence"]["occurrence"] == 1 && t["due_at"] == "2026-06-08T18:00:00Z",
+            t["recurrence"]["occurrence"] == 1 && t["due_at"] == "2037-06-08T18:00:00Z",
             "{t}"
         );
     }
@@ -304,12 +304,12 @@ async fn a_malformed_event_does_not_stop_later_events_on_its_partition() -> Resu
         &json!({"event_type": "task.completed", "schema_version": 1, "user_id": "", "task": {}}),
     )
     .await?;
-    let task = s.create(u, json!({"title": "after the poison", "due_at": "2026-07-01T10:00:00Z", "recurrence": "daily"})).await?;
+    let task = s.create(u, json!({"title": "after the poison", "due_at": "2037-07-01T10:00:00Z", "recurrence": "daily"})).await?;
     s.complete(u, &task).await?;
     let next = s
         .wait_pending(u, 1, Duration::from_secs(60), Duration::from_secs(1))
         .await?;
-    ensure!(next[0]["due_at"] == "2026-07-02T10:00:00Z", "{next:?}");
+    ensure!(next[0]["due_at"] == "2037-07-02T10:00:00Z", "{next:?}");
     let dead = s
         .env
         .records(topics::TASK_EVENTS_DLQ, 2, Duration::from_secs(30))
