@@ -151,6 +151,9 @@ struct Round {
     lost_lock: bool,
     /// Ended after [`ROUND_SLICE`] because new commits were waiting.
     cut_short: bool,
+    /// Some user reached the per-user cap: more of theirs may be waiting, so the next
+    /// round starts at once rather than after the sweep interval.
+    saturated: bool,
     /// The outbox could not be read or written (the database, not the broker).
     database_failed: bool,
     /// Every failure was an event the broker had refused before while others went.
@@ -312,7 +315,7 @@ impl<P: Publisher> Relay<P> {
                 self.purge().await;
                 last_purge = tokio::time::Instant::now();
             }
-            if round.cut_short || round.read as u64 >= limit || self.woken() {
+            if round.cut_short || round.saturated || round.read as u64 >= limit || self.woken() {
                 continue; // more is waiting: the next round marks this one's events meanwhile
             }
             self.flush_marks(&mut unmarked).await;

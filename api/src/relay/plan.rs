@@ -55,6 +55,11 @@ impl Picker {
         &self.saturated[from..]
     }
 
+    /// Whether any user reached the cap (so more of theirs may be pending).
+    pub(crate) fn any_saturated(&self) -> bool {
+        !self.saturated.is_empty()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.kept.len()
     }

@@ -63,7 +63,7 @@ impl<P: Publisher> Relay<P> {
         unmarked: &mut Vec<i64>,
         max_events: u64,
     ) -> Round {
-        let queues = match self.read(unmarked, max_events).await {
+        let (queues, saturated) = match self.read(unmarked, max_events).await {
             Ok(q) => q,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox relay: cannot read the outbox");
@@ -78,17 +78,21 @@ impl<P: Publisher> Relay<P> {
         if read == 0 {
             return Round::default();
         }
-        self.publish_waves(lock, queues, read, unmarked).await
+        Round {
+            saturated,
+            ..self.publish_waves(lock, queues, read, unmarked).await
+        }
     }
 
     /// The round's events, one queue per user in commit order: those of users not parked
     /// and not waiting out a refusal, at most `per_user` of each, reading past users who
-    /// reached that. The previous round's events (`unmarked`) are marked meanwhile.
+    /// reached that; and whether anyone reached it. The previous round's events
+    /// (`unmarked`) are marked meanwhile.
     async fn read(
         &self,
         unmarked: &mut Vec<i64>,
         max_events: u64,
-    ) -> Result<Vec<VecDeque<PendingEvent>>, StoreError> {
+    ) -> Result<(Vec<VecDeque<PendingEvent>>, bool), StoreError> {
         let mut except: HashSet<String> = self.outbox.parked_users().await?.into_iter().collect();
         except.extend(self.waiting_refused());
         // The read may still see the previous round's events as pending (their mark runs
@@ -125,7 +129,8 @@ impl<P: Publisher> Relay<P> {
                 .pending_except(last.unwrap_or(0), limit, &except_list)
                 .await?;
         }
-        Ok(picker.into_queues())
+        let saturated = picker.any_saturated();
+        Ok((picker.into_queues(), saturated))
     }
 
     /// Wave after wave: the oldest unpublished event of every user still going, at most one

@@ -592,6 +592,44 @@ async fn one_users_large_backlog_does_not_hold_up_the_other_users_events() {
     }
 }
 
+/// Once nobody else writes, one user's backlog larger than the per-user cap goes round
+/// after round without waiting for the sweep interval in between (it did wait: a
+/// 20,000-event account deletion drained at about 60 events/s).
+#[tokio::test]
+async fn a_backlog_beyond_the_per_user_cap_goes_on_without_waiting_for_the_sweep() {
+    for (label, db) in each_database().await {
+        for n in 0..120 {
+            create(&db.tasks, "heavy", &format!("heavy {n}")).await;
+        }
+        let sidecar = Arc::new(ScriptedSidecar::default());
+        let config = RelayConfig {
+            per_user: 8,
+            // Fifteen rounds of eight, each followed by a 10 s sweep, would take minutes.
+            sweep_interval: Duration::from_secs(10),
+            ..quick()
+        };
+        let running = Running::start(relay_on(&db, &sidecar, config));
+        let started = std::time::Instant::now();
+        wait_until(
+            &format!("{label}: all 120 published"),
+            Duration::from_secs(5),
+            || {
+                let sidecar = sidecar.clone();
+                async move { sidecar.sent().len() >= 120 }
+            },
+        )
+        .await;
+        let sent: Vec<String> = sidecar.sent().into_iter().map(|(_, title)| title).collect();
+        let want: Vec<String> = (0..120).map(|n| format!("heavy {n}")).collect();
+        assert_eq!(sent, want, "{label}: each once, in commit order");
+        eprintln!(
+            "[{label}] 120 events of one user in {:?}",
+            started.elapsed()
+        );
+        running.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn an_event_the_broker_keeps_refusing_is_parked_its_users_later_events_wait_and_retry_requeues_it()
  {
