@@ -1,10 +1,14 @@
 //! Nonsense settings are refused at start, with a message that names the variable.
 
-use std::process::Command;
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+/// Starts `chat-api` with `vars`: whether it exited successfully, and its stderr. A server
+/// that accepts the settings keeps running: after 15 s it is killed and counts as accepted.
 fn start_with(vars: &[(&str, &str)]) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_chat-api"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-api"))
         .env_clear()
         .env("JWT_SECRET", "settings-secret-settings-secret-settings")
         .env(
@@ -13,12 +17,33 @@ fn start_with(vars: &[(&str, &str)]) -> (bool, String) {
         )
         .env("APP_PORT", "0")
         .envs(vars.iter().copied())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("chat-api runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for chat-api") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            child.kill().expect("killing chat-api");
+            child.wait().expect("reaping chat-api");
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("reading stderr");
+    match status {
+        Some(status) => (status.success(), stderr),
+        None => (true, format!("still serving after 15 s: {stderr}")),
+    }
 }
 
 #[test]

@@ -226,6 +226,44 @@ mod tests {
         );
     }
 
+    /// A client that hangs up while its request is being handled does not cut the handler
+    /// short: a write half done (a transaction begun, its commit not yet sent) finishes.
+    #[tokio::test]
+    async fn a_client_that_hangs_up_mid_request_does_not_cancel_the_handler() {
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listener = Listener::bind(IpAddr::from([127, 0, 0, 1]), 0)
+            .await
+            .expect("bind");
+        let port = listener.port();
+        let flag = finished.clone();
+        let router = Router::new().route(
+            "/slow",
+            get(move || async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                "done"
+            }),
+        );
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(listener.serve(router, async {
+            let _ = stopped.await;
+        }));
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            finished.load(std::sync::atomic::Ordering::SeqCst),
+            "the handler was cancelled when its client hung up"
+        );
+    }
+
     #[tokio::test]
     async fn stopping_lets_the_listener_go() {
         let (port, stop) = serve().await;
