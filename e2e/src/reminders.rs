@@ -65,9 +65,18 @@ pub async fn start_reminder_cron(
     start_with_health_check(env, "reminder-cron", "reminder-cron", &vars, app_token).await
 }
 
-/// `notifications` (no database).
-pub async fn start_notifications(env: &Env, app_token: Option<&str>) -> Result<Service> {
-    start_with_health_check(env, "notifications", "notifications", &[], app_token).await
+/// `notifications`, reading the tasks from `database_url` when given (reminders of tasks no
+/// longer due are skipped), or logging every reminder when not (reminders made up by a test).
+pub async fn start_notifications(
+    env: &Env,
+    database_url: Option<&str>,
+    app_token: Option<&str>,
+) -> Result<Service> {
+    let vars: Vec<(&str, String)> = database_url
+        .map(|url| ("DATABASE_URL", url.to_owned()))
+        .into_iter()
+        .collect();
+    start_with_health_check(env, "notifications", "notifications", &vars, app_token).await
 }
 
 /// Publishes `reminder` to `reminders` through `sidecar`'s HTTP API exactly as

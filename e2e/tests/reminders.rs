@@ -128,7 +128,7 @@ async fn a_task_due_in_two_hours_is_notified_once_and_tasks_outside_the_window_o
     let db = env.database().await?;
     let api = env.start_chat_api(&db).await?;
     // Both apps require daprd's token: the cron call and the delivery carry it.
-    let notifier = start_notifications(&env, Some(APP_TOKEN)).await?;
+    let notifier = start_notifications(&env, Some(&db), Some(APP_TOKEN)).await?;
     let tasks = Api {
         env: &env,
         api: &api,
@@ -280,7 +280,7 @@ async fn two_reminder_cron_replicas_publish_one_reminder_per_task_and_due_time()
     set_cron_schedule(&env, "@every 2s")?;
     let db = env.database().await?;
     let api = env.start_chat_api(&db).await?;
-    let notifier = start_notifications(&env, None).await?;
+    let notifier = start_notifications(&env, Some(&db), None).await?;
     let tasks = Api {
         env: &env,
         api: &api,
@@ -360,7 +360,7 @@ async fn two_reminder_cron_replicas_publish_one_reminder_per_task_and_due_time()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_reminder_published_five_times_is_logged_once() -> Result<()> {
     let env = Env::start().await?;
-    let notifier = start_notifications(&env, None).await?;
+    let notifier = start_notifications(&env, None, None).await?;
     let client = reqwest::Client::new();
     let twice_told = reminder("alice", "Pay rent");
     for _ in 0..5 {
@@ -404,7 +404,7 @@ async fn the_same_reminder_published_five_times_is_logged_once() -> Result<()> {
 async fn reminders_published_while_notifications_is_down_are_all_logged_after_it_restarts()
 -> Result<()> {
     let env = Env::start().await?;
-    let mut notifier = start_notifications(&env, None).await?;
+    let mut notifier = start_notifications(&env, None, None).await?;
     let client = reqwest::Client::new();
     // Up and subscribed: a first reminder gets through.
     let first = reminder("bob", "before the outage");

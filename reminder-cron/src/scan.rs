@@ -264,7 +264,10 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         }
         // The page may be seconds old (a long scan, a slow broker): ask again right before
         // publishing.
-        let still_due = self.tasks.still_due(task.id, event.due_at).await;
+        let still_due = self
+            .tasks
+            .still_due(&task.user_id, task.id, event.due_at)
+            .await;
         if !matches!(still_due, Ok(true)) {
             self.release(&key).await;
             return match still_due {

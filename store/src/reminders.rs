@@ -28,11 +28,18 @@ pub struct DuePage {
 }
 
 impl TaskStore {
-    /// True while the task is still live, incomplete and due at `due_at`: the scanner asks
-    /// again just before it publishes, so a task completed, deleted or moved after its page
-    /// was read is not reminded.
-    pub async fn still_due(&self, id: Uuid, due_at: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// True while `user`'s task `id` is still live, incomplete and due at `due_at`. The
+    /// scanner asks again just before it publishes, and `notifications` before it logs, so a
+    /// task completed, deleted or moved since (or one whose account was deleted, which
+    /// deletes its tasks) is not reminded.
+    pub async fn still_due(
+        &self,
+        user: &str,
+        id: Uuid,
+        due_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         Ok(tasks::Entity::find_by_id(id)
+            .filter(tasks::Column::UserId.eq(user))
             .filter(tasks::Column::DeletedAt.is_null())
             .filter(tasks::Column::Completed.eq(false))
             .filter(tasks::Column::DueAt.eq(due_at))

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use service_kit::{IdempotencyStore, MemoryIdempotencyStore, Secret, StateError};
 use todo_domain::{EventType, Priority, REMINDER_SCHEMA_VERSION, ReminderEvent, TimeZone};
+use todo_store::TaskStore;
 use uuid::Uuid;
 use workers::notifications::{
     Application, NotificationSink, REMINDER_ROUTE, Settings, handler::idempotency_key,
@@ -63,6 +64,15 @@ struct Service {
 }
 
 async fn start<I: IdempotencyStore>(keys: Arc<I>, token: Option<&str>) -> Service {
+    start_checking(keys, token, None).await
+}
+
+/// As [`start`], checking every reminder against `tasks` first.
+async fn start_checking<I: IdempotencyStore>(
+    keys: Arc<I>,
+    token: Option<&str>,
+    tasks: Option<TaskStore>,
+) -> Service {
     let settings = Settings {
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 0,
@@ -70,9 +80,10 @@ async fn start<I: IdempotencyStore>(keys: Arc<I>, token: Option<&str>) -> Servic
         dapr_api_token: None,
         app_api_token: token.map(Secret::new),
         state_store: "statestore".into(),
+        database_url: None,
     };
     let sink = Arc::new(RecordingSink::default());
-    let app = Application::build_with(&settings, keys, sink.clone())
+    let app = Application::build_with(&settings, keys, sink.clone(), tasks)
         .await
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -248,5 +259,108 @@ async fn with_an_app_token_only_the_sidecar_may_deliver() {
             .unwrap()
             .status();
         assert_eq!(status, 200, "{probe} needs no token");
+    }
+}
+
+/// With the tasks database at hand, a reminder is logged only while its task is still due at
+/// that time: not once the task was completed, deleted or moved, not for another user's
+/// task, and not once the account was deleted (spec edge case: events for deleted users are
+/// logged and skipped). SQLite always; PostgreSQL too when `TEST_POSTGRES_URL` is set.
+#[tokio::test]
+async fn reminders_of_tasks_no_longer_due_and_of_deleted_accounts_are_skipped() {
+    use todo_domain::{Description, Tags, Title, UserId};
+    use todo_store::{NewTask, TaskPatch};
+
+    let due = DateTime::parse_from_rfc3339("2027-06-01T14:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let now = due - chrono::Duration::hours(2);
+    for (label, url, _dir) in todo_store::testing::databases().await {
+        let db = todo_store::connect(&url, 4).await.unwrap();
+        todo_store::migrate(&db).await.unwrap();
+        let store = TaskStore::new(db);
+        let add = async |user: &UserId, title: &str| {
+            store
+                .create(
+                    user,
+                    NewTask {
+                        title: Title::parse(title).unwrap(),
+                        description: Description::default(),
+                        priority: Priority::Medium,
+                        tags: Tags::default(),
+                        due_at: Some(due),
+                        due_local: Some(due.naive_utc()),
+                        time_zone: TimeZone::UTC,
+                        recurrence: None,
+                    },
+                    now,
+                )
+                .await
+                .unwrap()
+        };
+        let (alice, bob) = (
+            UserId::parse("alice").unwrap(),
+            UserId::parse("bob").unwrap(),
+        );
+        let live = add(&alice, "still due").await;
+        let done = add(&alice, "completed since").await;
+        let gone = add(&alice, "deleted since").await;
+        let moved = add(&alice, "moved since").await;
+        let bobs = add(&bob, "account deleted since").await;
+        let patch = |f: fn(&mut TaskPatch)| {
+            let mut p = TaskPatch::default();
+            f(&mut p);
+            p
+        };
+        store
+            .update(&alice, done.id, patch(|p| p.completed = Some(true)), now)
+            .await
+            .unwrap();
+        store.delete(&alice, gone.id, now).await.unwrap();
+        let later = due + chrono::Duration::days(1);
+        store
+            .update(
+                &alice,
+                moved.id,
+                TaskPatch {
+                    due: Some(Some((later, later.naive_utc()))),
+                    ..TaskPatch::default()
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        store.delete_user(&bob, now).await.unwrap();
+
+        let reminder_of = |user: &str, task: &todo_domain::TaskSnapshot| ReminderEvent {
+            event_id: ReminderEvent::id_for(task.id, due),
+            task_id: task.id,
+            due_at: due,
+            title: task.title.clone(),
+            ..reminder(user, "ignored")
+        };
+        let svc = start_checking(
+            Arc::new(MemoryIdempotencyStore::new()),
+            None,
+            Some(store.clone()),
+        )
+        .await;
+        let expected = reminder_of("alice", &live);
+        for r in [
+            reminder_of("alice", &done),
+            reminder_of("alice", &gone),
+            reminder_of("alice", &moved),
+            reminder_of("bob", &bobs),
+            // Someone else's task named in a reminder for mallory.
+            reminder_of("mallory", &live),
+            expected.clone(),
+        ] {
+            assert_eq!(svc.deliver(cloud_event(&r)).await, "SUCCESS", "{label}");
+        }
+        assert_eq!(
+            svc.sink.notified(),
+            std::slice::from_ref(&expected),
+            "{label}: only the reminder of the task still due is logged"
+        );
     }
 }

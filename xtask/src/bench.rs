@@ -727,7 +727,7 @@ async fn start_reminder_services(env: &Env, db_url: &str) -> Result<(Service, Se
     let started = async {
         e2e::reminders::set_cron_schedule(env, REMINDER_SCHEDULE)?;
         let cron = e2e::reminders::start_reminder_cron(env, db_url, None).await?;
-        let notifications = e2e::reminders::start_notifications(env, None).await?;
+        let notifications = e2e::reminders::start_notifications(env, Some(db_url), None).await?;
         anyhow::Ok((cron, notifications))
     }
     .await

@@ -22,6 +22,11 @@ pub struct Settings {
     pub app_api_token: Option<Secret>,
     /// `STATE_STORE_NAME` (default `statestore`): where idempotency keys live.
     pub state_store: String,
+    /// `DATABASE_URL` (optional; `cargo xtask up` and the Kubernetes manifests set it): the
+    /// tasks database, read to skip reminders of tasks completed, deleted or moved since
+    /// the reminder was published, and of deleted accounts. Unset: every reminder is
+    /// logged, with a warning at start.
+    pub database_url: Option<Secret>,
 }
 
 impl Settings {
@@ -33,6 +38,9 @@ impl Settings {
             dapr_api_token: env_opt::<String>("DAPR_API_TOKEN")?.map(Secret::new),
             app_api_token: env_opt::<String>("APP_API_TOKEN")?.map(Secret::new),
             state_store: env_or("STATE_STORE_NAME", STATE_STORE_NAME.to_owned())?,
+            database_url: env_opt::<String>("DATABASE_URL")?
+                .filter(|url| !url.is_empty())
+                .map(Secret::new),
         })
     }
 }

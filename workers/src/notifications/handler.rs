@@ -5,7 +5,8 @@
 //! | not JSON, not an event, body over 256 KiB, unknown `schema_version`, another event type, fields of the wrong shape | `DROP` (dead-lettered to `reminders-dlq`) |
 //! | `user_id` missing, empty, malformed or not a string | `RETRY` (bounded by the inbound resiliency policy, then dead-lettered) |
 //! | an event already logged (idempotency key) | `SUCCESS`, not logged again |
-//! | anything else | one notification, then `SUCCESS` |
+//! | its task no longer due at that time: completed, deleted, moved, of another user, or its account deleted (read from the tasks database) | `SUCCESS`, not logged (one info line says why) |
+//! | anything else (also when the database cannot answer: a reminder is never lost to that) | one notification, then `SUCCESS` |
 //!
 //! The order is check, log, remember (as in `recurring-tasks`), not claim-then-log: logging
 //! cannot be undone or retried by anyone else, so a key written first and then not followed
@@ -64,6 +65,23 @@ pub async fn handle<I: IdempotencyStore>(
         // Nothing lost rather than nothing twice: log it, at the risk of a second line.
         Err(e) => {
             tracing::warn!(error = %e, "idempotency store unavailable; notifying without duplicate check")
+        }
+    }
+    if let Some(tasks) = &state.tasks {
+        match tasks
+            .still_due(&event.user_id, event.task_id, event.due_at)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(
+                    "reminder skipped: its task is no longer due at this time (completed, deleted or moved since, or its account deleted)"
+                );
+                return SubscriptionOutcome::Success;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the task in the database; notifying anyway")
+            }
         }
     }
     state.sink.notify(event, Utc::now());

@@ -3,8 +3,10 @@
 //! daprd delivers `reminder.due` events from `reminders` to `POST /events/reminder`
 //! (`components/subscription-notifications.yaml`, its own consumer group, dead letters to
 //! `reminders-dlq`). [`handler`] decodes the event, skips one already logged (idempotency key
-//! per event id in the state store) and hands it to a [`sink::NotificationSink`]: in this
-//! phase the log, one structured line per reminder ([`sink::LogSink`]). No database.
+//! per event id in the state store), skips one whose task is no longer due at that time
+//! (completed, deleted, moved, or its account deleted: a read of the tasks database when
+//! `DATABASE_URL` is set) and hands the rest to a [`sink::NotificationSink`]: in this phase
+//! the log, one structured line per reminder ([`sink::LogSink`]).
 
 pub mod config;
 pub mod handler;
@@ -17,6 +19,7 @@ use axum::{
     routing::{get, post},
 };
 use service_kit::{DaprIdempotencyStore, IdempotencyStore, Secret, require_dapr_token};
+use todo_store::TaskStore;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use config::Settings;
@@ -35,6 +38,9 @@ pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct AppState<I> {
     pub idempotency: Arc<I>,
     pub sink: Arc<dyn NotificationSink>,
+    /// Asked whether a reminder's task is still due before it is logged; `None` logs every
+    /// reminder.
+    pub tasks: Option<TaskStore>,
     /// Required in `dapr-api-token` on the event route when set.
     pub app_api_token: Option<Secret>,
 }
@@ -44,6 +50,7 @@ impl<I> Clone for AppState<I> {
         Self {
             idempotency: self.idempotency.clone(),
             sink: self.sink.clone(),
+            tasks: self.tasks.clone(),
             app_api_token: self.app_api_token.clone(),
         }
     }
@@ -59,7 +66,8 @@ pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(http::healthz))
-        // Nothing to be ready for: no database, and the sidecar is daprd's own concern.
+        // Nothing to be ready for: the database check fails open (a reminder is logged when
+        // it cannot be checked), and the sidecar is daprd's own concern.
         .route("/readyz", get(http::healthz))
         .merge(events)
         .fallback(http::fallback)
@@ -76,29 +84,48 @@ pub struct Application<I> {
 
 impl Application<DaprIdempotencyStore> {
     /// Binds the listener; idempotency keys go to the state store through the sidecar at
-    /// `settings.dapr_grpc_port`, notifications to the log.
+    /// `settings.dapr_grpc_port`, notifications to the log, and the tasks are read (never
+    /// written) from `settings.database_url` when it is set.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let keys = DaprIdempotencyStore::new(
             settings.dapr_grpc_port,
             settings.dapr_api_token.clone(),
             settings.state_store.clone(),
         );
-        Self::build_with(settings, Arc::new(keys), Arc::new(LogSink)).await
+        let tasks = match &settings.database_url {
+            Some(url) => {
+                // Once running, a database that goes away only means reminders are logged
+                // unchecked until it is back; at start, a wrong URL is refused.
+                match todo_store::connect_read_only(url.expose(), 2).await {
+                    Ok(db) => Some(TaskStore::new(db)),
+                    Err(e) => anyhow::bail!("DATABASE_URL: cannot open the tasks database: {e}"),
+                }
+            }
+            None => {
+                tracing::warn!(
+                    "DATABASE_URL is not set: reminders are logged without checking that their task is still due"
+                );
+                None
+            }
+        };
+        Self::build_with(settings, Arc::new(keys), Arc::new(LogSink), tasks).await
     }
 }
 
 impl<I: IdempotencyStore> Application<I> {
-    /// As [`Application::build`], keeping idempotency keys in `idempotency` and notifying
-    /// through `sink` (tests use in-memory ones).
+    /// As [`Application::build`], keeping idempotency keys in `idempotency`, notifying
+    /// through `sink` (tests use in-memory ones) and checking reminders against `tasks`.
     pub async fn build_with(
         settings: &Settings,
         idempotency: Arc<I>,
         sink: Arc<dyn NotificationSink>,
+        tasks: Option<TaskStore>,
     ) -> anyhow::Result<Self> {
         let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
         let state = AppState {
             idempotency,
             sink,
+            tasks,
             app_api_token: settings.app_api_token.clone(),
         };
         Ok(Self { listener, state })
