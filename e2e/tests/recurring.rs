@@ -321,3 +321,92 @@ async fn a_malformed_event_does_not_stop_later_events_on_its_partition() -> Resu
     );
     Ok(())
 }
+
+/// A transient fault longer than any retry window never dead-letters a well-formed
+/// completion. The worker logs in as a role of its own, which is made read-only for 20 s (as
+/// after a failover to a replica) while a recurring task is completed: the worker's write
+/// fails, its readiness (a write probe) fails so daprd pauses the subscription, the event is
+/// retried in place, and once writes work again the next instance is created. Nothing
+/// reaches `task-events-dlq`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_refusing_writes_longer_than_the_retry_window_dead_letters_no_completion()
+-> Result<()> {
+    use sea_orm::ConnectionTrait as _;
+
+    let env = Env::start().await?;
+    let db = env.database().await?;
+    let api = env.start_chat_api(&db).await?;
+    let admin = sea_orm::Database::connect(env.stack.admin_database_url()).await?;
+    admin
+        .execute_unprepared("CREATE ROLE recurring_worker LOGIN SUPERUSER PASSWORD 'worker'")
+        .await?;
+    let (_, host_and_db) = db.split_once('@').context("database URL with a user")?;
+    let worker_url = format!("postgres://recurring_worker:worker@{host_and_db}");
+    let worker = env
+        .start_service(
+            "recurring-tasks",
+            "recurring-tasks",
+            &[("DATABASE_URL", worker_url)],
+        )
+        .await?;
+    let s = Setup {
+        env,
+        api,
+        worker,
+        client: reqwest::Client::new(),
+    };
+    let u = "olga";
+    let task = s
+        .create(
+            u,
+            json!({"title": "water plants", "due_at": "2037-04-01T08:00:00Z", "recurrence": "daily"}),
+        )
+        .await?;
+
+    let set_read_only = async |on: bool| -> Result<()> {
+        let setting = if on {
+            "SET default_transaction_read_only = on"
+        } else {
+            "RESET default_transaction_read_only"
+        };
+        admin
+            .execute_unprepared(&format!("ALTER ROLE recurring_worker {setting}"))
+            .await?;
+        // Sessions pick the setting up when they start: end the worker's current ones.
+        admin
+            .execute_unprepared(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE usename = 'recurring_worker'",
+            )
+            .await?;
+        Ok(())
+    };
+    set_read_only(true).await?;
+    s.complete(u, &task).await?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let during = s.pending(u).await?;
+    ensure!(
+        during.is_empty(),
+        "a next instance appeared while the worker could not write: {during:?}"
+    );
+    set_read_only(false).await?;
+
+    let after = s
+        .wait_pending(u, 1, Duration::from_secs(60), Duration::from_secs(1))
+        .await?;
+    ensure!(
+        after[0]["recurrence"]["occurrence"] == 1,
+        "not the next instance: {}",
+        after[0]
+    );
+    let dead = s
+        .env
+        .records(topics::TASK_EVENTS_DLQ, 1, Duration::from_secs(5))
+        .await?;
+    ensure!(
+        dead.is_empty(),
+        "{} event(s) dead-lettered during a transient fault",
+        dead.len()
+    );
+    Ok(())
+}

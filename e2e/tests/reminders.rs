@@ -436,7 +436,8 @@ async fn reminders_published_while_notifications_is_down_are_all_logged_after_it
     for r in &during {
         publish_reminder(&client, &notifier.sidecar, r).await?;
     }
-    // Longer than the inbound retry budget (~7 s): without the pause these would be in the DLQ.
+    // Longer than the 7 s for which an invalid event is retried: a transient outage must not
+    // be mistaken for one.
     tokio::time::sleep(Duration::from_secs(10)).await;
     notifier
         .restart_process(&env.dir.path().join("logs"))
