@@ -1,4 +1,5 @@
-//! `chat-api` [serve] | migrate | token <user_id> [ttl_seconds] | outbox parked|retry
+//! `chat-api` [serve] | migrate | token <user_id> [ttl_seconds] | outbox parked|retry |
+//! dlq replay <dead-letter topic> [<topic>]
 
 use anyhow::Context as _;
 use chat_api::{Application, Settings, auth::JwtKeys};
@@ -57,6 +58,51 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some("dlq") => {
+            service_kit::telemetry::init("chat-api");
+            let usage = "usage: chat-api dlq replay <dead-letter topic> [<topic>] \
+                         (e.g. chat-api dlq replay task-events-dlq)";
+            let (Some("replay"), Some(dlq)) = (args.get(1).map(String::as_str), args.get(2)) else {
+                anyhow::bail!(usage);
+            };
+            let target = match args.get(3) {
+                Some(t) => t.clone(),
+                None => dlq
+                    .strip_suffix("-dlq")
+                    .with_context(|| {
+                        format!("{dlq} does not end in -dlq: name the topic ({usage})")
+                    })?
+                    .to_owned(),
+            };
+            let grpc_port = service_kit::env_or("DAPR_GRPC_PORT", 50001u16)?;
+            let token =
+                service_kit::env_opt::<String>("DAPR_API_TOKEN")?.map(service_kit::Secret::new);
+            let idle = std::time::Duration::from_secs(service_kit::env_or(
+                "DLQ_REPLAY_IDLE_SECONDS",
+                10u64,
+            )?);
+            let done =
+                service_kit::dead_letters::replay(grpc_port, token, dlq, &target, idle).await?;
+            println!(
+                "replayed {} event(s) from {dlq} to {target}{}",
+                done.republished,
+                if done.by_type.is_empty() {
+                    String::new()
+                } else {
+                    let mut types: Vec<_> = done.by_type.iter().collect();
+                    types.sort();
+                    format!(
+                        " ({})",
+                        types
+                            .iter()
+                            .map(|(t, n)| format!("{t}: {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            );
+            Ok(())
+        }
         Some("token") => {
             let settings = Settings::from_env()?;
             let user = args
@@ -84,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(other) => anyhow::bail!(
-            "unknown command {other:?}; use: serve | migrate | token <user_id> [ttl_seconds] | outbox parked|retry"
+            "unknown command {other:?}; use: serve | migrate | token <user_id> [ttl_seconds] | outbox parked|retry | dlq replay <dead-letter topic> [<topic>]"
         ),
     }
 }

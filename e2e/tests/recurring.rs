@@ -410,3 +410,83 @@ async fn a_database_refusing_writes_longer_than_the_retry_window_dead_letters_no
     );
     Ok(())
 }
+
+/// `chat-api dlq replay task-events-dlq` publishes every dead letter again to `task-events`,
+/// with its CloudEvent id, type and partition key (its user), through chat-api's sidecar;
+/// a second run finds nothing left to replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_replayed_to_their_topic_once_with_their_ids_and_keys() -> Result<()> {
+    let env = Env::start().await?;
+    let db = env.database().await?;
+    let api = env.start_chat_api(&db).await?;
+    let client = reqwest::Client::new();
+    let dead: Vec<(String, String)> = (0..3)
+        .map(|i| {
+            (
+                format!("{i}0000000-0000-4000-8000-00000000000{i}"),
+                ["vera", "walt", "vera"][i].to_owned(),
+            )
+        })
+        .collect();
+    for (id, user) in &dead {
+        let body = json!({"event_type": "task.created", "schema_version": 1, "user_id": user, "event_id": id});
+        let url = format!(
+            "{}/v1.0/publish/pubsub/{}?metadata.partitionKey={user}&metadata.cloudevent.id={id}&metadata.cloudevent.type=task.created",
+            api.sidecar.http_url(),
+            topics::TASK_EVENTS_DLQ
+        );
+        let res = client.post(url).json(&body).send().await?;
+        ensure!(
+            res.status().as_u16() == 204,
+            "publish answered {}",
+            res.status()
+        );
+    }
+
+    let grpc_url = api.sidecar.grpc_url();
+    let grpc_port = grpc_url.rsplit(':').next().unwrap_or_default();
+    let replay = async || {
+        tokio::process::Command::new(e2e::binary("chat-api")?)
+            .args(["dlq", "replay", topics::TASK_EVENTS_DLQ])
+            .env("DAPR_GRPC_PORT", grpc_port)
+            .env("DLQ_REPLAY_IDLE_SECONDS", "5")
+            .output()
+            .await
+            .context("running chat-api dlq replay")
+    };
+    let first = replay().await?;
+    let said = String::from_utf8_lossy(&first.stdout);
+    ensure!(
+        first.status.success()
+            && said.contains("replayed 3 event(s) from task-events-dlq to task-events"),
+        "first replay: {said} {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let records = env
+        .records(topics::TASK_EVENTS, 3, Duration::from_secs(20))
+        .await?;
+    for (id, user) in &dead {
+        let copy = records
+            .iter()
+            .find(|r| r.value.contains(id.as_str()))
+            .with_context(|| format!("{id} is not on task-events"))?;
+        ensure!(
+            copy.key.as_deref() == Some(user.as_str()),
+            "{id}: key {:?}",
+            copy.key
+        );
+        let envelope: Value = serde_json::from_str(&copy.value)?;
+        ensure!(
+            envelope["id"] == id.as_str() && envelope["type"] == "task.created",
+            "{envelope}"
+        );
+    }
+    let second = replay().await?;
+    let said = String::from_utf8_lossy(&second.stdout);
+    ensure!(
+        second.status.success() && said.contains("replayed 0 event(s)"),
+        "second replay: {said} {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    Ok(())
+}

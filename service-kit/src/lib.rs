@@ -5,6 +5,7 @@
 //! May depend on: the `dapr` crate, axum and tokio. Knows nothing about tasks.
 
 pub mod config;
+pub mod dead_letters;
 pub mod publish;
 pub mod server;
 pub mod shutdown;

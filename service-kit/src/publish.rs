@@ -83,7 +83,7 @@ pub trait Publisher: Send + Sync + 'static {
     }
 }
 
-type GrpcClient = DaprClient<InterceptedService<Channel, ApiTokenInterceptor>>;
+pub(crate) type GrpcClient = DaprClient<InterceptedService<Channel, ApiTokenInterceptor>>;
 
 /// How long connecting to the sidecar may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -128,7 +128,7 @@ impl DaprPublisher {
         }
     }
 
-    async fn client(&self) -> Result<GrpcClient, PublishError> {
+    pub(crate) async fn client(&self) -> Result<GrpcClient, PublishError> {
         if let Some(c) = self.client.read().await.as_ref() {
             return Ok(c.clone());
         }
