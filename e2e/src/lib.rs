@@ -176,6 +176,21 @@ impl Env {
         })
     }
 
+    /// A sidecar without an app, as `app_id`, for a test to publish through: it may publish
+    /// what the pub/sub component's `publishingScopes` allow that app id.
+    pub async fn bare_sidecar(&self, app_id: &str) -> Result<Sidecar> {
+        let log = self
+            .dir
+            .path()
+            .join("logs")
+            .join(format!("{app_id}-bare-{}-daprd.log", devstack::free_port()));
+        Sidecar::start(
+            &self.paths,
+            SidecarConfig::new(app_id, &self.resources, &log),
+        )
+        .await
+    }
+
     /// `chat-api` on a fresh database (migrated at start).
     pub async fn start_chat_api(&self, database_url: &str) -> Result<Service> {
         self.start_service(

@@ -490,3 +490,48 @@ async fn dead_letters_are_replayed_to_their_topic_once_with_their_ids_and_keys()
     );
     Ok(())
 }
+
+/// The pub/sub component is scoped: only chat-api's sidecar may publish task events. The
+/// worker's sidecar (what anything reaching recurring-tasks could use) is refused with 403,
+/// so is a sidecar in notifications' name publishing reminders, and an app id the component
+/// is not scoped to has no pub/sub at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_publishing_service_may_publish_a_topic() -> Result<()> {
+    let s = setup().await?;
+    let body = json!({"event_type": "task.completed", "schema_version": 1, "user_id": "eve"});
+    let publish = async |sidecar_url: String, topic: &str| -> Result<(u16, String)> {
+        let res = s
+            .client
+            .post(format!(
+                "{sidecar_url}/v1.0/publish/pubsub/{topic}?metadata.partitionKey=eve"
+            ))
+            .json(&body)
+            .send()
+            .await?;
+        Ok((res.status().as_u16(), res.text().await?))
+    };
+    let (status, text) = publish(s.worker.sidecar.http_url(), topics::TASK_EVENTS).await?;
+    ensure!(
+        status == 403 && text.contains("ERR_PUBSUB_FORBIDDEN"),
+        "recurring-tasks' sidecar publishing task-events: {status} {text}"
+    );
+    let notifications = s.env.bare_sidecar("notifications").await?;
+    let (status, text) = publish(notifications.http_url(), topics::REMINDERS).await?;
+    ensure!(
+        status == 403 && text.contains("ERR_PUBSUB_FORBIDDEN"),
+        "notifications' sidecar publishing reminders: {status} {text}"
+    );
+    let intruder = s.env.bare_sidecar("intruder").await?;
+    let (status, text) = publish(intruder.http_url(), topics::TASK_EVENTS).await?;
+    ensure!(
+        status >= 400 && text.contains("ERR_PUBSUB_NOT_FOUND"),
+        "an app id outside the component's scopes: {status} {text}"
+    );
+    // The one publisher still can.
+    let (status, text) = publish(s.api.sidecar.http_url(), topics::TASK_EVENTS).await?;
+    ensure!(
+        status == 204,
+        "chat-api's sidecar publishing task-events: {status} {text}"
+    );
+    Ok(())
+}

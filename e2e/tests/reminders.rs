@@ -361,14 +361,16 @@ async fn two_reminder_cron_replicas_publish_one_reminder_per_task_and_due_time()
 async fn the_same_reminder_published_five_times_is_logged_once() -> Result<()> {
     let env = Env::start().await?;
     let notifier = start_notifications(&env, None, None).await?;
+    // Reminders are published in the name of an app the component lets publish them.
+    let injector = env.bare_sidecar("chat-api").await?;
     let client = reqwest::Client::new();
     let twice_told = reminder("alice", "Pay rent");
     for _ in 0..5 {
-        publish_reminder(&client, &notifier.sidecar, &twice_told).await?;
+        publish_reminder(&client, &injector, &twice_told).await?;
     }
     // Same user, same partition, behind the five: once it is logged, all five were handled.
     let marker = reminder("alice", "marker");
-    publish_reminder(&client, &notifier.sidecar, &marker).await?;
+    publish_reminder(&client, &injector, &marker).await?;
 
     let task = marker.task_id.to_string();
     let done = wait_for_notifications(
@@ -405,10 +407,11 @@ async fn reminders_published_while_notifications_is_down_are_all_logged_after_it
 -> Result<()> {
     let env = Env::start().await?;
     let mut notifier = start_notifications(&env, None, None).await?;
+    let injector = env.bare_sidecar("chat-api").await?;
     let client = reqwest::Client::new();
     // Up and subscribed: a first reminder gets through.
     let first = reminder("bob", "before the outage");
-    publish_reminder(&client, &notifier.sidecar, &first).await?;
+    publish_reminder(&client, &injector, &first).await?;
     let up = wait_for_notifications(
         || notifier.process.log_text(),
         None,
@@ -434,7 +437,7 @@ async fn reminders_published_while_notifications_is_down_are_all_logged_after_it
         })
         .collect();
     for r in &during {
-        publish_reminder(&client, &notifier.sidecar, r).await?;
+        publish_reminder(&client, &injector, r).await?;
     }
     // Longer than the 7 s for which an invalid event is retried: a transient outage must not
     // be mistaken for one.

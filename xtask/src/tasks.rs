@@ -56,14 +56,17 @@ fn jwt_secret(paths: &Paths) -> Result<String> {
         return Ok(s.trim().to_owned());
     }
     fs::create_dir_all(&paths.data)?;
-    let secret: String = (0..48)
-        .map(|_| {
-            const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-            CHARS[rand::random_range(0..CHARS.len())] as char
-        })
-        .collect();
+    let secret = random_secret(48);
     fs::write(&file, &secret).with_context(|| format!("writing {}", file.display()))?;
     Ok(secret)
+}
+
+/// `len` random letters and digits.
+fn random_secret(len: usize) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| CHARS[rand::random_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 pub async fn up() -> Result<()> {
@@ -91,6 +94,14 @@ pub async fn up() -> Result<()> {
         ("DATABASE_URL", stack.database_url()),
         ("JWT_SECRET", secret),
     ];
+    // Fresh for every run, as the Kubernetes secrets are per cluster: every daprd requires
+    // DAPR_API_TOKEN from its app, and sends APP_API_TOKEN to its app, which requires it
+    // on the event and cron routes. `dapr run` passes its environment to the sidecars and
+    // the apps alike, so nothing that merely reaches a local port can post an event.
+    let tokens: Vec<(&str, String)> = vec![
+        ("APP_API_TOKEN", random_secret(40)),
+        ("DAPR_API_TOKEN", random_secret(40)),
+    ];
 
     let t = step("applying database migrations");
     let status = Command::new(paths.root.join("target/debug/chat-api"))
@@ -107,7 +118,7 @@ pub async fn up() -> Result<()> {
     let mut cmd = Command::new(paths.dapr_cli());
     cmd.args(["run", "-f", "dapr.yaml"])
         .current_dir(&paths.root)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(env.iter().chain(&tokens).map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null());
     let log = paths.data.join("dapr-run.log");
     let mut dapr = Managed::spawn(
