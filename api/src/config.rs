@@ -30,6 +30,9 @@ pub struct Settings {
     pub dapr_grpc_port: u16,
     /// `DAPR_API_TOKEN`: sent on calls to the sidecar when set.
     pub dapr_api_token: Option<Secret>,
+    /// `APP_API_TOKEN`: when set, the dead-letter routes (daprd's deliveries) require it in
+    /// `dapr-api-token`.
+    pub app_api_token: Option<Secret>,
     /// `RELAY_ENABLED` (default true).
     pub relay_enabled: bool,
     /// `RELAY_BATCH_SIZE` (1000; 1 to 100000): events read per round.
@@ -85,6 +88,7 @@ impl Settings {
             jwt_secret: Secret::new(jwt_secret),
             dapr_grpc_port: env_or("DAPR_GRPC_PORT", 50001)?,
             dapr_api_token: env_opt::<String>("DAPR_API_TOKEN")?.map(Secret::new),
+            app_api_token: env_opt::<String>("APP_API_TOKEN")?.map(Secret::new),
             relay_enabled: env_or("RELAY_ENABLED", true)?,
             relay: relay_from_env()?,
         })

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dead_letters;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -46,15 +47,21 @@ pub struct AppState {
     pub relay: Option<Arc<RelayHealth>>,
     /// Where the publisher lock lives, to name its holder on `/relay/status`.
     pub database_url: Arc<service_kit::Secret>,
+    /// Copies of what reached the dead-letter topics (`dead_letters`).
+    pub dead_letters: todo_store::DeadLetterStore,
+    /// Required from daprd on the dead-letter routes when set (`APP_API_TOKEN`).
+    pub app_api_token: Option<service_kit::Secret>,
 }
 
 /// The HTTP routes over `state`: those of [`routes::table`], each documented in the OpenAPI
 /// document served at [`openapi::OPENAPI_PATH`], the MCP endpoint at [`mcp::MCP_PATH`]
-/// (described by its own `tools/list`), plus the JSON 404 and 405 answers.
+/// (described by its own `tools/list`), the dead-letter routes daprd delivers to
+/// ([`dead_letters`]), plus the JSON 404 and 405 answers.
 pub fn router(state: AppState) -> Router {
     let (routes, _document) = routes::table().split_for_parts();
     routes
         .merge(mcp::routes(state.clone()))
+        .merge(dead_letters::routes(&state))
         .fallback(routes::fallback)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -140,6 +147,7 @@ impl Application {
             };
             tokio::spawn(relay::supervise(start, watched, shutdown.clone()))
         });
+        let dead_letters = todo_store::DeadLetterStore::new(db.clone());
         let state = AppState {
             tasks: TaskStore::new(db),
             outbox,
@@ -147,6 +155,8 @@ impl Application {
             relay_wake,
             relay: health,
             database_url: Arc::new(settings.database_url.clone()),
+            dead_letters,
+            app_api_token: settings.app_api_token.clone(),
         };
         Ok(Self {
             listener,

@@ -1,5 +1,5 @@
 //! `chat-api` [serve] | migrate | token <user_id> [ttl_seconds] | outbox parked|retry |
-//! dlq replay <dead-letter topic> [<topic>]
+//! dlq list [<dead-letter topic>] | dlq replay <dead-letter topic> [<topic>]
 
 use anyhow::Context as _;
 use chat_api::{Application, Settings, auth::JwtKeys};
@@ -60,48 +60,80 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("dlq") => {
             service_kit::telemetry::init("chat-api");
-            let usage = "usage: chat-api dlq replay <dead-letter topic> [<topic>] \
-                         (e.g. chat-api dlq replay task-events-dlq)";
-            let (Some("replay"), Some(dlq)) = (args.get(1).map(String::as_str), args.get(2)) else {
-                anyhow::bail!(usage);
-            };
-            let target = match args.get(3) {
-                Some(t) => t.clone(),
-                None => dlq
-                    .strip_suffix("-dlq")
-                    .with_context(|| {
-                        format!("{dlq} does not end in -dlq: name the topic ({usage})")
-                    })?
-                    .to_owned(),
-            };
-            let grpc_port = service_kit::env_or("DAPR_GRPC_PORT", 50001u16)?;
-            let token =
-                service_kit::env_opt::<String>("DAPR_API_TOKEN")?.map(service_kit::Secret::new);
-            let idle = std::time::Duration::from_secs(service_kit::env_or(
-                "DLQ_REPLAY_IDLE_SECONDS",
-                10u64,
-            )?);
-            let done =
-                service_kit::dead_letters::replay(grpc_port, token, dlq, &target, idle).await?;
-            println!(
-                "replayed {} event(s) from {dlq} to {target}{}",
-                done.republished,
-                if done.by_type.is_empty() {
-                    String::new()
-                } else {
-                    let mut types: Vec<_> = done.by_type.iter().collect();
-                    types.sort();
-                    format!(
-                        " ({})",
-                        types
-                            .iter()
-                            .map(|(t, n)| format!("{t}: {n}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
+            let usage = "usage: chat-api dlq list [<dead-letter topic>] | \
+                         chat-api dlq replay <dead-letter topic> [<topic>]";
+            let database_url = chat_api::config::database_url_from_env()?;
+            let db = todo_store::connect(database_url.expose(), 2)
+                .await
+                .context("cannot connect to the database (DATABASE_URL)")?;
+            let store = todo_store::DeadLetterStore::new(db);
+            match (args.get(1).map(String::as_str), args.get(2)) {
+                (Some("list"), only) => {
+                    for (dlq, n) in store.held().await? {
+                        if only.is_some_and(|o| *o != dlq) {
+                            continue;
+                        }
+                        println!("{dlq}: {n} dead letter(s) not replayed");
+                        for d in store.pending(&dlq, 1_000).await? {
+                            println!(
+                                "  {} type={} key={} received_at={} bytes={}",
+                                d.event_id,
+                                d.event_type,
+                                d.partition_key,
+                                d.received_at.to_rfc3339(),
+                                d.payload.len()
+                            );
+                        }
+                    }
+                    Ok(())
                 }
-            );
-            Ok(())
+                (Some("replay"), Some(dlq)) => {
+                    let target = match args.get(3) {
+                        Some(t) => t.clone(),
+                        None => chat_api::dead_letters::origin_of(dlq)
+                            .with_context(|| {
+                                format!("{dlq} is not a dead-letter topic chat-api keeps; {usage}")
+                            })?
+                            .to_owned(),
+                    };
+                    let grpc_port = service_kit::env_or("DAPR_GRPC_PORT", 50001u16)?;
+                    let token = service_kit::env_opt::<String>("DAPR_API_TOKEN")?
+                        .map(service_kit::Secret::new);
+                    let publisher = service_kit::DaprPublisher::new(grpc_port, token);
+                    let mut replayed = 0u64;
+                    loop {
+                        let batch = store.pending(dlq, 500).await?;
+                        if batch.is_empty() {
+                            break;
+                        }
+                        for d in batch {
+                            service_kit::dead_letters::republish(
+                                &publisher,
+                                service_kit::dead_letters::Republish {
+                                    topic: &target,
+                                    partition_key: &d.partition_key,
+                                    event_id: &d.event_id,
+                                    event_type: &d.event_type,
+                                    payload: &d.payload,
+                                },
+                            )
+                            .await
+                            .with_context(|| {
+                                format!(
+                                    "publishing {} to {target} through the sidecar (DAPR_GRPC_PORT {grpc_port}); \
+                                     {replayed} replayed before it, the rest stay for the next run",
+                                    d.event_id
+                                )
+                            })?;
+                            store.mark_replayed(d.id, chrono::Utc::now()).await?;
+                            replayed += 1;
+                        }
+                    }
+                    println!("replayed {replayed} event(s) from {dlq} to {target}");
+                    Ok(())
+                }
+                _ => anyhow::bail!(usage),
+            }
         }
         Some("token") => {
             let settings = Settings::from_env()?;
@@ -130,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(other) => anyhow::bail!(
-            "unknown command {other:?}; use: serve | migrate | token <user_id> [ttl_seconds] | outbox parked|retry | dlq replay <dead-letter topic> [<topic>]"
+            "unknown command {other:?}; use: serve | migrate | token <user_id> [ttl_seconds] | outbox parked|retry | dlq list|replay <dead-letter topic> [<topic>]"
         ),
     }
 }

@@ -402,7 +402,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// The relay's backlog (pending events, the oldest one's age, parked events), which
 /// replica's relay publishes (the publisher lock's holder, and whether that is this
-/// process's), and this relay's watchdog: whether it is stalled, and how often it restarted.
+/// process's), this relay's watchdog (whether it is stalled, and how often it restarted),
+/// and how many events each dead-letter topic holds that were not replayed.
 #[utoipa::path(
     get,
     path = "/relay/status",
@@ -411,16 +412,23 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         (status = 200, description = "The outbox backlog and the publishing relay", body = Object,
             example = json!({"pending": 0, "oldest_pending_age_ms": null, "parked": 0,
                 "publisher": "relay-0192f0c1-e2d3-7b5a-8c7d-6e5f4a3b2c1d", "publishing_here": true,
-                "stalled": false, "stalled_for_ms": null, "watchdog_restarts": 0})),
+                "stalled": false, "stalled_for_ms": null, "watchdog_restarts": 0,
+                "dead_letters": {"task-events-dlq": 0, "reminders-dlq": 0}})),
         (status = 503, response = Unavailable),
     ),
 )]
 pub async fn relay_status(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let now = Utc::now();
-    let (backlog, publisher) = tokio::try_join!(
+    let (backlog, publisher, held) = tokio::try_join!(
         state.outbox.backlog(),
-        todo_store::PublisherLock::current_holder(state.tasks.db(), state.database_url.expose())
+        todo_store::PublisherLock::current_holder(state.tasks.db(), state.database_url.expose()),
+        state.dead_letters.held()
     )?;
+    let mut dead_letters = serde_json::Map::new();
+    for (dlq, _) in crate::dead_letters::DEAD_LETTER_TOPICS {
+        let n = held.iter().find(|(t, _)| t == dlq).map_or(0, |(_, n)| *n);
+        dead_letters.insert(dlq.to_owned(), n.into());
+    }
     let oldest_age_ms = backlog
         .oldest_created_at
         .map(|t| (now - t).num_milliseconds().max(0));
@@ -434,6 +442,7 @@ pub async fn relay_status(State(state): State<AppState>) -> ApiResult<Json<serde
         "stalled": here.as_ref().is_some_and(|h| h.stalled_for.is_some()),
         "stalled_for_ms": here.as_ref().and_then(|h| h.stalled_for).map(|d| d.as_millis() as u64),
         "watchdog_restarts": here.as_ref().map_or(0, |h| h.restarts),
+        "dead_letters": dead_letters,
     })))
 }
 

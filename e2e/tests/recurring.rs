@@ -411,14 +411,18 @@ async fn a_database_refusing_writes_longer_than_the_retry_window_dead_letters_no
     Ok(())
 }
 
-/// `chat-api dlq replay task-events-dlq` publishes every dead letter again to `task-events`,
-/// with its CloudEvent id, type and partition key (its user), through chat-api's sidecar;
-/// a second run finds nothing left to replay.
+/// Whatever reaches `task-events-dlq` is kept by chat-api (counted on `/relay/status`),
+/// and `chat-api dlq replay task-events-dlq` publishes each again to `task-events` with its
+/// CloudEvent id, type and partition key (its user); afterwards none is held, and a second
+/// run replays nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_are_replayed_to_their_topic_once_with_their_ids_and_keys() -> Result<()> {
+async fn dead_letters_are_counted_and_replayed_to_their_topic_once_with_their_ids_and_keys()
+-> Result<()> {
     let env = Env::start().await?;
     let db = env.database().await?;
     let api = env.start_chat_api(&db).await?;
+    // Dead letters are published in the name of the consumer whose daprd sends them there.
+    let consumer = env.bare_sidecar("recurring-tasks").await?;
     let client = reqwest::Client::new();
     let dead: Vec<(String, String)> = (0..3)
         .map(|i| {
@@ -432,7 +436,7 @@ async fn dead_letters_are_replayed_to_their_topic_once_with_their_ids_and_keys()
         let body = json!({"event_type": "task.created", "schema_version": 1, "user_id": user, "event_id": id});
         let url = format!(
             "{}/v1.0/publish/pubsub/{}?metadata.partitionKey={user}&metadata.cloudevent.id={id}&metadata.cloudevent.type=task.created",
-            api.sidecar.http_url(),
+            consumer.http_url(),
             topics::TASK_EVENTS_DLQ
         );
         let res = client.post(url).json(&body).send().await?;
@@ -442,6 +446,25 @@ async fn dead_letters_are_replayed_to_their_topic_once_with_their_ids_and_keys()
             res.status()
         );
     }
+    let held = async || -> Result<Value> {
+        let status: Value = client
+            .get(format!("{}/relay/status", api.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(status["dead_letters"].clone())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while held().await?["task-events-dlq"] != 3 {
+        ensure!(
+            Instant::now() < deadline,
+            "dead letters held after 30 s: {}",
+            held().await?
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let grpc_url = api.sidecar.grpc_url();
     let grpc_port = grpc_url.rsplit(':').next().unwrap_or_default();
@@ -449,7 +472,7 @@ async fn dead_letters_are_replayed_to_their_topic_once_with_their_ids_and_keys()
         tokio::process::Command::new(e2e::binary("chat-api")?)
             .args(["dlq", "replay", topics::TASK_EVENTS_DLQ])
             .env("DAPR_GRPC_PORT", grpc_port)
-            .env("DLQ_REPLAY_IDLE_SECONDS", "5")
+            .env("DATABASE_URL", &db)
             .output()
             .await
             .context("running chat-api dlq replay")
@@ -477,10 +500,17 @@ async fn dead_letters_are_replayed_to_their_topic_once_with_their_ids_and_keys()
         );
         let envelope: Value = serde_json::from_str(&copy.value)?;
         ensure!(
-            envelope["id"] == id.as_str() && envelope["type"] == "task.created",
+            envelope["id"] == id.as_str()
+                && envelope["type"] == "task.created"
+                && envelope["data"]["user_id"] == user.as_str(),
             "{envelope}"
         );
     }
+    ensure!(
+        held().await?["task-events-dlq"] == 0,
+        "still held after the replay: {}",
+        held().await?
+    );
     let second = replay().await?;
     let said = String::from_utf8_lossy(&second.stdout);
     ensure!(

@@ -11,6 +11,7 @@ mod m20261128_000002_relay_lease;
 mod m20261128_000003_outbox_unpublished;
 mod m20261203_000004_outbox_parked;
 mod m20261204_000005_task_search_text;
+mod m20261205_000006_dead_letters;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_outbox_unpublished::Migration),
             Box::new(m20261203_000004_outbox_parked::Migration),
             Box::new(m20261204_000005_task_search_text::Migration),
+            Box::new(m20261205_000006_dead_letters::Migration),
         ]
     }
 }

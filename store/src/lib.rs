@@ -9,6 +9,7 @@
 //! May depend on: the domain crate and sea-orm. Never on HTTP or Dapr.
 
 pub mod db;
+pub mod dead_letters;
 pub mod entity;
 pub mod error;
 pub mod outbox;
@@ -20,6 +21,7 @@ pub mod tasks;
 pub mod testing;
 
 pub use db::{connect, connect_read_only, connect_relay, migrate};
+pub use dead_letters::{DeadLetter, DeadLetterStore};
 pub use error::StoreError;
 pub use outbox::{Backlog, OutboxStore, ParkedEvent, PendingEvent};
 pub use publisher_lock::PublisherLock;

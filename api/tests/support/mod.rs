@@ -93,6 +93,7 @@ pub async fn spawn_app(
         jwt_secret: Secret::new(SECRET),
         dapr_grpc_port: 1,
         dapr_api_token: None,
+        app_api_token: None,
         relay_enabled: true,
         relay: RelayConfig {
             sweep_interval: Duration::from_millis(50),

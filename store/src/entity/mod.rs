@@ -1,5 +1,6 @@
 //! sea-orm entities for the live schema. Migrations never import these.
 
+pub mod dead_letters;
 pub mod outbox;
 pub mod tasks;
 pub mod users;

@@ -1,0 +1,128 @@
+//! The copies of dead letters that `chat-api` keeps (it subscribes to the dead-letter
+//! topics): what each dead-letter topic holds, and what is left to replay.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::OnConflict,
+};
+
+use crate::{StoreError, entity::dead_letters};
+
+/// One dead letter not replayed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub topic: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub partition_key: String,
+    /// The event's data, as delivered (JSON for this system's events).
+    pub payload: String,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct DeadLetterStore {
+    db: DatabaseConnection,
+}
+
+#[derive(FromQueryResult)]
+struct TopicCount {
+    topic: String,
+    n: i64,
+}
+
+impl DeadLetterStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Keeps a dead letter. The same event arriving again (a redelivery, or dead-lettered
+    /// again after a replay) is one row, held again.
+    pub async fn record(
+        &self,
+        topic: &str,
+        event_id: &str,
+        event_type: &str,
+        partition_key: &str,
+        payload: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        dead_letters::Entity::insert(dead_letters::ActiveModel {
+            topic: Set(topic.to_owned()),
+            event_id: Set(event_id.to_owned()),
+            event_type: Set(event_type.to_owned()),
+            partition_key: Set(partition_key.to_owned()),
+            payload: Set(payload.to_owned()),
+            received_at: Set(now),
+            replayed_at: Set(None),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::columns([dead_letters::Column::Topic, dead_letters::Column::EventId])
+                .update_columns([
+                    dead_letters::Column::Payload,
+                    dead_letters::Column::ReceivedAt,
+                    dead_letters::Column::ReplayedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// How many dead letters each dead-letter topic holds that were not replayed.
+    pub async fn held(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = dead_letters::Entity::find()
+            .select_only()
+            .column(dead_letters::Column::Topic)
+            .column_as(dead_letters::Column::Id.count(), "n")
+            .filter(dead_letters::Column::ReplayedAt.is_null())
+            .group_by(dead_letters::Column::Topic)
+            .order_by_asc(dead_letters::Column::Topic)
+            .into_model::<TopicCount>()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.topic, u64::try_from(r.n).unwrap_or_default()))
+            .collect())
+    }
+
+    /// Up to `limit` dead letters of `topic` not replayed yet, oldest first.
+    pub async fn pending(&self, topic: &str, limit: u64) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(dead_letters::Entity::find()
+            .filter(dead_letters::Column::Topic.eq(topic))
+            .filter(dead_letters::Column::ReplayedAt.is_null())
+            .order_by_asc(dead_letters::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| DeadLetter {
+                id: m.id,
+                topic: m.topic,
+                event_id: m.event_id,
+                event_type: m.event_type,
+                partition_key: m.partition_key,
+                payload: m.payload,
+                received_at: m.received_at,
+            })
+            .collect())
+    }
+
+    /// Marks a dead letter as published again to its topic.
+    pub async fn mark_replayed(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        dead_letters::Entity::update_many()
+            .col_expr(
+                dead_letters::Column::ReplayedAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
+            .filter(dead_letters::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}
