@@ -25,6 +25,19 @@ async fn idle_in_transaction(db: &DatabaseConnection) -> i64 {
     row.try_get::<i64>("", "n").unwrap()
 }
 
+/// Whether the connection the pool hands out next is inside a transaction (PostgreSQL). A
+/// simple query: outside a transaction block it starts its own transaction, so `now()`
+/// equals its start; inside a leftover one, `now()` is earlier.
+async fn handed_out_inside_a_transaction(db: &DatabaseConnection) -> bool {
+    use sea_orm::sqlx::{self, Row as _};
+    sqlx::raw_sql("SELECT now() <> statement_timestamp()")
+        .fetch_one(db.get_postgres_connection_pool())
+        .await
+        .unwrap()
+        .try_get::<bool, _>(0)
+        .unwrap()
+}
+
 /// Transactions abandoned at every point (while `BEGIN` is on the wire, between statements,
 /// while `COMMIT` is) never leave a pooled connection inside a transaction: afterwards every
 /// connection the pool hands out is outside one, and the server has none idle in one.
@@ -59,17 +72,8 @@ async fn abandoned_transactions_never_come_back_out_of_the_pool() {
         clients.join_all().await;
         if url.starts_with("postgres") {
             for _ in 0..40 {
-                use sea_orm::sqlx::{self, Row as _};
-                // A simple query: outside a transaction block it starts its own transaction,
-                // so `now()` equals its start; inside a leftover one, `now()` is earlier.
-                let in_tx = sqlx::raw_sql("SELECT now() <> statement_timestamp()")
-                    .fetch_one(db.get_postgres_connection_pool())
-                    .await
-                    .unwrap()
-                    .try_get::<bool, _>(0)
-                    .unwrap();
                 assert!(
-                    !in_tx,
+                    !handed_out_inside_a_transaction(&db).await,
                     "{url}: the pool handed out a connection inside a transaction"
                 );
             }
@@ -173,15 +177,8 @@ async fn a_begin_given_up_while_its_answer_is_on_the_wire_leaves_no_transaction_
             0,
             "{url}: a connection was left idle in a transaction after a BEGIN given up"
         );
-        use sea_orm::sqlx::{self, Row as _};
-        let in_tx = sqlx::raw_sql("SELECT now() <> statement_timestamp()")
-            .fetch_one(db.get_postgres_connection_pool())
-            .await
-            .unwrap()
-            .try_get::<bool, _>(0)
-            .unwrap();
         assert!(
-            !in_tx,
+            !handed_out_inside_a_transaction(&db).await,
             "{url}: the pool handed out a connection inside a transaction"
         );
         db.close().await.unwrap();
