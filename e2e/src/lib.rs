@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use chat_api::auth::JwtKeys;
 use devstack::{
     Managed, Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig, render_components,
@@ -174,6 +174,39 @@ impl Env {
             base,
             env: all_env,
         })
+    }
+
+    /// Lets `app_id` publish `topic` too, in this environment's rendered pub/sub component
+    /// (its `publishingScopes`), for sidecars started from now on: the benchmark's raw
+    /// publishes go to a topic of their own, which the real scopes do not list.
+    pub fn allow_publishing(&self, app_id: &str, topic: &str) -> Result<()> {
+        let file = self.resources.join("pubsub.yaml");
+        let text = std::fs::read_to_string(&file)?;
+        let mut in_scopes = false;
+        let mut changed = false;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.contains("name: publishingScopes") {
+                    in_scopes = true;
+                } else if in_scopes && line.trim_start().starts_with("value:") {
+                    in_scopes = false;
+                    let from = format!("\"{app_id}=");
+                    if line.contains(&from) {
+                        changed = true;
+                        return line.replacen(&from, &format!("\"{app_id}={topic},"), 1);
+                    }
+                }
+                line.to_owned()
+            })
+            .collect();
+        ensure!(
+            changed,
+            "{}: no publishing scope of {app_id} to extend",
+            file.display()
+        );
+        std::fs::write(&file, lines.join("\n") + "\n")?;
+        Ok(())
     }
 
     /// A sidecar without an app, as `app_id`, for a test to publish through: it may publish

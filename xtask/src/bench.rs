@@ -327,6 +327,8 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     env.stack
         .create_topics(&[RAW_TOPIC], e2e::TOPIC_PARTITIONS)
         .await?;
+    // The raw publishes (the baseline) go through chat-api's sidecar to a topic of their own.
+    env.allow_publishing("chat-api", RAW_TOPIC)?;
     let bootstrap = env.stack.kafka_bootstrap();
     let append_time = [("message.timestamp.type", "LogAppendTime")];
     tokio::try_join!(
