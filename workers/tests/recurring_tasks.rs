@@ -778,3 +778,50 @@ async fn other_event_types_are_acknowledged_and_unknown_routes_dead_letter() {
         );
     }
 }
+
+/// Readiness makes the write the handler needs: a database that answers reads but refuses
+/// writes (a read-only replica after a failover, a read-only file) is not ready, so daprd
+/// pauses the subscription instead of delivering completions that can only fail. SQLite
+/// opened read-only; PostgreSQL with `default_transaction_read_only` on the database.
+#[tokio::test]
+async fn a_database_that_refuses_writes_is_not_ready() {
+    use sea_orm::ConnectionTrait as _;
+    for (label, url, _tmp) in support::databases().await {
+        let db = todo_store::connect(&url, 2).await.unwrap();
+        todo_store::migrate(&db).await.unwrap();
+        let read_only_url = if url.starts_with("sqlite:") {
+            format!("{url}?mode=ro")
+        } else {
+            let name = url.rsplit('/').next().unwrap().to_owned();
+            db.execute_unprepared(&format!(
+                "ALTER DATABASE \"{name}\" SET default_transaction_read_only = on"
+            ))
+            .await
+            .unwrap();
+            url.clone()
+        };
+        let worker = Worker::start(
+            label,
+            &settings(&read_only_url),
+            Arc::new(MemoryIdempotencyStore::new()),
+        )
+        .await;
+        assert_eq!(worker.get("/readyz").await, 503, "[{label}] read only");
+        if !url.starts_with("sqlite:") {
+            let name = url.rsplit('/').next().unwrap().to_owned();
+            db.execute_unprepared(&format!(
+                "SET default_transaction_read_only = off; \
+                 ALTER DATABASE \"{name}\" RESET default_transaction_read_only"
+            ))
+            .await
+            .unwrap();
+        }
+        let writable = Worker::start(
+            label,
+            &settings(&url),
+            Arc::new(MemoryIdempotencyStore::new()),
+        )
+        .await;
+        assert_eq!(writable.get("/readyz").await, 200, "[{label}] writable");
+    }
+}
