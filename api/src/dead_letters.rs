@@ -8,8 +8,11 @@
 //! their topic with their CloudEvent id, type and user as the key (consumers skip what they
 //! handled before, by id), then marks them replayed.
 //!
-//! Nothing is lost here: a body that is not a CloudEvent is kept whole under a generated id;
-//! a database that cannot take the row answers `RETRY` (retried until it can).
+//! Nothing is lost here: a body that is not a CloudEvent is kept whole under an id derived
+//! from its bytes; fields of any length are kept (text columns); a database that cannot
+//! take the row answers `RETRY` (retried until it can). Without `APP_API_TOKEN` the routes
+//! take deliveries from anyone who reaches the port (a warning at start says so): every
+//! deployment this project ships sets it.
 
 use axum::{
     Router,
@@ -66,7 +69,26 @@ pub struct Kept {
 /// Reads a delivered dead letter. A CloudEvent gives its id, type and data (the data's
 /// `user_id` is the key it was published with); anything else is kept whole.
 pub fn parse(body: &[u8]) -> Kept {
-    let generated = || uuid::Uuid::new_v4().to_string();
+    let kept = parse_raw(body);
+    // PostgreSQL's text cannot hold NUL; nothing of this system's events has one.
+    let clean = |s: String| {
+        if s.contains('\0') {
+            s.replace('\0', "\u{FFFD}")
+        } else {
+            s
+        }
+    };
+    Kept {
+        event_id: clean(kept.event_id),
+        event_type: clean(kept.event_type),
+        partition_key: clean(kept.partition_key),
+        payload: clean(kept.payload),
+    }
+}
+
+fn parse_raw(body: &[u8]) -> Kept {
+    // Derived from the bytes, so a redelivery of the same body is the same row.
+    let generated = || uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, body).to_string();
     let Ok(Value::Object(envelope)) = serde_json::from_slice::<Value>(body) else {
         return Kept {
             event_id: generated(),
@@ -170,6 +192,12 @@ mod tests {
         let kept = parse(b"not json at all");
         assert_eq!(kept.payload, "not json at all");
         assert!(uuid::Uuid::parse_str(&kept.event_id).is_ok());
+        assert_eq!(
+            parse(b"not json at all").event_id,
+            kept.event_id,
+            "same bytes, same id"
+        );
+        assert!(!parse(b"nul\0inside").payload.contains('\0'));
         assert_eq!(kept.partition_key, "");
         let no_user = parse(br#"{"id":"e2","data":"plain"}"#);
         assert_eq!(no_user.payload, "plain");

@@ -148,6 +148,11 @@ impl Application {
             tokio::spawn(relay::supervise(start, watched, shutdown.clone()))
         });
         let dead_letters = todo_store::DeadLetterStore::new(db.clone());
+        if settings.app_api_token.is_none() {
+            tracing::warn!(
+                "APP_API_TOKEN is not set: the dead-letter routes take deliveries from anyone who reaches this port (set it as daprd's app token)"
+            );
+        }
         let state = AppState {
             tasks: TaskStore::new(db),
             outbox,

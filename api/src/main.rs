@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
                             continue;
                         }
                         println!("{dlq}: {n} dead letter(s) not replayed");
-                        for d in store.pending(&dlq, 1_000).await? {
+                        for d in store.pending(&dlq, 0, i64::MAX, 1_000).await? {
                             println!(
                                 "  {} type={} key={} received_at={} bytes={}",
                                 d.event_id,
@@ -101,12 +101,17 @@ async fn main() -> anyhow::Result<()> {
                         .map(service_kit::Secret::new);
                     let publisher = service_kit::DaprPublisher::new(grpc_port, token);
                     let mut replayed = 0u64;
+                    // Up to what is held now: an event dead-lettered again during the replay
+                    // waits for the next one instead of making this one go round for ever.
+                    let up_to = store.newest_id(dlq).await?;
+                    let mut after = 0;
                     loop {
-                        let batch = store.pending(dlq, 500).await?;
+                        let batch = store.pending(dlq, after, up_to, 500).await?;
                         if batch.is_empty() {
                             break;
                         }
                         for d in batch {
+                            after = d.id;
                             service_kit::dead_letters::republish(
                                 &publisher,
                                 service_kit::dead_letters::Republish {
@@ -125,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
                                     d.event_id
                                 )
                             })?;
-                            store.mark_replayed(d.id, chrono::Utc::now()).await?;
+                            store.mark_replayed(&d, chrono::Utc::now()).await?;
                             replayed += 1;
                         }
                     }

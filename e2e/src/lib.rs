@@ -191,10 +191,12 @@ impl Env {
                     in_scopes = true;
                 } else if in_scopes && line.trim_start().starts_with("value:") {
                     in_scopes = false;
-                    let from = format!("\"{app_id}=");
-                    if line.contains(&from) {
-                        changed = true;
-                        return line.replacen(&from, &format!("\"{app_id}={topic},"), 1);
+                    for sep in ['"', ';'] {
+                        let from = format!("{sep}{app_id}=");
+                        if line.contains(&from) {
+                            changed = true;
+                            return line.replacen(&from, &format!("{sep}{app_id}={topic},"), 1);
+                        }
                     }
                 }
                 line.to_owned()

@@ -36,21 +36,11 @@ impl MigrationTrait for Migration {
                             .primary_key(),
                     )
                     .col(ColumnDef::new(DeadLetters::Topic).string_len(64).not_null())
-                    .col(
-                        ColumnDef::new(DeadLetters::EventId)
-                            .string_len(256)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(DeadLetters::EventType)
-                            .string_len(64)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(DeadLetters::PartitionKey)
-                            .string_len(256)
-                            .not_null(),
-                    )
+                    // Text, not bounded strings: a dead letter is often one whose fields
+                    // broke the rules (a user id far too long), and it must still be kept.
+                    .col(ColumnDef::new(DeadLetters::EventId).text().not_null())
+                    .col(ColumnDef::new(DeadLetters::EventType).text().not_null())
+                    .col(ColumnDef::new(DeadLetters::PartitionKey).text().not_null())
                     .col(ColumnDef::new(DeadLetters::Payload).text().not_null())
                     .col(
                         ColumnDef::new(DeadLetters::ReceivedAt)

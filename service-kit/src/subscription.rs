@@ -17,7 +17,8 @@ use crate::Secret;
 pub enum SubscriptionOutcome {
     /// Processed (or a duplicate): commit the offset.
     Success,
-    /// Transient failure: deliver again (bounded by the inbound resiliency policy).
+    /// Transient failure: deliver again (the inbound resiliency policy retries for ever; a
+    /// consumer that wants a bound counts it itself and answers `Drop`).
     Retry,
     /// Poison: never processable; acknowledged and sent to the dead-letter topic.
     Drop,

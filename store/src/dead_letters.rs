@@ -91,11 +91,21 @@ impl DeadLetterStore {
             .collect())
     }
 
-    /// Up to `limit` dead letters of `topic` not replayed yet, oldest first.
-    pub async fn pending(&self, topic: &str, limit: u64) -> Result<Vec<DeadLetter>, StoreError> {
+    /// Up to `limit` dead letters of `topic` not replayed yet with an id in `(after, up_to]`,
+    /// oldest first. A replay pages through them with `after` = the last id it saw and a
+    /// fixed `up_to`, so it ends even while events are dead-lettered again meanwhile.
+    pub async fn pending(
+        &self,
+        topic: &str,
+        after: i64,
+        up_to: i64,
+        limit: u64,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(dead_letters::Entity::find()
             .filter(dead_letters::Column::Topic.eq(topic))
             .filter(dead_letters::Column::ReplayedAt.is_null())
+            .filter(dead_letters::Column::Id.gt(after))
+            .filter(dead_letters::Column::Id.lte(up_to))
             .order_by_asc(dead_letters::Column::Id)
             .limit(limit)
             .all(&self.db)
@@ -113,16 +123,32 @@ impl DeadLetterStore {
             .collect())
     }
 
-    /// Marks a dead letter as published again to its topic.
-    pub async fn mark_replayed(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        dead_letters::Entity::update_many()
+    /// The newest id a replay of `topic` starting now has to reach (0 when none is held).
+    pub async fn newest_id(&self, topic: &str) -> Result<i64, StoreError> {
+        Ok(dead_letters::Entity::find()
+            .filter(dead_letters::Column::Topic.eq(topic))
+            .order_by_desc(dead_letters::Column::Id)
+            .one(&self.db)
+            .await?
+            .map_or(0, |m| m.id))
+    }
+
+    /// Marks `letter` as published again to its topic, unless it was dead-lettered again
+    /// since it was read (then it stays held, for the next replay). True when marked.
+    pub async fn mark_replayed(
+        &self,
+        letter: &DeadLetter,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = dead_letters::Entity::update_many()
             .col_expr(
                 dead_letters::Column::ReplayedAt,
                 sea_orm::sea_query::Expr::value(now),
             )
-            .filter(dead_letters::Column::Id.eq(id))
+            .filter(dead_letters::Column::Id.eq(letter.id))
+            .filter(dead_letters::Column::ReceivedAt.eq(letter.received_at))
             .exec(&self.db)
             .await?;
-        Ok(())
+        Ok(result.rows_affected == 1)
     }
 }

@@ -47,10 +47,13 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn database_ready(db: &DatabaseConnection) -> Response {
     let probe = async {
         let txn = todo_store::db::begin_write(db).await?;
-        txn.execute_unprepared(
+        // A key of this process's own, so replicas probing at once never wait on each
+        // other's row; `~` is never in a user id.
+        txn.execute_unprepared(&format!(
             "INSERT INTO users (id, created_at, deleted_at) \
-             VALUES ('~readiness-probe', CURRENT_TIMESTAMP, NULL)",
-        )
+             VALUES ('~readiness-probe-{}', CURRENT_TIMESTAMP, NULL)",
+            *PROBE_ID
+        ))
         .await?;
         txn.rollback().await
     };
@@ -118,6 +121,8 @@ pub async fn receive<T>(
 /// How long an event with a missing or malformed `user_id` is retried before it is
 /// dead-lettered (spec FR-027a: retried, but never for ever).
 pub const INVALID_EVENT_RETRY: Duration = Duration::from_secs(7);
+
+static PROBE_ID: LazyLock<uuid::Uuid> = LazyLock::new(uuid::Uuid::new_v4);
 
 static INVALID_EVENTS: LazyLock<RetryBudget> =
     LazyLock::new(|| RetryBudget::new(INVALID_EVENT_RETRY));

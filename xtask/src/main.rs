@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <provision | up | test | bench [options] | token <user_id> | down | minikube [options]>"
+        "usage: cargo xtask <provision | up | test | bench [options] | token <user_id> | dlq list|replay ... | down | minikube [options]>"
     );
     ExitCode::from(2)
 }
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             Some(user) => tasks::token(user),
             None => return usage(),
         },
+        Some("dlq") => tasks::dlq(&args[1..]),
         Some("down") => runtime.block_on(tasks::down()),
         Some("minikube") => minikube::minikube(&args[1..]),
         _ => return usage(),

@@ -114,6 +114,17 @@ pub async fn up() -> Result<()> {
     }
     done(t);
 
+    // What `cargo xtask dlq` needs to act on this running system (owner-only, removed at stop).
+    let run_env = paths.data.join("run.env");
+    write_private(
+        &run_env,
+        &env.iter()
+            .filter(|(k, _)| *k == "DATABASE_URL")
+            .chain(&tokens)
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect::<String>(),
+    )?;
+
     let t = step("starting the services with their sidecars (dapr run -f dapr.yaml)");
     let mut cmd = Command::new(paths.dapr_cli());
     cmd.args(["run", "-f", "dapr.yaml"])
@@ -166,6 +177,7 @@ pub async fn up() -> Result<()> {
         () = wait_exit(&mut dapr) => { eprintln!("dapr run exited; stopping. End of its log:\n{}", dapr.log_tail(30)); }
     }
     let t = step("stopping the services and the stack");
+    let _ = fs::remove_file(&run_env);
     dapr.shutdown().await;
     stack.stop().await?;
     done(t);
@@ -370,11 +382,51 @@ pub fn token(user: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes `text` to `file`, readable by its owner only.
+fn write_private(file: &std::path::Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("writing {}", file.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .with_context(|| format!("writing {}", file.display()))
+}
+
+/// `chat-api dlq ...` against the system `cargo xtask up` runs: its database, chat-api's
+/// sidecar and this run's token.
+pub fn dlq(args: &[String]) -> Result<()> {
+    let paths = Paths::discover()?;
+    let run_env = paths.data.join("run.env");
+    let text = fs::read_to_string(&run_env).with_context(|| {
+        format!(
+            "{} is missing: start the local system first (`cargo xtask up`)",
+            run_env.display()
+        )
+    })?;
+    let bin = paths.root.join("target/debug/chat-api");
+    let status = Command::new(bin)
+        .arg("dlq")
+        .args(args)
+        .envs(text.lines().filter_map(|l| l.split_once('=')))
+        .env("DAPR_GRPC_PORT", "50001")
+        .status()
+        .context("running chat-api dlq")?;
+    if !status.success() {
+        bail!("chat-api dlq failed ({status})");
+    }
+    Ok(())
+}
+
 /// Stops what a crashed `up` left: the services (through `dapr run`'s pidfile) and the stack.
 pub async fn down() -> Result<()> {
     let paths = Paths::discover()?;
     let pidfile = paths.data.join("dapr-run.pid");
     kill_pidfile(&pidfile)?;
+    let _ = fs::remove_file(paths.data.join("run.env"));
     let data = paths.data.join("stack");
     for name in ["kafka.pid", "redis.pid", "postgres.pid"] {
         kill_pidfile(&data.join(name))?;

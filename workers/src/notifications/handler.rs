@@ -3,7 +3,7 @@
 //! | what arrived | answer |
 //! |---|---|
 //! | not JSON, not an event, body over 256 KiB, unknown `schema_version`, another event type, fields of the wrong shape | `DROP` (dead-lettered to `reminders-dlq`) |
-//! | `user_id` missing, empty, malformed or not a string | `RETRY` (bounded by the inbound resiliency policy, then dead-lettered) |
+//! | `user_id` missing, empty, malformed or not a string | `RETRY` for 7 s from its first delivery, then `DROP` (dead-lettered; `http::RetryBudget`) |
 //! | an event already logged (idempotency key) | `SUCCESS`, not logged again |
 //! | its task no longer due at that time: completed, deleted, moved, of another user, or its account deleted (read from the tasks database) | `SUCCESS`, not logged (one info line says why) |
 //! | anything else (also when the database cannot answer: a reminder is never lost to that) | one notification, then `SUCCESS` |

@@ -6,7 +6,7 @@
 //! | what arrived | answer |
 //! |---|---|
 //! | not JSON, not an event, unknown `schema_version`, another event type, a snapshot that breaks the task rules | `DROP` (dead-lettered) |
-//! | `user_id` missing, empty, malformed, or not the task's owner | `RETRY` (bounded by the inbound resiliency policy, then dead-lettered) |
+//! | `user_id` missing, empty, malformed, or not the task's owner | `RETRY` for 7 s from its first delivery, then `DROP` (dead-lettered; `http::RetryBudget`) |
 //! | a task that does not recur | `SUCCESS`, nothing created |
 //! | an event already handled (idempotency key) | `SUCCESS` |
 //! | a deleted user, an unknown task, a completion since undone by a reopen | `SUCCESS`, logged, nothing created |
