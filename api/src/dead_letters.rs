@@ -46,6 +46,21 @@ pub fn origin_of(dead_letters: &str) -> Option<&'static str> {
         .map(|(_, topic)| *topic)
 }
 
+/// Every dead-letter topic this service keeps, with how many of its events are held (not
+/// replayed): 0 for a topic with none. For `/relay/status` and `chat-api dlq list`.
+pub async fn held_per_topic(
+    store: &todo_store::DeadLetterStore,
+) -> Result<Vec<(&'static str, u64)>, todo_store::StoreError> {
+    let held = store.held().await?;
+    Ok(DEAD_LETTER_TOPICS
+        .iter()
+        .map(|(dlq, _)| {
+            let n = held.iter().find(|(t, _)| t == dlq).map_or(0, |(_, n)| *n);
+            (*dlq, n)
+        })
+        .collect())
+}
+
 /// `POST /dead-letters/{topic}`, token-checked when `APP_API_TOKEN` is set.
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()

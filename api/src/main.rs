@@ -69,12 +69,10 @@ async fn main() -> anyhow::Result<()> {
             let store = todo_store::DeadLetterStore::new(db);
             match (args.get(1).map(String::as_str), args.get(2)) {
                 (Some("list"), only) => {
-                    let held = store.held().await?;
-                    for (dlq, _) in chat_api::dead_letters::DEAD_LETTER_TOPICS {
+                    for (dlq, n) in chat_api::dead_letters::held_per_topic(&store).await? {
                         if only.is_some_and(|o| o != dlq) {
                             continue;
                         }
-                        let n = held.iter().find(|(t, _)| t == dlq).map_or(0, |(_, n)| *n);
                         println!("{dlq}: {n} dead letter(s) not replayed");
                         for d in store.pending(dlq, 0, i64::MAX, 1_000).await? {
                             println!(

@@ -422,13 +422,12 @@ pub async fn relay_status(State(state): State<AppState>) -> ApiResult<Json<serde
     let (backlog, publisher, held) = tokio::try_join!(
         state.outbox.backlog(),
         todo_store::PublisherLock::current_holder(state.tasks.db(), state.database_url.expose()),
-        state.dead_letters.held()
+        crate::dead_letters::held_per_topic(&state.dead_letters)
     )?;
-    let mut dead_letters = serde_json::Map::new();
-    for (dlq, _) in crate::dead_letters::DEAD_LETTER_TOPICS {
-        let n = held.iter().find(|(t, _)| t == dlq).map_or(0, |(_, n)| *n);
-        dead_letters.insert(dlq.to_owned(), n.into());
-    }
+    let dead_letters: serde_json::Map<String, serde_json::Value> = held
+        .into_iter()
+        .map(|(dlq, n)| (dlq.to_owned(), n.into()))
+        .collect();
     let oldest_age_ms = backlog
         .oldest_created_at
         .map(|t| (now - t).num_milliseconds().max(0));

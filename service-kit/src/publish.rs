@@ -83,7 +83,7 @@ pub trait Publisher: Send + Sync + 'static {
     }
 }
 
-pub(crate) type GrpcClient = DaprClient<InterceptedService<Channel, ApiTokenInterceptor>>;
+type GrpcClient = DaprClient<InterceptedService<Channel, ApiTokenInterceptor>>;
 
 /// How long connecting to the sidecar may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -128,7 +128,7 @@ impl DaprPublisher {
         }
     }
 
-    pub(crate) async fn client(&self) -> Result<GrpcClient, PublishError> {
+    async fn client(&self) -> Result<GrpcClient, PublishError> {
         if let Some(c) = self.client.read().await.as_ref() {
             return Ok(c.clone());
         }
@@ -152,6 +152,28 @@ impl DaprPublisher {
         Ok(client)
     }
 
+    /// One `PublishEvent` call: `data` to `topic` with `metadata` (partition key, CloudEvent
+    /// id and type), answered within [`CALL_DEADLINE`]. `Ok` once the broker has it.
+    pub async fn publish_event(
+        &self,
+        topic: &str,
+        data: Vec<u8>,
+        content_type: &str,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), PublishError> {
+        let mut client = self.client().await?;
+        let request = dapr_v1::PublishEventRequest {
+            pubsub_name: self.pubsub.clone(),
+            topic: topic.to_owned(),
+            data,
+            data_content_type: content_type.to_owned(),
+            metadata,
+        };
+        within_deadline(client.publish_event(request))
+            .await
+            .map(drop)
+    }
+
     fn metadata(event: &OutgoingEvent<'_>) -> HashMap<String, String> {
         HashMap::from([
             ("partitionKey".to_owned(), event.partition_key.to_owned()),
@@ -170,17 +192,13 @@ fn call_error(status: &tonic::Status) -> PublishError {
 
 impl Publisher for DaprPublisher {
     async fn publish(&self, event: OutgoingEvent<'_>) -> Result<(), PublishError> {
-        let mut client = self.client().await?;
-        let request = dapr_v1::PublishEventRequest {
-            pubsub_name: self.pubsub.clone(),
-            topic: event.topic.to_owned(),
-            data: event.payload.to_vec(),
-            data_content_type: "application/json".to_owned(),
-            metadata: Self::metadata(&event),
-        };
-        within_deadline(client.publish_event(request))
-            .await
-            .map(drop)
+        self.publish_event(
+            event.topic,
+            event.payload.to_vec(),
+            "application/json",
+            Self::metadata(&event),
+        )
+        .await
     }
 
     async fn answers(&self) -> bool {

@@ -125,12 +125,16 @@ impl DeadLetterStore {
 
     /// The newest id a replay of `topic` starting now has to reach (0 when none is held).
     pub async fn newest_id(&self, topic: &str) -> Result<i64, StoreError> {
+        // The id alone: the newest row's payload may be megabytes.
         Ok(dead_letters::Entity::find()
+            .select_only()
+            .column(dead_letters::Column::Id)
             .filter(dead_letters::Column::Topic.eq(topic))
             .order_by_desc(dead_letters::Column::Id)
+            .into_tuple::<i64>()
             .one(&self.db)
             .await?
-            .map_or(0, |m| m.id))
+            .unwrap_or(0))
     }
 
     /// Marks `letter` as published again to its topic, unless it was dead-lettered again

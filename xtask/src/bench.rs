@@ -240,14 +240,13 @@ pub async fn bench(args: &[String]) -> Result<()> {
     )?;
     done(t);
 
-    let budget = BUDGET;
     let mut cmd = tokio::process::Command::new(paths.root.join("target/release/xtask"));
     cmd.arg("bench")
         .args(args)
         .args([
             "--measure",
             "--budget-ms",
-            &budget.as_millis().to_string(),
+            &BUDGET.as_millis().to_string(),
             "--build-ms",
             &started.elapsed().as_millis().to_string(),
         ])
