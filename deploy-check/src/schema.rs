@@ -434,7 +434,7 @@ impl Validator {
         }
     }
 
-    /// "Kubernetes 1.34.4, Dapr 1.16.5, KEDA 2.20.2", for messages.
+    /// "Kubernetes 1.34.4, Dapr 1.18.2, KEDA 2.20.2", for messages.
     pub fn versions(&self) -> String {
         let v = &self.bundle["versions"];
         format!(

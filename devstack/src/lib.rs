@@ -32,8 +32,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Knobs (environment): `DEVSTACK_ANY_DAPR=1` accepts any installed `daprd`/`dapr` instead
-//! of building the pinned versions; `DEVSTACK_PG_BINDIR` picks a PostgreSQL install;
+//! - [`dapr_install`] says which `daprd` runs: the user's own `~/.dapr/bin/daprd` when it is
+//!   the pinned release with the needed components, else the project's build in the cache
+//!   (the user's install is never replaced).
+//!
+//! Knobs (environment): `DEVSTACK_ANY_DAPR=1` accepts whatever `~/.dapr/bin/daprd` is
+//! installed instead of the pinned build; `DEVSTACK_PG_BINDIR` picks a PostgreSQL install;
 //! `XDG_CACHE_HOME` moves the download cache; an explicit `GOSUMDB` is honoured (otherwise
 //! the Go checksum database, unreachable here, is switched off for the daprd build: the
 //! module's own `go.sum` still pins every dependency).
@@ -41,13 +45,18 @@
 //! What it may depend on: process and HTTP plumbing only (`tokio`, `reqwest`, `nix`,
 //! `anyhow`). It knows nothing of the Todo domain or the services.
 
+pub mod dapr_install;
 mod kafka;
 mod paths;
+mod postgres;
 mod process;
 pub mod provision;
+mod redis;
 mod sidecar;
 mod stack;
+mod tools;
 
+pub use dapr_install::{DaprRuntime, Origin};
 pub use kafka::{
     Record, TimedRecord, alter_topic_config, consume, consume_timed, consumer_group_lag,
     topic_end_offset,
@@ -57,9 +66,18 @@ pub use process::{Managed, free_port, pid_alive};
 pub use sidecar::{Sidecar, SidecarConfig, render_components};
 pub use stack::{DATABASE, DATABASE_USER, Ports, Stack, StackConfig};
 
-/// The Dapr runtime (`daprd`) version the project is built and tested against.
-pub const DAPR_RUNTIME_VERSION: &str = "1.16.5";
-/// The `dapr` CLI version, built from `github.com/dapr/cli` at this tag.
+/// The Dapr runtime (`daprd`) version the project is built and tested against: the newest
+/// 1.18 patch whose every dependency the Go module proxy serves (v1.18.3 needs
+/// `github.com/dapr/durabletask-go` v0.12.4, which it refuses).
+pub const DAPR_RUNTIME_VERSION: &str = "1.18.2";
+/// The build tags of the project's `daprd`: its flavour. `stablecomponents` has no
+/// `conversation.*` component; `allcomponents` has every one (what official releases ship).
+pub const DAPRD_BUILD_TAGS: &str = "allcomponents";
+/// The `dapr` CLI version, built from `github.com/dapr/cli` at this tag: the newest the Go
+/// module proxy serves (1.17.x and 1.18.x are refused there). It runs the 1.18 runtime.
 pub const DAPR_CLI_VERSION: &str = "1.16.5";
+/// The runtime release the CLI's own `go.mod` is built against (the CLI imports a few
+/// runtime packages; its own choice, v1.16.2, needs modules the proxy does not serve).
+pub(crate) const DAPR_CLI_BUILD_RUNTIME: &str = "1.16.5";
 /// The Apache Kafka version; must match `kafka.version` in `devstack/kafka/pom.xml`.
 pub const KAFKA_VERSION: &str = "4.1.1";

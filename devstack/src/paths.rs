@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::KAFKA_VERSION;
+use crate::{DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS, KAFKA_VERSION};
 
 /// Where things live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +14,8 @@ pub struct Paths {
     pub root: PathBuf,
     /// Run data of local stacks: `root/.data` (git-ignored).
     pub data: PathBuf,
-    /// The Dapr install, as `dapr init` lays it out: `~/.dapr`.
+    /// The user's own Dapr install, as `dapr init` lays it out: `~/.dapr`. Only ever read:
+    /// the project's runtime lives in the cache ([`Paths::project_dapr_root`]).
     pub dapr_home: PathBuf,
     /// Downloads shared by every checkout on this machine: `~/.cache/todo-eda`
     /// (`$XDG_CACHE_HOME/todo-eda` when that is set).
@@ -57,14 +58,33 @@ impl Paths {
         })
     }
 
-    /// `~/.dapr/bin/daprd`, where `dapr init` puts the runtime and `dapr run` looks for it.
-    pub fn daprd(&self) -> PathBuf {
+    /// `~/.dapr/bin/daprd`, where `dapr init` puts the runtime. Only ever read: see
+    /// [`crate::dapr_install`].
+    pub fn user_daprd(&self) -> PathBuf {
         self.dapr_home.join("bin").join("daprd")
     }
 
-    /// `~/.dapr/bin/dapr`, the CLI.
-    pub fn dapr_cli(&self) -> PathBuf {
-        self.dapr_home.join("bin").join("dapr")
+    /// The project's own Dapr install in the cache,
+    /// `cache/dapr-<version>-<build tags>`: what `DAPR_RUNTIME_PATH` names when it runs.
+    pub fn project_dapr_root(&self) -> PathBuf {
+        self.cache
+            .join(format!("dapr-{DAPR_RUNTIME_VERSION}-{DAPRD_BUILD_TAGS}"))
+    }
+
+    /// The project's `daprd`: `project_dapr_root()/.dapr/bin/daprd`, where the CLI looks.
+    pub fn project_daprd(&self) -> PathBuf {
+        self.project_dapr_root()
+            .join(".dapr")
+            .join("bin")
+            .join("daprd")
+    }
+
+    /// The project's `dapr` CLI, beside its `daprd`.
+    pub fn project_dapr_cli(&self) -> PathBuf {
+        self.project_dapr_root()
+            .join(".dapr")
+            .join("bin")
+            .join("dapr")
     }
 
     /// The Kafka distribution root in the cache: `cache/kafka-<version>`.
@@ -87,7 +107,7 @@ fn home_dir() -> Result<PathBuf> {
     match env::var_os("HOME") {
         Some(home) if !home.is_empty() => Ok(PathBuf::from(home)),
         _ => bail!(
-            "HOME is not set: devstack keeps the Dapr install in ~/.dapr and downloads in ~/.cache"
+            "HOME is not set: devstack looks for a Dapr install in ~/.dapr and keeps downloads in ~/.cache"
         ),
     }
 }

@@ -14,20 +14,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::dapr_install::{self, ANY_DAPR_ENV, UserInstall};
 use crate::paths::Paths;
 use crate::process::{describe_command, tail_lines};
-use crate::{DAPR_CLI_VERSION, DAPR_RUNTIME_VERSION, KAFKA_VERSION, kafka};
+use crate::tools::{java_command, postgres_bindir, which};
+use crate::{
+    DAPR_CLI_BUILD_RUNTIME, DAPR_CLI_VERSION, DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS,
+    KAFKA_VERSION, kafka,
+};
 
 /// The dependency list for the Kafka jars; see the comment at its top.
 const KAFKA_POM: &str = include_str!("../kafka/pom.xml");
 
-/// Set to `1` to accept whatever `daprd`/`dapr` is installed in `~/.dapr/bin` (for
-/// example one put there by `dapr init`) instead of insisting on the pinned version.
-pub const ANY_DAPR_ENV: &str = "DEVSTACK_ANY_DAPR";
-
 const HEARTBEAT: Duration = Duration::from_secs(30);
 
-/// Runs every step: system packages, Kafka jars, `daprd`, the `dapr` CLI, `~/.dapr` files.
+/// Runs every step: system packages, Kafka jars, `daprd`, the `dapr` CLI, the Dapr install's
+/// files.
 pub fn all(paths: &Paths) -> Result<()> {
     system_packages()?;
     kafka(paths)?;
@@ -125,59 +127,6 @@ fn missing_packages() -> Vec<&'static str> {
     missing
 }
 
-/// The directory holding `postgres`, `initdb` and `psql` of one PostgreSQL version:
-/// `$DEVSTACK_PG_BINDIR`, else the newest `/usr/lib/postgresql/<major>/bin` (Debian's
-/// layout, which keeps them off PATH), else wherever `postgres` is on PATH.
-pub(crate) fn postgres_bindir() -> Result<PathBuf> {
-    let complete = |dir: &Path| {
-        ["postgres", "initdb", "psql"]
-            .iter()
-            .all(|tool| dir.join(tool).is_file())
-    };
-    if let Some(dir) = env::var_os("DEVSTACK_PG_BINDIR") {
-        let dir = PathBuf::from(dir);
-        if complete(&dir) {
-            return Ok(dir);
-        }
-        bail!(
-            "DEVSTACK_PG_BINDIR={} has no postgres, initdb and psql",
-            dir.display()
-        );
-    }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let major = entry.file_name().to_str()?.parse().ok()?;
-            let bin = entry.path().join("bin");
-            complete(&bin).then_some((major, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Ok(bin);
-    }
-    if let Some(dir) = which("postgres").and_then(|p| p.parent().map(Path::to_path_buf))
-        && complete(&dir)
-    {
-        return Ok(dir);
-    }
-    bail!(
-        "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres): run \
-         `cargo xtask provision` or `apt-get install postgresql`"
-    )
-}
-
-/// `java` from `$JAVA_HOME/bin` when that is set, else from PATH.
-pub(crate) fn java_command() -> Command {
-    let java = env::var_os("JAVA_HOME")
-        .map(|home| PathBuf::from(home).join("bin").join("java"))
-        .filter(|java| java.is_file())
-        .unwrap_or_else(|| PathBuf::from("java"));
-    Command::new(java)
-}
-
 /// Downloads the Kafka broker and tools jars (and an SLF4J binding, without which the
 /// broker logs nothing) from Maven Central into `cache/kafka-<version>/libs`, using
 /// `devstack/kafka/pom.xml`. Skipped when a previous run completed with the same pom.
@@ -250,107 +199,144 @@ struct GoBinary<'a> {
     go_mod_edits: Vec<String>,
 }
 
-/// Makes `~/.dapr/bin/daprd` the Dapr runtime at [`DAPR_RUNTIME_VERSION`]: reused when
-/// `daprd --version` says so (any version with `DEVSTACK_ANY_DAPR=1`), else built from
-/// `github.com/dapr/dapr` with the stable components (a few minutes on 2 cores).
+/// Makes the Dapr runtime at [`DAPR_RUNTIME_VERSION`] available (see
+/// [`crate::dapr_install`]): the user's `~/.dapr/bin/daprd` when it is that release with
+/// every needed component, else the project's build in the cache, built from
+/// `github.com/dapr/dapr` with `-tags` [`DAPRD_BUILD_TAGS`] when missing (minutes on 2
+/// cores). The user's install is never written to.
 pub fn daprd(paths: &Paths) -> Result<()> {
-    go_binary(
-        paths,
-        &GoBinary {
-            what: "daprd",
-            module: "github.com/dapr/dapr",
-            version: DAPR_RUNTIME_VERSION,
-            package: "./cmd/daprd",
-            // Without a components tag daprd registers no components and panics at start.
-            tags: Some("stablecomponents"),
-            ldflags: format!(
-                "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_RUNTIME_VERSION}"
-            ),
-            output: paths.daprd(),
-            version_args: &["--version"],
-            parse_version: |out| out.lines().next().map(|line| line.trim().to_owned()),
-            go_mod_edits: Vec::new(),
-        },
-    )
-}
-
-/// Makes `~/.dapr/bin/dapr` the Dapr CLI at [`DAPR_CLI_VERSION`], like [`daprd`].
-pub fn dapr_cli(paths: &Paths) -> Result<()> {
-    go_binary(
-        paths,
-        &GoBinary {
-            what: "dapr CLI",
-            module: "github.com/dapr/cli",
-            version: DAPR_CLI_VERSION,
-            package: ".",
-            tags: None,
-            ldflags: format!("-s -w -X main.version={DAPR_CLI_VERSION} -X main.apiVersion=1.0"),
-            output: paths.dapr_cli(),
-            version_args: &["--version"],
-            parse_version: |out| {
-                out.lines()
-                    .find_map(|line| line.trim().strip_prefix("CLI version:"))
-                    .map(|v| v.trim().to_owned())
-            },
-            // cli v1.16.5 requires dapr v1.16.2, whose components-contrib v1.16.3 the Go
-            // module proxy does not serve. Build it against the runtime we pin (same minor,
-            // later patch) instead; dapr v1.16.5 in turn asks for go-etcd-cron v0.9.2,
-            // also not served, while v0.9.1 (the CLI's own choice) is.
-            go_mod_edits: vec![
-                format!("-require=github.com/dapr/dapr@v{DAPR_RUNTIME_VERSION}"),
-                format!("-require=github.com/dapr/components-contrib@v{DAPR_RUNTIME_VERSION}"),
-                "-replace=github.com/diagridio/go-etcd-cron=github.com/diagridio/go-etcd-cron@v0.9.1"
-                    .to_owned(),
-            ],
-        },
-    )
-}
-
-fn go_binary(paths: &Paths, bin: &GoBinary<'_>) -> Result<()> {
-    step(&format!("{} {}", bin.what, bin.version), || {
-        let usable = || {
-            let installed = installed_version(&bin.output, bin.version_args, bin.parse_version);
-            match installed {
-                Some(found) if found == bin.version => true,
-                Some(found) if any_dapr() => {
-                    println!("    using {} {found} ({ANY_DAPR_ENV}=1)", bin.what);
-                    true
-                }
-                Some(found) => {
-                    println!(
-                        "    {} is {} {found}, not {}: building the pinned version",
-                        bin.output.display(),
-                        bin.what,
-                        bin.version
-                    );
-                    false
-                }
-                None => false,
+    step(
+        &format!("daprd {DAPR_RUNTIME_VERSION} ({DAPRD_BUILD_TAGS})"),
+        || {
+            let user = paths.user_daprd();
+            if dapr_install::any_dapr()
+                && let Some(found) = dapr_install::daprd_version(&user)
+            {
+                println!("    using {} {found} ({ANY_DAPR_ENV}=1)", user.display());
+                return Ok(Outcome::Cached);
             }
-        };
-        if usable() {
+            match dapr_install::user_install(paths) {
+                UserInstall::Fits { version } => {
+                    println!("    using your {} {version}", user.display());
+                    return Ok(Outcome::Cached);
+                }
+                UserInstall::Unfit { reason } => println!(
+                    "    your {} ({reason}) is left alone; the project's build in {} is used",
+                    user.display(),
+                    paths.project_dapr_root().display()
+                ),
+                UserInstall::Missing => {}
+            }
+            go_binary(
+                paths,
+                &GoBinary {
+                    what: "daprd",
+                    module: "github.com/dapr/dapr",
+                    version: DAPR_RUNTIME_VERSION,
+                    package: "./cmd/daprd",
+                    // Without a components tag daprd registers no components and panics at
+                    // start; only `allcomponents` has the conversation components.
+                    tags: Some(DAPRD_BUILD_TAGS),
+                    ldflags: format!(
+                        "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_RUNTIME_VERSION}"
+                    ),
+                    output: paths.project_daprd(),
+                    version_args: &["--version"],
+                    parse_version: |out| out.lines().next().map(|line| line.trim().to_owned()),
+                    go_mod_edits: Vec::new(),
+                },
+            )
+        },
+    )
+}
+
+/// Makes the project's `dapr` CLI at [`DAPR_CLI_VERSION`] (beside its `daprd`), like
+/// [`daprd`]. An installed CLI elsewhere is not touched.
+pub fn dapr_cli(paths: &Paths) -> Result<()> {
+    step(&format!("dapr CLI {DAPR_CLI_VERSION}"), || {
+        let built = installed_version(&paths.project_dapr_cli(), &["--version"], cli_version)
+            .is_some_and(|found| found == DAPR_CLI_VERSION);
+        if !built
+            && (dapr_install::any_dapr() || !go_installed())
+            && let Some(installed) = dapr_install::installed_cli(paths)
+        {
+            println!(
+                "    using {} ({})",
+                installed.display(),
+                if go_installed() {
+                    format!("{ANY_DAPR_ENV}=1")
+                } else {
+                    "Go is not installed to build the pinned one".to_owned()
+                }
+            );
             return Ok(Outcome::Cached);
         }
-        let _lock = lock(paths)?;
-        if usable() {
-            return Ok(Outcome::Cached);
-        }
-        go_build(paths, bin)?;
-        match installed_version(&bin.output, bin.version_args, bin.parse_version) {
-            Some(found) if found == bin.version => Ok(Outcome::Done),
-            other => bail!(
-                "built {} but `{} {}` reports {other:?}, not {}",
-                bin.output.display(),
-                bin.what,
-                bin.version_args.join(" "),
-                bin.version
-            ),
-        }
+        go_binary(
+            paths,
+            &GoBinary {
+                what: "dapr CLI",
+                module: "github.com/dapr/cli",
+                version: DAPR_CLI_VERSION,
+                package: ".",
+                tags: None,
+                ldflags: format!(
+                    "-s -w -X main.version={DAPR_CLI_VERSION} -X main.apiVersion=1.0"
+                ),
+                output: paths.project_dapr_cli(),
+                version_args: &["--version"],
+                parse_version: cli_version,
+                // cli v1.16.5 requires dapr v1.16.2, whose components-contrib v1.16.3 the Go
+                // module proxy does not serve. Build it against dapr v1.16.5 (same minor,
+                // later patch) instead; that in turn asks for go-etcd-cron v0.9.2, also not
+                // served, while v0.9.1 (the CLI's own choice) is.
+                go_mod_edits: vec![
+                    format!("-require=github.com/dapr/dapr@v{DAPR_CLI_BUILD_RUNTIME}"),
+                    format!(
+                        "-require=github.com/dapr/components-contrib@v{DAPR_CLI_BUILD_RUNTIME}"
+                    ),
+                    "-replace=github.com/diagridio/go-etcd-cron=github.com/diagridio/go-etcd-cron@v0.9.1"
+                        .to_owned(),
+                ],
+            },
+        )
     })
 }
 
-fn any_dapr() -> bool {
-    env::var(ANY_DAPR_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+/// The version `dapr --version` prints.
+fn cli_version(out: &str) -> Option<String> {
+    out.lines()
+        .find_map(|line| line.trim().strip_prefix("CLI version:"))
+        .map(|v| v.trim().to_owned())
+}
+
+fn go_installed() -> bool {
+    command_works(&mut Command::new("go"), &["version"])
+}
+
+/// Builds `bin` unless its output already reports the pinned version.
+fn go_binary(paths: &Paths, bin: &GoBinary<'_>) -> Result<Outcome> {
+    let usable = || {
+        installed_version(&bin.output, bin.version_args, bin.parse_version)
+            .is_some_and(|found| found == bin.version)
+    };
+    if usable() {
+        return Ok(Outcome::Cached);
+    }
+    let _lock = lock(paths)?;
+    if usable() {
+        return Ok(Outcome::Cached);
+    }
+    go_build(paths, bin)?;
+    match installed_version(&bin.output, bin.version_args, bin.parse_version) {
+        Some(found) if found == bin.version => Ok(Outcome::Done),
+        other => bail!(
+            "built {} but `{} {}` reports {other:?}, not {}",
+            bin.output.display(),
+            bin.what,
+            bin.version_args.join(" "),
+            bin.version
+        ),
+    }
 }
 
 fn installed_version(
@@ -388,13 +374,22 @@ fn go_command(args: &[&str]) -> Command {
 }
 
 fn go_build(paths: &Paths, bin: &GoBinary<'_>) -> Result<()> {
-    if !command_works(&mut Command::new("go"), &["version"]) {
+    if !go_installed() {
         bail!(
-            "Go is not installed (`go version` fails): install Go 1.24 or newer, or put a \
-             `{}` {} in {} (with {ANY_DAPR_ENV}=1 any version is accepted)",
+            "Go is not installed (`go version` fails): install Go 1.26.5 or newer to build \
+             {} {} into {}{}",
             bin.what,
             bin.version,
-            bin.output.display()
+            bin.output.display(),
+            if bin.what == "daprd" {
+                format!(
+                    ", or install Dapr {DAPR_RUNTIME_VERSION} yourself (`dapr init \
+                     --runtime-version {DAPR_RUNTIME_VERSION}`; with {ANY_DAPR_ENV}=1 any \
+                     installed version is accepted)"
+                )
+            } else {
+                ", or install the Dapr CLI yourself".to_owned()
+            }
         );
     }
     let logs = paths.provision_logs();
@@ -431,6 +426,8 @@ fn go_build(paths: &Paths, bin: &GoBinary<'_>) -> Result<()> {
         .and_then(|d| d.as_str())
         .map(PathBuf::from)
         .with_context(|| format!("`go mod download -json {module_at}` gave no Dir: {info}"))?;
+
+    check_go_version(&module_dir, &module_at)?;
 
     let build_dir = if bin.go_mod_edits.is_empty() {
         module_dir
@@ -493,12 +490,56 @@ fn go_build(paths: &Paths, bin: &GoBinary<'_>) -> Result<()> {
         .with_context(|| format!("moving {} to {}", partial.display(), bin.output.display()))
 }
 
-/// Creates what `dapr init --slim` would besides the binaries: `~/.dapr/components/`
-/// (empty) and a minimal `~/.dapr/config.yaml`. Existing files are left alone.
+/// Fails with a clear message when the local Go is older than the `go` line of the
+/// module's `go.mod` (`GOTOOLCHAIN=local` keeps go from fetching a newer one).
+fn check_go_version(module_dir: &Path, module_at: &str) -> Result<()> {
+    let go_mod = module_dir.join("go.mod");
+    let text =
+        fs::read_to_string(&go_mod).with_context(|| format!("reading {}", go_mod.display()))?;
+    let Some(needed) = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("go "))
+        .map(str::trim)
+    else {
+        return Ok(());
+    };
+    let output = go_command(&["env", "GOVERSION"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running `go env GOVERSION`")?;
+    let local = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let local_version = local.strip_prefix("go").unwrap_or(&local);
+    if version_parts(local_version) < version_parts(needed) {
+        bail!(
+            "{module_at} needs Go {needed} or newer (its go.mod), and this machine has {local}: \
+             install a newer Go"
+        );
+    }
+    Ok(())
+}
+
+/// `1.26.5` as numbers, for comparing; a pre-release suffix (`1.27rc1`) counts as its base.
+fn version_parts(version: &str) -> Vec<u32> {
+    version
+        .split('.')
+        .map(|part| {
+            part.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Creates what `dapr init --slim` would besides the binaries, in the project's install:
+/// `.dapr/components/` (empty) and a minimal `.dapr/config.yaml`, which `dapr run` reads
+/// when `DAPR_RUNTIME_PATH` names that install. Existing files are left alone.
 pub fn dapr_home(paths: &Paths) -> Result<()> {
-    step("~/.dapr files (components/, config.yaml)", || {
-        let components = paths.dapr_home.join("components");
-        let config = paths.dapr_home.join("config.yaml");
+    step("Dapr install files (components/, config.yaml)", || {
+        let dot_dapr = paths.project_dapr_root().join(".dapr");
+        let components = dot_dapr.join("components");
+        let config = dot_dapr.join("config.yaml");
         if components.is_dir() && config.is_file() {
             return Ok(Outcome::Cached);
         }
@@ -601,12 +642,6 @@ fn command_works(cmd: &mut Command, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-pub(crate) fn which(program: &str) -> Option<PathBuf> {
-    env::split_paths(&env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
 /// Copies a directory tree, making the copy writable (module cache files are read-only).
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -634,5 +669,19 @@ fn remove_dir_if_exists(dir: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(err).with_context(|| format!("removing {}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_parts;
+
+    #[test]
+    fn go_versions_compare_by_number() {
+        assert!(version_parts("1.26.8") >= version_parts("1.26.5"));
+        assert!(version_parts("1.26") < version_parts("1.26.5"));
+        assert!(version_parts("1.9.1") < version_parts("1.26.5"));
+        assert!(version_parts("1.27rc1") > version_parts("1.26.5"));
+        assert!(version_parts("1.24.11") < version_parts("1.26.5"));
     }
 }

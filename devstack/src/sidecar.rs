@@ -86,13 +86,14 @@ impl Sidecar {
     /// It does not wait for the app: daprd only becomes fully ready once the app listens
     /// on `app_port`, which is [`Sidecar::wait_ready`].
     pub async fn start(paths: &Paths, cfg: SidecarConfig) -> Result<Sidecar> {
-        let daprd = paths.daprd();
-        if !daprd.is_file() {
-            bail!(
-                "{} is missing: run `cargo xtask provision` (devstack::provision::daprd)",
-                daprd.display()
-            );
-        }
+        let daprd = {
+            // Looking may read a large binary: off the async workers.
+            let paths = paths.clone();
+            tokio::task::spawn_blocking(move || crate::dapr_install::locate(&paths))
+                .await
+                .context("locating daprd")??
+                .daprd
+        };
         if !cfg.resources_dir.is_dir() {
             bail!(
                 "the resources directory {} does not exist",
@@ -137,8 +138,9 @@ impl Sidecar {
             .arg("--resources-path")
             .arg(&cfg.resources_dir)
             .current_dir(&workdir);
-        // No --placement-host-address and no --scheduler-host-address: with neither, 1.16
-        // disables actors and the scheduler client instead of retrying a connection.
+        // No --placement-host-address and no --scheduler-host-address: with neither, daprd
+        // (1.16 to 1.18) disables actors and the scheduler client instead of retrying a
+        // connection.
         if let Some(port) = cfg.app_port {
             cmd.args(["--app-port", &port.to_string()]);
         }

@@ -320,9 +320,20 @@ fn spawn_binary(bin: &str, name: &str, env: &[(String, String)], logs: &Path) ->
     Managed::spawn(name, cmd, &logs.join(format!("{name}.log")), None)
 }
 
+/// An HTTP client for the services. It lets go of a pooled connection after 10 s idle: the
+/// services close a keep-alive connection that stays idle for their header timeout (20 s
+/// by default), and a request a client sends on such a connection just as the server
+/// closes it is reset, whatever the server does.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(10))
+        .build()
+        .expect("a reqwest client with default TLS settings builds")
+}
+
 /// Polls `url` until it answers 2xx; fails at once if `process` exits, or after `timeout`.
 pub(crate) async fn wait_http_ok(url: &str, timeout: Duration, process: &Managed) -> Result<()> {
-    let client = reqwest::Client::new();
+    let client = client();
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(r) = client.get(url).send().await

@@ -288,7 +288,7 @@ async fn the_python_mcp_sdk_manages_tasks_and_the_events_reach_kafka() -> Result
     ensure!(bobs[0].event.task.id.to_string() == bob_task, "bob's task");
 
     // The same task through REST: bob's MCP-created task is his, and alice's token cannot see it.
-    let client = reqwest::Client::new();
+    let client = e2e::client();
     let status = client
         .get(format!("{}/api/alice/tasks/{bob_task}", api.base))
         .bearer_auth(env.token("alice")?)

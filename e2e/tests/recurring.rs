@@ -31,7 +31,7 @@ async fn setup() -> Result<Setup> {
         env,
         api,
         worker,
-        client: reqwest::Client::new(),
+        client: e2e::client(),
     })
 }
 
@@ -353,7 +353,7 @@ async fn a_database_refusing_writes_longer_than_the_retry_window_dead_letters_no
         env,
         api,
         worker,
-        client: reqwest::Client::new(),
+        client: e2e::client(),
     };
     let u = "olga";
     let task = s
@@ -423,7 +423,7 @@ async fn dead_letters_are_counted_and_replayed_to_their_topic_once_with_their_id
     let api = env.start_chat_api(&db).await?;
     // Dead letters are published in the name of the consumer whose daprd sends them there.
     let consumer = env.bare_sidecar("recurring-tasks").await?;
-    let client = reqwest::Client::new();
+    let client = e2e::client();
     let dead: Vec<(String, String)> = (0..3)
         .map(|i| {
             (

@@ -169,7 +169,7 @@ async fn clients_that_abort_mid_request_leave_nothing_stuck_on_sqlite() -> Resul
 async fn chat_api_killed_and_restarted_at_once_publishes_again_within_a_second() -> Result<()> {
     let env = Env::start().await?;
     let mut api = env.start_chat_api(&env.database().await?).await?;
-    let client = reqwest::Client::new();
+    let client = e2e::client();
     let token = env.token("ann")?;
     let create = |title: &'static str| {
         client
@@ -205,7 +205,7 @@ async fn an_account_deletion_does_not_delay_other_users_events() -> Result<()> {
     let env = Env::start().await?;
     let url = env.database().await?;
     let api = env.start_chat_api(&url).await?;
-    let client = reqwest::Client::new();
+    let client = e2e::client();
     let heavy = env.token("heavy")?;
     // 3,008 tasks (188 waves of 16 at a time).
     const HEAVY: usize = 3_008;
@@ -324,7 +324,7 @@ async fn an_event_the_broker_refuses_is_parked_holds_back_only_its_user_and_retr
         &[("max.message.bytes", "2048")],
     )
     .await?;
-    let client = reqwest::Client::new();
+    let client = e2e::client();
     let token = env.token("poison")?;
     let post = |body: Value| {
         client

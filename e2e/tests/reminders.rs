@@ -132,7 +132,7 @@ async fn a_task_due_in_two_hours_is_notified_once_and_tasks_outside_the_window_o
     let tasks = Api {
         env: &env,
         api: &api,
-        client: reqwest::Client::new(),
+        client: e2e::client(),
     };
 
     // Completed before reminder-cron runs at all, so no tick can catch it still open.
@@ -262,7 +262,7 @@ async fn a_task_due_in_two_hours_is_notified_once_and_tasks_outside_the_window_o
     }
 
     // Only daprd (holding the token) may trigger a scan.
-    let status = reqwest::Client::new()
+    let status = e2e::client()
         .post(format!("{}/reminder-cron", cron.base))
         .send()
         .await?
@@ -284,7 +284,7 @@ async fn two_reminder_cron_replicas_publish_one_reminder_per_task_and_due_time()
     let tasks = Api {
         env: &env,
         api: &api,
-        client: reqwest::Client::new(),
+        client: e2e::client(),
     };
     let mut ids = Vec::new();
     for i in 0..30i64 {
@@ -303,7 +303,7 @@ async fn two_reminder_cron_replicas_publish_one_reminder_per_task_and_due_time()
     let first = start_reminder_cron(&env, &db, None).await?;
     let second = start_reminder_cron(&env, &db, None).await?;
     // Besides their sidecars' ticks, make them scan at the very same moment, repeatedly.
-    let client = reqwest::Client::new();
+    let client = e2e::client();
     for _ in 0..5 {
         let (a, b) = tokio::join!(
             client.post(format!("{}/reminder-cron", first.base)).send(),
@@ -363,7 +363,7 @@ async fn the_same_reminder_published_five_times_is_logged_once() -> Result<()> {
     let notifier = start_notifications(&env, None, None).await?;
     // Reminders are published in the name of an app the component lets publish them.
     let injector = env.bare_sidecar("chat-api").await?;
-    let client = reqwest::Client::new();
+    let client = e2e::client();
     let twice_told = reminder("alice", "Pay rent");
     for _ in 0..5 {
         publish_reminder(&client, &injector, &twice_told).await?;
@@ -408,7 +408,7 @@ async fn reminders_published_while_notifications_is_down_are_all_logged_after_it
     let env = Env::start().await?;
     let mut notifier = start_notifications(&env, None, None).await?;
     let injector = env.bare_sidecar("chat-api").await?;
-    let client = reqwest::Client::new();
+    let client = e2e::client();
     // Up and subscribed: a first reminder gets through.
     let first = reminder("bob", "before the outage");
     publish_reminder(&client, &injector, &first).await?;

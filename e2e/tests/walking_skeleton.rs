@@ -13,7 +13,7 @@ async fn task_changes_reach_kafka_keyed_by_user_and_in_order() -> Result<()> {
     let env = Env::start().await?;
     let db = env.database().await?;
     let api = env.start_chat_api(&db).await?;
-    let client = reqwest::Client::new();
+    let client = e2e::client();
 
     let users = ["alice", "bob"];
     let mut task_ids = BTreeMap::new();

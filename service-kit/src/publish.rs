@@ -2,12 +2,12 @@
 //! broker acknowledged the message, so `Ok` means the event is durably on the topic.
 //!
 //! Single events go through `PublishEvent`; [`Publisher::publish_all`] sends several events
-//! of *different* partition keys in one `BulkPublishEventAlpha1` call (the only bulk call
-//! daprd 1.16 serves). The Kafka component hands a bulk request to the producer as one
+//! of *different* partition keys in one `BulkPublishEvent` call (stable since daprd 1.17;
+//! `BulkPublishEventAlpha1`, deprecated, runs the same code). The Kafka component hands a bulk request to the producer as one
 //! batch, which saves the per-call work in the sidecar, but a bulk request is neither
 //! ordered nor transactional: two events of one key in one request could swap on a partial
-//! failure, hence at most one event per key. daprd 1.16 answers a bulk request with an
-//! error as soon as any entry failed (some entries may have been written): callers treat
+//! failure, hence at most one event per key. daprd (1.16 to 1.18) answers a bulk request to
+//! Kafka with an error as soon as any entry failed (some entries may have been written): callers treat
 //! every entry of a failed request as not published and publish it again, which consumers
 //! absorb by event id.
 
@@ -246,8 +246,7 @@ impl Publisher for DaprPublisher {
                 // each entry's, which would give every entry the same key.
                 metadata: HashMap::new(),
             };
-            #[allow(deprecated)] // BulkPublishEvent (non-alpha) arrives with daprd 1.17
-            let answer = within_deadline(client.bulk_publish_event_alpha1(request)).await;
+            let answer = within_deadline(client.bulk_publish_event(request)).await;
             match answer {
                 Ok(response) => {
                     for failed in response.into_inner().failed_entries {

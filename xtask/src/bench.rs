@@ -113,7 +113,7 @@ produced by the command on the machine it names. Definitions:
   crash failover (chat-api SIGKILLed and started again at once: its first new event's Kafka
   append time minus the kill, and minus when the new process answered).
 - **Raw publishes**: the same sidecar (chat-api's daprd) and broker, no service code:
-  `PublishEvent` over gRPC at the relay's concurrency (single) and `BulkPublishEventAlpha1`
+  `PublishEvent` over gRPC at the relay's concurrency (single) and `BulkPublishEvent`
   (bulk), a real task event as payload, distinct partition keys, to a topic nobody
   consumes. The API's event rate under load (and the relay's drain rate) is reported as a
   ratio of the higher of the two; the target is judged on the rate under load.
@@ -1251,7 +1251,7 @@ struct RawResult {
 }
 
 /// Publishes straight to chat-api's sidecar over gRPC (`entries_per_call` 1: `PublishEvent`;
-/// more: `BulkPublishEventAlpha1`) with `concurrency` calls in flight, each entry with its
+/// more: `BulkPublishEvent`) with `concurrency` calls in flight, each entry with its
 /// own partition key and CloudEvent id.
 async fn raw_publish(
     api: &Service,
@@ -1306,8 +1306,7 @@ async fn raw_publish(
                         entries,
                         metadata: HashMap::new(),
                     };
-                    #[allow(deprecated)] // the only bulk call daprd 1.16 serves
-                    let res = client.bulk_publish_event_alpha1(req).await;
+                    let res = client.bulk_publish_event(req).await;
                     match res {
                         Ok(r) => {
                             entries_per_call.saturating_sub(r.into_inner().failed_entries.len())
@@ -1803,7 +1802,10 @@ impl Versions {
             .map_or(redis.clone(), str::to_owned);
         let cargo_toml = fs::read_to_string(paths.root.join("Cargo.toml")).unwrap_or_default();
         Versions {
-            dapr: first_line(Command::new(paths.daprd()).arg("--version")),
+            dapr: devstack::dapr_install::locate(paths).map_or_else(
+                |err| format!("unknown ({err:#})"),
+                |runtime| runtime.short(),
+            ),
             postgres,
             redis,
             rustc: first_line(
@@ -2023,7 +2025,7 @@ impl Report {
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
         for (name, r) in [
             ("single (`PublishEvent`)", &self.raw_single),
-            ("bulk (`BulkPublishEventAlpha1`)", &self.raw_bulk),
+            ("bulk (`BulkPublishEvent`)", &self.raw_bulk),
         ] {
             let _ = writeln!(
                 s,

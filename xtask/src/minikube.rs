@@ -349,15 +349,15 @@ fn ensure_dapr(paths: &Paths, kube: &Kube) -> Result<()> {
             );
         }
     } else {
-        let cli = if paths.dapr_cli().is_file() {
-            paths.dapr_cli()
+        let cli = if paths.project_dapr_cli().is_file() {
+            paths.project_dapr_cli()
         } else if let Some(cli) = find_program("dapr") {
             cli
         } else {
             bail!(
                 "the Dapr CLI is missing: `cargo xtask provision` builds it into {}, or install it \
                  from https://docs.dapr.io/getting-started/install-dapr-cli/",
-                paths.dapr_cli().display()
+                paths.project_dapr_cli().display()
             );
         };
         run(Command::new(cli).args([

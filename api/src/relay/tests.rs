@@ -10,7 +10,7 @@ use todo_store::{NewTask, TaskStore};
 
 use super::*;
 
-/// Answers like daprd 1.16: a bulk call with any refused event fails as a whole. Events
+/// Answers like daprd (1.16 to 1.18) with Kafka: a bulk call with any refused event fails as a whole. Events
 /// of the users in `refused` are refused; every call is recorded as (user, task title).
 #[derive(Default)]
 struct ScriptedSidecar {

@@ -1,0 +1,18 @@
+//! Apache Kafka from the official jars: a single-node KRaft broker+controller
+//! ([`broker`]), and Kafka's own command-line tools ([`tools`]) run with
+//! `java -cp 'libs/*'` for topic administration ([`admin`]) and reading topics back
+//! ([`console`]).
+
+mod admin;
+mod broker;
+mod console;
+mod tools;
+
+pub use admin::{alter_topic_config, consumer_group_lag, topic_end_offset};
+pub(crate) use admin::{create_topics, describe_topics};
+pub(crate) use broker::{BrokerPorts, start_broker};
+pub use console::{Record, TimedRecord, consume, consume_timed};
+pub(crate) use tools::write_tools_log_config;
+
+/// Retention of every topic devstack creates: 7 days.
+pub(crate) const RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
