@@ -715,15 +715,15 @@ fn the_dockerfile_has_a_non_root_target_per_service_on_the_pinned_toolchain() {
 
 #[test]
 fn xtask_minikube_installs_the_versions_the_schemas_come_from() {
-    let xtask = fs::read_to_string(FIXTURE.root.join("xtask/src/minikube.rs"))
-        .expect("xtask/src/minikube.rs");
+    let xtask = fs::read_to_string(FIXTURE.root.join("xtask/src/minikube/mod.rs"))
+        .expect("xtask/src/minikube/mod.rs");
     for (what, version) in [
         ("KUBERNETES_VERSION", schema::KUBERNETES_VERSION),
         ("KEDA_VERSION", schema::KEDA_VERSION),
     ] {
         assert!(
             xtask.contains(&format!("const {what}: &str = \"{version}\";")),
-            "xtask/src/minikube.rs must pin {what} = {version}, the version deploy-check validates against"
+            "xtask/src/minikube/mod.rs must pin {what} = {version}, the version deploy-check validates against"
         );
     }
     assert!(

@@ -4,12 +4,12 @@
 //! - `up`: run the whole system locally: Kafka, Redis, PostgreSQL, then every service with
 //!   its sidecar through `dapr run -f dapr.yaml`. Ctrl-C stops everything it started.
 //! - `test`: every test: unit and in-process (SQLite and PostgreSQL), then end to end.
-//! - `bench`: the benchmark of issue 9 on the real stack (release build); prints the report
-//!   and appends it to `BENCHMARKS.md`.
+//! - `bench`: the benchmark of the whole pipeline on the real stack (release build); prints
+//!   the report and appends it to `BENCHMARKS.md`.
 //! - `token <user_id>`: a bearer token for the local system started by `up`.
 //! - `down`: stop what a crashed `up` left running.
 //! - `minikube`: build the images into Minikube, install Dapr and KEDA, apply
-//!   `k8s/overlays/minikube`, wait, smoke-test (see `minikube.rs`).
+//!   `k8s/overlays/minikube`, wait, smoke-test (see `minikube/`).
 
 mod bench;
 mod minikube;

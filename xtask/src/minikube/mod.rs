@@ -21,14 +21,16 @@
 //!
 //! Every step prints the command it runs, so a failing step can be rerun by hand.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use devstack::Paths;
+
+mod smoke;
+
+use smoke::smoke_test;
 
 /// The Kubernetes release of a new Minikube cluster; deploy-check validates the manifests
 /// against this release's API schemas.
@@ -485,219 +487,6 @@ fn diagnose(kube: &Kube) {
     );
 }
 
-// --- smoke test ---------------------------------------------------------------------------
-
-/// `kubectl port-forward`, stopped (by its own pid) when dropped.
-struct PortForward {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for PortForward {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn port_forward(kube: &Kube) -> Result<PortForward> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut cmd = kube.ns(&["port-forward", "svc/chat-api", &format!("{port}:3000")]);
-    println!("    $ {}", show(&cmd));
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting kubectl port-forward")?;
-    let mut forward = PortForward { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if matches!(http(port, "GET", "/healthz", None, None), Ok((200, _))) {
-            return Ok(forward);
-        }
-        if let Some(status) = forward.child.try_wait()? {
-            bail!("kubectl port-forward exited ({status})");
-        }
-        if Instant::now() > deadline {
-            bail!("chat-api did not answer through the port-forward within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn smoke_test(kube: &Kube) -> Result<()> {
-    let t = step("smoke test: create a daily task, complete it, wait for the next instance");
-    let forward = port_forward(kube)?;
-    let port = forward.port;
-    let user = format!("smoke-{:08x}", rand::random::<u32>());
-
-    // The chat-api binary in its own pod mints the token: the pod holds JWT_SECRET.
-    let mut mint = kube.ns(&[
-        "exec",
-        "deploy/chat-api",
-        "-c",
-        "chat-api",
-        "--",
-        "/usr/local/bin/chat-api",
-        "token",
-        &user,
-        "900",
-    ]);
-    println!("    $ {}", show(&mint));
-    let token = output(&mut mint)
-        .filter(|t| t.split('.').count() == 3)
-        .context("minting a token in the chat-api pod failed")?;
-
-    let title = format!("Minikube smoke test {user}");
-    let body = format!(r#"{{"title":"{title}","recurrence":"daily","tags":["smoke"]}}"#);
-    let (status, created) = http(
-        port,
-        "POST",
-        &format!("/api/{user}/tasks"),
-        Some(&token),
-        Some(&body),
-    )?;
-    if status != 201 {
-        bail!("creating a task answered {status}: {created}");
-    }
-    let first = json_strings(&created, "id")
-        .into_iter()
-        .next()
-        .context("the created task has no id")?;
-    println!("    created task {first} for user {user}");
-
-    let (status, completed) = http(
-        port,
-        "POST",
-        &format!("/api/{user}/tasks/{first}/complete"),
-        Some(&token),
-        None,
-    )?;
-    if status != 200 {
-        bail!("completing the task answered {status}: {completed}");
-    }
-    println!("    completed it; waiting for recurring-tasks to create the next instance");
-
-    // chat-api publishes task.completed; recurring-tasks consumes it and writes the next
-    // instance; only the next instance is pending.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let next = loop {
-        let (status, list) = http(
-            port,
-            "GET",
-            &format!("/api/{user}/tasks?status=pending"),
-            Some(&token),
-            None,
-        )?;
-        if status != 200 {
-            bail!("listing tasks answered {status}: {list}");
-        }
-        if let Some(next) = json_strings(&list, "id")
-            .into_iter()
-            .find(|id| *id != first)
-        {
-            let due = json_strings(&list, "due_at")
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| "?".into());
-            break format!("{next} (due {due})");
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "no next instance within 120 s. Look at: kubectl --context {ctx} -n {NAMESPACE} logs deploy/recurring-tasks -c recurring-tasks; \
-                 ... -c daprd; kubectl --context {ctx} -n {NAMESPACE} logs deploy/chat-api -c chat-api (the outbox relay)",
-                ctx = kube.context
-            );
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    };
-    println!("    next instance {next}");
-
-    // Leave nothing behind.
-    let _ = http(port, "DELETE", &format!("/api/{user}"), Some(&token), None);
-    drop(forward);
-    println!("    smoke test passed");
-    done(t);
-    Ok(())
-}
-
-/// A tiny HTTP/1.1 client for the smoke test: (status, body).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(15)))?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: application/json\r\n"
-    );
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || method == "POST" {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").context("no HTTP response")?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no HTTP status")?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    Ok((
-        status,
-        if chunked {
-            dechunk(rest)
-        } else {
-            rest.to_owned()
-        },
-    ))
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut body = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        body.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    body
-}
-
-/// Every string value of `"key":"..."` in a compact JSON text (serde_json's output).
-fn json_strings(json: &str, key: &str) -> Vec<String> {
-    let needle = format!("\"{key}\":\"");
-    json.match_indices(&needle)
-        .filter_map(|(at, _)| {
-            let value = &json[at + needle.len()..];
-            value.find('"').map(|end| value[..end].to_owned())
-        })
-        .collect()
-}
-
 fn print_next_steps(profile: &str) {
     let ctx = format!("--context {profile}");
     println!(
@@ -719,18 +508,6 @@ Clean up:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_strings_finds_ids_but_not_series_ids() {
-        let body =
-            r#"{"items":[{"id":"a","series_id":"s","title":"t"},{"id":"b"}],"next_cursor":null}"#;
-        assert_eq!(json_strings(body, "id"), ["a", "b"]);
-    }
-
-    #[test]
-    fn chunked_bodies_are_reassembled() {
-        assert_eq!(dechunk("4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"), "Wikipedia");
-    }
 
     #[test]
     fn options_parse() {

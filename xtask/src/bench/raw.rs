@@ -1,0 +1,122 @@
+//! Raw publishes to the same sidecar, no service code: the ceiling.
+
+use super::*;
+
+pub(super) struct RawResult {
+    pub(super) concurrency: usize,
+    pub(super) entries_per_call: usize,
+    /// Events acknowledged per second in the measured window.
+    pub(super) rate: f64,
+    pub(super) calls: usize,
+    pub(super) errors: usize,
+    pub(super) latency: Quantiles,
+}
+
+/// Publishes straight to chat-api's sidecar over gRPC (`entries_per_call` 1: `PublishEvent`;
+/// more: `BulkPublishEvent`) with `concurrency` calls in flight, each entry with its
+/// own partition key and CloudEvent id.
+pub(super) async fn raw_publish(
+    api: &Service,
+    payload: Arc<Vec<u8>>,
+    concurrency: usize,
+    entries_per_call: usize,
+    duration: Duration,
+) -> Result<RawResult> {
+    let client = dapr_v1::dapr_client::DaprClient::connect(api.sidecar.grpc_url())
+        .await
+        .map_err(|e| anyhow!("connecting to chat-api's sidecar over gRPC: {e}"))?;
+    let t0 = Instant::now();
+    let (from, to) = (RAW_WARMUP, RAW_WARMUP + duration);
+    let end = t0 + to;
+    let mut handles = Vec::new();
+    for w in 0..concurrency {
+        let mut client = client.clone();
+        let payload = payload.clone();
+        handles.push(tokio::spawn(async move {
+            let mut samples: Vec<(Sample, usize)> = Vec::new();
+            let mut n = 0usize;
+            while Instant::now() < end && samples.len() < MAX_REQUESTS_PER_WORKER {
+                let started = Instant::now();
+                let meta = |k: usize| {
+                    HashMap::from([
+                        ("partitionKey".to_owned(), format!("raw-{w}-{}", k % 64)),
+                        ("cloudevent.id".to_owned(), uuid::Uuid::new_v4().to_string()),
+                        ("cloudevent.type".to_owned(), "bench.raw".to_owned()),
+                    ])
+                };
+                let acked = if entries_per_call == 1 {
+                    let req = dapr_v1::PublishEventRequest {
+                        pubsub_name: PUBSUB.into(),
+                        topic: RAW_TOPIC.into(),
+                        data: payload.to_vec(),
+                        data_content_type: "application/json".into(),
+                        metadata: meta(n),
+                    };
+                    usize::from(client.publish_event(req).await.is_ok())
+                } else {
+                    let entries = (0..entries_per_call)
+                        .map(|i| dapr_v1::BulkPublishRequestEntry {
+                            entry_id: i.to_string(),
+                            event: payload.to_vec(),
+                            content_type: "application/json".into(),
+                            metadata: meta(n * entries_per_call + i),
+                        })
+                        .collect();
+                    let req = dapr_v1::BulkPublishRequest {
+                        pubsub_name: PUBSUB.into(),
+                        topic: RAW_TOPIC.into(),
+                        entries,
+                        metadata: HashMap::new(),
+                    };
+                    let res = client.bulk_publish_event(req).await;
+                    match res {
+                        Ok(r) => {
+                            entries_per_call.saturating_sub(r.into_inner().failed_entries.len())
+                        }
+                        Err(_) => 0,
+                    }
+                };
+                n += 1;
+                samples.push((
+                    Sample {
+                        start: started - t0,
+                        latency: started.elapsed(),
+                        ok: acked == entries_per_call,
+                    },
+                    acked,
+                ));
+            }
+            samples
+        }));
+    }
+    let mut samples = Vec::new();
+    for h in handles {
+        samples.extend(h.await.unwrap_or_default());
+    }
+    let measured: Vec<&(Sample, usize)> = samples
+        .iter()
+        .filter(|(s, _)| s.start >= from && s.start < to)
+        .collect();
+    let acked: usize = measured.iter().map(|(_, a)| a).sum();
+    Ok(RawResult {
+        concurrency,
+        entries_per_call,
+        rate: acked as f64 / duration.as_secs_f64(),
+        calls: measured.len(),
+        errors: measured.iter().filter(|(s, _)| !s.ok).count(),
+        latency: Quantiles::of(measured.iter().map(|(s, _)| ms(s.latency)).collect()),
+    })
+}
+
+/// A real task event as the raw baseline's payload.
+pub(super) async fn sample_payload(db: &DatabaseConnection) -> Result<Arc<Vec<u8>>> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT payload FROM outbox WHERE event_type = 'task.created' ORDER BY id DESC LIMIT 1",
+        ))
+        .await?
+        .context("no task.created event in the outbox to copy as the raw payload")?;
+    let payload: String = row.try_get("", "payload")?;
+    Ok(Arc::new(payload.into_bytes()))
+}
