@@ -94,8 +94,8 @@ impl fmt::Display for Object {
 /// Every non-empty document of a YAML stream, as JSON values.
 pub fn parse_yaml_stream(text: &str) -> Result<Vec<Value>> {
     let mut docs = Vec::new();
-    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value: serde_yaml::Value = serde::Deserialize::deserialize(doc)
+    for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let value: serde_yaml_ng::Value = serde::Deserialize::deserialize(doc)
             .with_context(|| format!("YAML document {} does not parse", index + 1))?;
         if value.is_null() {
             continue;
@@ -146,7 +146,7 @@ pub fn to_yaml_stream(objects: &[Object]) -> Result<String> {
     let mut out = String::new();
     for object in objects {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&object.0)?);
+        out.push_str(&serde_yaml_ng::to_string(&object.0)?);
     }
     Ok(out)
 }

@@ -399,3 +399,28 @@ pub fn decode_task_events(records: &[devstack::Record]) -> Result<Vec<SeenTaskEv
         })
         .collect()
 }
+
+/// The `p`th percentile (0–100) of `values` by nearest rank: the smallest value with at
+/// least `p` % of the values at or below it; `None` when there are none. The one percentile
+/// of the tests and the benchmark.
+pub fn percentile<T: Copy + PartialOrd>(values: &[T], p: f64) -> Option<T> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
+#[cfg(test)]
+mod percentile_tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let v = [5, 1, 4, 2, 3];
+        assert_eq!(percentile(&v, 50.0), Some(3));
+        assert_eq!(percentile(&v, 95.0), Some(5));
+        assert_eq!(percentile(&v, 0.0), Some(1));
+        assert_eq!(percentile::<u64>(&[], 50.0), None);
+        assert_eq!(percentile(&[2.5, 0.5, 1.5], 50.0), Some(1.5));
+    }
+}

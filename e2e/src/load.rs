@@ -108,19 +108,15 @@ impl Load {
     }
 }
 
-/// Latency percentile (0–100) of answered requests.
-pub fn percentile(outcomes: &[Outcome], p: f64) -> Duration {
-    let mut l: Vec<Duration> = outcomes
+/// Latency percentile (0–100) of answered requests ([`crate::percentile`]); zero when none
+/// was answered.
+pub fn latency_percentile(outcomes: &[Outcome], p: f64) -> Duration {
+    let answered: Vec<Duration> = outcomes
         .iter()
         .filter(|o| o.status.is_some())
         .map(|o| o.latency)
         .collect();
-    l.sort();
-    if l.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((p / 100.0) * (l.len() - 1) as f64).round() as usize;
-    l[idx.min(l.len() - 1)]
+    crate::percentile(&answered, p).unwrap_or(Duration::ZERO)
 }
 
 /// Asserts that every created task (201 with an id) has its `task.created` event on

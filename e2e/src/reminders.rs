@@ -202,14 +202,6 @@ pub fn decode_reminders(records: &[devstack::Record]) -> Result<Vec<SeenReminder
         .collect()
 }
 
-/// The `p`th percentile (0–100) of `values`, nearest rank.
-pub fn percentile(values: &[u64], p: f64) -> Option<u64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,14 +228,5 @@ mod tests {
         let found = notifications(log, Some("t1"));
         assert_eq!(found.len(), 1, "{}", strip_ansi(log));
         assert_eq!(found[0].latency_ms, Some(777));
-    }
-
-    #[test]
-    fn percentiles_take_the_nearest_rank() {
-        let v = [5, 1, 4, 2, 3];
-        assert_eq!(percentile(&v, 50.0), Some(3));
-        assert_eq!(percentile(&v, 95.0), Some(5));
-        assert_eq!(percentile(&v, 0.0), Some(1));
-        assert_eq!(percentile(&[], 50.0), None);
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Result, ensure};
 use devstack::Sidecar;
 use e2e::{
     Env,
-    load::{Load, Outcome, percentile, verify_all_delivered},
+    load::{Load, Outcome, latency_percentile, verify_all_delivered},
 };
 
 const USERS: [&str; 4] = ["ann", "ben", "cat", "dan"];
@@ -21,9 +21,9 @@ fn summary(outcomes: &[Outcome]) -> String {
     format!(
         "{} requests, {ok} created, p50 {:?}, p95 {:?}, max {:?}",
         outcomes.len(),
-        percentile(outcomes, 50.0),
-        percentile(outcomes, 95.0),
-        percentile(outcomes, 100.0)
+        latency_percentile(outcomes, 50.0),
+        latency_percentile(outcomes, 95.0),
+        latency_percentile(outcomes, 100.0)
     )
 }
 
@@ -37,7 +37,7 @@ fn all_succeeded_quickly(outcomes: &[Outcome]) -> Result<()> {
         failed.first()
     );
     // A request that published inline would wait for the sidecar's timeout (10 s).
-    let p95 = percentile(outcomes, 95.0);
+    let p95 = latency_percentile(outcomes, 95.0);
     ensure!(
         p95 < Duration::from_secs(1),
         "p95 latency {p95:?} during the fault: requests waited on publishing"

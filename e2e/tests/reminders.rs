@@ -14,10 +14,10 @@ use anyhow::{Context as _, Result, ensure};
 use chrono::{DateTime, SecondsFormat, Utc};
 use devstack::{Sidecar, SidecarConfig};
 use e2e::{
-    Env, Service,
+    Env, Service, percentile,
     reminders::{
-        Notification, decode_reminders, notifications, percentile, publish_reminder,
-        set_cron_schedule, start_notifications, start_reminder_cron, wait_for_notifications,
+        Notification, decode_reminders, notifications, publish_reminder, set_cron_schedule,
+        start_notifications, start_reminder_cron, wait_for_notifications,
     },
 };
 use serde_json::{Value, json};

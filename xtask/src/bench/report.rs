@@ -73,14 +73,11 @@ pub(super) struct Quantiles {
 
 impl Quantiles {
     /// Nearest-rank percentiles of `values` (milliseconds).
-    pub(super) fn of(mut values: Vec<f64>) -> Quantiles {
+    pub(super) fn of(values: Vec<f64>) -> Quantiles {
         if values.is_empty() {
             return Quantiles::default();
         }
-        values.sort_by(f64::total_cmp);
-        let at = |p: f64| {
-            values[((p / 100.0 * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1]
-        };
+        let at = |p: f64| e2e::percentile(&values, p).unwrap_or_default();
         Quantiles {
             n: values.len(),
             p50: at(50.0),
