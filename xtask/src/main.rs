@@ -17,15 +17,57 @@ mod tasks;
 
 use std::process::ExitCode;
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: cargo xtask <provision | up | test | bench [options] | token <user_id> | dlq list|replay ... | down | minikube [options]>"
-    );
-    ExitCode::from(2)
+use clap::Parser as _;
+
+/// The project's developer tasks.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+enum Cli {
+    /// Install or build everything the stack needs (idempotent, cached).
+    Provision,
+    /// Run the whole system locally (Kafka, Redis, PostgreSQL, every service beside its
+    /// sidecar); Ctrl-C stops it.
+    Up,
+    /// Every test: clippy, rustfmt, unit, in-process and end to end.
+    Test {
+        /// Passed on to `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The benchmark (`cargo xtask bench --help` for its options).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// A bearer token for the local system started by `up`.
+    Token {
+        /// The user the token is for.
+        user: String,
+    },
+    /// Dead letters of the local system: `list [<dlq>]` or `replay <dlq> [<topic>]`.
+    Dlq {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+    /// Stop what a crashed `up` left running.
+    Down,
+    /// The whole system on Minikube (`cargo xtask minikube --help` for its options).
+    #[command(disable_help_flag = true)]
+    Minikube {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// A clap error as one message without clap's own `error: ` prefix (ours adds it).
+fn clap_message(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    text.trim_start_matches("error: ").trim_end().to_owned()
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -36,19 +78,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match args.first().map(String::as_str) {
-        Some("provision") => tasks::provision(),
-        Some("up") => runtime.block_on(tasks::up()),
-        Some("test") => runtime.block_on(tasks::test(&args[1..])),
-        Some("bench") => runtime.block_on(bench::bench(&args[1..])),
-        Some("token") => match args.get(1) {
-            Some(user) => tasks::token(user),
-            None => return usage(),
-        },
-        Some("dlq") => tasks::dlq(&args[1..]),
-        Some("down") => runtime.block_on(tasks::down()),
-        Some("minikube") => minikube::minikube(&args[1..]),
-        _ => return usage(),
+    let result = match cli {
+        Cli::Provision => tasks::provision(),
+        Cli::Up => runtime.block_on(tasks::up()),
+        Cli::Test { args } => runtime.block_on(tasks::test(&args)),
+        Cli::Bench { args } => runtime.block_on(bench::bench(&args)),
+        Cli::Token { user } => tasks::token(&user),
+        Cli::Dlq { args } => tasks::dlq(&args),
+        Cli::Down => runtime.block_on(tasks::down()),
+        Cli::Minikube { args } => minikube::minikube(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

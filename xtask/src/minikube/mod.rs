@@ -63,42 +63,56 @@ struct Options {
     memory: String,
 }
 
+/// The command line, as clap reads it.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "cargo xtask minikube",
+    about = "The whole system on a local Minikube cluster: validate, start, build, install \
+             Dapr and KEDA, deploy, smoke-test"
+)]
+struct Cli {
+    /// Reuse the images already in Minikube.
+    #[arg(long = "no-build")]
+    no_build: bool,
+    /// Skip the smoke test.
+    #[arg(long = "no-smoke")]
+    no_smoke: bool,
+    /// Only the smoke test, against what is deployed.
+    #[arg(long = "smoke-only")]
+    smoke_only: bool,
+    /// Skip the offline validation of the manifests.
+    #[arg(long = "no-validate")]
+    no_validate: bool,
+    /// The Minikube profile (and kubectl context).
+    #[arg(long, default_value = "minikube")]
+    profile: String,
+    /// CPUs of a new cluster.
+    #[arg(long, default_value = "4")]
+    cpus: String,
+    /// Memory of a new cluster.
+    #[arg(long, default_value = "6g")]
+    memory: String,
+}
+
+/// Parses `cargo xtask minikube`'s arguments; `--help` prints the usage and exits.
 fn options(args: &[String]) -> Result<Options> {
-    let mut o = Options {
-        build: true,
-        smoke: true,
-        deploy: true,
-        validate: true,
-        profile: "minikube".into(),
-        cpus: "4".into(),
-        memory: "6g".into(),
+    use clap::Parser as _;
+    let cli = match Cli::try_parse_from(
+        std::iter::once("cargo xtask minikube").chain(args.iter().map(String::as_str)),
+    ) {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => err.exit(),
+        Err(err) => bail!("{}", crate::clap_message(&err)),
     };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .cloned()
-                .with_context(|| format!("{name} needs a value"))
-        };
-        match arg.as_str() {
-            "--no-build" => o.build = false,
-            "--no-smoke" => o.smoke = false,
-            "--no-validate" => o.validate = false,
-            "--smoke-only" => {
-                o.deploy = false;
-                o.build = false;
-                o.validate = false;
-            }
-            "--profile" => o.profile = value("--profile")?,
-            "--cpus" => o.cpus = value("--cpus")?,
-            "--memory" => o.memory = value("--memory")?,
-            other => bail!(
-                "unknown option {other:?}; usage: cargo xtask minikube [--no-build] [--no-smoke] \
-                 [--smoke-only] [--no-validate] [--profile <name>] [--cpus <n>] [--memory <size>]"
-            ),
-        }
-    }
-    Ok(o)
+    Ok(Options {
+        build: !cli.no_build && !cli.smoke_only,
+        smoke: !cli.no_smoke,
+        deploy: !cli.smoke_only,
+        validate: !cli.no_validate && !cli.smoke_only,
+        profile: cli.profile,
+        cpus: cli.cpus,
+        memory: cli.memory,
+    })
 }
 
 pub fn minikube(args: &[String]) -> Result<()> {
