@@ -1,4 +1,4 @@
-//! Harness pieces for the reminder tests (User Story 3): a faster cron schedule for the
+//! Harness pieces for the reminder tests: a faster cron schedule for the
 //! rendered components, `reminder-cron` and `notifications` each started beside its own
 //! daprd (with daprd's app health check, as `dapr.yaml` runs them), publishing a reminder
 //! through a sidecar's HTTP API, and reading notifications back from a process log.

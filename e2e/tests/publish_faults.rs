@@ -1,4 +1,4 @@
-//! Publishing under real faults (spec FR-016/FR-017, SC-001, SC-006): requests keep
+//! Publishing under real faults: requests keep
 //! succeeding while Kafka or the sidecar is down, nothing committed is lost (even when
 //! chat-api itself is killed), and each user's events stay in commit order, also with two
 //! replicas. Each test runs under steady write load on its own real stack.

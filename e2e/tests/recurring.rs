@@ -1,4 +1,4 @@
-//! User Story 2 end to end: completing a recurring task through the API makes the
+//! Recurring tasks end to end: completing a recurring task through the API makes the
 //! `recurring-tasks` service (beside its own daprd, consuming `task-events` from Kafka)
 //! create exactly one next instance, on the right date, whatever is redelivered or crashes.
 

@@ -1,4 +1,4 @@
-//! User Story 1 end to end: task changes over HTTP reach Kafka through chat-api's outbox,
+//! The walking skeleton end to end: task changes over HTTP reach Kafka through chat-api's outbox,
 //! its real daprd sidecar and the real broker, keyed by user and in order per user.
 
 use std::{collections::BTreeMap, time::Duration};

@@ -1,6 +1,6 @@
 //! `reminder-cron`: wakes on each tick of a Dapr cron input binding and publishes a
 //! `reminder.due` event to `reminders` for every task due soon, once per (task, due time)
-//! however many replicas run (spec User Story 3). `notifications` consumes those events.
+//! however many replicas run. `notifications` consumes those events.
 //!
 //! daprd calls `POST /reminder-cron` (the binding component `reminder-cron` in
 //! `components/binding-reminder-cron.yaml`, scoped to this app) every 30 s. The handler

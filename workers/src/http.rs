@@ -10,7 +10,7 @@
 //! inbound resiliency policy retries a `RETRY` for ever (a database outage holds the
 //! partition until it is back, and the app health check pauses the subscription meanwhile),
 //! so a well-formed event is never dead-lettered for a transient fault. An event with a
-//! missing or malformed `user_id` (spec FR-027a) is answered `RETRY` for
+//! missing or malformed `user_id` is answered `RETRY` for
 //! [`INVALID_EVENT_RETRY`] from its first delivery ([`RetryBudget`]), then `DROP`: bounded,
 //! then dead-lettered.
 
@@ -119,7 +119,7 @@ pub async fn receive<T>(
 }
 
 /// How long an event with a missing or malformed `user_id` is retried before it is
-/// dead-lettered (spec FR-027a: retried, but never for ever).
+/// dead-lettered: retried, but never for ever.
 pub const INVALID_EVENT_RETRY: Duration = Duration::from_secs(7);
 
 static PROBE_ID: LazyLock<uuid::Uuid> = LazyLock::new(uuid::Uuid::new_v4);

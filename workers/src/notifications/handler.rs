@@ -12,8 +12,8 @@
 //! cannot be undone or retried by anyone else, so a key written first and then not followed
 //! by the line (a crash in between) would lose the reminder for good, while a line written
 //! and then not remembered only risks a second line when the event is redelivered. A lost
-//! reminder is the worse failure (the spec wants nothing lost, FR-027 accepts "handled
-//! idempotently"). Duplicates reach this service one after the other (same key, same
+//! reminder is the worse failure (nothing may be lost; a redelivery must be handled
+//! idempotently). Duplicates reach this service one after the other (same key, same
 //! partition, one message in flight per partition), so the check sees the earlier delivery's
 //! key; only a crash between the line and the key, or a state store that cannot be reached,
 //! can let a duplicate through.
@@ -116,7 +116,7 @@ pub fn decode(body: &[u8]) -> Result<ReminderEvent, Rejected> {
             EventType::ReminderDue.as_str()
         )));
     }
-    // Checked before full decoding: a bad user id is retried (spec FR-027a), not dropped.
+    // Checked before full decoding: a bad user id is retried for a while, not dropped.
     match data.get("user_id") {
         None | Some(Value::Null) => return Err(Rejected::retry("user_id missing")),
         Some(Value::String(s)) => {

@@ -1,4 +1,4 @@
-//! `notifications`: logs each reminder once (spec User Story 3, FR-024..FR-027a).
+//! `notifications`: logs each reminder once, whatever the redeliveries.
 //!
 //! daprd delivers `reminder.due` events from `reminders` to `POST /events/reminder`
 //! (`components/subscription-notifications.yaml`, its own consumer group, dead letters to

@@ -1,5 +1,5 @@
-//! Where a notification goes. This phase has one channel, the log (spec FR-025): one
-//! structured line per reminder. Email or push would be further sinks.
+//! Where a notification goes. This phase has one channel, the log: one structured line
+//! per reminder. Email or push would be further sinks.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use todo_domain::ReminderEvent;
@@ -33,7 +33,7 @@ impl NotificationSink for LogSink {
             .with_timezone(&r.time_zone.tz())
             .format("%Y-%m-%d %H:%M %Z")
             .to_string();
-        // From generation (just before publishing) to this line: spec SC-009 wants < 10 s.
+        // From generation (just before publishing) to this line; the goal is under 10 s.
         let latency_ms = (now - r.occurred_at).num_milliseconds().max(0);
         tracing::info!(
             event_id = %r.event_id,

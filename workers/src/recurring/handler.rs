@@ -140,7 +140,7 @@ pub fn decode(body: &[u8]) -> Result<TaskEvent, Rejected> {
             EventType::TaskCompleted.as_str()
         )));
     }
-    // Checked before full decoding: a bad user id is retried (spec FR-027a), not dropped.
+    // Checked before full decoding: a bad user id is retried for a while, not dropped.
     let user_id = match data.get("user_id") {
         None | Some(Value::Null) => return Err(Rejected::retry("user_id missing")),
         Some(Value::String(s)) => UserId::parse(s)
