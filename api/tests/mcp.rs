@@ -180,7 +180,12 @@ async fn an_mcp_request_without_a_valid_token_is_refused() {
             "[{}] the rmcp client cannot even initialize without a token",
             app.db_label
         );
-        assert!(app.published_now().is_empty());
+        assert_eq!(
+            app.outbox_rows(None).await,
+            0,
+            "[{}] refused calls wrote no event",
+            app.db_label
+        );
     }
 }
 
@@ -773,6 +778,9 @@ async fn an_mcp_request_over_the_body_limit_is_refused_before_any_tool_runs() {
         405,
         "stateless: no server-to-client event stream to open"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(app.published_now().is_empty());
+    assert_eq!(
+        app.outbox_rows(None).await,
+        0,
+        "refused calls wrote no event"
+    );
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::OnConflict,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 
 use crate::{StoreError, entity::dead_letters};
@@ -49,27 +49,39 @@ impl DeadLetterStore {
         payload: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        dead_letters::Entity::insert(dead_letters::ActiveModel {
-            topic: Set(topic.to_owned()),
-            event_id: Set(event_id.to_owned()),
-            event_type: Set(event_type.to_owned()),
-            partition_key: Set(partition_key.to_owned()),
-            payload: Set(payload.to_owned()),
-            received_at: Set(now),
-            replayed_at: Set(None),
-            ..Default::default()
-        })
-        .on_conflict(
-            OnConflict::columns([dead_letters::Column::Topic, dead_letters::Column::EventId])
-                .update_columns([
-                    dead_letters::Column::Payload,
-                    dead_letters::Column::ReceivedAt,
-                    dead_letters::Column::ReplayedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(&self.db)
-        .await?;
+        // An update, then an insert when there was nothing to update, in one write
+        // transaction, rather than INSERT ... ON CONFLICT (topic, event_id): SQLite now and
+        // then refused that upsert right after the migration that created its unique index
+        // ("ON CONFLICT clause does not match any PRIMARY KEY or UNIQUE constraint"). Two
+        // deliveries of one new dead letter at once on PostgreSQL: the second insert fails
+        // on the unique index, and daprd delivers it again, which then updates.
+        let txn = crate::db::begin_write(&self.db).await?;
+        let updated = dead_letters::Entity::update_many()
+            .col_expr(dead_letters::Column::Payload, Expr::value(payload))
+            .col_expr(dead_letters::Column::ReceivedAt, Expr::value(now))
+            .col_expr(
+                dead_letters::Column::ReplayedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(dead_letters::Column::Topic.eq(topic))
+            .filter(dead_letters::Column::EventId.eq(event_id))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            dead_letters::Entity::insert(dead_letters::ActiveModel {
+                topic: Set(topic.to_owned()),
+                event_id: Set(event_id.to_owned()),
+                event_type: Set(event_type.to_owned()),
+                partition_key: Set(partition_key.to_owned()),
+                payload: Set(payload.to_owned()),
+                received_at: Set(now),
+                replayed_at: Set(None),
+                ..Default::default()
+            })
+            .exec_without_returning(&txn)
+            .await?;
+        }
+        txn.commit().await?;
         Ok(())
     }
 

@@ -19,7 +19,7 @@ fn local(s: &str) -> NaiveDateTime {
 }
 
 /// A migrated store on each test database, with its label.
-async fn stores() -> Vec<(&'static str, TaskStore, Option<tempfile::TempDir>)> {
+async fn stores() -> Vec<(&'static str, TaskStore, todo_store::testing::Scratch)> {
     let mut out = Vec::new();
     for (label, url, dir) in todo_store::testing::databases().await {
         let db = todo_store::connect(&url, 8).await.unwrap();

@@ -119,10 +119,10 @@ struct Db {
     url: String,
     tasks: TaskStore,
     outbox: OutboxStore,
-    _tmp: Option<tempfile::TempDir>,
+    _tmp: todo_store::testing::Scratch,
 }
 
-async fn migrated(url: String, tmp: Option<tempfile::TempDir>) -> Db {
+async fn migrated(url: String, tmp: todo_store::testing::Scratch) -> Db {
     let db = todo_store::connect(&url, 4).await.expect("database");
     todo_store::migrate(&db).await.expect("migrations");
     Db {
@@ -145,7 +145,11 @@ async fn each_database() -> Vec<(&'static str, Db)> {
 /// A fresh SQLite database holding three events each of ann, bob and cy, committed
 /// interleaved (ann 1, bob 1, cy 1, ann 2, ...).
 async fn sqlite_with_events(dir: &std::path::Path) -> Db {
-    let db = migrated(format!("sqlite://{}/relay.db", dir.display()), None).await;
+    let db = migrated(
+        format!("sqlite://{}/relay.db", dir.display()),
+        todo_store::testing::Scratch::default(),
+    )
+    .await;
     for n in 1..=3 {
         for user in ["ann", "bob", "cy"] {
             create(&db.tasks, user, &format!("{user} {n}")).await;

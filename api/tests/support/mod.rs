@@ -31,15 +31,19 @@ pub struct Published {
     pub event: TaskEvent,
 }
 
-/// Records events; can be switched to fail like a sidecar whose broker is down.
+/// Records events; can be switched to fail like a sidecar whose broker is down. Every call
+/// is counted, failed ones included, so a test can tell "tried and failed" from "never
+/// tried".
 #[derive(Default)]
 pub struct RecordingPublisher {
     pub events: Mutex<Vec<Published>>,
     pub failing: AtomicBool,
+    pub calls: std::sync::atomic::AtomicUsize,
 }
 
 impl Publisher for RecordingPublisher {
     async fn publish(&self, e: OutgoingEvent<'_>) -> Result<(), PublishError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if self.failing.load(Ordering::SeqCst) {
             return Err(PublishError::Failed(
                 "broker unavailable (simulated)".into(),
@@ -62,8 +66,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub publisher: Arc<RecordingPublisher>,
     pub db_label: &'static str,
+    /// The app's database, for assertions on what it wrote.
+    pub db: sea_orm::DatabaseConnection,
     keys: JwtKeys,
-    _tmp: Option<tempfile::TempDir>,
+    _tmp: todo_store::testing::Scratch,
     server: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -82,12 +88,12 @@ pub use todo_store::testing::databases as database_urls;
 pub async fn spawn_app(
     label: &'static str,
     url: String,
-    tmp: Option<tempfile::TempDir>,
+    tmp: todo_store::testing::Scratch,
 ) -> TestApp {
     let settings = Settings {
         host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         port: 0,
-        database_url: Secret::new(url),
+        database_url: Secret::new(url.clone()),
         db_max_connections: 4,
         migrate: true,
         jwt_secret: Secret::new(SECRET),
@@ -102,6 +108,9 @@ pub async fn spawn_app(
             ..RelayConfig::default()
         },
     };
+    let db = todo_store::connect(&url, 1)
+        .await
+        .expect("a test connection to the app's database");
     let publisher = Arc::new(RecordingPublisher::default());
     let app = Application::build_with_publisher(&settings, publisher.clone())
         .await
@@ -120,6 +129,7 @@ pub async fn spawn_app(
         client: reqwest::Client::new(),
         publisher,
         db_label: label,
+        db,
         keys: JwtKeys::new(&Secret::new(SECRET)),
         _tmp: tmp,
         server,
@@ -211,5 +221,49 @@ impl TestApp {
 
     pub fn published_now(&self) -> Vec<Published> {
         self.publisher.events.lock().unwrap().clone()
+    }
+
+    /// How many outbox rows `user` has (every user's with `None`), published or not: every
+    /// event the API ever wrote for them (nothing here purges published rows within a test).
+    pub async fn outbox_rows(&self, user: Option<&str>) -> i64 {
+        use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
+        let backend = self.db.get_database_backend();
+        let statement = match (user, backend) {
+            (None, _) => Statement::from_string(backend, "SELECT COUNT(*) AS n FROM outbox"),
+            (Some(user), DbBackend::Postgres) => Statement::from_sql_and_values(
+                backend,
+                "SELECT COUNT(*) AS n FROM outbox WHERE user_id = $1",
+                [user.into()],
+            ),
+            (Some(user), _) => Statement::from_sql_and_values(
+                backend,
+                "SELECT COUNT(*) AS n FROM outbox WHERE user_id = ?",
+                [user.into()],
+            ),
+        };
+        self.db
+            .query_one_raw(statement)
+            .await
+            .expect("counting outbox rows")
+            .expect("a count")
+            .try_get::<i64>("", "n")
+            .expect("a number")
+    }
+
+    /// Waits until the relay has called the publisher at least `n` times (failed calls
+    /// included).
+    pub async fn publish_calls(&self, n: usize) -> usize {
+        for _ in 0..200 {
+            let calls = self.publisher.calls.load(Ordering::SeqCst);
+            if calls >= n {
+                return calls;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "[{}] the relay called the publisher {} times, expected at least {n}",
+            self.db_label,
+            self.publisher.calls.load(Ordering::SeqCst)
+        );
     }
 }

@@ -110,7 +110,7 @@ pub struct Bed {
     pub tasks: TaskStore,
     pub keys: Arc<MemoryIdempotencyStore>,
     pub publisher: Arc<RecordingPublisher>,
-    _tmp: Option<tempfile::TempDir>,
+    _tmp: todo_store::testing::Scratch,
 }
 
 /// One bed per configured database.

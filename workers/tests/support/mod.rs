@@ -153,7 +153,7 @@ pub struct TestBed {
     pub keys: Arc<MemoryIdempotencyStore>,
     pub tasks: TaskStore,
     pub outbox: OutboxStore,
-    _tmp: Option<tempfile::TempDir>,
+    _tmp: todo_store::testing::Scratch,
 }
 
 /// One test bed per configured database.
