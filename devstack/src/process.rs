@@ -184,6 +184,40 @@ impl Managed {
         read_from(&self.log_file, self.log_start).unwrap_or_default()
     }
 
+    /// Polls `url` (GET) until it answers 2xx, every 100 ms: fails at once when this
+    /// process exits, and after `timeout` with the last answer; both with the end of its
+    /// log. The one readiness wait of the stack, the services and the sidecars.
+    pub async fn wait_http_ok(&self, url: &str, timeout: Duration) -> Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .context("building an HTTP client")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match client.get(url).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => format!("HTTP {}", response.status()),
+                Err(err) => err.to_string(),
+            };
+            if !pid_alive(self.pid()) {
+                bail!(
+                    "{} exited; end of {}:\n{}",
+                    self.name(),
+                    self.log_file().display(),
+                    self.log_tail(40)
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "GET {url} did not answer 2xx within {timeout:?} (last: {last}); end of {}:\n{}",
+                    self.log_file().display(),
+                    self.log_tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The last `lines` lines of this run's output, for error messages.
     pub fn log_tail(&self, lines: usize) -> String {
         tail_lines(&self.log_text(), lines)

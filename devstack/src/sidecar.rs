@@ -5,13 +5,13 @@ use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
 use crate::paths::Paths;
-use crate::process::{Managed, free_port, kill_stale, pid_alive};
+use crate::process::{Managed, free_port, kill_stale};
 
 /// How long `Sidecar::start` waits for the components to load.
 const OUTBOUND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,7 +77,6 @@ impl SidecarConfig {
 pub struct Sidecar {
     cfg: SidecarConfig,
     process: Managed,
-    client: reqwest::Client,
 }
 
 impl Sidecar {
@@ -171,15 +170,7 @@ impl Sidecar {
         )?
         .with_stop(Signal::SIGTERM, STOP_GRACE);
 
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .context("building an HTTP client")?;
-        let sidecar = Sidecar {
-            cfg,
-            process,
-            client,
-        };
+        let sidecar = Sidecar { cfg, process };
         sidecar
             .wait_for("/v1.0/healthz/outbound", OUTBOUND_TIMEOUT)
             .await
@@ -195,30 +186,7 @@ impl Sidecar {
 
     async fn wait_for(&self, path: &str, timeout: Duration) -> Result<()> {
         let url = format!("{}{path}", self.http_url());
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match self.client.get(&url).send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => format!("HTTP {}", response.status()),
-                Err(err) => err.to_string(),
-            };
-            if !pid_alive(self.process.pid()) {
-                bail!(
-                    "daprd {} exited; end of {}:\n{}",
-                    self.cfg.app_id,
-                    self.process.log_file().display(),
-                    self.process.log_tail(40)
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "GET {url} did not answer 2xx within {timeout:?} (last: {last}); end of {}:\n{}",
-                    self.process.log_file().display(),
-                    self.process.log_tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.process.wait_http_ok(&url, timeout).await
     }
 
     /// The configuration it runs with.

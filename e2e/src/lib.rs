@@ -11,7 +11,7 @@ pub mod reminders;
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -157,12 +157,9 @@ impl Env {
         let name = format!("{app_id}-{port}");
         let process = spawn_binary(bin, &name, &all_env, &logs)?;
         let base = format!("http://127.0.0.1:{port}");
-        wait_http_ok(
-            &format!("{base}/healthz"),
-            Duration::from_secs(30),
-            &process,
-        )
-        .await?;
+        process
+            .wait_http_ok(&format!("{base}/healthz"), Duration::from_secs(30))
+            .await?;
         let sidecar = Sidecar::start(&self.paths, cfg).await?;
         sidecar.wait_ready(Duration::from_secs(30)).await?;
         Ok(Service {
@@ -270,12 +267,9 @@ impl Service {
     pub async fn restart_process(&mut self, logs: &Path) -> Result<()> {
         self.process.stop();
         self.process = spawn_binary(&self.bin, &self.name, &self.env, logs)?;
-        wait_http_ok(
-            &format!("{}/healthz", self.base),
-            Duration::from_secs(30),
-            &self.process,
-        )
-        .await
+        self.process
+            .wait_http_ok(&format!("{}/healthz", self.base), Duration::from_secs(30))
+            .await
     }
 }
 
@@ -329,33 +323,6 @@ pub fn client() -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(10))
         .build()
         .expect("a reqwest client with default TLS settings builds")
-}
-
-/// Polls `url` until it answers 2xx; fails at once if `process` exits, or after `timeout`.
-pub(crate) async fn wait_http_ok(url: &str, timeout: Duration, process: &Managed) -> Result<()> {
-    let client = client();
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if !devstack::pid_alive(process.pid()) {
-            bail!(
-                "{} exited; its log:\n{}",
-                process.name(),
-                process.log_tail(40)
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{url} did not answer within {timeout:?}; log:\n{}",
-                process.log_tail(40)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The CloudEvent envelope daprd wraps around each published event.

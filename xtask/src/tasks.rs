@@ -146,20 +146,15 @@ pub async fn up() -> Result<()> {
         Some(&paths.data.join("dapr-run.pid")),
     )?
     .with_stop(Signal::SIGINT, Duration::from_secs(20));
-    wait_http(
-        "http://127.0.0.1:3000/readyz",
-        Duration::from_secs(60),
-        &dapr,
-    )
-    .await?;
+    dapr.wait_http_ok("http://127.0.0.1:3000/readyz", Duration::from_secs(60))
+        .await?;
     // Outbound health: components loaded, publishing works. (The run file turns the
     // scheduler and placement off, see dapr.yaml; the app-facing /v1.0/healthz then answers
     // 204 as well, but a service behind its health check may take longer.)
     for port in [3500, 3501, 3502, 3503] {
-        wait_http(
+        dapr.wait_http_ok(
             &format!("http://127.0.0.1:{port}/v1.0/healthz/outbound"),
             Duration::from_secs(60),
-            &dapr,
         )
         .await?;
     }
@@ -194,50 +189,6 @@ pub async fn up() -> Result<()> {
 async fn wait_exit(process: &mut Managed) {
     while process.is_running() {
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-async fn wait_http(url: &str, timeout: Duration, owner: &Managed) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if http_ok(url).await {
-            return Ok(());
-        }
-        if !devstack::pid_alive(owner.pid()) {
-            bail!(
-                "{} exited; end of its log:\n{}",
-                owner.name(),
-                owner.log_tail(40)
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{url} did not answer within {timeout:?}; end of the log:\n{}",
-                owner.log_tail(40)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// A tiny HTTP GET over loopback: true on a 2xx status line.
-async fn http_ok(url: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else {
-        return false;
-    };
-    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut head = [0u8; 16];
-    match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut head)).await {
-        Ok(Ok(n)) if n >= 12 => head[9] == b'2',
-        _ => false,
     }
 }
 
@@ -345,7 +296,9 @@ async fn fuzz_api(paths: &Paths, database_url: &str) -> Result<()> {
         None,
     )?;
     let base = format!("http://127.0.0.1:{port}");
-    wait_http(&format!("{base}/readyz"), Duration::from_secs(30), &server).await?;
+    server
+        .wait_http_ok(&format!("{base}/readyz"), Duration::from_secs(30))
+        .await?;
     let token = Command::new(&bin)
         .args(["token", "alice"])
         .env("JWT_SECRET", SECRET)
