@@ -1,15 +1,6 @@
 //! The API's one error type and its one JSON shape: `{"error": {"code", "message", "field"?}}`.
-//!
-//! | code | status |
-//! |---|---|
-//! | `invalid_json`, `invalid_field`, `invalid_query`, `payload_too_large` | 400 / 413 |
-//! | `unauthorized` | 401 |
-//! | `forbidden`, `user_deleted` | 403 / 410 |
-//! | `not_found` | 404 |
-//! | `method_not_allowed` | 405 |
-//! | `conflict` | 409 |
-//! | `unavailable` | 503 |
-//! | `internal` | 500 (opaque; the cause is logged once) |
+//! The codes and their statuses are [`ErrorCode`], listed once; the OpenAPI document and the
+//! MCP tools take them from there.
 
 use axum::{
     Json,
@@ -21,12 +12,100 @@ use serde::Serialize;
 use todo_domain::ValidationError;
 use todo_store::StoreError;
 
+/// Every `code` an error response can carry, with the status it answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400 (415 when the body is not sent as JSON at all).
+    InvalidJson,
+    /// 400.
+    InvalidField,
+    /// 400.
+    InvalidQuery,
+    /// 413.
+    PayloadTooLarge,
+    /// 401.
+    Unauthorized,
+    /// 403.
+    Forbidden,
+    /// 410.
+    UserDeleted,
+    /// 404.
+    NotFound,
+    /// 405.
+    MethodNotAllowed,
+    /// 409.
+    Conflict,
+    /// 503.
+    Unavailable,
+    /// 500, opaque; the cause is logged once.
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidField,
+        ErrorCode::InvalidQuery,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::UserDeleted,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as it appears in responses.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::UserDeleted => "user_deleted",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The status an error with this code answers with.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidJson | ErrorCode::InvalidField | ErrorCode::InvalidQuery => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::UserDeleted => StatusCode::GONE,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
 }
@@ -45,9 +124,10 @@ struct Inner<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `code`'s status.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
             field: None,
@@ -60,33 +140,29 @@ impl ApiError {
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(ErrorCode::Unauthorized, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such task")
+        Self::new(ErrorCode::NotFound, "no such task")
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_field", message).with_field(field)
+        Self::new(ErrorCode::InvalidField, message).with_field(field)
     }
 
     pub fn invalid_query(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+        Self::new(ErrorCode::InvalidQuery, message)
     }
 
     /// A server fault: logged once with its cause chain, opaque to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        Self::new(ErrorCode::Internal, "internal error")
     }
 }
 
@@ -94,7 +170,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
             error: Inner {
-                code: self.code,
+                code: self.code.as_str(),
                 message: &self.message,
                 field: self.field.as_deref(),
             },
@@ -123,21 +199,18 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => Self::not_found(),
             StoreError::UserDeleted => Self::new(
-                StatusCode::GONE,
-                "user_deleted",
+                ErrorCode::UserDeleted,
                 "this account was deleted; no further changes are accepted",
             ),
             StoreError::Conflict => Self::new(
-                StatusCode::CONFLICT,
-                "conflict",
+                ErrorCode::Conflict,
                 "the task was being changed by another request; retry",
             ),
             StoreError::BadCursor(message) => Self::invalid("cursor", message),
             StoreError::Db(ref db) if e.is_transient() => {
                 tracing::warn!(error = %db, "database unavailable");
                 Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
+                    ErrorCode::Unavailable,
                     "the database is unavailable; retry shortly",
                 )
             }
@@ -148,15 +221,9 @@ impl From<StoreError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let status = match &rejection {
-            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "payload_too_large"
-        } else {
-            "invalid_json"
+        let code = match &rejection {
+            JsonRejection::BytesRejection(_) => ErrorCode::PayloadTooLarge,
+            _ => ErrorCode::InvalidJson,
         };
         let message = match &rejection {
             JsonRejection::JsonDataError(e) => std::error::Error::source(e)
@@ -165,7 +232,10 @@ impl From<JsonRejection> for ApiError {
             _ => rejection.body_text(),
         };
         let field = field_from_serde_message(&message);
-        let err = Self::new(status, code, message);
+        let mut err = Self::new(code, message);
+        if matches!(rejection, JsonRejection::MissingJsonContentType(_)) {
+            err.status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        }
         match field {
             Some(f) => err.with_field(f),
             None => err,

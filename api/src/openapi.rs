@@ -32,6 +32,8 @@ use utoipa::{
 };
 use uuid::Uuid;
 
+use crate::error::ErrorCode;
+
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
 /// Where the interactive documentation is served.
@@ -40,22 +42,6 @@ pub const DOCS_PATH: &str = "/docs";
 pub const BEARER_SCHEME: &str = "bearer_jwt";
 /// The docs page loads its viewer from a CDN in the browser: nothing is fetched at build time.
 const SCALAR_SCRIPT: &str = "https://cdn.jsdelivr.net/npm/@scalar/api-reference@1.72.1";
-
-/// Every `code` an error response can carry (see [`crate::error`]).
-pub const ERROR_CODES: [&str; 12] = [
-    "invalid_json",
-    "invalid_field",
-    "invalid_query",
-    "payload_too_large",
-    "unauthorized",
-    "forbidden",
-    "user_deleted",
-    "not_found",
-    "method_not_allowed",
-    "conflict",
-    "unavailable",
-    "internal",
-];
 
 /// The document's fixed parts; paths and their schemas are added by [`crate::routes::table`].
 #[derive(OpenApi)]
@@ -190,7 +176,7 @@ pub struct ErrorDetail {
 fn error_code() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(ERROR_CODES))
+        .enum_values(Some(ErrorCode::ALL.map(ErrorCode::as_str)))
         .build()
 }
 
@@ -229,13 +215,13 @@ impl<T: ToSchema> SchemaRef for T {
 
 /// Reusable error responses (`components.responses`), one per status.
 macro_rules! error_responses {
-    ($($name:ident => $description:literal, $code:literal, $message:literal, $field:expr;)*) => {$(
+    ($($name:ident => $description:literal, $code:expr, $message:literal, $field:expr;)*) => {$(
         #[doc = $description]
         pub struct $name;
 
         impl<'r> ToResponse<'r> for $name {
             fn response() -> (&'r str, RefOr<OaResponse>) {
-                (stringify!($name), error_response($description, $code, $message, $field))
+                (stringify!($name), error_response($description, $code.as_str(), $message, $field))
             }
         }
     )*};
@@ -243,23 +229,23 @@ macro_rules! error_responses {
 
 error_responses! {
     BadRequest => "The request is malformed: invalid JSON, a wrong type, an unknown field, or a value out of range (`invalid_json`, `invalid_field`, `invalid_query`).",
-        "invalid_field", "time_zone: \"Mars/Base\" is not an IANA time zone name (for example \"Europe/Berlin\" or \"UTC\")", Some("time_zone");
+        ErrorCode::InvalidField, "time_zone: \"Mars/Base\" is not an IANA time zone name (for example \"Europe/Berlin\" or \"UTC\")", Some("time_zone");
     Unauthorized => "Missing, malformed, expired or wrongly signed bearer token (`unauthorized`).",
-        "unauthorized", "token has expired", None;
+        ErrorCode::Unauthorized, "token has expired", None;
     Forbidden => "The path's user id is not the token's subject (`forbidden`).",
-        "forbidden", "the path's user id is not the authenticated user", None;
+        ErrorCode::Forbidden, "the path's user id is not the authenticated user", None;
     NotFound => "No such task for this user (another user's task is never revealed) (`not_found`).",
-        "not_found", "no such task", None;
+        ErrorCode::NotFound, "no such task", None;
     Conflict => "The task was changed concurrently and the retries ran out; retry (`conflict`).",
-        "conflict", "the task was being changed by another request; retry", None;
+        ErrorCode::Conflict, "the task was being changed by another request; retry", None;
     Gone => "The account was deleted; no further changes are accepted (`user_deleted`).",
-        "user_deleted", "this account was deleted; no further changes are accepted", None;
+        ErrorCode::UserDeleted, "this account was deleted; no further changes are accepted", None;
     PayloadTooLarge => "The body is larger than the API accepts (`payload_too_large`).",
-        "payload_too_large", "Failed to buffer the request body: length limit exceeded", None;
+        ErrorCode::PayloadTooLarge, "Failed to buffer the request body: length limit exceeded", None;
     UnsupportedMediaType => "The body is not sent as `application/json` (`invalid_json`).",
-        "invalid_json", "Expected request with `Content-Type: application/json`", None;
+        ErrorCode::InvalidJson, "Expected request with `Content-Type: application/json`", None;
     Unavailable => "The database is unavailable; retry shortly (`unavailable`).",
-        "unavailable", "the database is unavailable; retry shortly", None;
+        ErrorCode::Unavailable, "the database is unavailable; retry shortly", None;
 }
 
 // ---- Domain values, described from the domain's own constants --------------------------

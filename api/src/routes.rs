@@ -20,7 +20,7 @@ use crate::{
     AppState,
     auth::AuthUser,
     dto::{ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskPath, TaskView, UserPath},
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     extract::{ApiJson, ApiQuery},
     openapi::{
         ApiDoc, BadRequest, Conflict, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized,
@@ -64,10 +64,7 @@ where
                 | ErrorKind::ParseErrorAtKey { key, .. }
                 | ErrorKind::DeserializeError { key, .. } => {
                     let key = key.clone();
-                    Err(
-                        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", e.body_text())
-                            .with_field(key),
-                    )
+                    Err(ApiError::new(ErrorCode::InvalidField, e.body_text()).with_field(key))
                 }
                 // The route and the extracted type disagree: a bug, not bad input.
                 _ => Err(ApiError::internal(e.body_text())),
@@ -447,7 +444,7 @@ pub async fn relay_status(State(state): State<AppState>) -> ApiResult<Json<serde
 
 /// Any path the API does not serve.
 pub async fn fallback() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    ApiError::new(ErrorCode::NotFound, "no such route")
 }
 
 /// A handler that panicked gets the API's opaque 500 (the panic is logged once) instead of
@@ -464,8 +461,7 @@ pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respons
 /// A served path with a method it does not serve.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this path does not serve that method",
     )
 }

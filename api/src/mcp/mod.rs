@@ -83,7 +83,7 @@ async fn authenticate(
                 "error": {
                     "code": UNAUTHORIZED_CODE,
                     "message": format!("{}: {}", e.code, e.message),
-                    "data": {"code": e.code},
+                    "data": {"code": e.code.as_str()},
                 },
             });
             (

@@ -184,7 +184,7 @@ pub fn deleted(task: TaskSnapshot) -> CallToolResult {
 /// A tool error: the API's message, naming the argument to fix.
 pub fn error(e: &ApiError) -> CallToolResult {
     let text = match (e.code, e.field.as_deref()) {
-        ("not_found", _) => {
+        (crate::error::ErrorCode::NotFound, _) => {
             "No such task among yours: check task_id (list_tasks shows your tasks' ids).".to_owned()
         }
         (_, Some(field)) if e.message.starts_with(field) => {
