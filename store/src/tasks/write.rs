@@ -1,0 +1,202 @@
+//! The write path's pieces: the user's state, the live row, the version check, a patch
+//! applied to a row, and the event appended to the outbox in the same transaction.
+
+use super::*;
+
+/// Records the user on first use; refuses a deleted user.
+/// Fails with [`StoreError::UserDeleted`] when the user's account was deleted; creates the
+/// user row on first use. The row stays locked (shared) until the write commits, so an
+/// account deletion (which locks it exclusively) waits for writes in flight and deletes what
+/// they wrote, and writes that come after it see the account deleted. (SQLite serialises
+/// write transactions, which gives the same order.)
+pub(super) async fn ensure_active_user<C: ConnectionTrait>(
+    db: &C,
+    user: &UserId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let locked = || users::Entity::find_by_id(user.as_str()).lock_shared();
+    let row = match locked().one(db).await? {
+        Some(row) => row,
+        None => {
+            users::Entity::insert(users::ActiveModel {
+                id: Set(user.as_str().to_owned()),
+                created_at: Set(now),
+                deleted_at: Set(None),
+            })
+            .on_conflict_do_nothing_on([users::Column::Id])
+            .exec(db)
+            .await?;
+            locked()
+                .one(db)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("user {user} vanished after insert")))?
+        }
+    };
+    if row.deleted_at.is_some() {
+        return Err(StoreError::UserDeleted);
+    }
+    Ok(())
+}
+
+pub(super) async fn find_live<C: ConnectionTrait>(
+    db: &C,
+    user: &UserId,
+    id: Uuid,
+) -> Result<tasks::Model, StoreError> {
+    tasks::Entity::find_by_id(id)
+        .filter(tasks::Column::UserId.eq(user.as_str()))
+        .filter(tasks::Column::DeletedAt.is_null())
+        .one(db)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// Writes `next` only if the row still has `expected_version`; `None` when someone else won.
+pub(super) async fn save_if_version(
+    txn: &DatabaseTransaction,
+    next: &tasks::Model,
+    expected_version: i64,
+) -> Result<Option<tasks::Model>, StoreError> {
+    let active: tasks::ActiveModel = next.clone().into();
+    let mut active = active.reset_all();
+    active.id = sea_orm::ActiveValue::Unchanged(next.id);
+    let result = tasks::Entity::update_many()
+        .set(active)
+        .filter(tasks::Column::Id.eq(next.id))
+        .filter(tasks::Column::Version.eq(expected_version))
+        .exec(txn)
+        .await?;
+    Ok((result.rows_affected == 1).then(|| next.clone()))
+}
+
+/// The row after `patch`, and the names of the fields that really changed.
+pub(super) fn apply_patch(
+    current: &tasks::Model,
+    patch: &TaskPatch,
+    now: DateTime<Utc>,
+) -> (tasks::Model, Vec<String>) {
+    let mut next = current.clone();
+    let mut changed = Vec::new();
+    let mut note = |name: &str, differs: bool| {
+        if differs {
+            changed.push(name.to_owned());
+        }
+    };
+    if let Some(title) = &patch.title {
+        note("title", next.title != title.as_str());
+        next.title = title.as_str().to_owned();
+    }
+    if let Some(d) = &patch.description {
+        note("description", next.description != d.as_str());
+        next.description = d.as_str().to_owned();
+    }
+    next.search_text = search_text(&next.title, &next.description);
+    if let Some(p) = patch.priority {
+        note("priority", next.priority != p.rank());
+        next.priority = p.rank();
+    }
+    if let Some(tags) = &patch.tags {
+        let encoded = encode_tags(tags.as_slice());
+        note("tags", next.tags != encoded);
+        next.tags = encoded;
+    }
+    if let Some(tz) = patch.time_zone {
+        note("time_zone", next.time_zone != tz.name());
+        next.time_zone = tz.name().to_owned();
+    }
+    // When the task is due, as an instant and as the local wall time the user meant.
+    let mut due_local = None;
+    let mut due_moved = false;
+    if let Some(due) = &patch.due {
+        let new_at = due.map(|(at, _)| at);
+        note("due_at", next.due_at != new_at);
+        // Moved: another instant, or (with a new zone) another local wall time. Restating
+        // the due time an instance already has (a PUT, a patch naming its own zone) is not.
+        let was_local = current
+            .due_at
+            .zip(TimeZone::parse(&current.time_zone).ok())
+            .map(|(at, tz)| to_local(tz.tz(), at));
+        due_local = due.map(|(_, local)| local);
+        due_moved = current.due_at != new_at
+            || (current.time_zone != next.time_zone && due_local != was_local);
+        next.due_at = new_at;
+    }
+    if let Some(rec) = patch.recurrence {
+        let new_rec = rec.map(|f| f.as_str().to_owned());
+        note("recurrence", next.recurrence != new_rec);
+        next.recurrence = new_rec;
+    }
+    // A series is anchored where its instance is due when it starts recurring, when its
+    // frequency changes, and when the user moves the instance's due time; plain edits of an
+    // instance keep the anchor (and so the anchor day of a monthly series). A task that
+    // stops recurring leaves its series.
+    if next.recurrence.is_some() {
+        if next.series_id.is_none() {
+            next.series_id = Some(next.id);
+            next.occurrence = 0;
+        }
+        if due_moved || next.recurrence != current.recurrence {
+            let local_now = due_local.or_else(|| {
+                next.due_at
+                    .zip(TimeZone::parse(&next.time_zone).ok())
+                    .map(|(at, tz)| to_local(tz.tz(), at))
+            });
+            next.anchor_local = local_now.map(encode_anchor);
+        }
+    } else {
+        next.anchor_local = None;
+    }
+    if let Some(done) = patch.completed {
+        note("completed", next.completed != done);
+        if next.completed != done {
+            next.completed = done;
+            next.completed_at = done.then_some(now);
+        }
+    }
+    // The anchor is part of the recurrence a consumer sees.
+    if next.recurrence.is_some()
+        && next.anchor_local != current.anchor_local
+        && !changed.iter().any(|c| c == "recurrence")
+    {
+        changed.push("recurrence".to_owned());
+    }
+    if !changed.is_empty() {
+        next.version = current.version + 1;
+        next.updated_at = now;
+    }
+    (next, changed)
+}
+
+pub(crate) async fn append_event<C: ConnectionTrait>(
+    db: &C,
+    event_type: EventType,
+    snapshot: &TaskSnapshot,
+    changed_fields: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<TaskEvent, StoreError> {
+    let event = TaskEvent::new(
+        event_type,
+        snapshot.clone(),
+        changed_fields,
+        Uuid::now_v7(),
+        now,
+    );
+    let payload = serde_json::to_string(&event)
+        .map_err(|e| StoreError::Corrupt(format!("event does not serialise: {e}")))?;
+    outbox::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        event_id: Set(event.event_id),
+        user_id: Set(event.user_id.clone()),
+        topic: Set(topics::TASK_EVENTS.to_owned()),
+        event_type: Set(event_type.as_str().to_owned()),
+        payload: Set(payload),
+        created_at: Set(now),
+        published_at: Set(None),
+        attempts: Set(0),
+        last_error: Set(None),
+        parked_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(event)
+}
