@@ -11,6 +11,9 @@ use devstack::{
     provision, render_components,
 };
 
+/// The tests here each start a whole stack: they take turns.
+static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const PUBSUB: &str = "\
 apiVersion: dapr.io/v1alpha1
 kind: Component
@@ -46,6 +49,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_publishes_keyed_records_to_kafka_and_saves_state_in_redis() -> Result<()> {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
     let paths = Paths::discover()?;
     let provision_paths = paths.clone();
     tokio::task::spawn_blocking(move || provision::all_once(&provision_paths)).await??;
@@ -159,6 +163,7 @@ async fn a_sidecar_publishes_keyed_records_to_kafka_and_saves_state_in_redis() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_with_an_app_port_starts_before_the_app_listens() -> Result<()> {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
     let paths = Paths::discover()?;
     let provision_paths = paths.clone();
     tokio::task::spawn_blocking(move || provision::all_once(&provision_paths)).await??;

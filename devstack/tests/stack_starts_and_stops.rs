@@ -6,8 +6,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use devstack::{Paths, Ports, Stack, StackConfig, pid_alive, provision};
 
+/// The tests here each start a whole stack: they take turns.
+static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stack_starts_creates_topics_survives_a_kafka_restart_and_stops_cleanly() -> Result<()> {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
     let paths = Paths::discover()?;
     let provision_paths = paths.clone();
     tokio::task::spawn_blocking(move || provision::all_once(&provision_paths)).await??;
@@ -90,6 +94,7 @@ async fn stack_starts_creates_topics_survives_a_kafka_restart_and_stops_cleanly(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_stack_stops_its_processes() -> Result<()> {
+    let _turn = ONE_STACK_AT_A_TIME.lock().await;
     let paths = Paths::discover()?;
     let provision_paths = paths.clone();
     tokio::task::spawn_blocking(move || provision::all_once(&provision_paths)).await??;

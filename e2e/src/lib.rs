@@ -32,7 +32,14 @@ pub struct Env {
     pub resources: PathBuf,
     pub dir: tempfile::TempDir,
     pub jwt: JwtKeys,
+    /// This test's turn: dropped last, after the stack.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
+
+/// The tests of a test binary run in parallel, but those that start a whole stack (Kafka,
+/// PostgreSQL, Redis and sidecars: more than a 2-core machine carries twice) take turns:
+/// [`Env::start`] waits for the previous one's [`Env`] to be dropped.
+static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A service binary running beside its sidecar.
 pub struct Service {
@@ -58,6 +65,7 @@ impl Env {
     /// Starts PostgreSQL, Redis and Kafka on free ports, creates the topics and renders
     /// `components/` for them.
     pub async fn start() -> Result<Env> {
+        let turn = ONE_STACK_AT_A_TIME.lock().await;
         let paths = Paths::discover()?;
         let dir = tempfile::Builder::new().prefix("todo-e2e-").tempdir()?;
         let stack = Stack::start(
@@ -95,6 +103,7 @@ impl Env {
             resources,
             dir,
             jwt: JwtKeys::new(&service_kit::Secret::new(JWT_SECRET)),
+            _turn: turn,
         })
     }
 

@@ -195,8 +195,9 @@ async fn wait_exit(process: &mut Managed) {
 /// Every test, in one `cargo test --workspace` (one build, one feature resolution): unit
 /// and in-process tests on SQLite and on a real PostgreSQL started here, and the end-to-end
 /// suite, each test of which starts its own real stack. Then property-based fuzzing of the
-/// API from its OpenAPI document. Tests run one at a time: the end-to-end ones each start
-/// Kafka, PostgreSQL, Redis and sidecars, which is what a 2-core machine can carry.
+/// API from its OpenAPI document. Tests run in parallel within each test binary, except
+/// those that start a whole stack (Kafka, PostgreSQL, Redis and sidecars): they take turns
+/// (`e2e::Env` holds the turn), which is what a 2-core machine can carry.
 pub async fn test(extra: &[String]) -> Result<()> {
     let paths = Paths::discover()?;
     prov::all(&paths)?;
@@ -240,7 +241,6 @@ pub async fn test(extra: &[String]) -> Result<()> {
     );
     let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
-    args.extend(["--", "--test-threads=1"]);
     let result = cargo(
         &paths,
         &args,
