@@ -275,6 +275,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_error_code_is_listed_once() {
+        // The match is exhaustive: a new code fails to compile here until it is counted.
+        let position = |code: ErrorCode| match code {
+            ErrorCode::InvalidJson => 0,
+            ErrorCode::InvalidField => 1,
+            ErrorCode::InvalidQuery => 2,
+            ErrorCode::PayloadTooLarge => 3,
+            ErrorCode::Unauthorized => 4,
+            ErrorCode::Forbidden => 5,
+            ErrorCode::UserDeleted => 6,
+            ErrorCode::NotFound => 7,
+            ErrorCode::MethodNotAllowed => 8,
+            ErrorCode::Conflict => 9,
+            ErrorCode::Unavailable => 10,
+            ErrorCode::Internal => 11,
+        };
+        let listed: Vec<usize> = ErrorCode::ALL.iter().map(|c| position(*c)).collect();
+        assert_eq!(listed, (0..12).collect::<Vec<_>>());
+        let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len(), "codes are distinct");
+    }
+
+    #[test]
     fn field_names_are_recovered_from_serde_messages() {
         assert_eq!(
             field_from_serde_message("unknown field `colour`, expected one of ..."),

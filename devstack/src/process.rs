@@ -190,6 +190,7 @@ impl Managed {
     pub async fn wait_http_ok(&self, url: &str, timeout: Duration) -> Result<()> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
+            .no_proxy()
             .build()
             .context("building an HTTP client")?;
         let deadline = Instant::now() + timeout;

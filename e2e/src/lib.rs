@@ -38,7 +38,9 @@ pub struct Env {
 
 /// The tests of a test binary run in parallel, but those that start a whole stack (Kafka,
 /// PostgreSQL, Redis and sidecars: more than a 2-core machine carries twice) take turns:
-/// [`Env::start`] waits for the previous one's [`Env`] to be dropped.
+/// [`Env::start`] waits for the previous one's [`Env`] to be dropped. Drop a test's
+/// [`Service`]s before its `Env` (declare them after it, or after it in a struct's fields
+/// last), so the next test's stack does not start beside their sidecars.
 static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A service binary running beside its sidecar.

@@ -9,11 +9,13 @@ use e2e::{Env, Service, decode_task_events};
 use serde_json::{Value, json};
 use todo_domain::{EventType, topics};
 
+/// Fields drop in order: the services (and their sidecars) first, the stack (with the
+/// test's turn) last.
 struct Setup {
-    env: Env,
     api: Service,
     worker: Service,
     client: reqwest::Client,
+    env: Env,
 }
 
 async fn setup() -> Result<Setup> {

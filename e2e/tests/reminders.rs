@@ -86,7 +86,7 @@ fn report_latency(test: &str, lines: &[Notification]) {
     );
 }
 
-fn within_sc_009(lines: &[Notification]) -> Result<()> {
+fn logged_within_ten_seconds(lines: &[Notification]) -> Result<()> {
     for n in lines {
         let ms = n
             .latency_ms
@@ -222,7 +222,7 @@ async fn a_task_due_in_two_hours_is_notified_once_and_tasks_outside_the_window_o
         "{}",
         lines[1].line
     );
-    within_sc_009(&lines)?;
+    logged_within_ten_seconds(&lines)?;
     report_latency("window", &lines);
 
     // On the topic: exactly the two reminders, keyed by user, ids fixed by task and due time.
@@ -353,7 +353,7 @@ async fn two_reminder_cron_replicas_publish_one_reminder_per_task_and_due_time()
         records.len()
     );
     let lines = notifications(&log, None);
-    within_sc_009(&lines)?;
+    logged_within_ten_seconds(&lines)?;
     report_latency("replicas", &lines);
     Ok(())
 }
@@ -398,7 +398,7 @@ async fn the_same_reminder_published_five_times_is_logged_once() -> Result<()> {
         "four deliveries recognised as duplicates:\n{log}"
     );
     let all = notifications(&log, None);
-    within_sc_009(&all)?;
+    logged_within_ten_seconds(&all)?;
     report_latency("duplicates", &all);
     Ok(())
 }

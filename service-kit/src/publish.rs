@@ -3,13 +3,14 @@
 //!
 //! Single events go through `PublishEvent`; [`Publisher::publish_all`] sends several events
 //! of *different* partition keys in one `BulkPublishEvent` call (stable since daprd 1.17;
-//! `BulkPublishEventAlpha1`, deprecated, runs the same code). The Kafka component hands a bulk request to the producer as one
-//! batch, which saves the per-call work in the sidecar, but a bulk request is neither
+//! an older sidecar answers it as unimplemented, and then gets `BulkPublishEventAlpha1`,
+//! which runs the same code). The Kafka component hands a bulk request to the producer as
+//! one batch, which saves the per-call work in the sidecar, but a bulk request is neither
 //! ordered nor transactional: two events of one key in one request could swap on a partial
 //! failure, hence at most one event per key. daprd (1.16 to 1.18) answers a bulk request to
-//! Kafka with an error as soon as any entry failed (some entries may have been written): callers treat
-//! every entry of a failed request as not published and publish it again, which consumers
-//! absorb by event id.
+//! Kafka with an error as soon as any entry failed (some entries may have been written):
+//! callers treat every entry of a failed request as not published and publish it again,
+//! which consumers absorb by event id.
 
 use std::{collections::HashMap, future::Future, time::Duration};
 
@@ -100,11 +101,15 @@ async fn within_deadline<T>(
 ) -> Result<T, PublishError> {
     match tokio::time::timeout(CALL_DEADLINE, call).await {
         Ok(answer) => answer.map_err(|s| call_error(&s)),
-        Err(_) => Err(PublishError::Unavailable(format!(
-            "the sidecar did not answer within {} s",
-            CALL_DEADLINE.as_secs()
-        ))),
+        Err(_) => Err(deadline_passed()),
     }
+}
+
+fn deadline_passed() -> PublishError {
+    PublishError::Unavailable(format!(
+        "the sidecar did not answer within {} s",
+        CALL_DEADLINE.as_secs()
+    ))
 }
 
 /// Publishes through the Dapr sidecar's gRPC API. Connects lazily and keeps retrying to
@@ -115,6 +120,10 @@ pub struct DaprPublisher {
     api_token: Option<Secret>,
     pubsub: String,
     client: RwLock<Option<GrpcClient>>,
+    /// Set once the sidecar answered `BulkPublishEvent` as unimplemented (daprd before
+    /// 1.17): bulk calls then use `BulkPublishEventAlpha1`, which it serves with the same
+    /// code.
+    bulk_alpha: std::sync::atomic::AtomicBool,
 }
 
 impl DaprPublisher {
@@ -125,6 +134,7 @@ impl DaprPublisher {
             api_token,
             pubsub: PUBSUB_NAME.to_owned(),
             client: RwLock::new(None),
+            bulk_alpha: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -172,6 +182,15 @@ impl DaprPublisher {
         within_deadline(client.publish_event(request))
             .await
             .map(drop)
+    }
+
+    /// The deprecated bulk call, for daprd before 1.17.
+    async fn bulk_alpha1(
+        client: &mut GrpcClient,
+        request: dapr_v1::BulkPublishRequest,
+    ) -> Result<tonic::Response<dapr_v1::BulkPublishResponse>, PublishError> {
+        #[allow(deprecated)]
+        within_deadline(client.bulk_publish_event_alpha1(request)).await
     }
 
     fn metadata(event: &OutgoingEvent<'_>) -> HashMap<String, String> {
@@ -246,7 +265,24 @@ impl Publisher for DaprPublisher {
                 // each entry's, which would give every entry the same key.
                 metadata: HashMap::new(),
             };
-            let answer = within_deadline(client.bulk_publish_event(request)).await;
+            let answer = if self.bulk_alpha.load(std::sync::atomic::Ordering::Relaxed) {
+                Self::bulk_alpha1(&mut client, request).await
+            } else {
+                match tokio::time::timeout(
+                    CALL_DEADLINE,
+                    client.bulk_publish_event(request.clone()),
+                )
+                .await
+                {
+                    Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+                        self.bulk_alpha
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        Self::bulk_alpha1(&mut client, request).await
+                    }
+                    Ok(answer) => answer.map_err(|s| call_error(&s)),
+                    Err(_) => Err(deadline_passed()),
+                }
+            };
             match answer {
                 Ok(response) => {
                     for failed in response.into_inner().failed_entries {

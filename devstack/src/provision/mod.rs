@@ -23,11 +23,11 @@ use crate::{
     KAFKA_VERSION, kafka,
 };
 
-/// The dependency list for the Kafka jars; see the comment at its top.
 mod go;
 
 use go::*;
 
+/// The dependency list for the Kafka jars; see the comment at its top.
 const KAFKA_POM: &str = include_str!("../../kafka/pom.xml");
 
 const HEARTBEAT: Duration = Duration::from_secs(30);

@@ -365,17 +365,10 @@ fn ensure_dapr(paths: &Paths, kube: &Kube) -> Result<()> {
             );
         }
     } else {
-        let cli = if paths.project_dapr_cli().is_file() {
-            paths.project_dapr_cli()
-        } else if let Some(cli) = find_program("dapr") {
-            cli
-        } else {
-            bail!(
-                "the Dapr CLI is missing: `cargo xtask provision` builds it into {}, or install it \
-                 from https://docs.dapr.io/getting-started/install-dapr-cli/",
-                paths.project_dapr_cli().display()
-            );
-        };
+        let cli = devstack::dapr_install::cli(paths).context(
+            "the Dapr CLI is missing: `cargo xtask provision` builds it, or install it from \
+             https://docs.dapr.io/getting-started/install-dapr-cli/",
+        )?;
         run(Command::new(cli).args([
             "init",
             "-k",
