@@ -255,11 +255,24 @@ pub(crate) fn any_dapr() -> bool {
 
 /// The first line `daprd --version` prints, if it runs.
 pub(crate) fn daprd_version(daprd: &Path) -> Option<String> {
-    if !daprd.is_file() {
+    installed_version(daprd, &["--version"], |out| {
+        let line = out.lines().next()?.trim();
+        (!line.is_empty()).then(|| line.to_owned())
+    })
+}
+
+/// What `binary args` prints on success, read by `parse`; `None` when it is missing, does
+/// not run or fails.
+pub(crate) fn installed_version(
+    binary: &Path,
+    args: &[&str],
+    parse: fn(&str) -> Option<String>,
+) -> Option<String> {
+    if !binary.is_file() {
         return None;
     }
-    let output = Command::new(daprd)
-        .arg("--version")
+    let output = Command::new(binary)
+        .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
@@ -267,9 +280,7 @@ pub(crate) fn daprd_version(daprd: &Path) -> Option<String> {
     if !output.status.success() {
         return None;
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().next()?.trim();
-    (!line.is_empty()).then(|| line.to_owned())
+    parse(&String::from_utf8_lossy(&output.stdout))
 }
 
 /// The needed components (by name) whose implementation is not in the binary. Reads it in

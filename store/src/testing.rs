@@ -42,15 +42,8 @@ impl Drop for Scratch {
                 .build()
                 .map_err(|e| e.to_string())?;
             runtime.block_on(async {
-                let mut options = sea_orm::ConnectOptions::new(admin);
-                options
-                    .max_connections(1)
-                    .connect_timeout(std::time::Duration::from_secs(5))
-                    .acquire_timeout(std::time::Duration::from_secs(5))
-                    .sqlx_logging(false);
-                let db = sea_orm::Database::connect(options)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // One connection, with crate::connect's 5 s connect and acquire timeouts.
+                let db = crate::connect(&admin, 1).await.map_err(|e| e.to_string())?;
                 db.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                     .await
                     .map_err(|e| e.to_string())?;

@@ -51,25 +51,6 @@ pub(super) fn go_binary(paths: &Paths, bin: &GoBinary<'_>) -> Result<Outcome> {
     }
 }
 
-pub(super) fn installed_version(
-    binary: &Path,
-    args: &[&str],
-    parse: fn(&str) -> Option<String>,
-) -> Option<String> {
-    if !binary.is_file() {
-        return None;
-    }
-    let output = Command::new(binary)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    parse(&String::from_utf8_lossy(&output.stdout))
-}
-
 /// Environment for every `go` command: no checksum database (not reachable from these
 /// machines; the module's own go.sum still pins every dependency), no toolchain download,
 /// no go.work from an enclosing directory, and a static binary like upstream's.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::dapr_install::{self, ANY_DAPR_ENV, UserInstall};
+use crate::dapr_install::{self, ANY_DAPR_ENV, UserInstall, installed_version};
 use crate::paths::Paths;
 use crate::process::{describe_command, tail_lines};
 use crate::tools::{java_command, postgres_bindir, which};
