@@ -43,6 +43,9 @@ pub struct Settings {
     /// `RELAY_STALL_AFTER_SECONDS` (15; 13 to 3600): no progress this long is a stall; above
     /// the sidecar call's deadline (12 s), so one slow call is not one.
     pub relay: RelayConfig,
+    /// `CHAT_COMPONENT`, `CHAT_MAX_STEPS`, `CHAT_TURN_TIMEOUT_SECONDS`,
+    /// `CHAT_HISTORY_MESSAGES`: see [`crate::chat::ChatSettings`].
+    pub chat: crate::chat::ChatSettings,
 }
 
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://.data/todo.db";
@@ -91,6 +94,7 @@ impl Settings {
             app_api_token: env_opt::<String>("APP_API_TOKEN")?.map(Secret::new),
             relay_enabled: env_or("RELAY_ENABLED", true)?,
             relay: relay_from_env()?,
+            chat: crate::chat::ChatSettings::from_env()?,
         })
     }
 }

@@ -131,7 +131,7 @@ fn parse_recurrence(raw: Option<&str>) -> Result<Option<Frequency>, ApiError> {
         .transpose()
 }
 
-fn parse_time_zone(raw: Option<&str>) -> Result<TimeZone, ApiError> {
+pub(crate) fn parse_time_zone(raw: Option<&str>) -> Result<TimeZone, ApiError> {
     raw.map_or(Ok(TimeZone::UTC), |tz| {
         TimeZone::parse(tz).map_err(ApiError::from)
     })
@@ -139,7 +139,7 @@ fn parse_time_zone(raw: Option<&str>) -> Result<TimeZone, ApiError> {
 
 /// PostgreSQL text cannot hold NUL, so it is refused at the edge (on SQLite too, so both
 /// databases answer alike) instead of failing in the database.
-fn text_without_nul(field: &str, raw: &str) -> Result<(), ApiError> {
+pub(crate) fn text_without_nul(field: &str, raw: &str) -> Result<(), ApiError> {
     if raw.contains('\0') {
         return Err(ApiError::invalid(
             field,

@@ -6,6 +6,7 @@
 //! `main.rs` only reads config, starts telemetry and runs [`Application`] until shutdown.
 
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod dead_letters;
 pub mod dto;
@@ -51,6 +52,10 @@ pub struct AppState {
     pub dead_letters: todo_store::DeadLetterStore,
     /// Required from daprd on the dead-letter routes when set (`APP_API_TOKEN`).
     pub app_api_token: Option<service_kit::Secret>,
+    /// The chat's conversations.
+    pub conversations: todo_store::ConversationStore,
+    /// The chat's model (through the sidecar) and its bounds.
+    pub chat: Arc<chat::Chat>,
 }
 
 /// The HTTP routes over `state`: those of [`routes::table`], each documented in the OpenAPI
@@ -153,7 +158,14 @@ impl Application {
                 "APP_API_TOKEN is not set: the dead-letter routes take deliveries from anyone who reaches this port (set it as daprd's app token)"
             );
         }
+        let chat = Arc::new(chat::Chat::new(
+            settings.dapr_grpc_port,
+            settings.dapr_api_token.clone(),
+            settings.chat.clone(),
+        ));
         let state = AppState {
+            conversations: todo_store::ConversationStore::new(db.clone()),
+            chat,
             tasks: TaskStore::new(db),
             outbox,
             jwt: JwtKeys::new(&settings.jwt_secret),

@@ -73,6 +73,7 @@ const SCALAR_SCRIPT: &str = "https://cdn.jsdelivr.net/npm/@scalar/api-reference@
     tags(
         (name = "tasks", description = "A user's tasks"),
         (name = "account", description = "A user's account"),
+        (name = "chat", description = "Managing tasks by talking to an assistant (a model reached through the Dapr Conversation API)"),
         (name = "operations", description = "Health and the outbox relay"),
         (name = "meta", description = "This document and its viewer"),
     ),

@@ -38,6 +38,11 @@ pub fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(complete_task))
         .routes(routes!(reopen_task))
         .routes(routes!(delete_account))
+        .routes(routes!(crate::chat::routes::chat))
+        .routes(routes!(
+            crate::chat::routes::get_conversation,
+            crate::chat::routes::delete_conversation
+        ))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(relay_status))

@@ -13,7 +13,7 @@ use support::{TestApp, apps};
 
 /// What the README promises, operation by operation. The router and the document are built
 /// from the same registrations, so this is the one list that has to be kept by hand.
-const EXPECTED_OPERATIONS: [(&str, &str); 14] = [
+const EXPECTED_OPERATIONS: [(&str, &str); 17] = [
     ("POST", "/api/{user_id}/tasks"),
     ("GET", "/api/{user_id}/tasks"),
     ("GET", "/api/{user_id}/tasks/{task_id}"),
@@ -23,6 +23,9 @@ const EXPECTED_OPERATIONS: [(&str, &str); 14] = [
     ("POST", "/api/{user_id}/tasks/{task_id}/complete"),
     ("POST", "/api/{user_id}/tasks/{task_id}/reopen"),
     ("DELETE", "/api/{user_id}"),
+    ("POST", "/api/{user_id}/chat"),
+    ("GET", "/api/{user_id}/conversations/{conversation_id}"),
+    ("DELETE", "/api/{user_id}/conversations/{conversation_id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/relay/status"),
@@ -283,6 +286,7 @@ fn concrete(template: &str) -> String {
     template
         .replace("{user_id}", "alice")
         .replace("{task_id}", "0191d3f0-0000-7000-8000-000000000000")
+        .replace("{conversation_id}", "0191d3f0-0000-7000-8000-000000000001")
 }
 
 #[tokio::test]

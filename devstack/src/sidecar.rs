@@ -27,6 +27,11 @@ const SCRUBBED_ENV: &[&str] = &[
     "DAPR_HOST_IP",
 ];
 
+/// Prefix of the variables the chat model's component reads through its secret store
+/// (`components/secretstore-chat-model.yaml`): a sidecar gets them from
+/// [`SidecarConfig::env`] only, never from the shell.
+pub const CHAT_MODEL_ENV_PREFIX: &str = "CHAT_MODEL_";
+
 /// What one sidecar runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SidecarConfig {
@@ -51,6 +56,8 @@ pub struct SidecarConfig {
     pub app_health_check_path: Option<String>,
     /// daprd's stdout and stderr; its pidfile goes beside it (`.pid`).
     pub log_file: PathBuf,
+    /// More environment variables for daprd (e.g. `CHAT_MODEL_*` for the chat's model).
+    pub env: Vec<(String, String)>,
 }
 
 impl SidecarConfig {
@@ -68,6 +75,7 @@ impl SidecarConfig {
             dapr_api_token: None,
             app_health_check_path: None,
             log_file: log_file.to_path_buf(),
+            env: Vec::new(),
         }
     }
 }
@@ -156,6 +164,15 @@ impl Sidecar {
         for name in SCRUBBED_ENV {
             cmd.env_remove(name);
         }
+        for (name, _) in std::env::vars_os() {
+            if name
+                .to_str()
+                .is_some_and(|n| n.starts_with(CHAT_MODEL_ENV_PREFIX))
+            {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.envs(cfg.env.iter().map(|(k, v)| (k, v)));
         if let Some(token) = &cfg.app_api_token {
             cmd.env("APP_API_TOKEN", token);
         }

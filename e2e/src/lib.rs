@@ -6,6 +6,7 @@
 //! The binaries must be built first (`cargo xtask test` does `cargo build --bins`).
 
 pub mod load;
+pub mod model;
 pub mod reminders;
 
 use std::{
@@ -61,6 +62,8 @@ pub(crate) struct SidecarOptions<'a> {
     pub health_path: Option<&'a str>,
     /// daprd sends it on every call to the app, and the app requires it (`APP_API_TOKEN`).
     pub app_token: Option<&'a str>,
+    /// More environment for daprd (the chat model's `CHAT_MODEL_*`).
+    pub sidecar_env: Vec<(String, String)>,
 }
 
 impl Env {
@@ -131,8 +134,39 @@ impl Env {
         let options = SidecarOptions {
             health_path,
             app_token: None,
+            sidecar_env: Vec::new(),
         };
         self.launch(bin, app_id, &vars, options).await
+    }
+
+    /// `chat-api` on a fresh database whose sidecar's conversation component
+    /// (`components/conversation.yaml`) talks to the OpenAI-compatible server at `endpoint`
+    /// (a [`model::ScriptedModel`]'s); `None`: no key, so the component is not loaded.
+    pub async fn start_chat_api_with_model(
+        &self,
+        database_url: &str,
+        endpoint: Option<&str>,
+        env: &[(&str, String)],
+    ) -> Result<Service> {
+        let mut vars = vec![
+            ("JWT_SECRET", JWT_SECRET.to_owned()),
+            ("DATABASE_URL", database_url.to_owned()),
+            ("MIGRATE_ON_START", "true".to_owned()),
+        ];
+        vars.extend(env.iter().cloned());
+        let sidecar_env = endpoint.map_or_else(Vec::new, |endpoint| {
+            vec![
+                ("CHAT_MODEL_API_KEY".to_owned(), "scripted-key".to_owned()),
+                ("CHAT_MODEL_NAME".to_owned(), "scripted".to_owned()),
+                ("CHAT_MODEL_ENDPOINT".to_owned(), endpoint.to_owned()),
+            ]
+        });
+        let options = SidecarOptions {
+            health_path: None,
+            app_token: None,
+            sidecar_env,
+        };
+        self.launch("chat-api", "chat-api", &vars, options).await
     }
 
     /// Starts `bin` as `app_id` with `vars` beside its own daprd set up by `options`, and
@@ -155,6 +189,7 @@ impl Env {
         cfg.app_port = Some(port);
         cfg.app_health_check_path = options.health_path.map(str::to_owned);
         cfg.app_api_token = options.app_token.map(str::to_owned);
+        cfg.env = options.sidecar_env;
         let mut all_env: Vec<(String, String)> = vec![
             ("APP_PORT".into(), port.to_string()),
             ("DAPR_GRPC_PORT".into(), cfg.grpc_port.to_string()),

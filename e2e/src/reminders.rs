@@ -51,6 +51,7 @@ pub async fn start_with_health_check(
     let options = SidecarOptions {
         health_path: Some("/healthz"),
         app_token,
+        sidecar_env: Vec::new(),
     };
     env.launch(bin, app_id, vars, options).await
 }

@@ -12,6 +12,7 @@ mod m20261128_000003_outbox_unpublished;
 mod m20261203_000004_outbox_parked;
 mod m20261204_000005_task_search_text;
 mod m20261205_000006_dead_letters;
+mod m20261206_000007_conversations;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000004_outbox_parked::Migration),
             Box::new(m20261204_000005_task_search_text::Migration),
             Box::new(m20261205_000006_dead_letters::Migration),
+            Box::new(m20261206_000007_conversations::Migration),
         ]
     }
 }

@@ -1,14 +1,16 @@
 //! What every service shares: typed configuration from the environment, telemetry,
 //! the HTTP listener, graceful shutdown, publishing through the Dapr sidecar, idempotency keys in the Dapr state
-//! store, and the replies a subscription handler gives daprd.
+//! store, the replies a subscription handler gives daprd, and the Dapr Conversation API.
 //!
 //! May depend on: the `dapr` crate, axum and tokio. Knows nothing about tasks.
 
 pub mod config;
+pub mod conversation;
 pub mod dead_letters;
 pub mod publish;
 pub mod server;
 pub mod shutdown;
+pub mod sidecar;
 pub mod state;
 pub mod subscription;
 pub mod telemetry;

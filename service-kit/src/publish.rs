@@ -14,12 +14,7 @@
 
 use std::{collections::HashMap, future::Future, time::Duration};
 
-use dapr::{
-    client::ApiTokenInterceptor,
-    dapr::proto::runtime::v1::{self as dapr_v1, dapr_client::DaprClient},
-};
-use tokio::sync::RwLock;
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use dapr::dapr::proto::runtime::v1 as dapr_v1;
 use uuid::Uuid;
 
 use crate::Secret;
@@ -84,10 +79,7 @@ pub trait Publisher: Send + Sync + 'static {
     }
 }
 
-type GrpcClient = DaprClient<InterceptedService<Channel, ApiTokenInterceptor>>;
-
-/// How long connecting to the sidecar may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::sidecar::{CONNECT_TIMEOUT, GrpcClient, SidecarClient};
 
 /// How long one publish call may take before it counts as unanswered. daprd bounds its own
 /// broker call (`components/resiliency.yaml`: 10 s) and answers with an error after it, so
@@ -116,10 +108,8 @@ fn deadline_passed() -> PublishError {
 /// connect, so a service may start before its sidecar. All calls share one HTTP/2
 /// connection.
 pub struct DaprPublisher {
-    address: String,
-    api_token: Option<Secret>,
+    sidecar: SidecarClient,
     pubsub: String,
-    client: RwLock<Option<GrpcClient>>,
     /// Set once the sidecar answered `BulkPublishEvent` as unimplemented (daprd before
     /// 1.17): bulk calls then use `BulkPublishEventAlpha1`, which it serves with the same
     /// code.
@@ -130,36 +120,17 @@ impl DaprPublisher {
     /// `grpc_port`: the sidecar's gRPC port (`DAPR_GRPC_PORT`).
     pub fn new(grpc_port: u16, api_token: Option<Secret>) -> Self {
         Self {
-            address: format!("http://127.0.0.1:{grpc_port}"),
-            api_token,
+            sidecar: SidecarClient::new(grpc_port, api_token),
             pubsub: PUBSUB_NAME.to_owned(),
-            client: RwLock::new(None),
             bulk_alpha: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     async fn client(&self) -> Result<GrpcClient, PublishError> {
-        if let Some(c) = self.client.read().await.as_ref() {
-            return Ok(c.clone());
-        }
-        let mut slot = self.client.write().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let unavailable = |e: &dyn std::fmt::Display| {
-            PublishError::Unavailable(format!("{} ({e})", self.address))
-        };
-        let endpoint = Channel::from_shared(self.address.clone())
-            .map_err(|e| unavailable(&e))?
-            .connect_timeout(CONNECT_TIMEOUT);
-        let channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
+        self.sidecar
+            .client()
             .await
-            .map_err(|e| unavailable(&e))?
-            .map_err(|e| unavailable(&e))?;
-        let token = self.api_token.as_ref().map(|t| t.expose().to_owned());
-        let client = DaprClient::with_interceptor(channel, ApiTokenInterceptor::new(token));
-        *slot = Some(client.clone());
-        Ok(client)
+            .map_err(PublishError::Unavailable)
     }
 
     /// One `PublishEvent` call: `data` to `topic` with `metadata` (partition key, CloudEvent

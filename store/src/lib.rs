@@ -8,6 +8,7 @@
 //!
 //! May depend on: the domain crate and sea-orm. Never on HTTP or Dapr.
 
+pub mod conversations;
 pub mod db;
 pub mod dead_letters;
 pub mod entity;
@@ -20,6 +21,7 @@ pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use conversations::{Conversation, ConversationStore, NewMessage, StoredMessage};
 pub use db::{connect, connect_read_only, connect_relay, migrate};
 pub use dead_letters::{DeadLetter, DeadLetterStore};
 pub use error::StoreError;

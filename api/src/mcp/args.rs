@@ -42,18 +42,23 @@ impl<T: JsonSchema> JsonSchema for Parameters<T> {
 impl<S, T: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Parameters<T> {
     fn from_context_part(context: &mut ToolCallContext<'_, S>) -> Result<Self, ErrorData> {
         let arguments = serde_json::Value::Object(context.arguments.take().unwrap_or_default());
-        serde_path_to_error::deserialize(arguments)
+        parse(arguments)
             .map(Parameters)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let message = if path == "." {
-                    e.inner().to_string()
-                } else {
-                    format!("{path}: {}", e.inner())
-                };
-                ErrorData::invalid_params(message, None)
-            })
+            .map_err(|message| ErrorData::invalid_params(message, None))
     }
+}
+
+/// A tool's arguments from a call's `arguments` object; the error names the offending
+/// argument (`due_at: invalid type: integer ...`). Used by the MCP server and the chat.
+pub fn parse<T: DeserializeOwned>(arguments: serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(arguments).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
 }
 
 /// `add_task`: a new task. Only `title` is required.

@@ -14,7 +14,7 @@
 
 pub mod args;
 pub mod output;
-mod tools;
+pub mod tools;
 
 use std::sync::Arc;
 

@@ -203,6 +203,13 @@ pub fn bad_arguments(tool: &str, why: &str) -> CallToolResult {
     ))])
 }
 
+/// A tool error for a tool that does not exist.
+pub fn unknown_tool(name: &str) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(format!(
+        "There is no tool named {name:?}. The tools are add_task, list_tasks, update_task, complete_task and delete_task."
+    ))])
+}
+
 /// `"Water the plants" (id ..., high priority, due ..., repeats weekly, pending)`.
 fn describe(task: &TaskSnapshot) -> String {
     let mut facts = vec![

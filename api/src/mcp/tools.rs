@@ -1,5 +1,9 @@
 //! The task tools. Each one calls [`crate::service`] exactly as its REST handler does, as the
 //! caller that [`super::authenticate`] put in the HTTP request's extensions.
+//!
+//! The tools' bodies are the free functions [`add_task`] ... [`delete_task`], and [`call`]
+//! runs one by name: the MCP server and the chat ([`crate::chat`]) run the same code, and the
+//! chat offers the model the tools exactly as `tools/list` describes them ([`TaskTools::list`]).
 
 use axum::http::request::Parts;
 use rmcp::{
@@ -9,7 +13,8 @@ use rmcp::{
     service::RequestContext,
     tool, tool_handler, tool_router,
 };
-use todo_domain::UserId;
+use serde::Serialize;
+use todo_domain::{TaskSnapshot, UserId};
 use tracing::Instrument as _;
 
 use super::{
@@ -17,6 +22,122 @@ use super::{
     output,
 };
 use crate::{AppState, auth::AuthUser, service};
+
+/// How a tool call changed a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeAction {
+    Created,
+    Updated,
+    Completed,
+    Deleted,
+}
+
+/// A task a tool call changed: what happened, and the task after it (its last state when
+/// deleted).
+#[derive(Debug, Clone)]
+pub struct TaskChange {
+    pub action: ChangeAction,
+    pub task: TaskSnapshot,
+}
+
+/// What a tool call did: the result its caller sees, and the task it changed, if any.
+pub struct Outcome {
+    pub result: CallToolResult,
+    pub change: Option<TaskChange>,
+}
+
+impl Outcome {
+    fn changed(result: CallToolResult, action: ChangeAction, task: TaskSnapshot) -> Self {
+        Self {
+            result,
+            change: Some(TaskChange { action, task }),
+        }
+    }
+
+    fn unchanged(result: CallToolResult) -> Self {
+        Self {
+            result,
+            change: None,
+        }
+    }
+}
+
+pub async fn add_task(state: &AppState, user: &UserId, args: AddTaskArgs) -> Outcome {
+    match service::create(state, user, args.into()).await {
+        Ok(task) => Outcome::changed(
+            output::task("Created", task.clone()),
+            ChangeAction::Created,
+            task,
+        ),
+        Err(e) => Outcome::unchanged(output::error(&e)),
+    }
+}
+
+pub async fn list_tasks(state: &AppState, user: &UserId, args: ListTasksArgs) -> Outcome {
+    Outcome::unchanged(match service::list(state, user, args.into()).await {
+        Ok(page) => output::page(page),
+        Err(e) => output::error(&e),
+    })
+}
+
+pub async fn update_task(state: &AppState, user: &UserId, args: UpdateTaskArgs) -> Outcome {
+    let (id, patch) = args.into_parts();
+    match service::patch(state, user, &id, patch).await {
+        Ok(task) => Outcome::changed(
+            output::task("Updated", task.clone()),
+            ChangeAction::Updated,
+            task,
+        ),
+        Err(e) => Outcome::unchanged(output::error(&e)),
+    }
+}
+
+pub async fn complete_task(state: &AppState, user: &UserId, args: TaskIdArgs) -> Outcome {
+    match service::set_completed(state, user, &args.task_id, true).await {
+        Ok(task) => Outcome::changed(
+            output::task("Completed", task.clone()),
+            ChangeAction::Completed,
+            task,
+        ),
+        Err(e) => Outcome::unchanged(output::error(&e)),
+    }
+}
+
+pub async fn delete_task(state: &AppState, user: &UserId, args: TaskIdArgs) -> Outcome {
+    match service::delete(state, user, &args.task_id).await {
+        Ok(task) => Outcome::changed(output::deleted(task.clone()), ChangeAction::Deleted, task),
+        Err(e) => Outcome::unchanged(output::error(&e)),
+    }
+}
+
+/// Runs the tool `name` with `arguments` (the call's JSON object) as `user`. Arguments that
+/// do not fit the tool, and unknown tools, come back as tool errors that say so.
+pub async fn call(
+    state: &AppState,
+    user: &UserId,
+    name: &str,
+    arguments: serde_json::Value,
+) -> Outcome {
+    async fn with<T: serde::de::DeserializeOwned, F: Future<Output = Outcome>>(
+        name: &str,
+        arguments: serde_json::Value,
+        run: impl FnOnce(T) -> F,
+    ) -> Outcome {
+        match super::args::parse::<T>(arguments) {
+            Ok(args) => run(args).await,
+            Err(why) => Outcome::unchanged(output::bad_arguments(name, &why)),
+        }
+    }
+    match name {
+        "add_task" => with(name, arguments, |a| add_task(state, user, a)).await,
+        "list_tasks" => with(name, arguments, |a| list_tasks(state, user, a)).await,
+        "update_task" => with(name, arguments, |a| update_task(state, user, a)).await,
+        "complete_task" => with(name, arguments, |a| complete_task(state, user, a)).await,
+        "delete_task" => with(name, arguments, |a| delete_task(state, user, a)).await,
+        unknown => Outcome::unchanged(output::unknown_tool(unknown)),
+    }
+}
 
 /// The MCP server: the task tools over the service's state. Cheap to clone (one per request).
 #[derive(Clone)]
@@ -55,6 +176,11 @@ impl TaskTools {
         }
     }
 
+    /// The tools as `tools/list` describes them: names, descriptions, input schemas.
+    pub fn list() -> Vec<rmcp::model::Tool> {
+        Self::tool_router().list_all()
+    }
+
     /// Create a task for the signed-in user and return it; its `id` is what the other tools
     /// take as `task_id`. Only `title` is required. Give `due_at` as a local time plus the
     /// user's `time_zone` (e.g. "2026-12-01T09:00" in "Europe/Berlin") or as an RFC 3339
@@ -68,10 +194,7 @@ impl TaskTools {
         Caller(user): Caller,
         Parameters(args): Parameters<AddTaskArgs>,
     ) -> CallToolResult {
-        match service::create(&self.state, &user, args.into()).await {
-            Ok(task) => output::task("Created", task),
-            Err(e) => output::error(&e),
-        }
+        add_task(&self.state, &user, args).await.result
     }
 
     /// List the signed-in user's tasks: search text, filter by status, priority, tag, due
@@ -87,10 +210,7 @@ impl TaskTools {
         Caller(user): Caller,
         Parameters(args): Parameters<ListTasksArgs>,
     ) -> CallToolResult {
-        match service::list(&self.state, &user, args.into()).await {
-            Ok(page) => output::page(page),
-            Err(e) => output::error(&e),
-        }
+        list_tasks(&self.state, &user, args).await.result
     }
 
     /// Change some fields of one of the user's tasks; fields left out stay as they are.
@@ -106,11 +226,7 @@ impl TaskTools {
         Caller(user): Caller,
         Parameters(args): Parameters<UpdateTaskArgs>,
     ) -> CallToolResult {
-        let (id, patch) = args.into_parts();
-        match service::patch(&self.state, &user, &id, patch).await {
-            Ok(task) => output::task("Updated", task),
-            Err(e) => output::error(&e),
-        }
+        update_task(&self.state, &user, args).await.result
     }
 
     /// Mark one of the user's tasks as done. If the task repeats, its next instance is
@@ -125,10 +241,7 @@ impl TaskTools {
         Caller(user): Caller,
         Parameters(args): Parameters<TaskIdArgs>,
     ) -> CallToolResult {
-        match service::set_completed(&self.state, &user, &args.task_id, true).await {
-            Ok(task) => output::task("Completed", task),
-            Err(e) => output::error(&e),
-        }
+        complete_task(&self.state, &user, args).await.result
     }
 
     /// Delete one of the user's tasks for good (a repeating task's later instances are not
@@ -142,10 +255,7 @@ impl TaskTools {
         Caller(user): Caller,
         Parameters(args): Parameters<TaskIdArgs>,
     ) -> CallToolResult {
-        match service::delete(&self.state, &user, &args.task_id).await {
-            Ok(task) => output::deleted(task),
-            Err(e) => output::error(&e),
-        }
+        delete_task(&self.state, &user, args).await.result
     }
 }
 

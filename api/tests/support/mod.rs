@@ -107,6 +107,7 @@ pub async fn spawn_app(
             backoff_max: Duration::from_millis(200),
             ..RelayConfig::default()
         },
+        chat: chat_api::chat::ChatSettings::default(),
     };
     let db = todo_store::connect(&url, 1)
         .await

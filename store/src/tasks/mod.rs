@@ -26,8 +26,8 @@ mod write;
 pub use rows::to_snapshot;
 use rows::*;
 pub(crate) use rows::{encode_anchor, encode_tags, search_text};
-pub(crate) use write::append_event;
 use write::*;
+pub(crate) use write::{append_event, ensure_active_user};
 
 const ANCHOR_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 /// How often a write is retried when another writer got in between.
@@ -317,6 +317,7 @@ impl TaskStore {
             )
             .await?;
         }
+        crate::conversations::delete_all(&txn, user).await?;
         let mut user_row: users::ActiveModel = row.into();
         user_row.deleted_at = Set(Some(now));
         user_row.update(&txn).await?;

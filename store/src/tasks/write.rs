@@ -9,7 +9,7 @@ use super::*;
 /// account deletion (which locks it exclusively) waits for writes in flight and deletes what
 /// they wrote, and writes that come after it see the account deleted. (SQLite serialises
 /// write transactions, which gives the same order.)
-pub(super) async fn ensure_active_user<C: ConnectionTrait>(
+pub(crate) async fn ensure_active_user<C: ConnectionTrait>(
     db: &C,
     user: &UserId,
     now: DateTime<Utc>,

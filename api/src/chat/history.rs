@@ -1,0 +1,189 @@
+//! How a conversation's messages are stored (`conversation_messages.body`, JSON) and sent to
+//! the model again. The system prompt is not stored: each turn writes it afresh, with
+//! that turn's date.
+
+use serde::{Deserialize, Serialize};
+use service_kit::conversation::{Message, ToolCall};
+use todo_store::{NewMessage, StoredMessage};
+use utoipa::ToSchema;
+
+/// A tool call as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ToolCallView {
+    /// The model's id for the call; its result names it.
+    pub id: String,
+    /// The tool.
+    pub name: String,
+    /// The arguments as the model wrote them (JSON text, unchecked).
+    pub arguments: String,
+}
+
+/// One message of a conversation, as stored and as `GET .../conversations/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum MessageBody {
+    /// What the user wrote.
+    User { content: String },
+    /// The model's answer: text, or tool calls, or both.
+    Assistant {
+        content: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ToolCallView>,
+    },
+    /// A tool's result, sent back to the model.
+    Tool {
+        call_id: String,
+        name: String,
+        content: String,
+        /// True when the tool refused (bad arguments, no such task, ...).
+        #[serde(default)]
+        is_error: bool,
+    },
+}
+
+impl MessageBody {
+    pub fn role(&self) -> &'static str {
+        match self {
+            MessageBody::User { .. } => "user",
+            MessageBody::Assistant { .. } => "assistant",
+            MessageBody::Tool { .. } => "tool",
+        }
+    }
+
+    /// As the model is sent it.
+    pub fn to_model(&self) -> Message {
+        match self {
+            MessageBody::User { content } => Message::User(content.clone()),
+            MessageBody::Assistant {
+                content,
+                tool_calls,
+            } => Message::Assistant {
+                content: content.clone(),
+                tool_calls: tool_calls
+                    .iter()
+                    .map(|c| ToolCall {
+                        id: c.id.clone(),
+                        name: c.name.clone(),
+                        arguments: c.arguments.clone(),
+                    })
+                    .collect(),
+            },
+            MessageBody::Tool {
+                call_id,
+                name,
+                content,
+                ..
+            } => Message::Tool {
+                call_id: call_id.clone(),
+                name: name.clone(),
+                content: content.clone(),
+            },
+        }
+    }
+
+    pub fn to_new(&self) -> NewMessage {
+        let mut body = serde_json::to_value(self).unwrap_or_default();
+        if let Some(object) = body.as_object_mut() {
+            object.remove("role");
+        }
+        NewMessage {
+            role: self.role().to_owned(),
+            body,
+        }
+    }
+
+    /// A stored message; `None` for a row this version cannot read (skipped, logged).
+    pub fn from_stored(stored: &StoredMessage) -> Option<Self> {
+        let mut body = stored.body.clone();
+        if let Some(object) = body.as_object_mut() {
+            object.insert("role".to_owned(), stored.role.clone().into());
+        }
+        serde_json::from_value(body)
+            .inspect_err(|e| {
+                tracing::warn!(seq = stored.seq, error = %e, "unreadable conversation message skipped");
+            })
+            .ok()
+    }
+}
+
+/// The earlier messages to send with a new turn: `recent` from its first user message on,
+/// so the model never sees a tool result without the call it answers.
+pub fn for_model(recent: &[StoredMessage]) -> Vec<Message> {
+    let bodies: Vec<MessageBody> = recent.iter().filter_map(MessageBody::from_stored).collect();
+    let start = bodies
+        .iter()
+        .position(|b| matches!(b, MessageBody::User { .. }))
+        .unwrap_or(bodies.len());
+    bodies[start..].iter().map(MessageBody::to_model).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(seq: i32, body: &MessageBody) -> StoredMessage {
+        let new = body.to_new();
+        StoredMessage {
+            seq,
+            role: new.role,
+            body: new.body,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn messages_survive_storage() {
+        let bodies = [
+            MessageBody::User {
+                content: "water the plants".into(),
+            },
+            MessageBody::Assistant {
+                content: String::new(),
+                tool_calls: vec![ToolCallView {
+                    id: "c1".into(),
+                    name: "add_task".into(),
+                    arguments: r#"{"title":"Water"}"#.into(),
+                }],
+            },
+            MessageBody::Tool {
+                call_id: "c1".into(),
+                name: "add_task".into(),
+                content: "Created".into(),
+                is_error: false,
+            },
+        ];
+        for (i, body) in bodies.iter().enumerate() {
+            let back = MessageBody::from_stored(&stored(i as i32, body));
+            assert_eq!(back.as_ref(), Some(body));
+        }
+    }
+
+    #[test]
+    fn a_history_cut_inside_a_tool_exchange_starts_at_the_next_user_message() {
+        let recent = [
+            stored(
+                5,
+                &MessageBody::Tool {
+                    call_id: "c1".into(),
+                    name: "list_tasks".into(),
+                    content: "No tasks match.".into(),
+                    is_error: false,
+                },
+            ),
+            stored(
+                6,
+                &MessageBody::Assistant {
+                    content: "You have none.".into(),
+                    tool_calls: vec![],
+                },
+            ),
+            stored(
+                7,
+                &MessageBody::User {
+                    content: "add one".into(),
+                },
+            ),
+        ];
+        assert_eq!(for_model(&recent), vec![Message::User("add one".into())]);
+    }
+}

@@ -1,0 +1,101 @@
+//! The chat: people manage their tasks by talking to a model that uses the task tools.
+//!
+//! - **Through Dapr**: the model is reached through the sidecar's Conversation API
+//!   (`ConverseAlpha2`, [`service_kit::conversation`]); which provider answers is the
+//!   conversation component's business (`components/conversation.yaml`), named by
+//!   `CHAT_COMPONENT`.
+//! - **The MCP tools, unchanged**: the model is offered the tools exactly as `tools/list`
+//!   describes them and its calls run through [`crate::mcp::tools::call`], as the token's
+//!   user: the same validation, the same service layer, the same events as REST and MCP. A
+//!   tool error goes back to the model as the tool's result, so it can correct itself.
+//! - **Bounded**: a turn makes at most `CHAT_MAX_STEPS` model calls and lasts at most
+//!   `CHAT_TURN_TIMEOUT_SECONDS`; the model sees at most `CHAT_HISTORY_MESSAGES` earlier
+//!   messages.
+//! - **Stateless replicas**: a conversation's messages are in the database
+//!   ([`todo_store::ConversationStore`]), appended once per turn, so any replica answers the
+//!   next turn.
+//!
+//! [`turn`] runs one turn; [`routes`] serves it at `POST /api/{user_id}/chat` with the
+//! conversation routes; [`history`] is how messages are stored.
+
+pub mod history;
+pub mod routes;
+pub mod turn;
+
+use std::time::Duration;
+
+use service_kit::{Secret, conversation::DaprConversation, env_in, env_or};
+
+/// Longest chat message accepted, in characters.
+pub const MESSAGE_MAX_CHARS: usize = 4000;
+
+/// The chat's settings (`CHAT_*`, documented in the README).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatSettings {
+    /// `CHAT_COMPONENT` (default `chat-model`): the conversation component's name.
+    pub component: String,
+    /// `CHAT_MAX_STEPS` (default 8, 1 to 50): model calls per turn.
+    pub max_steps: u32,
+    /// `CHAT_TURN_TIMEOUT_SECONDS` (default 120, 1 to 900): a turn's whole duration.
+    pub turn_timeout: Duration,
+    /// `CHAT_HISTORY_MESSAGES` (default 40, 0 to 1000): earlier messages sent to the model.
+    pub history_messages: u64,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            component: "chat-model".to_owned(),
+            max_steps: 8,
+            turn_timeout: Duration::from_secs(120),
+            history_messages: 40,
+        }
+    }
+}
+
+impl ChatSettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let defaults = Self::default();
+        let component: String = env_or("CHAT_COMPONENT", defaults.component)?;
+        if component.trim().is_empty() {
+            anyhow::bail!("CHAT_COMPONENT is empty: name the conversation component");
+        }
+        Ok(Self {
+            component,
+            max_steps: env_in(
+                "CHAT_MAX_STEPS",
+                defaults.max_steps,
+                1..=50,
+                "model calls per chat turn",
+            )?,
+            turn_timeout: Duration::from_secs(env_in(
+                "CHAT_TURN_TIMEOUT_SECONDS",
+                defaults.turn_timeout.as_secs(),
+                1..=900,
+                "seconds a chat turn may last",
+            )?),
+            history_messages: env_in(
+                "CHAT_HISTORY_MESSAGES",
+                defaults.history_messages,
+                0..=1000,
+                "earlier messages of a conversation sent to the model",
+            )?,
+        })
+    }
+}
+
+/// The model behind the chat and the bounds of a turn.
+pub struct Chat {
+    pub model: DaprConversation,
+    pub settings: ChatSettings,
+}
+
+impl Chat {
+    /// The chat through the sidecar's gRPC API at `grpc_port`.
+    pub fn new(grpc_port: u16, api_token: Option<Secret>, settings: ChatSettings) -> Self {
+        Self {
+            model: DaprConversation::new(grpc_port, api_token),
+            settings,
+        }
+    }
+}

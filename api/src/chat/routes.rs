@@ -1,0 +1,272 @@
+//! The chat's HTTP routes: a turn (`POST /api/{user_id}/chat`) and a conversation's history
+//! (`GET` and `DELETE /api/{user_id}/conversations/{conversation_id}`). Same bearer auth and
+//! user isolation as the task routes; registered in [`crate::routes::table`].
+
+use axum::{Json, extract::State, http::StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{
+    MESSAGE_MAX_CHARS,
+    history::MessageBody,
+    turn::{self, Stopped, TurnInput},
+};
+use crate::{
+    AppState,
+    auth::AuthUser,
+    dto::{TaskView, UserPath, parse_time_zone, text_without_nul},
+    error::{ApiError, ApiResult, ErrorCode},
+    extract::ApiJson,
+    mcp::tools::ChangeAction,
+    openapi::{
+        BadRequest, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+        UnsupportedMediaType, UserIdSchema,
+    },
+    routes::ApiPath,
+};
+
+/// Body of `POST /api/{user_id}/chat`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"message": "Remind me to water the plants every Monday at 9", "time_zone": "Europe/Berlin"}))]
+pub struct ChatInput {
+    /// What the user says: 1 to 4000 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 4000)]
+    pub message: String,
+    /// The conversation to continue (from an earlier answer); a new one when absent.
+    #[serde(default)]
+    #[schema(nullable)]
+    pub conversation_id: Option<Uuid>,
+    /// The user's IANA time zone, e.g. "Europe/Berlin": "tomorrow at 9" means 9 there.
+    /// `UTC` when absent.
+    #[serde(default)]
+    #[schema(nullable, example = "Europe/Berlin")]
+    pub time_zone: Option<String>,
+}
+
+/// A task the turn changed: how, and the task after it (as the task routes show it; its
+/// last state when deleted).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskChangeView {
+    pub action: ChangeAction,
+    pub task: TaskView,
+}
+
+/// The answer to a chat turn.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatReply {
+    /// Pass it back to continue the conversation.
+    pub conversation_id: Uuid,
+    /// The assistant's answer.
+    pub reply: String,
+    /// Every task change the turn made, in order. Each one published its event, as the same
+    /// change through the task routes does.
+    pub changes: Vec<TaskChangeView>,
+    /// Model calls the turn made.
+    pub steps: u32,
+    /// Set when the turn ended before the model answered in text: its step or time bound
+    /// was reached, or the model became unreachable after tools had run.
+    #[schema(nullable)]
+    pub stopped: Option<Stopped>,
+}
+
+/// Path of `/api/{user_id}/conversations/{conversation_id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ConversationPath {
+    /// The user whose conversation it is; must be the token's subject.
+    #[param(value_type = UserIdSchema)]
+    pub user_id: String,
+    /// The conversation's id. Parsed by the handler, so a malformed id gets the API's 400.
+    #[param(value_type = Uuid)]
+    pub conversation_id: String,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageView {
+    /// Its place in the conversation, from 0.
+    pub seq: i32,
+    pub created_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub body: MessageBody,
+}
+
+/// A conversation with all its messages, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationView {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub messages: Vec<MessageView>,
+}
+
+/// Talk to the assistant, which manages the user's tasks with the task tools.
+///
+/// The model is reached through the Dapr sidecar's Conversation API. A turn may make task
+/// changes (each publishes its event); they are listed in `changes`.
+#[utoipa::path(
+    post,
+    path = "/api/{user_id}/chat",
+    tag = "chat",
+    operation_id = "chat",
+    params(UserPath),
+    request_body = ChatInput,
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "The assistant's answer and the changes the turn made", body = ChatReply),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn chat(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(UserPath { user_id }): ApiPath<UserPath>,
+    ApiJson(input): ApiJson<ChatInput>,
+) -> ApiResult<Json<ChatReply>> {
+    let user = auth.require(&user_id)?.clone();
+    let message = input.message.trim();
+    if message.is_empty() {
+        return Err(ApiError::invalid("message", "message is empty"));
+    }
+    let chars = message.chars().count();
+    if chars > MESSAGE_MAX_CHARS {
+        return Err(ApiError::invalid(
+            "message",
+            format!("message has {chars} characters; at most {MESSAGE_MAX_CHARS} are accepted"),
+        ));
+    }
+    text_without_nul("message", message)?;
+    let time_zone = parse_time_zone(input.time_zone.as_deref())?;
+    let outcome = turn::run(
+        &state,
+        &state.chat,
+        TurnInput {
+            user,
+            conversation: input.conversation_id,
+            message: message.to_owned(),
+            time_zone,
+        },
+    )
+    .await?;
+    Ok(Json(ChatReply {
+        conversation_id: outcome.conversation_id,
+        reply: outcome.reply,
+        changes: outcome
+            .changes
+            .into_iter()
+            .map(|c| TaskChangeView {
+                action: c.action,
+                task: c.task.into(),
+            })
+            .collect(),
+        steps: outcome.steps,
+        stopped: outcome.stopped,
+    }))
+}
+
+fn parse_conversation_id(raw: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::invalid("conversation_id", "conversation id must be a UUID"))
+}
+
+fn not_found(id: Uuid) -> impl FnOnce(todo_store::StoreError) -> ApiError {
+    move |e| match e {
+        todo_store::StoreError::NotFound => ApiError::new(
+            ErrorCode::NotFound,
+            format!("no conversation {id} among yours"),
+        ),
+        other => other.into(),
+    }
+}
+
+/// A conversation's messages: the user's, the assistant's (with its tool calls) and the
+/// tool results.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/conversations/{conversation_id}",
+    tag = "chat",
+    params(ConversationPath),
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "The conversation", body = ConversationView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn get_conversation(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(path): ApiPath<ConversationPath>,
+) -> ApiResult<Json<ConversationView>> {
+    let user = auth.require(&path.user_id)?;
+    let id = parse_conversation_id(&path.conversation_id)?;
+    let conversation = state
+        .conversations
+        .get(user, id)
+        .await
+        .map_err(not_found(id))?;
+    Ok(Json(ConversationView {
+        id: conversation.id,
+        created_at: conversation.created_at,
+        updated_at: conversation.updated_at,
+        messages: conversation
+            .messages
+            .iter()
+            .filter_map(|m| {
+                MessageBody::from_stored(m).map(|body| MessageView {
+                    seq: m.seq,
+                    created_at: m.created_at,
+                    body,
+                })
+            })
+            .collect(),
+    }))
+}
+
+/// Delete a conversation and its messages (the tasks it changed stay as they are).
+#[utoipa::path(
+    delete,
+    path = "/api/{user_id}/conversations/{conversation_id}",
+    tag = "chat",
+    params(ConversationPath),
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn delete_conversation(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(path): ApiPath<ConversationPath>,
+) -> ApiResult<StatusCode> {
+    let user = auth.require(&path.user_id)?;
+    let id = parse_conversation_id(&path.conversation_id)?;
+    if state.tasks.is_user_deleted(user.as_str()).await? {
+        return Err(todo_store::StoreError::UserDeleted.into());
+    }
+    state
+        .conversations
+        .delete(user, id)
+        .await
+        .map_err(not_found(id))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,250 @@
+//! The chat's conversations: each one a user's, its messages in order, so that any replica
+//! of `chat-api` can answer the next turn. A turn's messages are appended in one
+//! transaction, under a lock on the conversation's row, so two turns of one conversation
+//! never interleave. Deleting the account deletes them (`TaskStore::delete_user`).
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Query,
+};
+use serde_json::Value;
+use todo_domain::UserId;
+use uuid::Uuid;
+
+use crate::{
+    StoreError,
+    entity::{conversation_messages, conversations},
+    tasks::ensure_active_user,
+};
+
+/// One stored message: `role` is `user`, `assistant` or `tool`; `body` is what the chat
+/// needs to send it to the model again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub seq: i32,
+    pub role: String,
+    pub body: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub role: String,
+    pub body: Value,
+}
+
+/// A whole conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub messages: Vec<StoredMessage>,
+}
+
+/// Where a turn's messages go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A conversation the user already has.
+    Existing(Uuid),
+    /// A new conversation with this id, created with the turn's messages.
+    New(Uuid),
+}
+
+#[derive(Clone)]
+pub struct ConversationStore {
+    db: DatabaseConnection,
+}
+
+impl ConversationStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    async fn owned(&self, user: &UserId, id: Uuid) -> Result<conversations::Model, StoreError> {
+        conversations::Entity::find_by_id(id)
+            .filter(conversations::Column::UserId.eq(user.as_str()))
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// The last `limit` messages of the user's conversation `id`, oldest first;
+    /// [`StoreError::NotFound`] when the user has no such conversation.
+    pub async fn recent(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        limit: u64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.owned(user, id).await?;
+        let mut rows = conversation_messages::Entity::find()
+            .filter(conversation_messages::Column::ConversationId.eq(id))
+            .order_by_desc(conversation_messages::Column::Seq)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        rows.reverse();
+        rows.into_iter().map(to_message).collect()
+    }
+
+    /// The user's conversation `id` with all its messages.
+    pub async fn get(&self, user: &UserId, id: Uuid) -> Result<Conversation, StoreError> {
+        let row = self.owned(user, id).await?;
+        let messages = conversation_messages::Entity::find()
+            .filter(conversation_messages::Column::ConversationId.eq(id))
+            .order_by_asc(conversation_messages::Column::Seq)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(to_message)
+            .collect::<Result<_, _>>()?;
+        Ok(Conversation {
+            id: row.id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            messages,
+        })
+    }
+
+    /// Appends `messages` to `target` in one transaction. A deleted account gets
+    /// [`StoreError::UserDeleted`]; an existing conversation the user does not have (or
+    /// that was deleted meanwhile) [`StoreError::NotFound`]; a new id that exists
+    /// [`StoreError::Conflict`].
+    pub async fn append(
+        &self,
+        user: &UserId,
+        target: Target,
+        messages: Vec<NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let txn = crate::db::begin_write(&self.db).await?;
+        ensure_active_user(&txn, user, now).await?;
+        let (id, first) = match target {
+            Target::New(id) => {
+                if conversations::Entity::find_by_id(id)
+                    .one(&txn)
+                    .await?
+                    .is_some()
+                {
+                    return Err(StoreError::Conflict);
+                }
+                conversations::ActiveModel {
+                    id: Set(id),
+                    user_id: Set(user.as_str().to_owned()),
+                    message_count: Set(0),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                }
+                .insert(&txn)
+                .await?;
+                (id, 0)
+            }
+            Target::Existing(id) => {
+                let row = conversations::Entity::find_by_id(id)
+                    .filter(conversations::Column::UserId.eq(user.as_str()))
+                    .lock_exclusive()
+                    .one(&txn)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                (id, row.message_count)
+            }
+        };
+        let count = i32::try_from(messages.len())
+            .map_err(|_| StoreError::Corrupt("too many messages in one turn".into()))?;
+        let rows: Vec<conversation_messages::ActiveModel> = messages
+            .into_iter()
+            .zip(first..)
+            .map(|(m, seq)| conversation_messages::ActiveModel {
+                conversation_id: Set(id),
+                seq: Set(seq),
+                role: Set(m.role),
+                body: Set(m.body.to_string()),
+                created_at: Set(now),
+                ..Default::default()
+            })
+            .collect();
+        if !rows.is_empty() {
+            conversation_messages::Entity::insert_many(rows)
+                .exec(&txn)
+                .await?;
+        }
+        conversations::Entity::update_many()
+            .col_expr(
+                conversations::Column::MessageCount,
+                sea_orm::sea_query::Expr::value(first + count),
+            )
+            .col_expr(
+                conversations::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
+            .filter(conversations::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes the user's conversation `id` and its messages.
+    pub async fn delete(&self, user: &UserId, id: Uuid) -> Result<(), StoreError> {
+        let txn = crate::db::begin_write(&self.db).await?;
+        let found = conversations::Entity::find_by_id(id)
+            .filter(conversations::Column::UserId.eq(user.as_str()))
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .is_some();
+        if !found {
+            txn.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        conversation_messages::Entity::delete_many()
+            .filter(conversation_messages::Column::ConversationId.eq(id))
+            .exec(&txn)
+            .await?;
+        conversations::Entity::delete_by_id(id).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// Deletes every conversation of `user`, inside the account deletion's transaction.
+pub(crate) async fn delete_all<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    user: &UserId,
+) -> Result<(), StoreError> {
+    conversation_messages::Entity::delete_many()
+        .filter(
+            conversation_messages::Column::ConversationId.in_subquery(
+                Query::select()
+                    .column(conversations::Column::Id)
+                    .from(conversations::Entity)
+                    .and_where(conversations::Column::UserId.eq(user.as_str()))
+                    .to_owned(),
+            ),
+        )
+        .exec(txn)
+        .await?;
+    conversations::Entity::delete_many()
+        .filter(conversations::Column::UserId.eq(user.as_str()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+fn to_message(row: conversation_messages::Model) -> Result<StoredMessage, StoreError> {
+    let body = serde_json::from_str(&row.body).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "conversation {} message {}: {e}",
+            row.conversation_id, row.seq
+        ))
+    })?;
+    Ok(StoredMessage {
+        seq: row.seq,
+        role: row.role,
+        body,
+        created_at: row.created_at,
+    })
+}
