@@ -104,7 +104,7 @@ fn the_minikube_overlay_renders_matches_the_api_schemas_and_its_references_resol
         ("ScaledObject", 2),
         ("Configuration", 1),
         ("Resiliency", 1),
-        ("Secret", 5),
+        ("Secret", 6),
     ] {
         assert_eq!(count(kind), expected, "number of {kind} objects");
     }
@@ -511,6 +511,33 @@ fn a_dapr_token_secret_that_does_not_exist_fails_the_reference_check() {
             "Deployment todo/reminder-cron",
             "dapr.io/api-token-secret names Secret \"dapr-api-tokens\"",
         ],
+    );
+}
+
+#[test]
+fn a_chat_model_key_the_sidecar_is_not_given_fails_the_secret_check() {
+    let problems = problems_after_edit(
+        "base/services/chat-api.yaml",
+        "CHAT_MODEL_API_KEY=chat-model:api-key,",
+        "",
+    );
+    assert_caught(
+        "chat model key",
+        &problems,
+        &[
+            "Deployment todo/chat-api",
+            "Component chat-model's key is read from the sidecar's CHAT_MODEL_API_KEY",
+        ],
+    );
+    let problems = problems_after_edit(
+        "base/services/chat-api.yaml",
+        "CHAT_MODEL_API_KEY=chat-model:api-key",
+        "CHAT_MODEL_API_KEY=chat-model:apikey",
+    );
+    assert_caught(
+        "chat model key's Secret",
+        &problems,
+        &["Deployment todo/chat-api", "Secret \"chat-model\" key \"apikey\""],
     );
 }
 

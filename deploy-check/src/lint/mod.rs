@@ -13,6 +13,7 @@ use crate::manifest::Object;
 
 mod addresses;
 mod autoscaling;
+mod component_secrets;
 mod dapr;
 mod kafka;
 mod names;
@@ -21,6 +22,7 @@ mod workloads;
 
 use addresses::*;
 use autoscaling::*;
+use component_secrets::*;
 use dapr::*;
 use kafka::*;
 use names::*;
@@ -42,6 +44,7 @@ pub fn check(objects: &[Object]) -> Vec<String> {
     duplicates(objects, &mut p);
     autoscaling(objects, &index, &mut p);
     dapr(objects, &index, &mut p);
+    component_secrets(&index, &mut p);
     kafka(objects, &index, &mut p);
     cluster_dns_names(objects, &index, &mut p);
     database_credentials(objects, &index, &mut p);
