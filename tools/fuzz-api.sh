@@ -44,8 +44,10 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 
 run() {
+    local checks="$1"
+    shift
     "$schemathesis" --config-file "$root/tools/schemathesis.toml" run "$base_url/openapi.json" \
-        --checks not_a_server_error \
+        --checks "$checks" \
         --header "Authorization: Bearer $token" \
         --max-examples "$MAX_EXAMPLES" \
         --request-timeout 10 \
@@ -57,6 +59,10 @@ run() {
 
 echo "fuzz-api: fuzzing $base_url as $FUZZ_USER_ID for at most ${max_seconds}s" >&2
 # Deleting the account makes every later write a 410, so it is fuzzed alone, last.
-run --max-time "$max_seconds" --exclude-operation-id delete_account
-run --max-time 10 --include-operation-id delete_account
+run not_a_server_error --max-time "$max_seconds" --exclude-operation-id delete_account --exclude-operation-id chat
+# The chat calls a model through the Dapr sidecar, which this run has none of: a turn the
+# fuzzer gets past validation is a 503 (documented, and correct without a model). So the
+# chat is held to its documented statuses and schemas instead, which a 500 would break.
+run status_code_conformance,response_schema_conformance --max-time 15 --include-operation-id chat
+run not_a_server_error --max-time 10 --include-operation-id delete_account
 echo "fuzz-api: no 5xx found" >&2
