@@ -537,7 +537,10 @@ fn a_chat_model_key_the_sidecar_is_not_given_fails_the_secret_check() {
     assert_caught(
         "chat model key's Secret",
         &problems,
-        &["Deployment todo/chat-api", "Secret \"chat-model\" key \"apikey\""],
+        &[
+            "Deployment todo/chat-api",
+            "Secret \"chat-model\" key \"apikey\"",
+        ],
     );
 }
 

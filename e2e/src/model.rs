@@ -95,7 +95,9 @@ impl ScriptedModel {
 
 /// The state, also after a panic elsewhere (the data stays usable).
 fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn complete(

@@ -57,7 +57,10 @@ pub(super) fn component_secrets(index: &Index<'_>, p: &mut Problems) {
                 p.add(c, format!("auth.secretStore {s:?} names no Component"));
             }
             (Some(s), Some(t)) if !t.starts_with("secretstores.") => {
-                p.add(c, format!("auth.secretStore {s:?} is a {t}, not a secret store"));
+                p.add(
+                    c,
+                    format!("auth.secretStore {s:?} is a {t}, not a secret store"),
+                );
             }
             (Some(_), Some("secretstores.local.env")) => {
                 let prefix = store

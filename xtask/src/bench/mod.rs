@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::tasks::{cargo, done, step};
 
+mod chat;
 mod drain;
 mod kafka_events;
 mod load;
@@ -276,6 +277,15 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     };
     settle(&ctx).await?;
 
+    let t = step("chat: a turn's own cost against a model that answers at once");
+    let chat = chat::run(&ctx, &db_url).await?;
+    println!(
+        "    text turn p95 {:.1} ms, tool turn p95 {:.1} ms, REST create p95 {:.1} ms",
+        chat.text_turn.p95, chat.tool_turn.p95, chat.create.p95
+    );
+    settle(&ctx).await?;
+    done(t);
+
     let payload = sample_payload(&db).await?;
     let relay_concurrency = setting(&api_settings, "RELAY_CONCURRENCY")
         .and_then(|v| v.parse().ok())
@@ -466,6 +476,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         top,
         recurring,
         reminders,
+        chat,
         raw_single,
         raw_bulk,
         raw_payload_bytes: payload.len(),

@@ -55,6 +55,12 @@ produced by the command on the machine it names. Definitions:
   minus the reminder record's Kafka append time on `reminders`. The cron binding fires
   every 5 s instead of 30 s: the tick decides when a reminder is published, not how long
   it then takes.
+- **Chat**: a second chat-api replica (relay off) whose daprd runs `conversation.openai`
+  pointed at a scripted OpenAI-compatible server on loopback that answers at once. One
+  client sends, one at a time, a REST create (the baseline), a chat turn answered with text
+  (one model call) and a chat turn with one `add_task` call (two model calls); latency from
+  send to last body byte. Memory: chat-api's `VmRSS` before and after 1,000 new
+  conversations (8 at a time).
 - **Resources**: per process, CPU = (utime + stime) delta from `/proc/PID/stat` over the
   measured window (100 % = one core; PostgreSQL includes its backends), RSS = the highest
   `VmRSS` of `/proc/PID/status` sampled every 250 ms in the window.
@@ -98,6 +104,7 @@ pub(super) struct Report {
     pub(super) top: usize,
     pub(super) recurring: Recurring,
     pub(super) reminders: ReminderOutcome,
+    pub(super) chat: super::chat::ChatBench,
     pub(super) raw_single: RawResult,
     pub(super) raw_bulk: RawResult,
     pub(super) raw_payload_bytes: usize,
@@ -323,9 +330,12 @@ impl Report {
             }
         }
 
+        let _ = writeln!(s);
+        self.chat.render(&mut s);
+
         let _ = writeln!(
             s,
-            "\n### Resources at the top load (concurrency {})\n",
+            "### Resources at the top load (concurrency {})\n",
             self.top
         );
         let tops: Vec<&Phase> = self.phases.iter().filter(|p| p.level == self.top).collect();
