@@ -202,19 +202,34 @@ async fn a_conversation_manages_tasks_through_the_sidecar_with_the_mcp_tools() -
         "the tool result went back to the model: {results:?}"
     );
 
-    // Turn 2: complete it; recurring-tasks makes the next instance.
+    // Turn 2, on another replica (its own sidecar, the same database): the conversation
+    // continues there. Complete the task; recurring-tasks makes the next instance.
+    let replica = s
+        .env
+        .start_chat_api_with_model(
+            &s.db,
+            Some(&s.model.endpoint),
+            &[("RELAY_ENABLED", "false".to_owned())],
+        )
+        .await?;
     s.model.clear_requests();
     s.model.then([
         Step::Call(vec![("complete_task".into(), json!({"task_id": task_id}))]),
         Step::Text("Done.".into()),
     ]);
-    let (status, second) = s
-        .say(
-            "alice",
-            json!({"message": "I watered them", "conversation_id": conversation,
-                   "time_zone": "Europe/Berlin"}),
+    let response = s
+        .client
+        .post(format!("{}/api/alice/chat", replica.base))
+        .bearer_auth(s.env.token("alice")?)
+        .json(
+            &json!({"message": "I watered them", "conversation_id": conversation,
+                      "time_zone": "Europe/Berlin"}),
         )
+        .send()
         .await?;
+    let status = response.status().as_u16();
+    let second: Value = response.json().await?;
+    drop(replica);
     ensure!(status == 200, "turn 2: {status} {second}");
     ensure!(
         second["conversation_id"] == conversation.as_str(),
@@ -551,6 +566,72 @@ async fn without_a_reachable_model_the_chat_answers_503_and_writes_nothing() -> 
         response.status()
     );
     drop(api);
+
+    // The time bound: a model slower than the whole turn may last.
+    let slow = ScriptedModel::start().await?;
+    slow.then([
+        Step::Delay(Duration::from_secs(4), Box::new(Step::Text("late".into()))),
+        Step::Call(vec![("add_task".into(), json!({"title": "Milk"}))]),
+        Step::Delay(Duration::from_secs(4), Box::new(Step::Text("late".into()))),
+    ]);
+    let api = env
+        .start_chat_api_with_model(
+            &db,
+            Some(&slow.endpoint),
+            &[("CHAT_TURN_TIMEOUT_SECONDS", "2".to_owned())],
+        )
+        .await?;
+    let started = std::time::Instant::now();
+    let response = client
+        .post(format!("{}/api/alice/chat", api.base))
+        .bearer_auth(env.token("alice")?)
+        .json(&json!({"message": "add milk"}))
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 503,
+        "a first call past the bound: {}",
+        response.status()
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(4),
+        "the bound held: {:?}",
+        started.elapsed()
+    );
+    // After a tool call: the change stays, the turn is stored, the reply says why it stopped.
+    let cut: Value = client
+        .post(format!("{}/api/alice/chat", api.base))
+        .bearer_auth(env.token("alice")?)
+        .json(&json!({"message": "add milk"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        cut["stopped"] == "time_limit"
+            && cut["changes"][0]["action"] == "created"
+            && cut["reply"]
+                .as_str()
+                .is_some_and(|r| r.contains("longer than 2 s")),
+        "{cut}"
+    );
+    drop(api);
+    drop(slow);
+    let db_conn = todo_store::connect(&db, 1).await?;
+    let stored = db_conn
+        .query_one_raw(Statement::from_string(
+            db_conn.get_database_backend(),
+            "SELECT COUNT(*) FROM conversation_messages",
+        ))
+        .await?
+        .context("no row")?;
+    let n: i64 = stored.try_get_by_index(0)?;
+    // user, assistant (tool call), tool, assistant (the reply).
+    ensure!(n == 4, "the cut-off turn is stored: {n} messages");
+    db_conn
+        .execute_unprepared("DELETE FROM conversation_messages; DELETE FROM conversations;")
+        .await?;
+    db_conn.close().await?;
 
     // No key: the component is not loaded; the 503 says what to configure.
     let api = env.start_chat_api_with_model(&db, None, &[]).await?;
