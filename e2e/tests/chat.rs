@@ -615,6 +615,37 @@ async fn without_a_reachable_model_the_chat_answers_503_and_writes_nothing() -> 
                 .is_some_and(|r| r.contains("longer than 2 s")),
         "{cut}"
     );
+    // A client that gives up mid-turn: the turn still runs to its end and is stored.
+    slow.then([
+        Step::Call(vec![("add_task".into(), json!({"title": "Bread"}))]),
+        Step::Delay(
+            Duration::from_millis(1200),
+            Box::new(Step::Text("Added bread.".into())),
+        ),
+    ]);
+    let impatient = client
+        .post(format!("{}/api/alice/chat", api.base))
+        .bearer_auth(env.token("alice")?)
+        .timeout(Duration::from_millis(500))
+        .json(&json!({"message": "add bread"}))
+        .send()
+        .await;
+    ensure!(
+        impatient.is_err(),
+        "the client was meant to time out: {impatient:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let titles: Vec<Value> = client
+        .get(format!("{}/api/alice/tasks", api.base))
+        .bearer_auth(env.token("alice")?)
+        .send()
+        .await?
+        .json::<Value>()
+        .await?["items"]
+        .as_array()
+        .map(|items| items.iter().map(|t| t["title"].clone()).collect())
+        .unwrap_or_default();
+    ensure!(titles.contains(&json!("Bread")), "{titles:?}");
     drop(api);
     drop(slow);
     let db_conn = todo_store::connect(&db, 1).await?;
@@ -626,8 +657,11 @@ async fn without_a_reachable_model_the_chat_answers_503_and_writes_nothing() -> 
         .await?
         .context("no row")?;
     let n: i64 = stored.try_get_by_index(0)?;
-    // user, assistant (tool call), tool, assistant (the reply).
-    ensure!(n == 4, "the cut-off turn is stored: {n} messages");
+    // Each turn: user, assistant (tool call), tool, assistant (the reply).
+    ensure!(
+        n == 8,
+        "the cut-off turn and the abandoned one are stored: {n} messages"
+    );
     db_conn
         .execute_unprepared("DELETE FROM conversation_messages; DELETE FROM conversations;")
         .await?;

@@ -147,17 +147,17 @@ pub async fn chat(
     }
     text_without_nul("message", message)?;
     let time_zone = parse_time_zone(input.time_zone.as_deref())?;
-    let outcome = turn::run(
-        &state,
-        &state.chat,
-        TurnInput {
-            user,
-            conversation: input.conversation_id,
-            message: message.to_owned(),
-            time_zone,
-        },
-    )
-    .await?;
+    let input = TurnInput {
+        user,
+        conversation: input.conversation_id,
+        message: message.to_owned(),
+        time_zone,
+    };
+    // A turn runs to its end even when the client goes away meanwhile (a timeout, a closed
+    // tab): its tool calls may already have changed tasks, and the conversation must record
+    // them. It is bounded by CHAT_TURN_TIMEOUT_SECONDS.
+    let turn = tokio::spawn(async move { turn::run(&state, &state.chat, input).await });
+    let outcome = turn.await.map_err(ApiError::internal)??;
     Ok(Json(ChatReply {
         conversation_id: outcome.conversation_id,
         reply: outcome.reply,
