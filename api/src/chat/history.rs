@@ -106,14 +106,48 @@ impl MessageBody {
     }
 }
 
-/// The earlier messages to send with a new turn: `recent` from its first user message on,
-/// so the model never sees a tool result without the call it answers.
-pub fn for_model(recent: &[StoredMessage]) -> Vec<Message> {
+/// At most this much earlier text (bytes of content and tool arguments) goes with a turn:
+/// long tool results must not grow a conversation's requests past what the sidecar takes
+/// (its gRPC messages are limited to 4 MiB) or a model's context.
+pub const HISTORY_MAX_BYTES: usize = 256 * 1024;
+
+impl MessageBody {
+    fn size(&self) -> usize {
+        match self {
+            MessageBody::User { content } => content.len(),
+            MessageBody::Assistant {
+                content,
+                tool_calls,
+            } => {
+                content.len()
+                    + tool_calls
+                        .iter()
+                        .map(|c| c.arguments.len() + c.name.len() + c.id.len())
+                        .sum::<usize>()
+            }
+            MessageBody::Tool { content, .. } => content.len(),
+        }
+    }
+}
+
+/// The earlier messages to send with a new turn: the newest of `recent` that fit in
+/// `max_bytes`, from a user message on, so the model never sees a tool result without the
+/// call it answers.
+pub fn for_model(recent: &[StoredMessage], max_bytes: usize) -> Vec<Message> {
     let bodies: Vec<MessageBody> = recent.iter().filter_map(MessageBody::from_stored).collect();
-    let start = bodies
+    let mut start = bodies.len();
+    let mut total = 0;
+    for (i, body) in bodies.iter().enumerate().rev() {
+        total += body.size();
+        if total > max_bytes {
+            break;
+        }
+        start = i;
+    }
+    let start = bodies[start..]
         .iter()
         .position(|b| matches!(b, MessageBody::User { .. }))
-        .unwrap_or(bodies.len());
+        .map_or(bodies.len(), |i| start + i);
     bodies[start..].iter().map(MessageBody::to_model).collect()
 }
 
@@ -184,6 +218,41 @@ mod tests {
                 },
             ),
         ];
-        assert_eq!(for_model(&recent), vec![Message::User("add one".into())]);
+        assert_eq!(
+            for_model(&recent, HISTORY_MAX_BYTES),
+            vec![Message::User("add one".into())]
+        );
+    }
+
+    #[test]
+    fn a_history_over_its_byte_budget_keeps_its_newest_whole_exchanges() {
+        let user = |seq, text: &str| {
+            stored(
+                seq,
+                &MessageBody::User {
+                    content: text.into(),
+                },
+            )
+        };
+        let answer = |seq, len| {
+            stored(
+                seq,
+                &MessageBody::Assistant {
+                    content: "a".repeat(len),
+                    tool_calls: vec![],
+                },
+            )
+        };
+        let recent = [
+            user(0, "old"),
+            answer(1, 100),
+            user(2, "new"),
+            answer(3, 100),
+        ];
+        let kept = for_model(&recent, 150);
+        assert_eq!(kept.len(), 2, "the older exchange does not fit: {kept:?}");
+        assert_eq!(kept[0], Message::User("new".into()));
+        assert!(for_model(&recent, 50).is_empty(), "nothing fits");
+        assert_eq!(for_model(&recent, 10_000).len(), 4);
     }
 }

@@ -111,7 +111,10 @@ pub async fn run(state: &AppState, chat: &Chat, input: TurnInput) -> ApiResult<T
                 .recent(&input.user, id, settings.history_messages)
                 .await
                 .map_err(|e| conversation_error(e, id))?;
-            (Target::Existing(id), history::for_model(&recent))
+            (
+                Target::Existing(id),
+                history::for_model(&recent, history::HISTORY_MAX_BYTES),
+            )
         }
         None => (Target::New(Uuid::now_v7()), Vec::new()),
     };
@@ -268,7 +271,11 @@ async fn run_tool(state: &AppState, user: &UserId, call: &ToolCall) -> tools::Ou
     }
 }
 
-/// A tool result as the model reads it: its text, `Error: ` first when it is an error.
+/// Longest tool result the model is sent; a longer one is cut, saying so.
+pub const TOOL_RESULT_MAX_BYTES: usize = 64 * 1024;
+
+/// A tool result as the model reads it: its text, `Error: ` first when it is an error, cut
+/// at [`TOOL_RESULT_MAX_BYTES`].
 fn tool_text(result: &CallToolResult) -> (String, bool) {
     let text: Vec<&str> = result
         .content
@@ -276,7 +283,18 @@ fn tool_text(result: &CallToolResult) -> (String, bool) {
         .filter_map(|c| c.as_text().map(|t| t.text.as_str()))
         .collect();
     let is_error = result.is_error == Some(true);
-    let text = text.join("\n");
+    let mut text = text.join("\n");
+    if text.len() > TOOL_RESULT_MAX_BYTES {
+        let mut cut = TOOL_RESULT_MAX_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let dropped = text.len() - cut;
+        text.truncate(cut);
+        text.push_str(&format!(
+            "\n[cut: {dropped} more bytes. Ask for less, e.g. list_tasks with filters or a smaller limit.]"
+        ));
+    }
     if is_error {
         (format!("Error: {text}"), true)
     } else {
@@ -322,4 +340,57 @@ fn unavailable(e: &ConverseError, component: &str) -> ApiError {
         ErrorCode::Unavailable,
         format!("the chat is unavailable: {e}; {hint}. Nothing was changed."),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::ContentBlock;
+
+    use super::*;
+
+    #[test]
+    fn the_system_prompt_gives_the_date_and_time_in_the_users_zone() {
+        // 23:30 UTC on 31 December is already 1 January in Tokyo.
+        let now = DateTime::parse_from_rfc3339("2026-12-31T23:30:00Z")
+            .expect("a time")
+            .with_timezone(&Utc);
+        let tokyo = TimeZone::parse("Asia/Tokyo").expect("a zone");
+        let prompt = system_prompt(tokyo, now);
+        assert!(
+            prompt.contains("Asia/Tokyo") && prompt.contains("2027-01-01 08:30 there (Friday)"),
+            "{prompt}"
+        );
+        assert!(prompt.contains("\"2027-01-01T09:00\""), "{prompt}");
+    }
+
+    #[test]
+    fn long_tool_results_are_cut_on_a_character_boundary_saying_so() {
+        let long = "é".repeat(TOOL_RESULT_MAX_BYTES);
+        let (text, is_error) = tool_text(&CallToolResult::success(vec![ContentBlock::text(long)]));
+        assert!(!is_error);
+        assert!(text.len() < TOOL_RESULT_MAX_BYTES + 200, "{}", text.len());
+        assert!(
+            text.ends_with("or a smaller limit.]"),
+            "{}",
+            &text[text.len() - 80..]
+        );
+        let (text, is_error) = tool_text(&CallToolResult::error(vec![ContentBlock::text(
+            "No such task",
+        )]));
+        assert_eq!((text.as_str(), is_error), ("Error: No such task", true));
+    }
+
+    #[test]
+    fn the_model_is_offered_the_mcp_tools() {
+        let names: Vec<&str> = TOOLS.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names.len(),
+            5,
+            "add_task, list_tasks, update_task, complete_task, delete_task: {names:?}"
+        );
+        for tool in TOOLS.iter() {
+            assert!(!tool.description.is_empty(), "{}", tool.name);
+            assert_eq!(tool.parameters["type"], "object", "{}", tool.name);
+        }
+    }
 }
