@@ -197,8 +197,12 @@ impl Application {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "chat-api listening");
+        let chat = self.state.chat.clone();
         let app = router(self.state);
         self.listener.serve(app, stop).await?;
+        // Turns whose clients went away still run; they finish (and the relay publishes
+        // what they changed) before the relay stops.
+        chat.drain().await;
         self.shutdown.trigger();
         if let Some(relay) = self.relay {
             let _ = relay.await;

@@ -55,6 +55,7 @@ async fn seed(app: &TestApp, user: &str) -> Uuid {
             Target::New(id),
             messages,
             Utc::now(),
+            None,
         )
         .await
         .unwrap();

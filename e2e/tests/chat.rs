@@ -646,6 +646,38 @@ async fn without_a_reachable_model_the_chat_answers_503_and_writes_nothing() -> 
         .map(|items| items.iter().map(|t| t["title"].clone()).collect())
         .unwrap_or_default();
     ensure!(titles.contains(&json!("Bread")), "{titles:?}");
+    // One turn of a conversation at a time: a second message while the first is being
+    // answered is a 409, and the first one is not disturbed.
+    let conversation = cut["conversation_id"].clone();
+    slow.then([Step::Delay(
+        Duration::from_millis(1500),
+        Box::new(Step::Text("Slowly answered.".into())),
+    )]);
+    let first = {
+        let (client, url, token) = (
+            client.clone(),
+            format!("{}/api/alice/chat", api.base),
+            env.token("alice")?,
+        );
+        let body = json!({"message": "one", "conversation_id": conversation});
+        tokio::spawn(async move { client.post(url).bearer_auth(token).json(&body).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = client
+        .post(format!("{}/api/alice/chat", api.base))
+        .bearer_auth(env.token("alice")?)
+        .json(&json!({"message": "two", "conversation_id": conversation}))
+        .send()
+        .await?;
+    ensure!(
+        second.status() == 409,
+        "a second turn at once: {}",
+        second.status()
+    );
+    let first = first.await??;
+    ensure!(first.status() == 200, "the first turn: {}", first.status());
+    let first: Value = first.json().await?;
+    ensure!(first["reply"] == "Slowly answered.", "{first}");
     drop(api);
     drop(slow);
     let db_conn = todo_store::connect(&db, 1).await?;
@@ -657,11 +689,9 @@ async fn without_a_reachable_model_the_chat_answers_503_and_writes_nothing() -> 
         .await?
         .context("no row")?;
     let n: i64 = stored.try_get_by_index(0)?;
-    // Each turn: user, assistant (tool call), tool, assistant (the reply).
-    ensure!(
-        n == 8,
-        "the cut-off turn and the abandoned one are stored: {n} messages"
-    );
+    // The cut-off turn and the abandoned one: user, assistant (tool call), tool, assistant
+    // (the reply); the slow one: user, assistant; the refused one: nothing.
+    ensure!(n == 10, "the turns are stored: {n} messages");
     db_conn
         .execute_unprepared("DELETE FROM conversation_messages; DELETE FROM conversations;")
         .await?;

@@ -15,6 +15,7 @@ enum Conversations {
     Id,
     UserId,
     MessageCount,
+    TurnUntil,
     CreatedAt,
     UpdatedAt,
 }
@@ -33,8 +34,9 @@ enum ConversationMessages {
 /// The chat's conversations, kept in the database so any replica answers the next turn.
 ///
 /// - `conversations`: one row per conversation, owned by one user. `message_count` numbers
-///   the next message; a turn locks the row while it appends, so two turns of one
-///   conversation never interleave their messages.
+///   the next message; each append locks the row. `turn_until` is the lease of the turn
+///   running on it (set when a turn starts, cleared when it ends, void after that time): one
+///   turn of a conversation at a time, across replicas.
 /// - `conversation_messages`: the messages in order (`seq` from 0): the user's, the
 ///   assistant's (with the tool calls it asked for), and the tool results. `body` is JSON.
 ///   Deleted with their conversation.
@@ -63,6 +65,7 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .default(0),
                     )
+                    .col(ColumnDef::new(Conversations::TurnUntil).timestamp_with_time_zone())
                     .col(
                         ColumnDef::new(Conversations::CreatedAt)
                             .timestamp_with_time_zone()

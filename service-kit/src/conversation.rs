@@ -83,9 +83,7 @@ impl DaprConversation {
             sidecar: SidecarClient::new(grpc_port, api_token),
         }
     }
-}
 
-impl DaprConversation {
     /// Sends `messages` to the model of the conversation component `component`, offering
     /// `tools` (`tool_choice` auto), and waits at most `deadline` for its answer.
     pub async fn converse(
@@ -95,11 +93,12 @@ impl DaprConversation {
         tools: &[ToolSpec],
         deadline: Duration,
     ) -> Result<Reply, ConverseError> {
-        let mut client = self
-            .sidecar
-            .client()
+        let started = tokio::time::Instant::now();
+        let mut client = tokio::time::timeout(deadline, self.sidecar.client())
             .await
+            .map_err(|_| ConverseError::Deadline(deadline))?
             .map_err(ConverseError::Sidecar)?;
+        let deadline_left = deadline.saturating_sub(started.elapsed());
         let request = dapr_v1::ConversationRequestAlpha2 {
             name: component.to_owned(),
             inputs: vec![dapr_v1::ConversationInputAlpha2 {
@@ -110,7 +109,7 @@ impl DaprConversation {
             tool_choice: (!tools.is_empty()).then(|| "auto".to_owned()),
             ..Default::default()
         };
-        let answer = tokio::time::timeout(deadline, client.converse_alpha2(request))
+        let answer = tokio::time::timeout(deadline_left, client.converse_alpha2(request))
             .await
             .map_err(|_| ConverseError::Deadline(deadline))?;
         let response = answer

@@ -32,13 +32,11 @@ impl SidecarClient {
         }
     }
 
-    /// The client; `Err` says why the sidecar cannot be reached (address and cause).
+    /// The client; `Err` says why the sidecar cannot be reached (address and cause). The
+    /// connection is opened without holding the slot, so callers never queue behind one
+    /// another's connection attempts to a sidecar that is down.
     pub async fn client(&self) -> Result<GrpcClient, String> {
         if let Some(c) = self.client.read().await.as_ref() {
-            return Ok(c.clone());
-        }
-        let mut slot = self.client.write().await;
-        if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
         let unavailable = |e: &dyn std::fmt::Display| format!("{} ({e})", self.address);
@@ -51,7 +49,8 @@ impl SidecarClient {
             .map_err(|e| unavailable(&e))?;
         let token = self.api_token.as_ref().map(|t| t.expose().to_owned());
         let client = DaprClient::with_interceptor(channel, ApiTokenInterceptor::new(token));
-        *slot = Some(client.clone());
-        Ok(client)
+        let mut slot = self.client.write().await;
+        // Another caller may have connected meanwhile: keep one connection.
+        Ok(slot.get_or_insert(client).clone())
     }
 }

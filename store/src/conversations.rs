@@ -1,7 +1,9 @@
 //! The chat's conversations: each one a user's, its messages in order, so that any replica
-//! of `chat-api` can answer the next turn. A turn's messages are appended in one
-//! transaction, under a lock on the conversation's row, so two turns of one conversation
-//! never interleave. Deleting the account deletes them (`TaskStore::delete_user`).
+//! of `chat-api` can answer the next turn. A turn holds its conversation with a lease
+//! ([`ConversationStore::begin_turn`]), so two turns of one conversation never run at once,
+//! on any replica; it appends its messages as they happen, each append in one transaction
+//! under a lock on the conversation's row. Deleting the account deletes them
+//! (`TaskStore::delete_user`).
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -71,8 +73,10 @@ impl ConversationStore {
             .ok_or(StoreError::NotFound)
     }
 
-    /// The last `limit` messages of the user's conversation `id`, oldest first;
-    /// [`StoreError::NotFound`] when the user has no such conversation.
+    /// The last `limit` messages of the user's conversation `id`, oldest first, and before
+    /// them those back to the user message that began the turn the first of them belongs
+    /// to (so a long turn never leaves only its tail); [`StoreError::NotFound`] when the
+    /// user has no such conversation.
     pub async fn recent(
         &self,
         user: &UserId,
@@ -80,14 +84,81 @@ impl ConversationStore {
         limit: u64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         self.owned(user, id).await?;
+        let in_conversation = conversation_messages::Column::ConversationId.eq(id);
         let mut rows = conversation_messages::Entity::find()
-            .filter(conversation_messages::Column::ConversationId.eq(id))
+            .filter(in_conversation.clone())
             .order_by_desc(conversation_messages::Column::Seq)
             .limit(limit)
             .all(&self.db)
             .await?;
         rows.reverse();
+        if let Some(first) = rows.first().filter(|m| m.role != "user") {
+            let turn_start = conversation_messages::Entity::find()
+                .filter(in_conversation.clone())
+                .filter(conversation_messages::Column::Role.eq("user"))
+                .filter(conversation_messages::Column::Seq.lt(first.seq))
+                .order_by_desc(conversation_messages::Column::Seq)
+                .one(&self.db)
+                .await?;
+            if let Some(start) = turn_start {
+                let mut earlier = conversation_messages::Entity::find()
+                    .filter(in_conversation)
+                    .filter(conversation_messages::Column::Seq.gte(start.seq))
+                    .filter(conversation_messages::Column::Seq.lt(first.seq))
+                    .order_by_asc(conversation_messages::Column::Seq)
+                    .all(&self.db)
+                    .await?;
+                earlier.append(&mut rows);
+                rows = earlier;
+            }
+        }
         rows.into_iter().map(to_message).collect()
+    }
+
+    /// Takes the user's conversation `id` for a turn until `until` (or until
+    /// [`ConversationStore::end_turn`]): [`StoreError::Conflict`] while another turn holds
+    /// it, [`StoreError::NotFound`] when the user has no such conversation.
+    pub async fn begin_turn(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let taken = conversations::Entity::update_many()
+            .col_expr(
+                conversations::Column::TurnUntil,
+                sea_orm::sea_query::Expr::value(Some(until)),
+            )
+            .filter(conversations::Column::Id.eq(id))
+            .filter(conversations::Column::UserId.eq(user.as_str()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(conversations::Column::TurnUntil.is_null())
+                    .add(conversations::Column::TurnUntil.lt(now)),
+            )
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        if taken == 1 {
+            return Ok(());
+        }
+        self.owned(user, id).await?;
+        Err(StoreError::Conflict)
+    }
+
+    /// Ends the turn on the user's conversation `id` (a new one may start).
+    pub async fn end_turn(&self, user: &UserId, id: Uuid) -> Result<(), StoreError> {
+        conversations::Entity::update_many()
+            .col_expr(
+                conversations::Column::TurnUntil,
+                sea_orm::sea_query::Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(conversations::Column::Id.eq(id))
+            .filter(conversations::Column::UserId.eq(user.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// The user's conversation `id` with all its messages.
@@ -109,7 +180,8 @@ impl ConversationStore {
         })
     }
 
-    /// Appends `messages` to `target` in one transaction. A deleted account gets
+    /// Appends `messages` to `target` in one transaction. A new conversation is created
+    /// held by its turn until `turn_until`. A deleted account gets
     /// [`StoreError::UserDeleted`]; an existing conversation the user does not have (or
     /// that was deleted meanwhile) [`StoreError::NotFound`]; a new id that exists
     /// [`StoreError::Conflict`].
@@ -119,6 +191,7 @@ impl ConversationStore {
         target: Target,
         messages: Vec<NewMessage>,
         now: DateTime<Utc>,
+        turn_until: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let txn = crate::db::begin_write(&self.db).await?;
         ensure_active_user(&txn, user, now).await?;
@@ -135,6 +208,7 @@ impl ConversationStore {
                     id: Set(id),
                     user_id: Set(user.as_str().to_owned()),
                     message_count: Set(0),
+                    turn_until: Set(turn_until),
                     created_at: Set(now),
                     updated_at: Set(now),
                 }

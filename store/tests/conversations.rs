@@ -35,6 +35,7 @@ async fn racing_turns_of_one_conversation_never_interleave_or_leave_gaps() {
                 Target::New(id),
                 vec![message("user", "first")],
                 Utc::now(),
+                None,
             )
             .await
             .unwrap();
@@ -45,7 +46,7 @@ async fn racing_turns_of_one_conversation_never_interleave_or_leave_gaps() {
                     .map(|i| message("user", &format!("turn {turn} message {i}")))
                     .collect();
                 store
-                    .append(&alice, Target::Existing(id), messages, Utc::now())
+                    .append(&alice, Target::Existing(id), messages, Utc::now(), None)
                     .await
             })
         });
@@ -91,11 +92,17 @@ async fn a_conversation_is_its_users_only_and_goes_with_the_account() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let now = Utc::now();
         store
-            .append(&alice, Target::New(a), vec![message("user", "a")], now)
+            .append(
+                &alice,
+                Target::New(a),
+                vec![message("user", "a")],
+                now,
+                None,
+            )
             .await
             .unwrap();
         store
-            .append(&bob, Target::New(b), vec![message("user", "b")], now)
+            .append(&bob, Target::New(b), vec![message("user", "b")], now, None)
             .await
             .unwrap();
 
@@ -103,7 +110,13 @@ async fn a_conversation_is_its_users_only_and_goes_with_the_account() {
             store.get(&bob, a).await.map(drop),
             store.recent(&bob, a, 10).await.map(drop),
             store
-                .append(&bob, Target::Existing(a), vec![message("user", "x")], now)
+                .append(
+                    &bob,
+                    Target::Existing(a),
+                    vec![message("user", "x")],
+                    now,
+                    None,
+                )
                 .await,
             store.delete(&bob, a).await,
         ] {
@@ -115,7 +128,7 @@ async fn a_conversation_is_its_users_only_and_goes_with_the_account() {
         assert!(
             matches!(
                 store
-                    .append(&bob, Target::New(a), vec![message("user", "x")], now)
+                    .append(&bob, Target::New(a), vec![message("user", "x")], now, None)
                     .await,
                 Err(StoreError::Conflict)
             ),
@@ -139,7 +152,8 @@ async fn a_conversation_is_its_users_only_and_goes_with_the_account() {
                         &alice,
                         Target::New(Uuid::now_v7()),
                         vec![message("user", "x")],
-                        now
+                        now,
+                        None
                     )
                     .await,
                 Err(StoreError::UserDeleted)
@@ -156,5 +170,93 @@ async fn a_conversation_is_its_users_only_and_goes_with_the_account() {
             matches!(store.get(&bob, b).await, Err(StoreError::NotFound)),
             "{label}"
         );
+    }
+}
+
+#[tokio::test]
+async fn one_turn_holds_a_conversation_at_a_time_until_it_ends_or_its_lease_runs_out() {
+    for (label, url, _dir) in todo_store::testing::databases().await {
+        let db = todo_store::connect(&url, 2).await.unwrap();
+        todo_store::migrate(&db).await.unwrap();
+        let store = ConversationStore::new(db);
+        let (alice, bob) = (user("alice"), user("bob"));
+        let id = Uuid::now_v7();
+        let now = Utc::now();
+        let lease = chrono::Duration::seconds(150);
+        // Created by its first turn, which holds it.
+        store
+            .append(
+                &alice,
+                Target::New(id),
+                vec![message("user", "hi")],
+                now,
+                Some(now + lease),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                store.begin_turn(&alice, id, now, now + lease).await,
+                Err(StoreError::Conflict)
+            ),
+            "{label}: a second turn while the first runs"
+        );
+        assert!(
+            matches!(
+                store.begin_turn(&bob, id, now, now + lease).await,
+                Err(StoreError::NotFound)
+            ),
+            "{label}: another user's conversation"
+        );
+        store.end_turn(&alice, id).await.unwrap();
+        store
+            .begin_turn(&alice, id, now, now + lease)
+            .await
+            .unwrap();
+        // A turn that never ended (its replica died) holds it only until its lease ends.
+        let later = now + lease + chrono::Duration::seconds(1);
+        store
+            .begin_turn(&alice, id, later, later + lease)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                store.begin_turn(&alice, id, later, later + lease).await,
+                Err(StoreError::Conflict)
+            ),
+            "{label}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_recent_messages_reach_back_to_the_start_of_the_turn_they_begin_in() {
+    for (label, url, _dir) in todo_store::testing::databases().await {
+        let db = todo_store::connect(&url, 2).await.unwrap();
+        todo_store::migrate(&db).await.unwrap();
+        let store = ConversationStore::new(db);
+        let alice = user("alice");
+        let id = Uuid::now_v7();
+        let now = Utc::now();
+        let mut turn = vec![message("user", "do many things")];
+        turn.extend((0..10).map(|i| message("tool", &format!("result {i}"))));
+        store
+            .append(&alice, Target::New(id), turn, now, None)
+            .await
+            .unwrap();
+        store
+            .append(
+                &alice,
+                Target::Existing(id),
+                vec![message("assistant", "done")],
+                now,
+                None,
+            )
+            .await
+            .unwrap();
+        let recent = store.recent(&alice, id, 3).await.unwrap();
+        assert_eq!(recent.len(), 12, "{label}: back to the turn's user message");
+        assert_eq!(recent[0].role, "user", "{label}");
+        assert_eq!(recent.last().unwrap().body["content"], "done", "{label}");
     }
 }

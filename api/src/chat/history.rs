@@ -112,7 +112,7 @@ impl MessageBody {
 pub const HISTORY_MAX_BYTES: usize = 256 * 1024;
 
 impl MessageBody {
-    fn size(&self) -> usize {
+    pub fn size(&self) -> usize {
         match self {
             MessageBody::User { content } => content.len(),
             MessageBody::Assistant {
@@ -148,7 +148,41 @@ pub fn for_model(recent: &[StoredMessage], max_bytes: usize) -> Vec<Message> {
         .iter()
         .position(|b| matches!(b, MessageBody::User { .. }))
         .map_or(bodies.len(), |i| start + i);
-    bodies[start..].iter().map(MessageBody::to_model).collect()
+    answered(&bodies[start..])
+}
+
+/// `bodies` as the model is sent them, each tool call followed by a result: a call whose
+/// result was never recorded (the turn was cut between the two writes) gets one that says
+/// so, as the model API requires an answer to every call.
+fn answered(bodies: &[MessageBody]) -> Vec<Message> {
+    let mut out = Vec::with_capacity(bodies.len());
+    let mut open: Vec<&ToolCallView> = Vec::new();
+    let close = |open: &mut Vec<&ToolCallView>, out: &mut Vec<Message>| {
+        for call in open.drain(..) {
+            out.push(Message::Tool {
+                call_id: call.id.clone(),
+                name: call.name.clone(),
+                content: "Error: no result was recorded for this call; check with list_tasks whether it took effect.".to_owned(),
+            });
+        }
+    };
+    for body in bodies {
+        match body {
+            MessageBody::Tool { call_id, .. } => {
+                let Some(at) = open.iter().position(|c| &c.id == call_id) else {
+                    continue;
+                };
+                open.remove(at);
+            }
+            _ => close(&mut open, &mut out),
+        }
+        out.push(body.to_model());
+        if let MessageBody::Assistant { tool_calls, .. } = body {
+            open.extend(tool_calls.iter());
+        }
+    }
+    close(&mut open, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -222,6 +256,67 @@ mod tests {
             for_model(&recent, HISTORY_MAX_BYTES),
             vec![Message::User("add one".into())]
         );
+    }
+
+    #[test]
+    fn a_call_without_a_recorded_result_gets_one_and_stray_results_are_dropped() {
+        let call = |id: &str| ToolCallView {
+            id: id.into(),
+            name: "add_task".into(),
+            arguments: "{}".into(),
+        };
+        let recent = [
+            stored(
+                0,
+                &MessageBody::User {
+                    content: "add two".into(),
+                },
+            ),
+            stored(
+                1,
+                &MessageBody::Assistant {
+                    content: String::new(),
+                    tool_calls: vec![call("c1"), call("c2")],
+                },
+            ),
+            stored(
+                2,
+                &MessageBody::Tool {
+                    call_id: "c1".into(),
+                    name: "add_task".into(),
+                    content: "Created".into(),
+                    is_error: false,
+                },
+            ),
+            stored(
+                3,
+                &MessageBody::Tool {
+                    call_id: "zz".into(),
+                    name: "add_task".into(),
+                    content: "stray".into(),
+                    is_error: false,
+                },
+            ),
+            stored(
+                4,
+                &MessageBody::User {
+                    content: "and?".into(),
+                },
+            ),
+        ];
+        let sent = for_model(&recent, HISTORY_MAX_BYTES);
+        let ids: Vec<&str> = sent
+            .iter()
+            .filter_map(|m| match m {
+                Message::Tool { call_id, .. } => Some(call_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, ["c1", "c2"], "{sent:?}");
+        assert!(
+            matches!(&sent[3], Message::Tool { content, .. } if content.contains("no result was recorded"))
+        );
+        assert_eq!(sent[4], Message::User("and?".into()));
     }
 
     #[test]

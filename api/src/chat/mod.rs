@@ -10,7 +10,8 @@
 //!   tool error goes back to the model as the tool's result, so it can correct itself.
 //! - **Bounded**: a turn makes at most `CHAT_MAX_STEPS` model calls and lasts at most
 //!   `CHAT_TURN_TIMEOUT_SECONDS`; the model sees at most `CHAT_HISTORY_MESSAGES` earlier
-//!   messages.
+//!   messages; at most `CHAT_MAX_TURNS` turns run at once per process, one per conversation
+//!   across replicas.
 //! - **Stateless replicas**: a conversation's messages are in the database
 //!   ([`todo_store::ConversationStore`]), appended once per turn, so any replica answers the
 //!   next turn.
@@ -22,9 +23,10 @@ pub mod history;
 pub mod routes;
 pub mod turn;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use service_kit::{Secret, conversation::DaprConversation, env_in, env_or};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Longest chat message accepted, in characters.
 pub const MESSAGE_MAX_CHARS: usize = 4000;
@@ -40,6 +42,9 @@ pub struct ChatSettings {
     pub turn_timeout: Duration,
     /// `CHAT_HISTORY_MESSAGES` (default 40, 0 to 1000): earlier messages sent to the model.
     pub history_messages: u64,
+    /// `CHAT_MAX_TURNS` (default 32, 1 to 1024): turns running at once in this process;
+    /// more get 503.
+    pub max_turns: u32,
 }
 
 impl Default for ChatSettings {
@@ -49,6 +54,7 @@ impl Default for ChatSettings {
             max_steps: 8,
             turn_timeout: Duration::from_secs(120),
             history_messages: 40,
+            max_turns: 32,
         }
     }
 }
@@ -80,14 +86,22 @@ impl ChatSettings {
                 0..=1000,
                 "earlier messages of a conversation sent to the model",
             )?,
+            max_turns: env_in(
+                "CHAT_MAX_TURNS",
+                defaults.max_turns,
+                1..=1024,
+                "chat turns running at once in one chat-api process",
+            )?,
         })
     }
 }
 
-/// The model behind the chat and the bounds of a turn.
+/// The model behind the chat, the bounds of a turn, and the turns running.
 pub struct Chat {
     pub model: DaprConversation,
     pub settings: ChatSettings,
+    /// One permit per running turn ([`ChatSettings::max_turns`]).
+    turns: Arc<Semaphore>,
 }
 
 impl Chat {
@@ -95,7 +109,29 @@ impl Chat {
     pub fn new(grpc_port: u16, api_token: Option<Secret>, settings: ChatSettings) -> Self {
         Self {
             model: DaprConversation::new(grpc_port, api_token),
+            turns: Arc::new(Semaphore::new(settings.max_turns as usize)),
             settings,
+        }
+    }
+
+    /// A running turn's place, or `None` when `max_turns` turns run already.
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.turns.clone().try_acquire_owned().ok()
+    }
+
+    /// Waits until no turn runs any more (at shutdown: turns whose clients went away still
+    /// finish and record what they changed), at most one turn's bound.
+    pub async fn drain(&self) {
+        let all = self.settings.max_turns;
+        let running = all as usize - self.turns.available_permits();
+        if running > 0 {
+            tracing::info!(running, "waiting for chat turns to finish");
+        }
+        if tokio::time::timeout(self.settings.turn_timeout, self.turns.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("chat turns still running at shutdown were cut off");
         }
     }
 }

@@ -21,8 +21,8 @@ use crate::{
     extract::ApiJson,
     mcp::tools::ChangeAction,
     openapi::{
-        BadRequest, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
-        UnsupportedMediaType, UserIdSchema,
+        BadRequest, Conflict, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized,
+        Unavailable, UnsupportedMediaType, UserIdSchema,
     },
     routes::ApiPath,
 };
@@ -121,6 +121,7 @@ pub struct ConversationView {
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
         (status = 410, response = Gone),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
@@ -156,7 +157,20 @@ pub async fn chat(
     // A turn runs to its end even when the client goes away meanwhile (a timeout, a closed
     // tab): its tool calls may already have changed tasks, and the conversation must record
     // them. It is bounded by CHAT_TURN_TIMEOUT_SECONDS.
-    let turn = tokio::spawn(async move { turn::run(&state, &state.chat, input).await });
+    let Some(permit) = state.chat.admit() else {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the chat is busy: {} turns are running in this process (CHAT_MAX_TURNS); retry shortly",
+                state.chat.settings.max_turns
+            ),
+        ));
+    };
+    let turn = tokio::spawn(async move {
+        let outcome = turn::run(&state, &state.chat, input).await;
+        drop(permit);
+        outcome
+    });
     let outcome = turn.await.map_err(ApiError::internal)??;
     Ok(Json(ChatReply {
         conversation_id: outcome.conversation_id,

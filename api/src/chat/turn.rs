@@ -67,6 +67,8 @@ pub enum Stopped {
     TimeLimit,
     /// The model could not be reached after tools had run.
     ModelUnavailable,
+    /// Its tool results grew past what one turn may send the model.
+    SizeLimit,
 }
 
 /// What a turn did.
@@ -97,6 +99,89 @@ pub fn system_prompt(time_zone: TimeZone, now: DateTime<Utc>) -> String {
     )
 }
 
+/// How much longer than the turn's own bound its lease on the conversation lasts: a
+/// replica that dies mid-turn holds the conversation at most this much longer.
+const LEASE_MARGIN: chrono::Duration = chrono::Duration::seconds(30);
+
+/// What the turn's new messages may add up to (bytes of text and tool arguments) before it
+/// stops: with the earlier messages' 256 KiB it keeps every model call well inside what the
+/// sidecar takes (4 MiB gRPC messages).
+pub const TURN_MAX_BYTES: usize = 1024 * 1024;
+
+/// Longest assistant text or tool-call arguments kept from the model; the rest is cut.
+pub const MODEL_TEXT_MAX_BYTES: usize = 64 * 1024;
+
+/// Writes a turn's messages as they happen: the user's message together with the model's
+/// first answer (so a turn whose first model call fails writes nothing), then each answer
+/// before its tool calls run and their results once they ran. A conversation therefore
+/// always shows what its tool calls changed, whatever stops the turn later.
+struct Recorder<'a> {
+    state: &'a AppState,
+    user: &'a UserId,
+    target: Target,
+    turn_until: DateTime<Utc>,
+    pending: Vec<MessageBody>,
+    /// Whether anything of this turn was written.
+    wrote: bool,
+}
+
+impl Recorder<'_> {
+    fn id(&self) -> Uuid {
+        match self.target {
+            Target::Existing(id) | Target::New(id) => id,
+        }
+    }
+
+    async fn write(&mut self) -> ApiResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.state
+            .conversations
+            .append(
+                self.user,
+                self.target,
+                self.pending.iter().map(MessageBody::to_new).collect(),
+                Utc::now(),
+                Some(self.turn_until),
+            )
+            .await
+            .map_err(|e| conversation_error(e, self.id()))?;
+        self.pending.clear();
+        self.target = Target::Existing(self.id());
+        self.wrote = true;
+        Ok(())
+    }
+
+    /// Ends the turn's hold on the conversation (also after an error).
+    async fn release(&self) {
+        if matches!(self.target, Target::Existing(_))
+            && let Err(e) = self
+                .state
+                .conversations
+                .end_turn(self.user, self.id())
+                .await
+        {
+            tracing::warn!(error = %e, "could not end the turn's hold on the conversation (it lapses by itself)");
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, saying how much was cut.
+fn cut(mut text: String, max: usize, hint: &str) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut at = max;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let dropped = text.len() - at;
+    text.truncate(at);
+    text.push_str(&format!("\n[cut: {dropped} more bytes.{hint}]"));
+    text
+}
+
 /// Runs one turn for `input.user`.
 pub async fn run(state: &AppState, chat: &Chat, input: TurnInput) -> ApiResult<TurnOutcome> {
     let started = Instant::now();
@@ -104,13 +189,29 @@ pub async fn run(state: &AppState, chat: &Chat, input: TurnInput) -> ApiResult<T
     if state.tasks.is_user_deleted(input.user.as_str()).await? {
         return Err(StoreError::UserDeleted.into());
     }
+    let now = Utc::now();
+    let turn_until = now
+        + chrono::Duration::from_std(settings.turn_timeout).unwrap_or(chrono::Duration::MAX)
+        + LEASE_MARGIN;
     let (target, earlier) = match input.conversation {
         Some(id) => {
+            state
+                .conversations
+                .begin_turn(&input.user, id, now, turn_until)
+                .await
+                .map_err(|e| conversation_error(e, id))?;
             let recent = state
                 .conversations
                 .recent(&input.user, id, settings.history_messages)
                 .await
-                .map_err(|e| conversation_error(e, id))?;
+                .map_err(|e| conversation_error(e, id));
+            let recent = match recent {
+                Ok(recent) => recent,
+                Err(e) => {
+                    let _ = state.conversations.end_turn(&input.user, id).await;
+                    return Err(e);
+                }
+            };
             (
                 Target::Existing(id),
                 history::for_model(&recent, history::HISTORY_MAX_BYTES),
@@ -118,134 +219,183 @@ pub async fn run(state: &AppState, chat: &Chat, input: TurnInput) -> ApiResult<T
         }
         None => (Target::New(Uuid::now_v7()), Vec::new()),
     };
-    let conversation_id = match target {
-        Target::Existing(id) | Target::New(id) => id,
+    let mut recorder = Recorder {
+        state,
+        user: &input.user,
+        target,
+        turn_until,
+        pending: Vec::new(),
+        wrote: false,
     };
     let span =
-        tracing::info_span!("chat_turn", user_id = %input.user, conversation_id = %conversation_id);
-    async move {
-        let mut messages = Vec::with_capacity(earlier.len() + 8);
-        messages.push(Message::System(system_prompt(input.time_zone, Utc::now())));
-        messages.extend(earlier);
-        let user_message = MessageBody::User {
-            content: input.message,
+        tracing::info_span!("chat_turn", user_id = %input.user, conversation_id = %recorder.id());
+    let outcome = converse(chat, &input, earlier, &mut recorder, started)
+        .instrument(span)
+        .await;
+    recorder.release().await;
+    outcome
+}
+
+/// The turn's loop: model calls and tool calls until a text answer or a bound.
+async fn converse(
+    chat: &Chat,
+    input: &TurnInput,
+    earlier: Vec<Message>,
+    recorder: &mut Recorder<'_>,
+    started: Instant,
+) -> ApiResult<TurnOutcome> {
+    let settings = &chat.settings;
+    let state = recorder.state;
+    let mut messages = Vec::with_capacity(earlier.len() + 8);
+    messages.push(Message::System(system_prompt(input.time_zone, Utc::now())));
+    messages.extend(earlier);
+    let user_message = MessageBody::User {
+        content: input.message.clone(),
+    };
+    messages.push(user_message.to_model());
+    recorder.pending.push(user_message);
+    let mut turn_bytes = input.message.len();
+    let mut changes = Vec::new();
+    let mut steps = 0;
+    let stopped_because =
+        |why: String, changes: &[TaskChange]| format!("{why} {}", changed_so_far(changes));
+    let (reply, stopped) = loop {
+        if steps == settings.max_steps {
+            break (
+                stopped_because(
+                    format!(
+                        "I stopped after {steps} steps without finishing (the limit per message)."
+                    ),
+                    &changes,
+                ),
+                Some(Stopped::MaxSteps),
+            );
+        }
+        if turn_bytes > TURN_MAX_BYTES {
+            break (
+                stopped_because("I stopped because this message's tool results grew too long; ask for less at a time.".to_owned(), &changes),
+                Some(Stopped::SizeLimit),
+            );
+        }
+        let Some(left) = settings
+            .turn_timeout
+            .checked_sub(started.elapsed())
+            .filter(|d| !d.is_zero())
+        else {
+            break (
+                stopped_because(
+                    format!(
+                        "I stopped because this message took longer than {} s.",
+                        settings.turn_timeout.as_secs()
+                    ),
+                    &changes,
+                ),
+                Some(Stopped::TimeLimit),
+            );
         };
-        messages.push(user_message.to_model());
-        let mut turn = vec![user_message];
-        let mut changes = Vec::new();
-        let mut steps = 0;
-        let (reply, stopped) = loop {
-            if steps == settings.max_steps {
-                break (format!(
-                    "I stopped after {steps} steps without finishing (the limit per message). {}",
-                    changed_so_far(&changes)
-                ), Some(Stopped::MaxSteps));
-            }
-            let Some(left) = settings.turn_timeout.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) else {
-                break (format!(
-                    "I stopped because this message took longer than {} s. {}",
-                    settings.turn_timeout.as_secs(),
-                    changed_so_far(&changes)
-                ), Some(Stopped::TimeLimit));
-            };
-            steps += 1;
-            let answer = chat
-                .model
-                .converse(&settings.component, &messages, &TOOLS, left)
-                .await;
-            let answer = match answer {
-                Ok(answer) => answer,
-                Err(ConverseError::Deadline(_)) if steps > 1 => {
-                    break (format!(
-                        "I stopped because this message took longer than {} s. {}",
-                        settings.turn_timeout.as_secs(),
-                        changed_so_far(&changes)
-                    ), Some(Stopped::TimeLimit));
-                }
-                Err(e) if turn.len() == 1 => return Err(unavailable(&e, &settings.component)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the model became unreachable during a turn");
-                    break (format!(
-                        "The assistant became unavailable before it finished ({e}). {}",
-                        changed_so_far(&changes)
-                    ), Some(Stopped::ModelUnavailable));
-                }
-            };
-            if answer.tool_calls.is_empty() {
-                break (answer.content, None);
-            }
-            let calls: Vec<ToolCall> = answer
-                .tool_calls
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut call)| {
-                    if call.id.is_empty() {
-                        call.id = format!("call_{steps}_{i}");
-                    }
-                    call
-                })
-                .collect();
-            let assistant = MessageBody::Assistant {
-                content: answer.content,
-                tool_calls: calls
-                    .iter()
-                    .map(|c| ToolCallView {
-                        id: c.id.clone(),
-                        name: c.name.clone(),
-                        arguments: c.arguments.clone(),
-                    })
-                    .collect(),
-            };
-            messages.push(assistant.to_model());
-            turn.push(assistant);
-            for (i, call) in calls.into_iter().enumerate() {
-                let (content, is_error) = if i >= TOOL_CALLS_PER_STEP_MAX {
-                    (
-                        format!(
-                            "Not run: at most {TOOL_CALLS_PER_STEP_MAX} tool calls are run per answer. Call it again."
-                        ),
-                        true,
-                    )
-                } else {
-                    let outcome = run_tool(state, &input.user, &call).await;
-                    changes.extend(outcome.change);
-                    tool_text(&outcome.result)
-                };
-                let result = MessageBody::Tool {
-                    call_id: call.id,
-                    name: call.name,
-                    content,
-                    is_error,
-                };
-                messages.push(result.to_model());
-                turn.push(result);
-            }
-        };
-        turn.push(MessageBody::Assistant {
-            content: reply.clone(),
-            tool_calls: Vec::new(),
-        });
-        state
-            .conversations
-            .append(
-                &input.user,
-                target,
-                turn.iter().map(MessageBody::to_new).collect(),
-                Utc::now(),
-            )
+        steps += 1;
+        let answer = match chat
+            .model
+            .converse(&settings.component, &messages, &TOOLS, left)
             .await
-            .map_err(|e| conversation_error(e, conversation_id))?;
-        tracing::info!(steps, changes = changes.len(), stopped = ?stopped, "chat turn answered");
-        Ok(TurnOutcome {
-            conversation_id,
-            reply,
-            changes,
-            steps,
-            stopped,
-        })
-    }
-    .instrument(span)
-    .await
+        {
+            Ok(answer) => answer,
+            Err(e) if !recorder.wrote => return Err(unavailable(&e, settings)),
+            Err(ConverseError::Deadline(_)) => {
+                break (
+                    stopped_because(
+                        format!(
+                            "I stopped because this message took longer than {} s.",
+                            settings.turn_timeout.as_secs()
+                        ),
+                        &changes,
+                    ),
+                    Some(Stopped::TimeLimit),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the model became unreachable during a turn");
+                break (
+                    stopped_because(
+                        format!("The assistant became unavailable before it finished ({e})."),
+                        &changes,
+                    ),
+                    Some(Stopped::ModelUnavailable),
+                );
+            }
+        };
+        let content = cut(answer.content, MODEL_TEXT_MAX_BYTES, "");
+        if answer.tool_calls.is_empty() {
+            break (content, None);
+        }
+        // At most TOOL_CALLS_PER_STEP_MAX calls are kept and run; the model is told.
+        let asked = answer.tool_calls.len();
+        let calls: Vec<ToolCall> = answer
+            .tool_calls
+            .into_iter()
+            .take(TOOL_CALLS_PER_STEP_MAX)
+            .enumerate()
+            .map(|(i, call)| ToolCall {
+                id: if call.id.is_empty() || call.id.len() > 256 {
+                    format!("call_{steps}_{i}")
+                } else {
+                    call.id
+                },
+                name: cut(call.name, 256, ""),
+                arguments: cut(call.arguments, MODEL_TEXT_MAX_BYTES, ""),
+            })
+            .collect();
+        let assistant = MessageBody::Assistant {
+            content,
+            tool_calls: calls
+                .iter()
+                .map(|c| ToolCallView {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                })
+                .collect(),
+        };
+        messages.push(assistant.to_model());
+        recorder.pending.push(assistant);
+        // The calls are on record before they change anything.
+        recorder.write().await?;
+        let last = calls.len() - 1;
+        for (i, call) in calls.into_iter().enumerate() {
+            let outcome = run_tool(state, &input.user, &call).await;
+            changes.extend(outcome.change);
+            let (mut content, is_error) = tool_text(&outcome.result);
+            if i == last && asked > TOOL_CALLS_PER_STEP_MAX {
+                content.push_str(&format!(
+                    "\n[{} more tool calls in your answer were not run: at most {TOOL_CALLS_PER_STEP_MAX} per answer. Ask for them again.]",
+                    asked - TOOL_CALLS_PER_STEP_MAX
+                ));
+            }
+            let result = MessageBody::Tool {
+                call_id: call.id,
+                name: call.name,
+                content,
+                is_error,
+            };
+            turn_bytes += result.size();
+            messages.push(result.to_model());
+            recorder.pending.push(result);
+        }
+        recorder.write().await?;
+    };
+    recorder.pending.push(MessageBody::Assistant {
+        content: reply.clone(),
+        tool_calls: Vec::new(),
+    });
+    recorder.write().await?;
+    tracing::info!(steps, changes = changes.len(), stopped = ?stopped, "chat turn answered");
+    Ok(TurnOutcome {
+        conversation_id: recorder.id(),
+        reply,
+        changes,
+        steps,
+        stopped,
+    })
 }
 
 async fn run_tool(state: &AppState, user: &UserId, call: &ToolCall) -> tools::Outcome {
@@ -283,18 +433,11 @@ fn tool_text(result: &CallToolResult) -> (String, bool) {
         .filter_map(|c| c.as_text().map(|t| t.text.as_str()))
         .collect();
     let is_error = result.is_error == Some(true);
-    let mut text = text.join("\n");
-    if text.len() > TOOL_RESULT_MAX_BYTES {
-        let mut cut = TOOL_RESULT_MAX_BYTES;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let dropped = text.len() - cut;
-        text.truncate(cut);
-        text.push_str(&format!(
-            "\n[cut: {dropped} more bytes. Ask for less, e.g. list_tasks with filters or a smaller limit.]"
-        ));
-    }
+    let text = cut(
+        text.join("\n"),
+        TOOL_RESULT_MAX_BYTES,
+        " Ask for less, e.g. list_tasks with filters or a smaller limit.",
+    );
     if is_error {
         (format!("Error: {text}"), true)
     } else {
@@ -312,6 +455,13 @@ fn changed_so_far(changes: &[TaskChange]) -> String {
 
 fn conversation_error(e: StoreError, id: Uuid) -> ApiError {
     match e {
+        StoreError::Conflict => ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "conversation {id} is answering another message; send this one after its answer"
+            ),
+        )
+        .with_field("conversation_id"),
         StoreError::NotFound => ApiError::new(
             ErrorCode::NotFound,
             format!("no conversation {id} among yours"),
@@ -322,17 +472,19 @@ fn conversation_error(e: StoreError, id: Uuid) -> ApiError {
 }
 
 /// The 503 for a model that cannot be reached at the start of a turn: what to configure.
-fn unavailable(e: &ConverseError, component: &str) -> ApiError {
+fn unavailable(e: &ConverseError, settings: &super::ChatSettings) -> ApiError {
+    let component = &settings.component;
     let hint = match e {
-        ConverseError::Sidecar(_) => {
-            "run chat-api beside its Dapr sidecar (`dapr run -f .`) with DAPR_GRPC_PORT set"
-                .to_owned()
-        }
+        ConverseError::Sidecar(_) => "run chat-api beside its Dapr sidecar (`cargo xtask up`, or `dapr run -f dapr.yaml`) with DAPR_GRPC_PORT set to the sidecar's gRPC port".to_owned(),
         ConverseError::NoComponent { .. } => format!(
             "configure a conversation component named {component:?} (components/conversation.yaml: set CHAT_MODEL_API_KEY for OpenAI, or use one of the documented variants) or name yours in CHAT_COMPONENT"
         ),
-        ConverseError::Provider(_) | ConverseError::Deadline(_) => format!(
+        ConverseError::Provider(_) => format!(
             "check the provider, endpoint and key of the conversation component {component:?}"
+        ),
+        ConverseError::Deadline(_) => format!(
+            "the model is slower than CHAT_TURN_TIMEOUT_SECONDS ({} s) allows",
+            settings.turn_timeout.as_secs()
         ),
     };
     tracing::warn!(error = %e, "chat unavailable");
@@ -365,7 +517,8 @@ mod tests {
 
     #[test]
     fn long_tool_results_are_cut_on_a_character_boundary_saying_so() {
-        let long = "é".repeat(TOOL_RESULT_MAX_BYTES);
+        // An odd start, so the cut point falls inside a two-byte character.
+        let long = format!("a{}", "é".repeat(TOOL_RESULT_MAX_BYTES));
         let (text, is_error) = tool_text(&CallToolResult::success(vec![ContentBlock::text(long)]));
         assert!(!is_error);
         assert!(text.len() < TOOL_RESULT_MAX_BYTES + 200, "{}", text.len());

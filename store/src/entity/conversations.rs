@@ -8,6 +8,8 @@ pub struct Model {
     pub user_id: String,
     /// The next message's `seq`.
     pub message_count: i32,
+    /// Until when the running turn holds the conversation (none: no turn running).
+    pub turn_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
