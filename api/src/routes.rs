@@ -39,6 +39,7 @@ pub fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(reopen_task))
         .routes(routes!(delete_account))
         .routes(routes!(crate::chat::routes::chat))
+        .routes(routes!(crate::chat::routes::list_conversations))
         .routes(routes!(
             crate::chat::routes::get_conversation,
             crate::chat::routes::delete_conversation

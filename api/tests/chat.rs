@@ -198,6 +198,66 @@ async fn conversations_are_read_and_deleted_by_their_user_only() {
         assert_eq!(messages[1]["tool_calls"][0]["name"], "list_tasks", "[{l}]");
         assert_eq!(messages[2]["call_id"], "c1", "[{l}]");
 
+        // A page at a time, and the user's list of conversations (hers only).
+        let (status, page) = app
+            .call(
+                Method::GET,
+                &format!("{}?limit=2", path("alice", alice)),
+                "alice",
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "[{l}] {page}");
+        assert_eq!(
+            (
+                page["messages"].as_array().unwrap().len(),
+                page["next_after"].clone()
+            ),
+            (2, json!(1)),
+            "[{l}] {page}"
+        );
+        let (_, page) = app
+            .call(
+                Method::GET,
+                &format!("{}?after=1", path("alice", alice)),
+                "alice",
+                None,
+            )
+            .await;
+        assert_eq!(page["messages"][0]["seq"], 2, "[{l}] {page}");
+        assert!(page["next_after"].is_null(), "[{l}] {page}");
+        for bad in ["limit=0", "limit=501", "after=x", "order=asc"] {
+            let (status, body) = app
+                .call(
+                    Method::GET,
+                    &format!("{}?{bad}", path("alice", alice)),
+                    "alice",
+                    None,
+                )
+                .await;
+            assert_eq!(status, 400, "[{l}] {bad}: {body}");
+        }
+        let (status, list) = app
+            .call(Method::GET, "/api/alice/conversations", "alice", None)
+            .await;
+        assert_eq!(status, 200, "[{l}] {list}");
+        let items = list["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "[{l}] alice sees hers only: {list}");
+        assert_eq!(
+            (items[0]["id"].clone(), items[0]["message_count"].clone()),
+            (json!(alice.to_string()), json!(3)),
+            "[{l}]"
+        );
+        let (status, _) = app
+            .call(
+                Method::GET,
+                "/api/alice/conversations?limit=201",
+                "alice",
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "[{l}]");
+
         // Bob cannot see or delete alice's, by his own path; nor use hers.
         for method in [Method::GET, Method::DELETE] {
             let (status, body) = app

@@ -13,7 +13,7 @@ use support::{TestApp, apps};
 
 /// What the README promises, operation by operation. The router and the document are built
 /// from the same registrations, so this is the one list that has to be kept by hand.
-const EXPECTED_OPERATIONS: [(&str, &str); 17] = [
+const EXPECTED_OPERATIONS: [(&str, &str); 18] = [
     ("POST", "/api/{user_id}/tasks"),
     ("GET", "/api/{user_id}/tasks"),
     ("GET", "/api/{user_id}/tasks/{task_id}"),
@@ -24,6 +24,7 @@ const EXPECTED_OPERATIONS: [(&str, &str); 17] = [
     ("POST", "/api/{user_id}/tasks/{task_id}/reopen"),
     ("DELETE", "/api/{user_id}"),
     ("POST", "/api/{user_id}/chat"),
+    ("GET", "/api/{user_id}/conversations"),
     ("GET", "/api/{user_id}/conversations/{conversation_id}"),
     ("DELETE", "/api/{user_id}/conversations/{conversation_id}"),
     ("GET", "/healthz"),

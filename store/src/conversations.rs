@@ -46,6 +46,15 @@ pub struct Conversation {
     pub messages: Vec<StoredMessage>,
 }
 
+/// A conversation without its messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationSummary {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub message_count: i32,
+}
+
 /// Where a turn's messages go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -161,23 +170,61 @@ impl ConversationStore {
         Ok(())
     }
 
-    /// The user's conversation `id` with all its messages.
-    pub async fn get(&self, user: &UserId, id: Uuid) -> Result<Conversation, StoreError> {
+    /// The user's conversation `id` with up to `limit` of its messages, those after `after`
+    /// (a `seq`; all when `None`), oldest first, and whether more follow.
+    pub async fn get(
+        &self,
+        user: &UserId,
+        id: Uuid,
+        after: Option<i32>,
+        limit: u64,
+    ) -> Result<(Conversation, bool), StoreError> {
         let row = self.owned(user, id).await?;
-        let messages = conversation_messages::Entity::find()
-            .filter(conversation_messages::Column::ConversationId.eq(id))
+        let mut query = conversation_messages::Entity::find()
+            .filter(conversation_messages::Column::ConversationId.eq(id));
+        if let Some(after) = after {
+            query = query.filter(conversation_messages::Column::Seq.gt(after));
+        }
+        let mut rows = query
             .order_by_asc(conversation_messages::Column::Seq)
+            .limit(limit.saturating_add(1))
+            .all(&self.db)
+            .await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let messages = rows.into_iter().map(to_message).collect::<Result<_, _>>()?;
+        Ok((
+            Conversation {
+                id: row.id,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                messages,
+            },
+            more,
+        ))
+    }
+
+    /// The user's conversations, the most recently updated first, at most `limit`.
+    pub async fn list(
+        &self,
+        user: &UserId,
+        limit: u64,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        Ok(conversations::Entity::find()
+            .filter(conversations::Column::UserId.eq(user.as_str()))
+            .order_by_desc(conversations::Column::UpdatedAt)
+            .order_by_desc(conversations::Column::Id)
+            .limit(limit)
             .all(&self.db)
             .await?
             .into_iter()
-            .map(to_message)
-            .collect::<Result<_, _>>()?;
-        Ok(Conversation {
-            id: row.id,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            messages,
-        })
+            .map(|row| ConversationSummary {
+                id: row.id,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                message_count: row.message_count,
+            })
+            .collect())
     }
 
     /// Appends `messages` to `target` in one transaction. A new conversation is created

@@ -21,7 +21,9 @@ pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use conversations::{Conversation, ConversationStore, NewMessage, StoredMessage};
+pub use conversations::{
+    Conversation, ConversationStore, ConversationSummary, NewMessage, StoredMessage,
+};
 pub use db::{connect, connect_read_only, connect_relay, migrate};
 pub use dead_letters::{DeadLetter, DeadLetterStore};
 pub use error::StoreError;

@@ -53,7 +53,11 @@ async fn racing_turns_of_one_conversation_never_interleave_or_leave_gaps() {
         for turn in turns {
             turn.await.unwrap().unwrap();
         }
-        let all = store.get(&alice, id).await.unwrap();
+        let all = store
+            .get(&alice, id, None, 10_000)
+            .await
+            .map(|(c, _)| c)
+            .unwrap();
         let seqs: Vec<i32> = all.messages.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (0..25).collect::<Vec<_>>(), "{label}");
         // Each turn's three messages are consecutive.
@@ -72,6 +76,14 @@ async fn racing_turns_of_one_conversation_never_interleave_or_leave_gaps() {
                 "{label}: {chunk:?}"
             );
         }
+        let (page, more) = store.get(&alice, id, Some(20), 3).await.unwrap();
+        let page: Vec<i32> = page.messages.iter().map(|m| m.seq).collect();
+        assert_eq!((page, more), (vec![21, 22, 23], true), "{label}");
+        let (page, more) = store.get(&alice, id, Some(23), 3).await.unwrap();
+        assert_eq!((page.messages.len(), more), (1, false), "{label}");
+        let listed = store.list(&alice, 10).await.unwrap();
+        assert_eq!(listed.len(), 1, "{label}");
+        assert_eq!((listed[0].id, listed[0].message_count), (id, 25), "{label}");
         let recent = store.recent(&alice, id, 4).await.unwrap();
         assert_eq!(
             recent.iter().map(|m| m.seq).collect::<Vec<_>>(),
@@ -107,7 +119,11 @@ async fn a_conversation_is_its_users_only_and_goes_with_the_account() {
             .unwrap();
 
         for result in [
-            store.get(&bob, a).await.map(drop),
+            store
+                .get(&bob, a, None, 10_000)
+                .await
+                .map(|(c, _)| c)
+                .map(drop),
             store.recent(&bob, a, 10).await.map(drop),
             store
                 .append(
@@ -135,14 +151,23 @@ async fn a_conversation_is_its_users_only_and_goes_with_the_account() {
             "{label}: a new conversation may not take an existing id"
         );
         assert_eq!(
-            store.get(&alice, a).await.unwrap().messages.len(),
+            store
+                .get(&alice, a, None, 10_000)
+                .await
+                .map(|(c, _)| c)
+                .unwrap()
+                .messages
+                .len(),
             1,
             "{label}"
         );
 
         tasks.delete_user(&alice, now).await.unwrap();
         assert!(
-            matches!(store.get(&alice, a).await, Err(StoreError::NotFound)),
+            matches!(
+                store.get(&alice, a, None, 10_000).await.map(|(c, _)| c),
+                Err(StoreError::NotFound)
+            ),
             "{label}"
         );
         assert!(
@@ -161,13 +186,22 @@ async fn a_conversation_is_its_users_only_and_goes_with_the_account() {
             "{label}: a deleted account starts no conversation"
         );
         assert_eq!(
-            store.get(&bob, b).await.unwrap().messages.len(),
+            store
+                .get(&bob, b, None, 10_000)
+                .await
+                .map(|(c, _)| c)
+                .unwrap()
+                .messages
+                .len(),
             1,
             "{label}: bob's stays"
         );
         store.delete(&bob, b).await.unwrap();
         assert!(
-            matches!(store.get(&bob, b).await, Err(StoreError::NotFound)),
+            matches!(
+                store.get(&bob, b, None, 10_000).await.map(|(c, _)| c),
+                Err(StoreError::NotFound)
+            ),
             "{label}"
         );
     }

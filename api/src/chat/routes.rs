@@ -18,7 +18,7 @@ use crate::{
     auth::AuthUser,
     dto::{TaskView, UserPath, parse_time_zone, text_without_nul},
     error::{ApiError, ApiResult, ErrorCode},
-    extract::ApiJson,
+    extract::{ApiJson, ApiQuery},
     mcp::tools::ChangeAction,
     openapi::{
         BadRequest, Conflict, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized,
@@ -94,13 +94,63 @@ pub struct MessageView {
     pub body: MessageBody,
 }
 
-/// A conversation with all its messages, oldest first.
+/// A conversation with its messages, oldest first, a page at a time.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConversationView {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub messages: Vec<MessageView>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    #[schema(nullable)]
+    pub next_after: Option<i32>,
+}
+
+/// Query of `GET /api/{user_id}/conversations/{conversation_id}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MessagesQuery {
+    /// Only messages after this `seq` (from an earlier page's `next_after`).
+    #[param(minimum = -1)]
+    pub after: Option<i32>,
+    /// Messages per page: 1 to 500, 100 when absent.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u64>,
+}
+
+/// Query of `GET /api/{user_id}/conversations`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationsQuery {
+    /// How many: 1 to 200, 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u64>,
+}
+
+/// One of the user's conversations, without its messages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationSummaryView {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub message_count: i32,
+}
+
+/// The user's conversations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationsView {
+    pub items: Vec<ConversationSummaryView>,
+}
+
+fn limit(raw: Option<u64>, default: u64, max: u64) -> ApiResult<u64> {
+    match raw.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid_query(format!(
+            "limit must be between 1 and {max}"
+        ))),
+    }
 }
 
 /// Talk to the assistant, which manages the user's tasks with the task tools.
@@ -203,13 +253,51 @@ fn not_found(id: Uuid) -> impl FnOnce(todo_store::StoreError) -> ApiError {
     }
 }
 
-/// A conversation's messages: the user's, the assistant's (with its tool calls) and the
-/// tool results.
+/// The user's conversations, the most recently active first.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/conversations",
+    tag = "chat",
+    params(UserPath, ConversationsQuery),
+    security(("bearer_jwt" = [])),
+    responses(
+        (status = 200, description = "The conversations", body = ConversationsView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list_conversations(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(UserPath { user_id }): ApiPath<UserPath>,
+    ApiQuery(query): ApiQuery<ConversationsQuery>,
+) -> ApiResult<Json<ConversationsView>> {
+    let user = auth.require(&user_id)?;
+    let limit = limit(query.limit, 50, 200)?;
+    let items = state
+        .conversations
+        .list(user, limit)
+        .await?
+        .into_iter()
+        .map(|c| ConversationSummaryView {
+            id: c.id,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            message_count: c.message_count,
+        })
+        .collect();
+    Ok(Json(ConversationsView { items }))
+}
+
+/// A conversation's messages, a page at a time: the user's, the assistant's (with its tool
+/// calls) and the tool results.
 #[utoipa::path(
     get,
     path = "/api/{user_id}/conversations/{conversation_id}",
     tag = "chat",
-    params(ConversationPath),
+    params(ConversationPath, MessagesQuery),
     security(("bearer_jwt" = [])),
     responses(
         (status = 200, description = "The conversation", body = ConversationView),
@@ -224,14 +312,19 @@ pub async fn get_conversation(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(path): ApiPath<ConversationPath>,
+    ApiQuery(query): ApiQuery<MessagesQuery>,
 ) -> ApiResult<Json<ConversationView>> {
     let user = auth.require(&path.user_id)?;
     let id = parse_conversation_id(&path.conversation_id)?;
-    let conversation = state
+    let limit = limit(query.limit, 100, 500)?;
+    let (conversation, more) = state
         .conversations
-        .get(user, id)
+        .get(user, id, query.after, limit)
         .await
         .map_err(not_found(id))?;
+    let next_after = more
+        .then(|| conversation.messages.last().map(|m| m.seq))
+        .flatten();
     Ok(Json(ConversationView {
         id: conversation.id,
         created_at: conversation.created_at,
@@ -247,6 +340,7 @@ pub async fn get_conversation(
                 })
             })
             .collect(),
+        next_after,
     }))
 }
 
