@@ -85,17 +85,21 @@ impl Setup {
         Ok(page["items"].as_array().cloned().unwrap_or_default())
     }
 
-    /// A count from the database itself.
     async fn count(&self, sql: &str) -> Result<i64> {
-        let db = todo_store::connect(&self.db, 1).await?;
-        let row = db
-            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-            .await?
-            .context("no row")?;
-        let n: i64 = row.try_get_by_index(0)?;
-        db.close().await?;
-        Ok(n)
+        count(&self.db, sql).await
     }
+}
+
+/// A count from the database at `url` itself.
+async fn count(url: &str, sql: &str) -> Result<i64> {
+    let db = todo_store::connect(url, 1).await?;
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await?
+        .context("no row")?;
+    let n: i64 = row.try_get_by_index(0)?;
+    db.close().await?;
+    Ok(n)
 }
 
 /// The tool messages a request to the model carried, as (call id, content).
@@ -680,18 +684,11 @@ async fn without_a_reachable_model_the_chat_answers_503_and_writes_nothing() -> 
     ensure!(first["reply"] == "Slowly answered.", "{first}");
     drop(api);
     drop(slow);
-    let db_conn = todo_store::connect(&db, 1).await?;
-    let stored = db_conn
-        .query_one_raw(Statement::from_string(
-            db_conn.get_database_backend(),
-            "SELECT COUNT(*) FROM conversation_messages",
-        ))
-        .await?
-        .context("no row")?;
-    let n: i64 = stored.try_get_by_index(0)?;
+    let n = count(&db, "SELECT COUNT(*) FROM conversation_messages").await?;
     // The cut-off turn and the abandoned one: user, assistant (tool call), tool, assistant
     // (the reply); the slow one: user, assistant; the refused one: nothing.
     ensure!(n == 10, "the turns are stored: {n} messages");
+    let db_conn = todo_store::connect(&db, 1).await?;
     db_conn
         .execute_unprepared("DELETE FROM conversation_messages; DELETE FROM conversations;")
         .await?;
@@ -720,17 +717,8 @@ async fn without_a_reachable_model_the_chat_answers_503_and_writes_nothing() -> 
         .send()
         .await?;
     ensure!(created.status() == 201, "{}", created.status());
-    let db_conn = todo_store::connect(&db, 1).await?;
-    let row = db_conn
-        .query_one_raw(Statement::from_string(
-            db_conn.get_database_backend(),
-            conversations,
-        ))
-        .await?
-        .context("no row")?;
-    let n: i64 = row.try_get_by_index(0)?;
+    let n = count(&db, conversations).await?;
     ensure!(n == 0, "conversations written by failed turns: {n}");
-    db_conn.close().await?;
     drop(api);
     drop(env);
     Ok(())

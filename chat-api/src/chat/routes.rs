@@ -243,16 +243,6 @@ fn parse_conversation_id(raw: &str) -> ApiResult<Uuid> {
         .map_err(|_| ApiError::invalid("conversation_id", "conversation id must be a UUID"))
 }
 
-fn not_found(id: Uuid) -> impl FnOnce(todo_store::StoreError) -> ApiError {
-    move |e| match e {
-        todo_store::StoreError::NotFound => ApiError::new(
-            ErrorCode::NotFound,
-            format!("no conversation {id} among yours"),
-        ),
-        other => other.into(),
-    }
-}
-
 /// The user's conversations, the most recently active first.
 #[utoipa::path(
     get,
@@ -321,7 +311,7 @@ pub async fn get_conversation(
         .conversations
         .get(user, id, query.after, limit)
         .await
-        .map_err(not_found(id))?;
+        .map_err(|e| turn::conversation_error(e, id))?;
     let next_after = more
         .then(|| conversation.messages.last().map(|m| m.seq))
         .flatten();
@@ -375,6 +365,6 @@ pub async fn delete_conversation(
         .conversations
         .delete(user, id)
         .await
-        .map_err(not_found(id))?;
+        .map_err(|e| turn::conversation_error(e, id))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -259,6 +259,15 @@ async fn converse(
     let mut steps = 0;
     let stopped_because =
         |why: String, changes: &[TaskChange]| format!("{why} {}", changed_so_far(changes));
+    let out_of_time = |changes: &[TaskChange]| {
+        stopped_because(
+            format!(
+                "I stopped because this message took longer than {} s.",
+                settings.turn_timeout.as_secs()
+            ),
+            changes,
+        )
+    };
     let (reply, stopped) = loop {
         if steps == settings.max_steps {
             break (
@@ -282,16 +291,7 @@ async fn converse(
             .checked_sub(started.elapsed())
             .filter(|d| !d.is_zero())
         else {
-            break (
-                stopped_because(
-                    format!(
-                        "I stopped because this message took longer than {} s.",
-                        settings.turn_timeout.as_secs()
-                    ),
-                    &changes,
-                ),
-                Some(Stopped::TimeLimit),
-            );
+            break (out_of_time(&changes), Some(Stopped::TimeLimit));
         };
         steps += 1;
         let answer = match chat
@@ -302,16 +302,7 @@ async fn converse(
             Ok(answer) => answer,
             Err(e) if !recorder.wrote => return Err(unavailable(&e, settings)),
             Err(ConverseError::Deadline(_)) => {
-                break (
-                    stopped_because(
-                        format!(
-                            "I stopped because this message took longer than {} s.",
-                            settings.turn_timeout.as_secs()
-                        ),
-                        &changes,
-                    ),
-                    Some(Stopped::TimeLimit),
-                );
+                break (out_of_time(&changes), Some(Stopped::TimeLimit));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the model became unreachable during a turn");
@@ -453,7 +444,8 @@ fn changed_so_far(changes: &[TaskChange]) -> String {
     }
 }
 
-fn conversation_error(e: StoreError, id: Uuid) -> ApiError {
+/// A conversation store error as the client sees it, naming the conversation.
+pub(super) fn conversation_error(e: StoreError, id: Uuid) -> ApiError {
     match e {
         StoreError::Conflict => ApiError::new(
             ErrorCode::Conflict,
