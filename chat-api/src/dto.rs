@@ -1,9 +1,9 @@
 //! Request and response bodies, and their parsing into domain values at the edge.
 
-use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use todo_domain::{
-    Description, Frequency, Priority, Tags, TaskSnapshot, TimeZone, Title,
+    Description, Due, Frequency, Priority, Reminders, Tags, TaskSnapshot, TimeZone, Title,
     time::{resolve_local, to_local},
 };
 use todo_store::{
@@ -58,8 +58,8 @@ pub struct TaskInput {
     #[serde(default)]
     #[schema(schema_with = doc::tags_or_null)]
     pub tags: Option<Vec<String>>,
-    /// RFC 3339 with an offset (`2026-12-01T09:00:00Z`) or a local time in `time_zone`
-    /// (`2026-12-01T09:00`).
+    /// RFC 3339 with an offset (`2026-12-01T09:00:00Z`), a local time in `time_zone`
+    /// (`2026-12-01T09:00`), or a date alone (`2026-12-01`: due that day, all day).
     #[serde(default)]
     #[schema(schema_with = doc::due_at_or_null)]
     pub due_at: Option<String>,
@@ -70,6 +70,10 @@ pub struct TaskInput {
     #[serde(default)]
     #[schema(value_type = Option<FrequencySchema>)]
     pub recurrence: Option<String>,
+    /// When to be reminded; absent or empty: the default reminder within a day of the due time.
+    #[serde(default)]
+    #[schema(schema_with = doc::reminders_or_null)]
+    pub reminders: Option<Vec<String>>,
     /// Only for PUT: a new task cannot be created completed.
     #[serde(default)]
     pub completed: Option<bool>,
@@ -106,6 +110,10 @@ pub struct TaskPatchInput {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<FrequencySchema>)]
     pub recurrence: Option<Option<String>>,
+    /// Replaces the reminders; `null` or `[]` clears them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = doc::reminders_or_null)]
+    pub reminders: Option<Option<Vec<String>>>,
     #[serde(default)]
     pub completed: Option<bool>,
 }
@@ -157,9 +165,23 @@ fn parse_description(raw: &str) -> Result<Description, ApiError> {
 /// The years a due time may fall in (its local date and its UTC instant).
 pub const DUE_YEARS: std::ops::RangeInclusive<i32> = 1900..=2999;
 
-/// A due time as an instant and as the local wall-clock time the user meant.
-pub fn parse_due(raw: &str, tz: TimeZone) -> Result<(DateTime<Utc>, NaiveDateTime), ApiError> {
+fn parse_reminders(raw: Option<&[String]>) -> Result<Reminders, ApiError> {
+    let raw = raw.unwrap_or_default();
+    for r in raw {
+        text_without_nul("reminders", r)?;
+    }
+    Ok(Reminders::parse(raw)?)
+}
+
+/// When a task is due: an instant with the local wall-clock time the user meant, or a day.
+pub fn parse_due(raw: &str, tz: TimeZone) -> Result<Due, ApiError> {
     let raw = raw.trim();
+    if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        if !DUE_YEARS.contains(&date.year()) {
+            return Err(out_of_range(raw));
+        }
+        return Ok(Due::on_day(tz.tz(), date));
+    }
     let due = if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
         let at = at.with_timezone(&Utc);
         Some((at, to_local(tz.tz(), at)))
@@ -178,21 +200,25 @@ pub fn parse_due(raw: &str, tz: TimeZone) -> Result<(DateTime<Utc>, NaiveDateTim
         return Err(ApiError::invalid(
             "due_at",
             format!(
-                "due_at {raw:?} must be RFC 3339 (2026-12-01T09:00:00Z) or a local time in time_zone (2026-12-01T09:00)"
+                "due_at {raw:?} must be RFC 3339 (2026-12-01T09:00:00Z), a local time in time_zone (2026-12-01T09:00) or a date (2026-12-01)"
             ),
         ));
     };
     if !DUE_YEARS.contains(&at.year()) || !DUE_YEARS.contains(&local.year()) {
-        return Err(ApiError::invalid(
-            "due_at",
-            format!(
-                "due_at {raw:?} is out of range: the year must be {} to {}",
-                DUE_YEARS.start(),
-                DUE_YEARS.end()
-            ),
-        ));
+        return Err(out_of_range(raw));
     }
-    Ok((at, local))
+    Ok(Due::at(at, local))
+}
+
+fn out_of_range(raw: &str) -> ApiError {
+    ApiError::invalid(
+        "due_at",
+        format!(
+            "due_at {raw:?} is out of range: the year must be {} to {}",
+            DUE_YEARS.start(),
+            DUE_YEARS.end()
+        ),
+    )
 }
 
 impl TaskInput {
@@ -208,10 +234,10 @@ impl TaskInput {
             description: parse_description(self.description.as_deref().unwrap_or(""))?,
             priority: parse_priority(self.priority.as_deref())?,
             tags: Tags::parse(self.tags.as_deref().unwrap_or(&[]))?,
-            due_at: due.map(|(at, _)| at),
-            due_local: due.map(|(_, local)| local),
+            due,
             time_zone,
             recurrence: parse_recurrence(self.recurrence.as_deref())?,
+            reminders: parse_reminders(self.reminders.as_deref())?,
         })
     }
 
@@ -224,28 +250,30 @@ impl TaskInput {
             description: Some(new.description),
             priority: Some(new.priority),
             tags: Some(new.tags),
-            due: Some(new.due_at.zip(new.due_local)),
+            due: Some(new.due),
             time_zone: Some(new.time_zone),
             recurrence: Some(new.recurrence),
+            reminders: Some(new.reminders),
             completed,
         })
     }
 }
 
 impl TaskPatchInput {
-    /// `current_tz`/`current_due`: the task as stored, so a local `due_at` is read in the
-    /// right zone and a zone change keeps the due instant with its new local time.
-    pub fn into_patch(
-        self,
-        current_tz: TimeZone,
-        current_due: Option<DateTime<Utc>>,
-    ) -> Result<TaskPatch, ApiError> {
+    /// `current`: the task as stored, so a local `due_at` is read in the right zone, and a
+    /// zone change keeps the due instant with its new local time (an all-day task keeps its
+    /// day, which then ends at another instant).
+    pub fn into_patch(self, current: &TaskSnapshot) -> Result<TaskPatch, ApiError> {
         let time_zone = self.time_zone.as_deref().map(TimeZone::parse).transpose()?;
-        let tz = time_zone.unwrap_or(current_tz);
+        let tz = time_zone.unwrap_or(current.time_zone);
         let due = match self.due_at {
             Some(Some(raw)) => Some(Some(parse_due(&raw, tz)?)),
             Some(None) => Some(None),
-            None if time_zone.is_some() => current_due.map(|at| Some((at, to_local(tz.tz(), at)))),
+            None if time_zone.is_some() => match (current.due_date, current.due_at) {
+                (Some(date), _) => Some(Some(Due::on_day(tz.tz(), date))),
+                (None, Some(at)) => Some(Some(Due::at(at, to_local(tz.tz(), at)))),
+                (None, None) => None,
+            },
             None => None,
         };
         Ok(TaskPatch {
@@ -267,6 +295,10 @@ impl TaskPatchInput {
                 Some(r) => Some(parse_recurrence(r.as_deref())?),
                 None => None,
             },
+            reminders: self
+                .reminders
+                .map(|r| parse_reminders(r.as_deref()))
+                .transpose()?,
             completed: self.completed,
         })
     }
@@ -501,7 +533,8 @@ pub struct TaskView {
     #[serde(flatten)]
     #[schema(value_type = TaskSnapshotSchema)]
     pub task: TaskSnapshot,
-    /// The due time in the task's own time zone (RFC 3339 with that zone's offset), for display.
+    /// The due time in the task's own time zone (RFC 3339 with that zone's offset), for
+    /// display; for an all-day task the end of its day (`due_date` says which day).
     #[schema(nullable, format = DateTime)]
     pub due_local: Option<String>,
 }

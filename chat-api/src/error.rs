@@ -207,6 +207,7 @@ impl From<StoreError> for ApiError {
                 "the task was being changed by another request; retry",
             ),
             StoreError::BadCursor(message) => Self::invalid("cursor", message),
+            StoreError::Invalid(e) => e.into(),
             StoreError::Db(ref db) if e.is_transient() => {
                 tracing::warn!(error = %db, "database unavailable");
                 Self::new(

@@ -14,7 +14,7 @@ use axum::{
     http::header,
     response::{Html, IntoResponse, Response},
 };
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::json;
 use todo_domain::{
     Frequency, Priority, Recurrence, TaskSnapshot, TimeZone,
@@ -353,10 +353,33 @@ pub(crate) fn due_at_or_null() -> Object {
     ObjectBuilder::new()
         .schema_type(nullable(Type::String))
         .description(Some(
-            "RFC 3339 with an offset (`2026-12-01T09:00:00Z`), or a local time read in `time_zone` \
-             (`2026-12-01T09:00`).",
+            "RFC 3339 with an offset (`2026-12-01T09:00:00Z`), a local time read in `time_zone` \
+             (`2026-12-01T09:00`), or a date alone (`2026-12-01`): due that day in `time_zone`, \
+             all day (sorted and filtered as due at the day's last second).",
         ))
-        .examples(["2026-12-01T09:00", "2026-12-01T08:00:00Z"])
+        .examples(["2026-12-01T09:00", "2026-12-01T08:00:00Z", "2026-12-01"])
+        .build()
+}
+
+pub(crate) fn reminders_or_null() -> utoipa::openapi::schema::Array {
+    ArrayBuilder::new()
+        .schema_type(nullable(Type::Array))
+        .items(text(
+            Type::String.into(),
+            Some(1),
+            32,
+            "An offset (`15m`, `1d`, `PT15M`) or a local time (`09:00`, `-1d 18:00`).",
+        ))
+        .max_items(Some(todo_domain::due::REMINDERS_MAX_COUNT))
+        .description(Some(format!(
+            "At most {} reminders. For a task due at a time: offsets before it (`15m`, `1h`, \
+             `1d`, `1h30m`, or ISO 8601 `PT15M`, `P1D`; days are calendar days in the task's zone), \
+             at most {} days. For an all-day task: local times on its day (`09:00`) or days before \
+             it (`-1d 18:00`). Empty or absent: one reminder within a day of the due time.",
+            todo_domain::due::REMINDERS_MAX_COUNT,
+            todo_domain::due::REMINDER_MAX_DAYS
+        )))
+        .examples([json!(["15m", "1d"]), json!(["-1d 18:00", "09:00"])])
         .build()
 }
 
@@ -455,9 +478,15 @@ pub struct TaskSnapshotSchema {
     #[schema(value_type = PrioritySchema)]
     priority: Priority,
     tags: Vec<String>,
-    /// The due instant, in UTC.
+    /// The due instant, in UTC; for an all-day task the last second of its day.
     #[schema(nullable)]
     due_at: Option<DateTime<Utc>>,
+    /// Present for an all-day task: the day it is due, in `time_zone`.
+    #[schema(value_type = String, required = false, format = Date, examples("2026-12-01"))]
+    due_date: Option<NaiveDate>,
+    /// The reminders the user set, in canonical spelling; absent when none.
+    #[schema(value_type = Vec<String>, required = false, examples(json!(["15m", "1d"])))]
+    reminders: Vec<String>,
     /// IANA time zone name.
     #[schema(value_type = String, examples("Europe/Berlin"))]
     time_zone: TimeZone,
@@ -500,6 +529,8 @@ const _: fn(TaskSnapshot) -> TaskSnapshotSchema = |snapshot| {
         priority,
         tags,
         due_at,
+        due_date,
+        reminders,
         time_zone,
         recurrence,
         completed,
@@ -516,6 +547,8 @@ const _: fn(TaskSnapshot) -> TaskSnapshotSchema = |snapshot| {
         priority,
         tags,
         due_at,
+        due_date,
+        reminders,
         time_zone,
         recurrence,
         completed,

@@ -77,7 +77,7 @@ pub async fn patch(
     input: TaskPatchInput,
 ) -> ApiResult<TaskSnapshot> {
     let current = state.tasks.get(user, parse_task_id(id)?).await?;
-    let patch = input.into_patch(current.time_zone, current.due_at)?;
+    let patch = input.into_patch(&current)?;
     apply(state, user, id, patch).await
 }
 

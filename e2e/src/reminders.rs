@@ -113,6 +113,14 @@ pub struct Notification {
     pub line: String,
     /// `latency_ms`: from the reminder's generation to this line.
     pub latency_ms: Option<u64>,
+    /// `late_ms`: from the time the reminder was due to fire to this line (negative: early).
+    pub late_ms: Option<i64>,
+    /// `offset`: the user's reminder (`15m`, `09:00`), or `default`.
+    pub offset: Option<String>,
+    /// `fires_at`: when it was due to fire.
+    pub fires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `event_id`.
+    pub event_id: Option<String>,
 }
 
 /// The notification lines in `log` (text format, colours or not), optionally only those of
@@ -125,6 +133,12 @@ pub fn notifications(log: &str, task_id: Option<&str>) -> Vec<Notification> {
         .map(|l| Notification {
             line: l.to_owned(),
             latency_ms: field(l, "latency_ms").and_then(|v| v.parse().ok()),
+            late_ms: field(l, "late_ms").and_then(|v| v.parse().ok()),
+            offset: field(l, "offset").map(str::to_owned),
+            fires_at: field(l, "fires_at")
+                .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            event_id: field(l, "event_id").map(str::to_owned),
         })
         .collect()
 }
@@ -150,9 +164,15 @@ pub fn strip_ansi(text: &str) -> String {
 }
 
 /// The value of `name=value` in a text log line (up to the next space).
+/// The value of `name=` in a text log line, without its quotes (a quoted value may hold
+/// spaces).
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let start = line.find(&format!(" {name}="))? + name.len() + 2;
-    line[start..].split(' ').next()
+    let rest = &line[start..];
+    match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next(),
+        None => rest.split(' ').next(),
+    }
 }
 
 /// Polls `log()` until it holds `n` notification lines (of `task_id`, if given) or

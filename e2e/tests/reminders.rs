@@ -116,8 +116,11 @@ fn reminder(user: &str, title: &str) -> ReminderEvent {
         priority: Priority::Medium,
         tags: vec![],
         due_at: due,
+        due_date: None,
         time_zone: TimeZone::UTC,
         window_seconds: 86_400,
+        offset: None,
+        fires_at: None,
     }
 }
 

@@ -1,6 +1,12 @@
-//! One scan: find the tasks due soon and publish one reminder per (task, due time).
+//! One scan: publish the reminders whose time has come, each once.
 //!
-//! For each task in the scanned range, in (due time, id) order, a page at a time:
+//! Two kinds, read a page at a time:
+//! - the default reminder, one per (task, due time), of every task without reminders of its
+//!   own that is due within the window (or overdue by up to the grace);
+//! - the reminders users set, one per (task, due time, reminder), whose time came within
+//!   the grace before now (key `reminder:{task_id}:{due unix seconds}:{reminder}`).
+//!
+//! For each:
 //!
 //! 1. skip it if this process sent its reminder already (a local memo), or if its key is in
 //!    the state store (sent by any replica, or being sent right now);
@@ -35,7 +41,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use service_kit::{IdempotencyStore, OutgoingEvent, Publisher};
 use todo_domain::{EventType, ReminderEvent, TaskSnapshot, topics};
-use todo_store::{DueCursor, TaskStore};
+use todo_store::{DueCursor, FiringCursor, TaskStore};
 use uuid::Uuid;
 
 use crate::config::ScanSettings;
@@ -57,10 +63,51 @@ pub fn reminder_key(task_id: Uuid, due_at: DateTime<Utc>) -> String {
     format!("reminder:{task_id}:{}", due_at.timestamp())
 }
 
+/// The state-store key of the user's reminder `offset` (canonical spelling) for `task_id`
+/// due at `due_at`: one per (task, due time, reminder).
+pub fn set_reminder_key(task_id: Uuid, due_at: DateTime<Utc>, offset: &str) -> String {
+    format!("reminder:{task_id}:{}:{offset}", due_at.timestamp())
+}
+
+/// A failed read of a page: the scan stops, the next tick starts over. Returns false.
+fn stop_on_read(report: &mut ScanReport, e: todo_store::StoreError) -> bool {
+    tracing::error!(error = %e, transient = e.is_transient(), "cannot read due tasks; the next tick retries");
+    report.stopped_early = Some(format!("database: {e}"));
+    false
+}
+
+/// Counts one reminder's outcome; false when failures in a row say the scan should stop.
+fn account(
+    report: &mut ScanReport,
+    failures_in_a_row: &mut u32,
+    task: &TaskSnapshot,
+    outcome: Result<Reminded, Failure>,
+) -> bool {
+    report.due += 1;
+    match outcome {
+        Ok(Reminded::Published) => report.published += 1,
+        Ok(Reminded::AlreadySent) => report.already_sent += 1,
+        Ok(Reminded::Withdrawn) => report.withdrawn += 1,
+        Err(failure) => {
+            report.failed += 1;
+            *failures_in_a_row += 1;
+            tracing::warn!(task_id = %task.id, user_id = %task.user_id, error = %failure, "reminder not sent; the next tick retries");
+            if *failures_in_a_row >= MAX_CONSECUTIVE_FAILURES {
+                report.stopped_early = Some(failure.to_string());
+                return false;
+            }
+            return true;
+        }
+    }
+    *failures_in_a_row = 0;
+    true
+}
+
 /// What one scan did. Returned to daprd in the cron call's answer and logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ScanReport {
-    /// Tasks found in the range.
+    /// Reminders found due: tasks in the window (default reminders) and reminders users
+    /// set whose time has come.
     pub due: u64,
     /// Reminders published by this scan.
     pub published: u64,
@@ -154,53 +201,14 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
     async fn scan(&self, now: DateTime<Utc>) -> ScanReport {
         let started = Instant::now();
         let mut report = ScanReport::default();
-        let (from, to) = self.range(now);
         self.forget_expired();
-        let mut after: Option<DueCursor> = None;
         let mut failures_in_a_row = 0;
-        'pages: loop {
-            let page = match self
-                .tasks
-                .due_between(from, to, after, self.settings.page_size)
-                .await
-            {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::error!(error = %e, transient = e.is_transient(), "cannot read due tasks; the next tick retries");
-                    report.stopped_early = Some(format!("database: {e}"));
-                    break;
-                }
-            };
-            for task in &page.tasks {
-                report.due += 1;
-                match self.remind(task, now).await {
-                    Ok(Reminded::Published) => {
-                        report.published += 1;
-                        failures_in_a_row = 0;
-                    }
-                    Ok(Reminded::AlreadySent) => {
-                        report.already_sent += 1;
-                        failures_in_a_row = 0;
-                    }
-                    Ok(Reminded::Withdrawn) => {
-                        report.withdrawn += 1;
-                        failures_in_a_row = 0;
-                    }
-                    Err(failure) => {
-                        report.failed += 1;
-                        failures_in_a_row += 1;
-                        tracing::warn!(task_id = %task.id, user_id = %task.user_id, error = %failure, "reminder not sent; the next tick retries");
-                        if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES {
-                            report.stopped_early = Some(failure.to_string());
-                            break 'pages;
-                        }
-                    }
-                }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
+        if self
+            .scan_default(now, &mut report, &mut failures_in_a_row)
+            .await
+        {
+            self.scan_set(now, &mut report, &mut failures_in_a_row)
+                .await;
         }
         report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if report.published > 0 || report.failed > 0 || report.stopped_early.is_some() {
@@ -224,6 +232,89 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         report
     }
 
+    /// The default reminder of every task without reminders of its own that is due within
+    /// the window. False when the scan stopped early.
+    async fn scan_default(
+        &self,
+        now: DateTime<Utc>,
+        report: &mut ScanReport,
+        failures_in_a_row: &mut u32,
+    ) -> bool {
+        let (from, to) = self.range(now);
+        let mut after: Option<DueCursor> = None;
+        loop {
+            let page = match self
+                .tasks
+                .due_between(from, to, after, self.settings.page_size)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => return stop_on_read(report, e),
+            };
+            for task in &page.tasks {
+                let Some(event) =
+                    ReminderEvent::for_task(task, self.settings.window.as_secs(), now)
+                else {
+                    continue; // the query only returns tasks with a due time
+                };
+                let key = reminder_key(task.id, event.due_at);
+                let outcome = self.remind(task, &event, key, None).await;
+                if !account(report, failures_in_a_row, task, outcome) {
+                    return false;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return true,
+            }
+        }
+    }
+
+    /// The reminders users set whose time came within the grace before `now`.
+    async fn scan_set(
+        &self,
+        now: DateTime<Utc>,
+        report: &mut ScanReport,
+        failures_in_a_row: &mut u32,
+    ) {
+        let grace = chrono::Duration::from_std(self.settings.overdue_grace)
+            .unwrap_or(chrono::Duration::MAX);
+        let from = now
+            .checked_sub_signed(grace)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut after: Option<FiringCursor> = None;
+        loop {
+            let page = match self
+                .tasks
+                .reminders_firing(from, now, after, self.settings.page_size)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    stop_on_read(report, e);
+                    return;
+                }
+            };
+            for firing in &page.firings {
+                let task = &firing.task;
+                let Some(event) =
+                    ReminderEvent::for_offset(task, &firing.reminder, firing.fires_at, now)
+                else {
+                    continue;
+                };
+                let key = set_reminder_key(task.id, event.due_at, &firing.reminder);
+                let outcome = self.remind(task, &event, key, Some(&firing.reminder)).await;
+                if !account(report, failures_in_a_row, task, outcome) {
+                    return;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return,
+            }
+        }
+    }
+
     /// The scanned range of due times: overdue by up to the grace, or due within the window.
     pub fn range(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
         let span = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
@@ -235,12 +326,15 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         )
     }
 
-    async fn remind(&self, task: &TaskSnapshot, now: DateTime<Utc>) -> Result<Reminded, Failure> {
-        let Some(event) = ReminderEvent::for_task(task, self.settings.window.as_secs(), now) else {
-            // The query only returns tasks with a due time.
-            return Ok(Reminded::AlreadySent);
-        };
-        let key = reminder_key(task.id, event.due_at);
+    /// Sends `event` (the reminder `offset` the user set, or the default one when `None`)
+    /// once across replicas, guarded by the state-store `key`.
+    async fn remind(
+        &self,
+        task: &TaskSnapshot,
+        event: &ReminderEvent,
+        key: String,
+        offset: Option<&str>,
+    ) -> Result<Reminded, Failure> {
         if self.memo_has(&key) {
             return Ok(Reminded::AlreadySent);
         }
@@ -264,10 +358,18 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         }
         // The page may be seconds old (a long scan, a slow broker): ask again right before
         // publishing.
-        let still_due = self
-            .tasks
-            .still_due(&task.user_id, task.id, event.due_at)
-            .await;
+        let still_due = match offset {
+            None => {
+                self.tasks
+                    .still_due(&task.user_id, task.id, event.due_at)
+                    .await
+            }
+            Some(offset) => {
+                self.tasks
+                    .still_reminded(&task.user_id, task.id, event.due_at, offset)
+                    .await
+            }
+        };
         if !matches!(still_due, Ok(true)) {
             self.release(&key).await;
             return match still_due {
@@ -278,7 +380,7 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
                 Err(e) => Err(Failure::Database(e.to_string())),
             };
         }
-        if let Err(e) = self.publish(&event).await {
+        if let Err(e) = self.publish(event).await {
             self.release(&key).await;
             return Err(Failure::Publish(e));
         }
@@ -287,6 +389,7 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
             task_id = %task.id,
             user_id = %task.user_id,
             due_at = %event.due_at,
+            offset = offset.unwrap_or("default"),
             "reminder published"
         );
         let ttl = self.settings.key_ttl();

@@ -13,6 +13,7 @@ mod m20261203_000004_outbox_parked;
 mod m20261204_000005_task_search_text;
 mod m20261205_000006_dead_letters;
 mod m20261206_000007_conversations;
+mod m20261207_000008_due_dates_reminders;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000005_task_search_text::Migration),
             Box::new(m20261205_000006_dead_letters::Migration),
             Box::new(m20261206_000007_conversations::Migration),
+            Box::new(m20261207_000008_due_dates_reminders::Migration),
         ]
     }
 }

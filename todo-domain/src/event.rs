@@ -2,7 +2,7 @@
 //! `schema_version` and only ever changed in backward-compatible ways (fields added, never
 //! removed or repurposed).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -68,7 +68,16 @@ pub struct TaskSnapshot {
     pub description: String,
     pub priority: Priority,
     pub tags: Vec<String>,
+    /// When it is due; for an all-day task the last second of its day in `time_zone`.
     pub due_at: Option<DateTime<Utc>>,
+    /// Set for an all-day task: the local day it is due (added in schema version 1; absent
+    /// for a task due at a time, or without a due time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<NaiveDate>,
+    /// The reminders the user set, in their canonical spelling (`15m`, `1d`, `09:00`,
+    /// `-1d 18:00`); absent when none (the default reminder within the window applies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminders: Vec<String>,
     pub time_zone: TimeZone,
     pub recurrence: Option<Recurrence>,
     pub completed: bool,
@@ -127,8 +136,21 @@ pub struct ReminderEvent {
     pub priority: Priority,
     pub tags: Vec<String>,
     pub due_at: DateTime<Utc>,
+    /// For an all-day task, its day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<NaiveDate>,
     pub time_zone: TimeZone,
+    /// How far ahead of `due_at` it was sent: the scan window for the default reminder, the
+    /// time from `fires_at` to `due_at` for one the user set.
     pub window_seconds: u64,
+    /// Which of the user's reminders this is (`15m`, `09:00`, ...); absent for the default
+    /// reminder within the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
+    /// When it was due to fire: the reminder's own time, or for the default reminder the
+    /// time the scan found the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fires_at: Option<DateTime<Utc>>,
 }
 
 /// Namespace of reminder event ids (UUID v5). Fixed forever: changing it would give every
@@ -146,7 +168,33 @@ impl ReminderEvent {
         )
     }
 
-    /// The reminder for `task` at its current due time, or `None` when it has none.
+    /// The id of the user's reminder `offset` (canonical spelling) for `task_id` due at
+    /// `due_at`: fixed per (task, due time, reminder), like [`ReminderEvent::id_for`].
+    pub fn id_for_offset(task_id: Uuid, due_at: DateTime<Utc>, offset: &str) -> Uuid {
+        Uuid::new_v5(
+            &REMINDER_ID_NAMESPACE,
+            format!("{task_id}/{}/{offset}", due_at.timestamp()).as_bytes(),
+        )
+    }
+
+    /// The user's reminder `offset` for `task`, due to fire at `fires_at`; `None` when the
+    /// task has no due time.
+    pub fn for_offset(
+        task: &TaskSnapshot,
+        offset: &str,
+        fires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<Self> {
+        let due_at = task.due_at?;
+        let lead = u64::try_from((due_at - fires_at).num_seconds()).unwrap_or(0);
+        let mut event = Self::for_task(task, lead, now)?;
+        event.event_id = Self::id_for_offset(task.id, due_at, offset);
+        event.offset = Some(offset.to_owned());
+        event.fires_at = Some(fires_at);
+        Some(event)
+    }
+
+    /// The default reminder for `task` at its current due time, or `None` when it has none.
     /// `window_seconds`: the reminder window it was found in; `now`: when it was generated.
     pub fn for_task(task: &TaskSnapshot, window_seconds: u64, now: DateTime<Utc>) -> Option<Self> {
         let due_at = task.due_at?;
@@ -162,8 +210,11 @@ impl ReminderEvent {
             priority: task.priority,
             tags: task.tags.clone(),
             due_at,
+            due_date: task.due_date,
             time_zone: task.time_zone,
             window_seconds,
+            offset: None,
+            fires_at: Some(now),
         })
     }
 }
@@ -184,6 +235,8 @@ mod tests {
             priority: Priority::High,
             tags: vec!["a".into()],
             due_at: None,
+            due_date: None,
+            reminders: vec![],
             time_zone: TimeZone::UTC,
             recurrence: None,
             completed: false,
@@ -266,8 +319,44 @@ mod tests {
 
         let json = serde_json::to_value(&reminder).expect("serialise");
         assert_eq!(json["event_type"], "reminder.due");
+        assert!(json.get("offset").is_none());
         let back: ReminderEvent = serde_json::from_value(json).expect("deserialise");
         assert_eq!(back, reminder);
+    }
+
+    #[test]
+    fn a_reminder_the_user_set_says_which_and_has_its_own_id() {
+        let mut task = snapshot();
+        let due = DateTime::parse_from_rfc3339("2026-01-02T09:30:00Z")
+            .expect("instant")
+            .with_timezone(&Utc);
+        task.due_at = Some(due);
+        let fires = due - chrono::Duration::minutes(15);
+        let now = fires + chrono::Duration::seconds(3);
+        let r = ReminderEvent::for_offset(&task, "15m", fires, now).expect("a reminder");
+        assert_eq!(r.offset.as_deref(), Some("15m"));
+        assert_eq!((r.fires_at, r.window_seconds), (Some(fires), 900));
+        assert_eq!(
+            r.event_id,
+            ReminderEvent::id_for_offset(task.id, due, "15m")
+        );
+        assert_ne!(r.event_id, ReminderEvent::id_for(task.id, due));
+        assert_ne!(r.event_id, ReminderEvent::id_for_offset(task.id, due, "1h"));
+        assert_ne!(
+            r.event_id,
+            ReminderEvent::id_for_offset(task.id, due + chrono::Duration::seconds(1), "15m")
+        );
+        let json = serde_json::to_value(&r).expect("serialise");
+        assert_eq!(json["offset"], "15m");
+        let back: ReminderEvent = serde_json::from_value(json).expect("deserialise");
+        assert_eq!(back, r);
+        // An event of a producer before these fields existed still reads.
+        let mut old = serde_json::to_value(&r).expect("serialise");
+        for field in ["offset", "fires_at", "due_date"] {
+            old.as_object_mut().expect("object").remove(field);
+        }
+        let old: ReminderEvent = serde_json::from_value(old).expect("old event reads");
+        assert_eq!((old.offset, old.fires_at), (None, None));
     }
 
     #[test]

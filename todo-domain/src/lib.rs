@@ -4,6 +4,7 @@
 //! `now` in. Every service shares it, so a rule written here holds the same way in the API,
 //! the workers and the reminder scanner.
 
+pub mod due;
 pub mod error;
 pub mod event;
 pub mod recurrence;
@@ -11,10 +12,11 @@ pub mod task;
 pub use event::topics;
 pub mod time;
 
+pub use due::{Due, Reminder, Reminders};
 pub use error::ValidationError;
 pub use event::{
     EventType, REMINDER_SCHEMA_VERSION, ReminderEvent, TASK_EVENT_SCHEMA_VERSION, TaskEvent,
     TaskSnapshot,
 };
-pub use recurrence::{Frequency, Recurrence, next_due};
+pub use recurrence::{Frequency, Recurrence, next_due, next_due_date};
 pub use task::{Description, Priority, Tags, TimeZone, Title, UserId};

@@ -106,17 +106,41 @@ pub fn next_due(
     // onto the same instant (Samoa skipped 2011-12-30): then the next one is a step further.
     let mut next = previous;
     for _ in 0..8 {
-        date = match frequency {
-            Frequency::Daily => add_days(date, 1),
-            Frequency::Weekly => add_days(date, 7),
-            Frequency::Monthly => next_month_on(date, anchor_day),
-        };
+        date = step(frequency, date, anchor_day);
         next = resolve_local(tz, date.and_time(time_of_day));
         if next > floor {
             break;
         }
     }
     next
+}
+
+/// The day the next instance of an all-day series is due: the first day of the schedule
+/// after `scheduled` (the completed instance's day) that is not over when it was completed
+/// (`completed_on`, the completion's local date). Monthly series keep `anchor_day`, capped
+/// at the month's end. Like [`next_due`] with the due time read as the end of the day.
+pub fn next_due_date(
+    frequency: Frequency,
+    anchor_day: u32,
+    scheduled: NaiveDate,
+    completed_on: NaiveDate,
+) -> NaiveDate {
+    let mut date = skip_towards(frequency, scheduled, completed_on, anchor_day);
+    for _ in 0..8 {
+        date = step(frequency, date, anchor_day);
+        if date > scheduled && date >= completed_on {
+            break;
+        }
+    }
+    date
+}
+
+fn step(frequency: Frequency, date: NaiveDate, anchor_day: u32) -> NaiveDate {
+    match frequency {
+        Frequency::Daily => add_days(date, 1),
+        Frequency::Weekly => add_days(date, 7),
+        Frequency::Monthly => next_month_on(date, anchor_day),
+    }
 }
 
 /// `date` moved forward by whole periods of the schedule, to at least two periods before
@@ -220,6 +244,30 @@ mod tests {
         DateTime::parse_from_rfc3339(s)
             .expect("test instant")
             .with_timezone(&Utc)
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("test date")
+    }
+
+    #[test]
+    fn all_day_series_step_by_date_keep_the_anchor_day_and_skip_past_days() {
+        use Frequency::*;
+        let next = |f, anchor_day, scheduled: &str, done: &str| {
+            next_due_date(f, anchor_day, day(scheduled), day(done)).to_string()
+        };
+        // Monthly on the 31st: capped at February's end, back on the 31st in March.
+        assert_eq!(next(Monthly, 31, "2026-01-31", "2026-01-30"), "2026-02-28");
+        assert_eq!(next(Monthly, 31, "2026-02-28", "2026-02-28"), "2026-03-31");
+        assert_eq!(next(Monthly, 31, "2028-01-31", "2028-01-31"), "2028-02-29");
+        // Completed on its day or early: the next one on schedule.
+        assert_eq!(next(Weekly, 1, "2026-12-04", "2026-11-30"), "2026-12-11");
+        assert_eq!(next(Daily, 1, "2026-12-04", "2026-12-04"), "2026-12-05");
+        // Completed late: days already over are skipped, today's is not over yet.
+        assert_eq!(next(Daily, 1, "2026-12-01", "2026-12-04"), "2026-12-04");
+        assert_eq!(next(Weekly, 1, "2026-10-02", "2026-12-04"), "2026-12-04");
+        assert_eq!(next(Weekly, 1, "2026-10-02", "2026-12-05"), "2026-12-11");
+        assert_eq!(next(Monthly, 15, "2025-01-15", "2026-12-16"), "2027-01-15");
     }
 
     /// Walks a series `n` steps from its anchor, as the recurring worker would.

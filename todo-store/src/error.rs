@@ -11,6 +11,10 @@ pub enum StoreError {
     /// Another writer changed the task between our read and our write, repeatedly.
     #[error("task was changed concurrently")]
     Conflict,
+    /// The change would leave the task breaking a rule that spans fields (reminders that do
+    /// not fit its due time): nothing was written.
+    #[error("{}", .0.message)]
+    Invalid(todo_domain::ValidationError),
     /// A listing's cursor (where to start) does not fit its sort order.
     #[error("{0}")]
     BadCursor(String),

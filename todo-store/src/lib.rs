@@ -30,7 +30,7 @@ pub use error::StoreError;
 pub use outbox::{Backlog, OutboxStore, ParkedEvent, PendingEvent};
 pub use publisher_lock::PublisherLock;
 pub use recurring::NextInstance;
-pub use reminders::{DueCursor, DuePage};
+pub use reminders::{DueCursor, DuePage, Firing, FiringCursor, FiringPage};
 pub use tasks::{
     After, ListQuery, NewTask, Page, SortKey, SortValue, StatusFilter, TaskPatch, TaskStore,
 };

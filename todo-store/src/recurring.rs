@@ -7,18 +7,19 @@
 //! The instance and its `task.created` event are committed in one transaction, so the relay
 //! in `chat-api` publishes it like any other change and the chain continues.
 
+use chrono::Datelike;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
     SqlErr, sea_query::OnConflict,
 };
-use todo_domain::{EventType, TaskSnapshot, next_due, time::to_local};
+use todo_domain::{Due, EventType, TaskSnapshot, next_due, next_due_date, time::to_local};
 use uuid::Uuid;
 
 use crate::{
     StoreError, TaskStore,
     entity::{tasks, users},
-    tasks::{append_event, encode_anchor, encode_tags, search_text, to_snapshot},
+    tasks::{append_event, encode_anchor, encode_tags, search_text, sync_reminders, to_snapshot},
 };
 
 /// What became of a completion.
@@ -52,7 +53,8 @@ impl TaskStore {
     /// nothing: [`NextInstance::Unconfirmed`]. So a forged event can at most ask for an
     /// instance the real completion creates anyway.
     ///
-    /// The new instance keeps title, description, priority, tags, time zone and recurrence,
+    /// The new instance keeps title, description, priority, tags, time zone, reminders and
+    /// recurrence (an all-day series stays all-day, stepping by date),
     /// takes the next occurrence number and the next due time from the series' anchor (see
     /// [`next_due`]: the first occurrence after both the due time and the completion), or
     /// one period after the completion when the completed instance had no due time, and
@@ -100,18 +102,36 @@ impl TaskStore {
 
         let tz = task.time_zone.tz();
         let completed_at = task.completed_at.unwrap_or(task.updated_at);
-        let due_at = next_due(
-            recurrence.frequency,
-            tz,
-            recurrence.anchor,
-            task.due_at,
-            completed_at,
-        );
         // A series without an anchor (no due time, or recurrence switched on later) is
         // anchored at the base of this step, so monthly series keep that day from now on.
-        let anchor = recurrence
-            .anchor
-            .unwrap_or_else(|| to_local(tz, task.due_at.unwrap_or(completed_at)));
+        let anchor = recurrence.anchor.unwrap_or_else(|| {
+            task.due_date.map_or_else(
+                || to_local(tz, task.due_at.unwrap_or(completed_at)),
+                |date| date.and_time(chrono::NaiveTime::MIN),
+            )
+        });
+        // An all-day instance is followed by one due on a day; any other by a due time.
+        let due = match task.due_date {
+            Some(date) => Due::on_day(
+                tz,
+                next_due_date(
+                    recurrence.frequency,
+                    anchor.day(),
+                    date,
+                    to_local(tz, completed_at).date(),
+                ),
+            ),
+            None => {
+                let at = next_due(
+                    recurrence.frequency,
+                    tz,
+                    recurrence.anchor,
+                    task.due_at,
+                    completed_at,
+                );
+                Due::at(at, to_local(tz, at))
+            }
+        };
         let id = Uuid::now_v7();
         let row = tasks::ActiveModel {
             id: Set(id),
@@ -121,7 +141,9 @@ impl TaskStore {
             description: Set(task.description.clone()),
             priority: Set(task.priority.rank()),
             tags: Set(encode_tags(&task.tags)),
-            due_at: Set(Some(due_at)),
+            due_at: Set(Some(due.at)),
+            due_date: Set(due.date()),
+            reminders: Set(stored.reminders.clone()),
             time_zone: Set(task.time_zone.name().to_owned()),
             recurrence: Set(Some(recurrence.frequency.as_str().to_owned())),
             series_id: Set(Some(recurrence.series_id)),
@@ -165,6 +187,7 @@ impl TaskStore {
             .one(&txn)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("task {id} vanished after insert")))?;
+        sync_reminders(&txn, &model).await?;
         let snapshot = to_snapshot(&model)?;
         append_event(&txn, EventType::TaskCreated, &snapshot, Vec::new(), now).await?;
         txn.commit().await?;
@@ -226,10 +249,10 @@ mod tests {
             description: Description::default(),
             priority: Priority::Low,
             tags: Tags::default(),
-            due_at: None,
-            due_local: None,
+            due: None,
             time_zone: TimeZone::UTC,
             recurrence,
+            reminders: todo_domain::Reminders::default(),
         };
         let task = store
             .create(&user, new, at("2026-01-01T00:00:00Z"))

@@ -7,7 +7,9 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use todo_domain::{Description, Frequency, Priority, Tags, TaskSnapshot, TimeZone, Title, UserId};
+use todo_domain::{
+    Description, Due, Frequency, Priority, Reminders, Tags, TaskSnapshot, TimeZone, Title, UserId,
+};
 use todo_store::{NewTask, NextInstance, StoreError, TaskPatch, TaskStore};
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -35,10 +37,10 @@ fn new_task(title: &str, due: Option<(&str, &str)>, recurrence: Option<Frequency
         description: Description::default(),
         priority: Priority::Medium,
         tags: Tags::default(),
-        due_at: due.map(|(instant, _)| at(instant)),
-        due_local: due.map(|(_, wall)| local(wall)),
+        due: due.map(|(instant, wall)| Due::at(at(instant), local(wall))),
         time_zone: TimeZone::UTC,
         recurrence,
+        reminders: Reminders::default(),
     }
 }
 
@@ -102,7 +104,7 @@ async fn restating_an_instance_s_due_time_keeps_the_series_anchor() {
         let patch = TaskPatch {
             title: Some(Title::parse("Rent2").unwrap()),
             time_zone: Some(TimeZone::UTC),
-            due: Some(Some((
+            due: Some(Some(Due::at(
                 at("2027-02-28T09:00:00Z"),
                 local("2027-02-28 09:00"),
             ))),
@@ -123,7 +125,7 @@ async fn restating_an_instance_s_due_time_keeps_the_series_anchor() {
 
         // Really moving the instance moves the series, and the event says so.
         let moved = TaskPatch {
-            due: Some(Some((
+            due: Some(Some(Due::at(
                 at("2027-03-30T09:00:00Z"),
                 local("2027-03-30 09:00"),
             ))),

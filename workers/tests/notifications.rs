@@ -143,8 +143,11 @@ fn reminder(user: &str, title: &str) -> ReminderEvent {
         priority: Priority::Medium,
         tags: vec!["home".into()],
         due_at: due,
+        due_date: None,
         time_zone: TimeZone::parse("Europe/Berlin").unwrap(),
         window_seconds: 86_400,
+        offset: None,
+        fires_at: None,
     }
 }
 
@@ -288,10 +291,10 @@ async fn reminders_of_tasks_no_longer_due_and_of_deleted_accounts_are_skipped() 
                         description: Description::default(),
                         priority: Priority::Medium,
                         tags: Tags::default(),
-                        due_at: Some(due),
-                        due_local: Some(due.naive_utc()),
+                        due: Some(todo_domain::Due::at(due, due.naive_utc())),
                         time_zone: TimeZone::UTC,
                         recurrence: None,
+                        reminders: todo_domain::Reminders::default(),
                     },
                     now,
                 )
@@ -323,7 +326,7 @@ async fn reminders_of_tasks_no_longer_due_and_of_deleted_accounts_are_skipped() 
                 &alice,
                 moved.id,
                 TaskPatch {
-                    due: Some(Some((later, later.naive_utc()))),
+                    due: Some(Some(todo_domain::Due::at(later, later.naive_utc()))),
                     ..TaskPatch::default()
                 },
                 now,

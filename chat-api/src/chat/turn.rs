@@ -89,7 +89,8 @@ pub fn system_prompt(time_zone: TimeZone, now: DateTime<Utc>) -> String {
          tools: add_task, list_tasks, update_task, complete_task, delete_task. Use list_tasks \
          to find a task's id before you change it. The user's time zone is {zone}; it is now \
          {date} {time} there ({weekday}). Read every date and time the user gives in that zone: \
-         pass due_at as a local time such as \"{date}T09:00\" together with time_zone \"{zone}\". \
+         pass due_at as a local time such as \"{date}T09:00\" together with time_zone \"{zone}\", \
+         or as a date alone (\"{date}\") when the user names a day but no time. \
          When a tool answers with an error, correct the arguments and try again, or tell the \
          user what is wrong. Answer briefly, and say what you changed.",
         zone = time_zone.name(),

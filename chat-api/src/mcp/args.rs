@@ -82,9 +82,9 @@ pub struct AddTaskArgs {
     #[schemars(schema_with = "tags")]
     pub tags: Option<Vec<String>>,
     /// When the task is due: an RFC 3339 time with an offset ("2026-12-01T09:00:00Z",
-    /// "2026-12-01T09:00:00+01:00"), or a local wall-clock time without offset
-    /// ("2026-12-01T09:00"), which is read in `time_zone`. A date alone is not accepted:
-    /// add a time. No due time when absent.
+    /// "2026-12-01T09:00:00+01:00"), a local wall-clock time without offset
+    /// ("2026-12-01T09:00"), which is read in `time_zone`, or a date alone ("2026-12-01")
+    /// for a task due that day with no time. No due time when absent.
     #[serde(default)]
     #[schemars(schema_with = "due_at")]
     pub due_at: Option<String>,
@@ -100,6 +100,13 @@ pub struct AddTaskArgs {
     #[serde(default)]
     #[schemars(schema_with = "recurrence")]
     pub recurrence: Option<String>,
+    /// When to remind the user. For a task due at a time: offsets before it, such as "15m",
+    /// "1h", "1d" (a day is a calendar day in `time_zone`). For a task due on a date: local
+    /// times such as "09:00" (on the day) or "-1d 18:00" (the evening before). At most 5;
+    /// absent: one reminder within a day of the due time.
+    #[serde(default)]
+    #[schemars(schema_with = "reminders")]
+    pub reminders: Option<Vec<String>>,
 }
 
 impl From<AddTaskArgs> for TaskInput {
@@ -112,6 +119,7 @@ impl From<AddTaskArgs> for TaskInput {
             due_at: a.due_at,
             time_zone: a.time_zone,
             recurrence: a.recurrence,
+            reminders: a.reminders,
             completed: None,
         }
     }
@@ -221,8 +229,9 @@ pub struct UpdateTaskArgs {
     #[schemars(schema_with = "tags")]
     pub tags: Option<Vec<String>>,
     /// New due time, in the same formats as `add_task`: RFC 3339 with an offset
-    /// ("2026-12-01T09:00:00Z") or a local time ("2026-12-01T09:00") read in the new
-    /// `time_zone` if given, else in the task's. `null` removes the due time.
+    /// ("2026-12-01T09:00:00Z"), a local time ("2026-12-01T09:00") read in the new
+    /// `time_zone` if given, else in the task's, or a date ("2026-12-01"). `null` removes
+    /// the due time.
     #[serde(default, deserialize_with = "dto::present")]
     #[schemars(schema_with = "due_at_or_null")]
     pub due_at: Option<Option<String>>,
@@ -235,6 +244,11 @@ pub struct UpdateTaskArgs {
     #[serde(default, deserialize_with = "dto::present")]
     #[schemars(schema_with = "recurrence_or_null")]
     pub recurrence: Option<Option<String>>,
+    /// The new complete list of reminders, in the formats of `add_task` (replaces the old
+    /// list); `null` or [] removes them.
+    #[serde(default, deserialize_with = "dto::present")]
+    #[schemars(schema_with = "reminders_or_null")]
+    pub reminders: Option<Option<Vec<String>>>,
     /// `true` completes the task (like `complete_task`); `false` reopens a completed task.
     #[serde(default)]
     #[schemars(schema_with = "boolean")]
@@ -252,6 +266,7 @@ impl UpdateTaskArgs {
             due_at: self.due_at,
             time_zone: self.time_zone,
             recurrence: self.recurrence,
+            reminders: self.reminders,
             completed: self.completed,
         };
         (self.task_id, patch)
@@ -316,11 +331,30 @@ fn tags(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-const DUE_AT_EXAMPLES: [&str; 3] = [
+const DUE_AT_EXAMPLES: [&str; 4] = [
     "2026-12-01T09:00",
     "2026-12-01T08:00:00Z",
     "2026-12-01T09:00:00+01:00",
+    "2026-12-01",
 ];
+
+fn reminders(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": todo_domain::due::REMINDERS_MAX_COUNT,
+        "items": {"type": "string", "minLength": 1, "maxLength": 32},
+        "examples": [["15m", "1d"], ["-1d 18:00", "09:00"]],
+    })
+}
+
+fn reminders_or_null(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": ["array", "null"],
+        "maxItems": todo_domain::due::REMINDERS_MAX_COUNT,
+        "items": {"type": "string", "minLength": 1, "maxLength": 32},
+        "examples": [["15m", "1d"], ["-1d 18:00", "09:00"]],
+    })
+}
 
 fn due_at(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "string", "examples": DUE_AT_EXAMPLES})

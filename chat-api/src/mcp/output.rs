@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rmcp::{
     handler::server::tool::schema_for_output,
     model::{CallToolResult, ContentBlock, JsonObject},
@@ -33,8 +33,15 @@ pub struct TaskSchema {
     #[schemars(schema_with = "priority")]
     priority: Priority,
     tags: Vec<String>,
-    /// The due instant in UTC; null when the task has no due time.
+    /// The due instant in UTC; null when the task has no due time. For a task due on a
+    /// date (all day) it is the last second of that day.
     due_at: Option<DateTime<Utc>>,
+    /// Present when the task is due on a date with no time: that date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    due_date: Option<NaiveDate>,
+    /// The reminders the user set ("15m", "1d", "09:00"); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reminders: Vec<String>,
     /// IANA time zone name.
     #[schemars(schema_with = "time_zone")]
     time_zone: TimeZone,
@@ -62,6 +69,8 @@ const _: fn(TaskSnapshot) -> TaskSchema = |snapshot| {
         priority,
         tags,
         due_at,
+        due_date,
+        reminders,
         time_zone,
         recurrence,
         completed,
@@ -78,6 +87,8 @@ const _: fn(TaskSnapshot) -> TaskSchema = |snapshot| {
         priority,
         tags,
         due_at,
+        due_date,
+        reminders,
         time_zone,
         recurrence,
         completed,

@@ -103,10 +103,10 @@ async fn create(tasks: &TaskStore, user: &str, title: &str) {
         description: Description::parse("").expect("description"),
         priority: Priority::Medium,
         tags: Tags::parse::<&str>(&[]).expect("tags"),
-        due_at: None,
-        due_local: None,
+        due: None,
         time_zone: TimeZone::default(),
         recurrence: None,
+        reminders: todo_domain::Reminders::default(),
     };
     tasks
         .create(&UserId::parse(user).expect("user"), new, Utc::now())

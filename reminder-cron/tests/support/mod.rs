@@ -172,10 +172,12 @@ impl Bed {
             description: Description::parse("Bring the forms").unwrap(),
             priority: Priority::Urgent,
             tags: Tags::parse(&["work", "tax"]).unwrap(),
-            due_at: due,
-            due_local: due.map(|d| d.with_timezone(&chrono_tz::Europe::Berlin).naive_local()),
+            due: due.map(|d| {
+                todo_domain::Due::at(d, d.with_timezone(&chrono_tz::Europe::Berlin).naive_local())
+            }),
             time_zone: TimeZone::parse("Europe/Berlin").unwrap(),
             recurrence: None,
+            reminders: todo_domain::Reminders::default(),
         };
         self.tasks
             .create(&user(owner), new, now() - chrono::Duration::days(7))
@@ -197,7 +199,7 @@ impl Bed {
     pub async fn move_due(&self, owner: &str, id: uuid::Uuid, due: DateTime<Utc>) {
         let local = due.with_timezone(&chrono_tz::Europe::Berlin).naive_local();
         let patch = TaskPatch {
-            due: Some(Some((due, local))),
+            due: Some(Some(todo_domain::Due::at(due, local))),
             ..TaskPatch::default()
         };
         self.tasks

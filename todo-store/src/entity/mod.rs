@@ -4,5 +4,6 @@ pub mod conversation_messages;
 pub mod conversations;
 pub mod dead_letters;
 pub mod outbox;
+pub mod task_reminders;
 pub mod tasks;
 pub mod users;

@@ -14,6 +14,10 @@ pub struct Model {
     /// ",a,b," (see the migration).
     pub tags: String,
     pub due_at: Option<DateTimeUtc>,
+    /// The local day of an all-day task (`due_at` is then the end of that day).
+    pub due_date: Option<Date>,
+    /// The user's reminders, canonical spellings joined by `,`; `None` when none.
+    pub reminders: Option<String>,
     pub time_zone: String,
     pub recurrence: Option<String>,
     pub series_id: Option<Uuid>,

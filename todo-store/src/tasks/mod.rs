@@ -9,14 +9,14 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func},
 };
 use todo_domain::{
-    Description, EventType, Frequency, Priority, Recurrence, Tags, TaskEvent, TaskSnapshot,
-    TimeZone, Title, UserId, time::to_local, topics,
+    Description, Due, EventType, Frequency, Priority, Recurrence, Reminders, Tags, TaskEvent,
+    TaskSnapshot, TimeZone, Title, UserId, time::to_local, topics,
 };
 use uuid::Uuid;
 
 use crate::{
     StoreError,
-    entity::{outbox, tasks, users},
+    entity::{outbox, task_reminders, tasks, users},
 };
 
 /// Local anchor times are stored as text in this format.
@@ -25,9 +25,9 @@ mod write;
 
 pub use rows::to_snapshot;
 use rows::*;
-pub(crate) use rows::{encode_anchor, encode_tags, search_text};
+pub(crate) use rows::{encode_anchor, encode_reminders, encode_tags, search_text};
 use write::*;
-pub(crate) use write::{append_event, ensure_active_user};
+pub(crate) use write::{append_event, ensure_active_user, sync_reminders};
 
 const ANCHOR_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 /// How often a write is retried when another writer got in between.
@@ -42,11 +42,12 @@ pub struct NewTask {
     pub description: Description,
     pub priority: Priority,
     pub tags: Tags,
-    pub due_at: Option<DateTime<Utc>>,
-    /// The local due time as the user meant it (anchor of a recurring series).
-    pub due_local: Option<NaiveDateTime>,
+    /// When it is due (at a time, or on a day in `time_zone`).
+    pub due: Option<Due>,
     pub time_zone: TimeZone,
     pub recurrence: Option<Frequency>,
+    /// Must fit `due` ([`Reminders::check_fits`]); empty for the default reminder.
+    pub reminders: Reminders,
 }
 
 /// A validated change. `None` leaves a field alone; `Some(None)` clears a nullable one.
@@ -56,9 +57,11 @@ pub struct TaskPatch {
     pub description: Option<Description>,
     pub priority: Option<Priority>,
     pub tags: Option<Tags>,
-    pub due: Option<Option<(DateTime<Utc>, NaiveDateTime)>>,
+    pub due: Option<Option<Due>>,
     pub time_zone: Option<TimeZone>,
     pub recurrence: Option<Option<Frequency>>,
+    /// Empty clears them. The task after the change must have reminders that fit its due.
+    pub reminders: Option<Reminders>,
     pub completed: Option<bool>,
 }
 
@@ -167,6 +170,9 @@ impl TaskStore {
         new: NewTask,
         now: DateTime<Utc>,
     ) -> Result<TaskSnapshot, StoreError> {
+        new.reminders
+            .check_fits(new.due.as_ref())
+            .map_err(StoreError::Invalid)?;
         let txn = crate::db::begin_write(&self.db).await?;
         ensure_active_user(&txn, user, now).await?;
         let id = Uuid::now_v7();
@@ -179,12 +185,14 @@ impl TaskStore {
             description: Set(new.description.into_inner()),
             priority: Set(new.priority.rank()),
             tags: Set(encode_tags(new.tags.as_slice())),
-            due_at: Set(new.due_at),
+            due_at: Set(new.due.map(|d| d.at)),
+            due_date: Set(new.due.and_then(|d| d.date())),
+            reminders: Set(encode_reminders(&new.reminders)),
             time_zone: Set(new.time_zone.name().to_owned()),
             recurrence: Set(new.recurrence.map(|f| f.as_str().to_owned())),
             series_id: Set(recurring.then_some(id)),
             anchor_local: Set(if recurring {
-                new.due_local.map(encode_anchor)
+                new.due.map(|d| encode_anchor(d.local))
             } else {
                 None
             }),
@@ -198,6 +206,7 @@ impl TaskStore {
         }
         .insert(&txn)
         .await?;
+        sync_reminders(&txn, &model).await?;
         let snapshot = to_snapshot(&model)?;
         append_event(&txn, EventType::TaskCreated, &snapshot, Vec::new(), now).await?;
         txn.commit().await?;
@@ -224,7 +233,13 @@ impl TaskStore {
             let txn = crate::db::begin_write(&self.db).await?;
             ensure_active_user(&txn, user, now).await?;
             let current = find_live(&txn, user, id).await?;
-            let (next, changed) = apply_patch(&current, &patch, now);
+            let (next, changed) = match apply_patch(&current, &patch, now) {
+                Ok(applied) => applied,
+                Err(e) => {
+                    txn.rollback().await?;
+                    return Err(e);
+                }
+            };
             if changed.is_empty() {
                 txn.rollback().await?;
                 return Ok((to_snapshot(&current)?, false));
@@ -234,6 +249,7 @@ impl TaskStore {
                 txn.rollback().await?;
                 continue;
             };
+            sync_reminders(&txn, &saved).await?;
             let snapshot = to_snapshot(&saved)?;
             let event_type = if completing {
                 EventType::TaskCompleted
@@ -267,6 +283,7 @@ impl TaskStore {
                 txn.rollback().await?;
                 continue;
             };
+            sync_reminders(&txn, &saved).await?;
             let snapshot = to_snapshot(&saved)?;
             append_event(&txn, EventType::TaskDeleted, &snapshot, Vec::new(), now).await?;
             txn.commit().await?;
@@ -317,6 +334,10 @@ impl TaskStore {
             )
             .await?;
         }
+        task_reminders::Entity::delete_many()
+            .filter(task_reminders::Column::UserId.eq(user.as_str()))
+            .exec(&txn)
+            .await?;
         crate::conversations::delete_all(&txn, user).await?;
         let mut user_row: users::ActiveModel = row.into();
         user_row.deleted_at = Set(Some(now));

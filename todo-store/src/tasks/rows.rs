@@ -30,6 +30,31 @@ pub(super) fn decode_tags(raw: &str) -> Vec<String> {
         .collect()
 }
 
+/// The user's reminders as stored: canonical spellings joined by `,`; `None` when none.
+pub(crate) fn encode_reminders(reminders: &Reminders) -> Option<String> {
+    (!reminders.is_empty()).then(|| reminders.to_strings().join(","))
+}
+
+pub(crate) fn decode_reminders(m: &tasks::Model) -> Result<Reminders, StoreError> {
+    let list: Vec<&str> = m
+        .reminders
+        .as_deref()
+        .map(|r| r.split(',').collect())
+        .unwrap_or_default();
+    Reminders::parse(&list)
+        .map_err(|e| StoreError::Corrupt(format!("task {}: reminders: {}", m.id, e.message)))
+}
+
+/// When the stored task is due, as the user gave it (a day, or a time).
+pub(crate) fn due_of(m: &tasks::Model) -> Option<Due> {
+    let tz = TimeZone::parse(&m.time_zone).ok()?.tz();
+    match (m.due_date, m.due_at) {
+        (Some(date), _) => Some(Due::on_day(tz, date)),
+        (None, Some(at)) => Some(Due::at(at, to_local(tz, at))),
+        (None, None) => None,
+    }
+}
+
 pub(crate) fn encode_anchor(local: NaiveDateTime) -> String {
     local.format(ANCHOR_FORMAT).to_string()
 }
@@ -98,6 +123,8 @@ pub fn to_snapshot(m: &tasks::Model) -> Result<TaskSnapshot, StoreError> {
         priority,
         tags: decode_tags(&m.tags),
         due_at: m.due_at,
+        due_date: m.due_date,
+        reminders: decode_reminders(m)?.to_strings(),
         time_zone,
         recurrence,
         completed: m.completed,

@@ -69,12 +69,13 @@ pub(super) async fn save_if_version(
     Ok((result.rows_affected == 1).then(|| next.clone()))
 }
 
-/// The row after `patch`, and the names of the fields that really changed.
+/// The row after `patch`, and the names of the fields that really changed; an error when
+/// the task after it would break a rule ([`StoreError::Invalid`]).
 pub(super) fn apply_patch(
     current: &tasks::Model,
     patch: &TaskPatch,
     now: DateTime<Utc>,
-) -> (tasks::Model, Vec<String>) {
+) -> Result<(tasks::Model, Vec<String>), StoreError> {
     let mut next = current.clone();
     let mut changed = Vec::new();
     let mut note = |name: &str, differs: bool| {
@@ -108,19 +109,35 @@ pub(super) fn apply_patch(
     let mut due_local = None;
     let mut due_moved = false;
     if let Some(due) = &patch.due {
-        let new_at = due.map(|(at, _)| at);
-        note("due_at", next.due_at != new_at);
-        // Moved: another instant, or (with a new zone) another local wall time. Restating
-        // the due time an instance already has (a PUT, a patch naming its own zone) is not.
+        let new_at = due.map(|d| d.at);
+        let new_date = due.and_then(|d| d.date());
+        note("due_at", next.due_at != new_at || next.due_date != new_date);
+        // Moved: another instant or day, or (with a new zone) another local wall time.
+        // Restating the due time an instance already has (a PUT, a patch naming its own
+        // zone) is not.
         let was_local = current
             .due_at
             .zip(TimeZone::parse(&current.time_zone).ok())
             .map(|(at, tz)| to_local(tz.tz(), at));
-        due_local = due.map(|(_, local)| local);
+        due_local = due.map(|d| d.local);
         due_moved = current.due_at != new_at
-            || (current.time_zone != next.time_zone && due_local != was_local);
+            || current.due_date != new_date
+            || (current.time_zone != next.time_zone
+                && new_date.is_none()
+                && due_local != was_local);
         next.due_at = new_at;
+        next.due_date = new_date;
     }
+    if let Some(reminders) = &patch.reminders {
+        let encoded = encode_reminders(reminders);
+        note("reminders", next.reminders != encoded);
+        next.reminders = encoded;
+    }
+    // Checked on the task as it would be: a patch of the due time alone can make the
+    // reminders it keeps unfit (a time of day on a task now due at a time).
+    decode_reminders(&next)?
+        .check_fits(due_of(&next).as_ref())
+        .map_err(StoreError::Invalid)?;
     if let Some(rec) = patch.recurrence {
         let new_rec = rec.map(|f| f.as_str().to_owned());
         note("recurrence", next.recurrence != new_rec);
@@ -136,11 +153,7 @@ pub(super) fn apply_patch(
             next.occurrence = 0;
         }
         if due_moved || next.recurrence != current.recurrence {
-            let local_now = due_local.or_else(|| {
-                next.due_at
-                    .zip(TimeZone::parse(&next.time_zone).ok())
-                    .map(|(at, tz)| to_local(tz.tz(), at))
-            });
+            let local_now = due_local.or_else(|| due_of(&next).map(|d| d.local));
             next.anchor_local = local_now.map(encode_anchor);
         }
     } else {
@@ -164,7 +177,43 @@ pub(super) fn apply_patch(
         next.version = current.version + 1;
         next.updated_at = now;
     }
-    (next, changed)
+    Ok((next, changed))
+}
+
+/// Rewrites the reminder rows of the task `row` as it now is: one per reminder with its
+/// firing time while the task is live, incomplete and due; none otherwise. So a moved due
+/// time or changed reminders re-arm them, and a completed or deleted task has none.
+pub(crate) async fn sync_reminders<C: ConnectionTrait>(
+    db: &C,
+    row: &tasks::Model,
+) -> Result<(), StoreError> {
+    task_reminders::Entity::delete_many()
+        .filter(task_reminders::Column::TaskId.eq(row.id))
+        .exec(db)
+        .await?;
+    if row.completed || row.deleted_at.is_some() || row.reminders.is_none() {
+        return Ok(());
+    }
+    let (Some(due), Ok(tz)) = (due_of(row), TimeZone::parse(&row.time_zone)) else {
+        return Ok(());
+    };
+    let rows: Vec<task_reminders::ActiveModel> = decode_reminders(row)?
+        .firing(&due, tz.tz())
+        .into_iter()
+        .map(|(reminder, fires_at)| task_reminders::ActiveModel {
+            task_id: Set(row.id),
+            reminder: Set(reminder.to_string()),
+            user_id: Set(row.user_id.clone()),
+            due_at: Set(due.at),
+            fires_at: Set(fires_at),
+        })
+        .collect();
+    if !rows.is_empty() {
+        task_reminders::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn append_event<C: ConnectionTrait>(

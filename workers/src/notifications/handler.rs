@@ -153,8 +153,11 @@ mod tests {
             priority: Priority::High,
             tags: vec!["home".into()],
             due_at: at,
+            due_date: None,
             time_zone: TimeZone::UTC,
             window_seconds: 86_400,
+            offset: None,
+            fires_at: None,
         }
     }
 

@@ -19,8 +19,13 @@ pub trait NotificationSink: Send + Sync + 'static {
 /// ```text
 /// INFO reminder due event_id=… user_id="alice" task_id=… title="Pay rent" description="…"
 ///      priority="high" tags=["home"] due_at="2026-06-01T14:00:00Z" time_zone="Europe/Berlin"
-///      due_local="2026-06-01 16:00 CEST" latency_ms=412
+///      due_local="2026-06-01 16:00 CEST" offset="default" fires_at="2026-05-31T14:00:12Z"
+///      latency_ms=412 late_ms=980
 /// ```
+///
+/// `due_local` of an all-day task is its day (`2026-06-01 (all day)`); `offset` names the
+/// reminder the user set (`15m`, `09:00`) or `default`; `late_ms` is the time from when it
+/// was due to fire to this line.
 ///
 /// With `LOG_FORMAT=json` the same fields are JSON keys (`"message": "reminder due"`).
 #[derive(Debug, Default, Clone, Copy)]
@@ -28,13 +33,19 @@ pub struct LogSink;
 
 impl NotificationSink for LogSink {
     fn notify(&self, r: &ReminderEvent, now: DateTime<Utc>) {
-        let due_local = r
-            .due_at
-            .with_timezone(&r.time_zone.tz())
-            .format("%Y-%m-%d %H:%M %Z")
-            .to_string();
+        let due_local = match r.due_date {
+            Some(day) => format!("{day} (all day)"),
+            None => r
+                .due_at
+                .with_timezone(&r.time_zone.tz())
+                .format("%Y-%m-%d %H:%M %Z")
+                .to_string(),
+        };
         // From generation (just before publishing) to this line; the goal is under 10 s.
         let latency_ms = (now - r.occurred_at).num_milliseconds().max(0);
+        let fires_at = r.fires_at.unwrap_or(r.occurred_at);
+        // Negative only if it came early: a bug, or clocks that disagree.
+        let late_ms = (now - fires_at).num_milliseconds();
         tracing::info!(
             event_id = %r.event_id,
             user_id = r.user_id.as_str(),
@@ -46,7 +57,10 @@ impl NotificationSink for LogSink {
             due_at = r.due_at.to_rfc3339_opts(SecondsFormat::Secs, true).as_str(),
             time_zone = r.time_zone.name(),
             due_local = due_local.as_str(),
+            offset = r.offset.as_deref().unwrap_or("default"),
+            fires_at = fires_at.to_rfc3339_opts(SecondsFormat::Secs, true).as_str(),
             latency_ms,
+            late_ms,
             "{NOTIFICATION_MESSAGE}"
         );
     }
@@ -103,6 +117,8 @@ mod tests {
             priority: Priority::High,
             tags: vec!["home".into(), "money".into()],
             due_at: Some(at("2026-06-01T14:00:00Z")),
+            due_date: None,
+            reminders: vec![],
             time_zone: TimeZone::parse("Europe/Berlin").unwrap_or_default(),
             recurrence: None,
             completed: false,
@@ -145,6 +161,9 @@ mod tests {
             "due_at=\"2026-06-01T14:00:00Z\"",
             "time_zone=\"Europe/Berlin\"",
             "due_local=\"2026-06-01 16:00 CEST\"",
+            "offset=\"default\"",
+            "fires_at=\"2026-06-01T12:00:00Z\"",
+            "late_ms=1250",
             "latency_ms=1250",
         ] {
             assert!(line.contains(expected), "{expected:?} missing from {line}");

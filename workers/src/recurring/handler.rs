@@ -200,6 +200,8 @@ mod tests {
             priority: Priority::High,
             tags: vec!["home".into()],
             due_at: Some(at),
+            due_date: None,
+            reminders: vec![],
             time_zone: TimeZone::UTC,
             recurrence: Some(Recurrence {
                 frequency: Frequency::Daily,

@@ -203,10 +203,10 @@ pub fn new_task(
         description: Description::parse("Use the green can").unwrap(),
         priority: Priority::High,
         tags: Tags::parse(&["home", "garden"]).unwrap(),
-        due_at: due_local.map(|l| resolve_local(time_zone.tz(), l)),
-        due_local,
+        due: due_local.map(|l| todo_domain::Due::at(resolve_local(time_zone.tz(), l), l)),
         time_zone,
         recurrence,
+        reminders: todo_domain::Reminders::default(),
     }
 }
 
