@@ -418,7 +418,11 @@ mod tests {
         assert!(canonical("720h").is_ok());
         assert!(canonical("30d1m").expect_err("30d1m").contains("too early"));
         assert!(canonical("P31D").expect_err("P31D").contains("too early"));
-        assert!(canonical("-31d 09:00").expect_err("-31d 09:00").contains("too early"));
+        assert!(
+            canonical("-31d 09:00")
+                .expect_err("-31d 09:00")
+                .contains("too early")
+        );
         assert!(canonical("-30d 09:00").is_ok());
     }
 
