@@ -60,9 +60,10 @@ produced by the command on the machine it names. Definitions:
   binding at the shipped 30 s: a reminder waits for the next tick, so the period bounds it.
 - **Reminder scan**: 100,000 tasks written through `TaskStore::create` (8 writers) into a
   PostgreSQL database of their own, each with reminders `1h` and `1d`, due every 26 s over
-  the next 30 days; then 21 ticks of a `reminder-cron` `Scanner` 30 s of scan time apart
-  (read-only pool of 2, claims in memory, publishes discarded: the database's and the
-  scan's own cost), the first left out; the time of each `tick` call.
+  the next 30 days; then one tick at a time nothing is due (opening the pool), and 20
+  ticks of a `reminder-cron` `Scanner` 30 s of scan time apart (read-only pool of 2,
+  claims in memory, publishes discarded: the database's and the scan's own cost); the time
+  of each `tick` call. The first of them sends the `1d` reminders of the hour of grace.
 - **Chat**: a second chat-api replica (relay off) whose daprd runs `conversation.openai`
   pointed at a scripted OpenAI-compatible server on loopback that answers at once. One
   client sends, one at a time, a REST create (the baseline), a chat turn answered with text
