@@ -73,8 +73,33 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             routes::panicked,
         ))
+        .layer(axum::middleware::from_fn(traced))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Runs each request in its trace: a child of its `traceparent` header, or a new trace.
+/// Every log line inside carries `trace_id`, every event its writes append carries the
+/// context (`todo_store::trace`), and the answer names it in a `traceresponse` header.
+async fn traced(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let context = service_kit::TraceContext::of_request(request.headers());
+    // For handlers that run in a task of their own (the MCP service's).
+    request.extensions_mut().insert(context);
+    let span = tracing::info_span!("trace", trace_id = %context.trace_id());
+    let header = context.to_string();
+    let mut response = todo_store::trace::scope(Some(header.clone()), next.run(request))
+        .instrument(span)
+        .await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&header) {
+        response
+            .headers_mut()
+            .insert(service_kit::trace::TRACERESPONSE, value);
+    }
+    response
 }
 
 /// A built, bound, not yet running service.

@@ -377,6 +377,9 @@ pub struct CloudEvent<T> {
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    /// The W3C trace context daprd wrote (from the publish metadata, or its own).
+    #[serde(default)]
+    pub traceparent: Option<String>,
     pub data: T,
 }
 
@@ -388,6 +391,7 @@ pub struct SeenTaskEvent {
     pub offset: i64,
     pub cloudevent_id: String,
     pub cloudevent_type: String,
+    pub traceparent: Option<String>,
     pub event: TaskEvent,
 }
 
@@ -407,6 +411,7 @@ pub fn decode_task_events(records: &[devstack::Record]) -> Result<Vec<SeenTaskEv
                 offset: r.offset,
                 cloudevent_id: ce.id,
                 cloudevent_type: ce.event_type,
+                traceparent: ce.traceparent,
                 event: ce.data,
             })
         })

@@ -39,9 +39,10 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use service_kit::{IdempotencyStore, OutgoingEvent, Publisher};
+use service_kit::{IdempotencyStore, OutgoingEvent, Publisher, TraceContext};
 use todo_domain::{EventType, ReminderEvent, TaskSnapshot, topics};
 use todo_store::{DueCursor, FiringCursor, TaskStore};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::config::ScanSettings;
@@ -194,7 +195,14 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
             tracing::info!("previous scan still running; skipping this tick");
             return Tick::Skipped;
         };
-        Tick::Ran(self.scan(now).await)
+        // One trace per tick; each reminder it publishes belongs to it.
+        let trace = TraceContext::new_root();
+        let span = tracing::info_span!("reminder_scan", trace_id = %trace.trace_id());
+        Tick::Ran(
+            todo_store::trace::scope(Some(trace.to_string()), self.scan(now))
+                .instrument(span)
+                .await,
+        )
     }
 
     /// Scans the range around `now` once. Use [`Scanner::tick`], which never overlaps.
@@ -413,12 +421,14 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
 
     async fn publish(&self, event: &ReminderEvent) -> Result<(), String> {
         let payload = serde_json::to_vec(event).map_err(|e| format!("cannot serialise: {e}"))?;
+        let traceparent = todo_store::trace::current();
         let outgoing = OutgoingEvent {
             topic: topics::REMINDERS,
             partition_key: &event.user_id,
             event_id: event.event_id,
             event_type: EventType::ReminderDue.as_str(),
             payload: &payload,
+            traceparent: traceparent.as_deref(),
         };
         match tokio::time::timeout(PUBLISH_TIMEOUT, self.publisher.publish(outgoing)).await {
             Ok(Ok(())) => Ok(()),

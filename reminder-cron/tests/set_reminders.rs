@@ -256,3 +256,37 @@ async fn two_replicas_ticking_together_send_each_reminder_once() {
         assert_eq!(ids.len(), 40, "[{}] no reminder sent twice", bed.label);
     }
 }
+
+#[tokio::test]
+async fn each_tick_is_a_trace_of_its_own_that_its_reminders_carry() {
+    for bed in beds().await {
+        let due = now() + Span::hours(1);
+        for title in ["a", "b"] {
+            task(&bed, title, timed("UTC", due), "UTC", &["30m"]).await;
+        }
+        task(
+            &bed,
+            "c",
+            timed("UTC", due + Span::minutes(1)),
+            "UTC",
+            &["30m"],
+        )
+        .await;
+        let scanner = bed.scanner(ScanSettings::default()).await;
+        let fires = due - Span::minutes(30);
+        assert_eq!(published(scanner.tick(fires).await), 2, "[{}]", bed.label);
+        assert_eq!(published(scanner.tick(fires + Span::minutes(1)).await), 1);
+        let trace = |i: usize| {
+            let tp = bed.publisher.sent()[i].traceparent.clone().unwrap();
+            assert!(service_kit::TraceContext::parse(&tp).is_some(), "{tp}");
+            tp.split('-').nth(1).unwrap().to_owned()
+        };
+        assert_eq!(trace(0), trace(1), "[{}] one tick, one trace", bed.label);
+        assert_ne!(
+            trace(1),
+            trace(2),
+            "[{}] another tick, another trace",
+            bed.label
+        );
+    }
+}

@@ -14,6 +14,7 @@ mod m20261204_000005_task_search_text;
 mod m20261205_000006_dead_letters;
 mod m20261206_000007_conversations;
 mod m20261207_000008_due_dates_reminders;
+mod m20261208_000009_outbox_traceparent;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000006_dead_letters::Migration),
             Box::new(m20261206_000007_conversations::Migration),
             Box::new(m20261207_000008_due_dates_reminders::Migration),
+            Box::new(m20261208_000009_outbox_traceparent::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ pub mod sidecar;
 pub mod state;
 pub mod subscription;
 pub mod telemetry;
+pub mod trace;
 
 pub use shutdown::Shutdown;
 
@@ -22,3 +23,4 @@ pub use publish::{DaprPublisher, OutgoingEvent, PublishError, Publisher};
 pub use server::Listener;
 pub use state::{DaprIdempotencyStore, IdempotencyStore, MemoryIdempotencyStore, StateError};
 pub use subscription::{SubscriptionOutcome, require_dapr_token};
+pub use trace::TraceContext;

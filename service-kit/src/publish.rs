@@ -33,6 +33,9 @@ pub struct OutgoingEvent<'a> {
     pub event_type: &'a str,
     /// JSON.
     pub payload: &'a [u8],
+    /// The W3C trace context the event belongs to: daprd puts it into the CloudEvent
+    /// (`traceparent`), where the consumers continue the trace.
+    pub traceparent: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -165,11 +168,18 @@ impl DaprPublisher {
     }
 
     fn metadata(event: &OutgoingEvent<'_>) -> HashMap<String, String> {
-        HashMap::from([
+        let mut metadata = HashMap::from([
             ("partitionKey".to_owned(), event.partition_key.to_owned()),
             ("cloudevent.id".to_owned(), event.event_id.to_string()),
             ("cloudevent.type".to_owned(), event.event_type.to_owned()),
-        ])
+        ]);
+        if let Some(traceparent) = event.traceparent {
+            metadata.insert(
+                crate::trace::CLOUDEVENT_TRACEPARENT.to_owned(),
+                traceparent.to_owned(),
+            );
+        }
+        metadata
     }
 }
 

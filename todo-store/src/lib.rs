@@ -20,6 +20,7 @@ pub mod reminders;
 pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 
 pub use conversations::{
     Conversation, ConversationStore, ConversationSummary, NewMessage, StoredMessage,

@@ -23,6 +23,8 @@ pub struct PendingEvent {
     pub payload: String,
     pub created_at: DateTime<Utc>,
     pub attempts: i32,
+    /// The trace of the write that appended it (`crate::trace`).
+    pub traceparent: Option<String>,
 }
 
 /// How far behind the relay is.
@@ -96,6 +98,7 @@ impl OutboxStore {
                 payload: r.payload,
                 created_at: r.created_at,
                 attempts: r.attempts,
+                traceparent: r.traceparent,
             })
             .collect())
     }

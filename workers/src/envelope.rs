@@ -41,6 +41,15 @@ impl std::fmt::Display for EnvelopeError {
     }
 }
 
+/// The CloudEvent's `traceparent` (which the publisher set, or daprd), if the body is an
+/// envelope that has one.
+pub fn traceparent(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Map<String, Value>>(body)
+        .ok()?
+        .remove("traceparent")
+        .and_then(|v| v.as_str().map(str::to_owned))
+}
+
 /// Unwraps a delivered body.
 pub fn unwrap(body: &[u8]) -> Result<Delivery, EnvelopeError> {
     let value: Value =

@@ -30,6 +30,7 @@ use axum::{
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use service_kit::SubscriptionOutcome;
+use service_kit::TraceContext;
 
 /// Largest delivered body accepted. Events are a few KiB; anything this big is not ours.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -92,30 +93,35 @@ pub async fn receive<T>(
     body: Body,
     what: &str,
     decode: impl FnOnce(&[u8]) -> Result<T, crate::envelope::Rejected>,
-) -> Result<T, SubscriptionOutcome> {
+) -> Result<(T, TraceContext), SubscriptionOutcome> {
     let Some(bytes) = read_body(body).await else {
         return Err(SubscriptionOutcome::Drop);
     };
-    decode(&bytes).map_err(|rejected| {
-        let outcome = match rejected.outcome {
-            SubscriptionOutcome::Retry => INVALID_EVENTS.outcome(&bytes, Instant::now()),
-            other => other,
-        };
-        if outcome == SubscriptionOutcome::Drop && rejected.outcome == SubscriptionOutcome::Retry {
-            tracing::error!(
-                reason = %rejected.reason,
-                retried_for_seconds = INVALID_EVENT_RETRY.as_secs(),
-                "{what} event still invalid after its retries; dead-lettering it"
-            );
-        } else {
-            tracing::warn!(
-                outcome = outcome.as_str(),
-                reason = %rejected.reason,
-                "{what} event rejected"
-            );
-        }
-        outcome
-    })
+    let trace = TraceContext::continue_from(crate::envelope::traceparent(&bytes).as_deref());
+    decode(&bytes)
+        .map(|event| (event, trace))
+        .map_err(|rejected| {
+            let outcome = match rejected.outcome {
+                SubscriptionOutcome::Retry => INVALID_EVENTS.outcome(&bytes, Instant::now()),
+                other => other,
+            };
+            if outcome == SubscriptionOutcome::Drop
+                && rejected.outcome == SubscriptionOutcome::Retry
+            {
+                tracing::error!(
+                    reason = %rejected.reason,
+                    retried_for_seconds = INVALID_EVENT_RETRY.as_secs(),
+                    "{what} event still invalid after its retries; dead-lettering it"
+                );
+            } else {
+                tracing::warn!(
+                    outcome = outcome.as_str(),
+                    reason = %rejected.reason,
+                    "{what} event rejected"
+                );
+            }
+            outcome
+        })
 }
 
 /// How long an event with a missing or malformed `user_id` is retried before it is

@@ -825,3 +825,70 @@ async fn a_database_that_refuses_writes_is_not_ready() {
         assert_eq!(writable.get("/readyz").await, 200, "[{label}] writable");
     }
 }
+
+#[tokio::test]
+async fn the_next_instances_event_continues_the_completions_trace() {
+    for bed in beds().await {
+        let first = bed
+            .create(
+                "alice",
+                new_task(
+                    "Traced",
+                    Some(Frequency::Daily),
+                    Some("2026-05-04 09:00"),
+                    "UTC",
+                ),
+                utc("2026-05-01T12:00:00Z"),
+            )
+            .await;
+        let event = bed
+            .complete("alice", first.id, utc("2026-05-04T10:00:00Z"))
+            .await;
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut delivery: serde_json::Value = serde_json::from_slice(&cloud_event(&event)).unwrap();
+        delivery["traceparent"] = format!("00-{trace}-00f067aa0ba902b7-01").into();
+        assert_eq!(
+            bed.worker
+                .deliver(serde_json::to_vec(&delivery).unwrap())
+                .await,
+            "SUCCESS"
+        );
+        let created: Vec<_> = bed
+            .outbox
+            .pending(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.event_type == EventType::TaskCreated.as_str())
+            .collect();
+        let next = created.last().unwrap();
+        let tp = next.traceparent.as_deref().unwrap();
+        assert!(
+            tp.starts_with(&format!("00-{trace}-")),
+            "[{}] the next instance's event belongs to the completion's trace: {tp}",
+            bed.label
+        );
+        assert!(!tp.contains("00f067aa0ba902b7"), "with a span of its own");
+
+        // Without a trace context (or with daprd's all-zero one), a new trace.
+        let second = bed
+            .create(
+                "alice",
+                new_task(
+                    "Untraced",
+                    Some(Frequency::Daily),
+                    Some("2026-05-04 09:00"),
+                    "UTC",
+                ),
+                utc("2026-05-01T12:00:00Z"),
+            )
+            .await;
+        let event = bed
+            .complete("alice", second.id, utc("2026-05-04T10:00:00Z"))
+            .await;
+        assert_eq!(bed.worker.deliver(cloud_event(&event)).await, "SUCCESS");
+        let created = bed.outbox.pending(0, 10_000).await.unwrap();
+        let fresh = created.last().unwrap().traceparent.as_deref().unwrap();
+        assert!(!fresh.contains(trace) && fresh.len() == 55, "{fresh}");
+    }
+}

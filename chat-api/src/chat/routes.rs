@@ -5,6 +5,7 @@
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -216,11 +217,17 @@ pub async fn chat(
             ),
         ));
     };
-    let turn = tokio::spawn(async move {
-        let outcome = turn::run(&state, &state.chat, input).await;
-        drop(permit);
-        outcome
-    });
+    // The turn's task continues the request's trace (its writes' events carry it) and logs
+    // inside the request's span.
+    let traceparent = todo_store::trace::current();
+    let turn = tokio::spawn(
+        todo_store::trace::scope(traceparent, async move {
+            let outcome = turn::run(&state, &state.chat, input).await;
+            drop(permit);
+            outcome
+        })
+        .instrument(tracing::Span::current()),
+    );
     let outcome = turn.await.map_err(ApiError::internal)??;
     Ok(Json(ChatReply {
         conversation_id: outcome.conversation_id,

@@ -149,6 +149,7 @@ mod tests {
             payload: String::new(),
             created_at: Utc::now(),
             attempts: 0,
+            traceparent: None,
         }
     }
 

@@ -359,5 +359,6 @@ fn outgoing(event: &PendingEvent) -> OutgoingEvent<'_> {
         event_id: event.event_id,
         event_type: &event.event_type,
         payload: event.payload.as_bytes(),
+        traceparent: event.traceparent.as_deref(),
     }
 }

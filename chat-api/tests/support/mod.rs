@@ -28,6 +28,8 @@ pub struct Published {
     pub topic: String,
     pub key: String,
     pub event_id: String,
+    /// The trace context handed to the sidecar with it.
+    pub traceparent: Option<String>,
     pub event: TaskEvent,
 }
 
@@ -55,6 +57,7 @@ impl Publisher for RecordingPublisher {
             topic: e.topic.to_owned(),
             key: e.partition_key.to_owned(),
             event_id: e.event_id.to_string(),
+            traceparent: e.traceparent.map(str::to_owned),
             event,
         });
         Ok(())

@@ -36,6 +36,7 @@ pub struct Sent {
     pub partition_key: String,
     pub event_id: uuid::Uuid,
     pub event_type: String,
+    pub traceparent: Option<String>,
     pub event: ReminderEvent,
 }
 
@@ -76,6 +77,7 @@ impl Publisher for RecordingPublisher {
             partition_key: event.partition_key.to_owned(),
             event_id: event.event_id,
             event_type: event.event_type.to_owned(),
+            traceparent: event.traceparent.map(str::to_owned),
             event: serde_json::from_slice(event.payload).expect("payload is a ReminderEvent"),
         });
         Ok(())

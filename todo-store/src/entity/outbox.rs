@@ -15,6 +15,8 @@ pub struct Model {
     pub attempts: i32,
     pub last_error: Option<String>,
     pub parked_at: Option<DateTimeUtc>,
+    /// The W3C trace context of the write, published with the event.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -244,6 +244,7 @@ pub(crate) async fn append_event<C: ConnectionTrait>(
         attempts: Set(0),
         last_error: Set(None),
         parked_at: Set(None),
+        traceparent: Set(crate::trace::current()),
     }
     .insert(db)
     .await?;

@@ -37,12 +37,13 @@ pub async fn reminder_due<I: IdempotencyStore>(
     State(state): State<AppState<I>>,
     body: Body,
 ) -> SubscriptionOutcome {
-    let event = match http::receive(body, "reminder", decode).await {
-        Ok(event) => event,
+    let (event, trace) = match http::receive(body, "reminder", decode).await {
+        Ok(received) => received,
         Err(outcome) => return outcome,
     };
     let span = tracing::info_span!(
         "reminder",
+        trace_id = %trace.trace_id(),
         event_id = %event.event_id,
         user_id = %event.user_id,
         task_id = %event.task_id,

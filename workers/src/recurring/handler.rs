@@ -37,17 +37,21 @@ pub async fn task_completed<I: IdempotencyStore>(
     State(state): State<AppState<I>>,
     body: Body,
 ) -> SubscriptionOutcome {
-    let event = match http::receive(body, "task.completed", decode).await {
-        Ok(event) => event,
+    let (event, trace) = match http::receive(body, "task.completed", decode).await {
+        Ok(received) => received,
         Err(outcome) => return outcome,
     };
     let span = tracing::info_span!(
         "task_completed",
+        trace_id = %trace.trace_id(),
         event_id = %event.event_id,
         user_id = %event.user_id,
         task_id = %event.task.id,
     );
-    handle(&state, &event).instrument(span).await
+    // The next instance's `task.created` continues the completion's trace.
+    todo_store::trace::scope(Some(trace.to_string()), handle(&state, &event))
+        .instrument(span)
+        .await
 }
 
 /// Handles one decoded completion. Idempotent: any number of deliveries of the same event,

@@ -1,0 +1,198 @@
+//! One trace per change, end to end: a request's W3C trace context is stored with its
+//! outbox row, published in the CloudEvent (`traceparent`) on Kafka, continued by
+//! `recurring-tasks` (its log lines carry the `trace_id`), and carried on by the next
+//! instance's `task.created`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use e2e::{Env, SeenTaskEvent, Service, decode_task_events};
+use serde_json::{Value, json};
+use todo_domain::{EventType, topics};
+
+struct Setup {
+    api: Service,
+    worker: Service,
+    client: reqwest::Client,
+    env: Env,
+}
+
+impl Setup {
+    /// Sends a request (with `traceparent` if given); the answer's body and the trace id
+    /// its `traceresponse` header names.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        traceparent: Option<&str>,
+    ) -> Result<(Value, String)> {
+        let mut request = request.bearer_auth(self.env.token("alice")?);
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        let res = request.send().await?.error_for_status()?;
+        let answer = res
+            .headers()
+            .get("traceresponse")
+            .and_then(|v| v.to_str().ok())
+            .context("no traceresponse header")?
+            .to_owned();
+        Ok((res.json().await?, trace_id(&answer)?))
+    }
+
+    /// Creates a daily task and completes it; the trace ids of the two requests.
+    async fn create_and_complete(
+        &self,
+        title: &str,
+        tp: Option<&str>,
+    ) -> Result<(String, String, String)> {
+        let base = format!("{}/api/alice/tasks", self.api.base);
+        let body = json!({"title": title, "due_at": "2027-01-04T09:00", "time_zone": "Europe/Berlin", "recurrence": "daily"});
+        let (task, created) = self.send(self.client.post(&base).json(&body), tp).await?;
+        let id = task["id"].as_str().context("task id")?.to_owned();
+        let (_, completed) = self
+            .send(self.client.post(format!("{base}/{id}/complete")), tp)
+            .await?;
+        Ok((id, created, completed))
+    }
+}
+
+fn trace_id(traceparent: &str) -> Result<String> {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    ensure!(
+        parts.len() == 4 && parts[1].len() == 32,
+        "not a traceparent: {traceparent:?}"
+    );
+    Ok(parts[1].to_owned())
+}
+
+fn event_trace(e: &SeenTaskEvent) -> Result<String> {
+    trace_id(
+        e.traceparent
+            .as_deref()
+            .context("a record without traceparent")?,
+    )
+}
+
+/// The `task.completed` of `task_id` and the `task.created` of the instance after it.
+async fn chain(setup: &Setup, task_id: &str) -> Result<(SeenTaskEvent, SeenTaskEvent)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let records = setup
+            .env
+            .records(topics::TASK_EVENTS, 1_000, Duration::from_secs(3))
+            .await?;
+        let mut events = decode_task_events(&records)?;
+        let completed = events.iter().position(|e| {
+            e.event.event_type == EventType::TaskCompleted && e.event.task.id.to_string() == task_id
+        });
+        let next = events.iter().position(|e| {
+            e.event.event_type == EventType::TaskCreated
+                && e.event.task.id.to_string() != task_id
+                && e.event
+                    .task
+                    .recurrence
+                    .as_ref()
+                    .is_some_and(|r| r.series_id.to_string() == task_id)
+        });
+        if let (Some(c), Some(n)) = (completed, next) {
+            let next = events.swap_remove(n);
+            let completed = events.swap_remove(if c == events.len() { n } else { c });
+            return Ok((completed, next));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no completion and next instance of {task_id} on {}",
+                topics::TASK_EVENTS
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_and_its_next_instance_share_the_requests_trace() -> Result<()> {
+    let env = Env::start().await?;
+    let db = env.database().await?;
+    let api = env.start_chat_api(&db).await?;
+    let worker = env
+        .start_service(
+            "recurring-tasks",
+            "recurring-tasks",
+            &[("DATABASE_URL", db)],
+        )
+        .await?;
+    let setup = Setup {
+        env,
+        api,
+        worker,
+        client: e2e::client(),
+    };
+
+    // A client's own trace: continued by every request that names it.
+    let given_trace = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let given = format!("00-{given_trace}-00f067aa0ba902b7-01");
+    let (id, created, completed) = setup.create_and_complete("Traced", Some(&given)).await?;
+    ensure!(
+        created == given_trace && completed == given_trace,
+        "the answers name another trace"
+    );
+    let (done, next) = chain(&setup, &id).await?;
+    ensure!(
+        event_trace(&done)? == given_trace,
+        "task.completed: {:?}",
+        done.traceparent
+    );
+    ensure!(
+        event_trace(&next)? == given_trace,
+        "next task.created: {:?}",
+        next.traceparent
+    );
+    ensure!(
+        done.traceparent != next.traceparent,
+        "the next instance's event has a span of its own (recurring-tasks'), not the request's"
+    );
+    let log = setup.worker.process.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("created the next instance") && l.contains(&given_trace))
+        .with_context(|| format!("no log line of recurring-tasks with trace_id {given_trace}"))?;
+    ensure!(line.contains(&format!("trace_id={given_trace}")), "{line}");
+
+    // Without one: each request starts a trace of its own, which flows the same way.
+    let (id, created, completed) = setup.create_and_complete("Untraced", None).await?;
+    ensure!(
+        created != completed && completed != given_trace,
+        "fresh traces expected"
+    );
+    let (done, next) = chain(&setup, &id).await?;
+    ensure!(
+        event_trace(&done)? == completed,
+        "task.completed: {:?}",
+        done.traceparent
+    );
+    ensure!(
+        event_trace(&next)? == completed,
+        "next task.created: {:?}",
+        next.traceparent
+    );
+    ensure!(
+        setup
+            .worker
+            .process
+            .log_text()
+            .contains(&format!("trace_id={completed}")),
+        "recurring-tasks logged nothing with trace_id {completed}"
+    );
+    // A malformed traceparent is not an error: it starts a new trace.
+    let (_, fresh) = setup
+        .send(
+            setup
+                .client
+                .post(format!("{}/api/alice/tasks", setup.api.base))
+                .json(&json!({"title": "x"})),
+            Some("00-not-a-trace-01"),
+        )
+        .await?;
+    ensure!(fresh.len() == 32 && fresh != given_trace, "{fresh}");
+    Ok(())
+}
