@@ -13,6 +13,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod mcp;
+pub mod metrics;
 pub mod openapi;
 pub mod relay;
 pub mod routes;
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
             routes::panicked,
         ))
         .layer(axum::middleware::from_fn(traced))
+        .layer(axum::middleware::from_fn(service_kit::metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -47,6 +47,7 @@ pub fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(relay_status))
+        .routes(routes!(crate::metrics::metrics))
         .routes(routes!(crate::openapi::openapi_json))
         .routes(routes!(crate::openapi::docs_page))
 }

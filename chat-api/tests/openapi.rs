@@ -13,7 +13,7 @@ use support::{TestApp, apps};
 
 /// What the README promises, operation by operation. The router and the document are built
 /// from the same registrations, so this is the one list that has to be kept by hand.
-const EXPECTED_OPERATIONS: [(&str, &str); 18] = [
+const EXPECTED_OPERATIONS: [(&str, &str); 19] = [
     ("POST", "/api/{user_id}/tasks"),
     ("GET", "/api/{user_id}/tasks"),
     ("GET", "/api/{user_id}/tasks/{task_id}"),
@@ -30,6 +30,7 @@ const EXPECTED_OPERATIONS: [(&str, &str); 18] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/relay/status"),
+    ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
 ];

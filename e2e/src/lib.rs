@@ -6,6 +6,7 @@
 //! The binaries must be built first (`cargo xtask test` does `cargo build --bins`).
 
 pub mod load;
+pub mod metrics;
 pub mod model;
 pub mod reminders;
 

@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result, ensure};
 use chrono::{DateTime, NaiveTime, SecondsFormat, Timelike, Utc};
 use e2e::{
     Env, Service,
+    metrics::scrape,
     reminders::{
         Notification, notifications, set_cron_schedule, start_notifications, start_reminder_cron,
         wait_for_notifications,
@@ -181,5 +182,42 @@ async fn reminders_users_set_fire_once_at_their_time_and_again_when_the_task_mov
         .records(topics::REMINDERS, 5, Duration::from_secs(5))
         .await?;
     ensure!(records.len() == 4, "{} records on reminders", records.len());
+
+    // What /metrics says of it, read with the Prometheus Python client's parser.
+    let notified = scrape(&env, &notifier.base).await?;
+    notified.expect_family("notifications_logged_total", "counter")?;
+    ensure!(
+        notified.value("notifications_logged_total", &[]) == 4.0,
+        "4 logged"
+    );
+    ensure!(
+        notified.value(
+            "subscription_outcomes_total",
+            &[("topic", "reminders"), ("outcome", "SUCCESS")]
+        ) >= 4.0,
+        "4 reminders answered SUCCESS"
+    );
+    let (a, b) = (
+        scrape(&env, &first.base).await?,
+        scrape(&env, &second.base).await?,
+    );
+    for m in [&a, &b] {
+        m.expect_family("reminders_published_total", "counter")?;
+        m.expect_family("reminders_skipped_total", "counter")?;
+        ensure!(m.value("reminder_scans_total", &[]) >= 1.0, "scans counted");
+    }
+    let both = |name: &str| a.value(name, &[]) + b.value(name, &[]);
+    ensure!(
+        both("reminders_published_total") == 4.0,
+        "4 published in all"
+    );
+    ensure!(
+        both("reminders_claimed_total") == 4.0,
+        "4 claims won in all"
+    );
+    ensure!(
+        both("reminders_skipped_total") >= 4.0,
+        "every later tick found them sent already"
+    );
     Ok(())
 }

@@ -1,12 +1,16 @@
 //! One trace per change, end to end: a request's W3C trace context is stored with its
 //! outbox row, published in the CloudEvent (`traceparent`) on Kafka, continued by
 //! `recurring-tasks` (its log lines carry the `trace_id`), and carried on by the next
-//! instance's `task.created`.
+//! instance's `task.created`. Meanwhile the `/metrics` of both services, read with the
+//! Prometheus Python client's parser, count what happened.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
-use e2e::{Env, SeenTaskEvent, Service, decode_task_events};
+use e2e::{
+    Env, SeenTaskEvent, Service, decode_task_events,
+    metrics::{Scraped, scrape},
+};
 use serde_json::{Value, json};
 use todo_domain::{EventType, topics};
 
@@ -128,6 +132,9 @@ async fn a_completion_and_its_next_instance_share_the_requests_trace() -> Result
         client: e2e::client(),
     };
 
+    let api_before = scrape(&setup.env, &setup.api.base).await?;
+    let worker_before = scrape(&setup.env, &setup.worker.base).await?;
+
     // A client's own trace: continued by every request that names it.
     let given_trace = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
     let given = format!("00-{given_trace}-00f067aa0ba902b7-01");
@@ -194,5 +201,59 @@ async fn a_completion_and_its_next_instance_share_the_requests_trace() -> Result
         )
         .await?;
     ensure!(fresh.len() == 32 && fresh != given_trace, "{fresh}");
+
+    // What /metrics says of all that.
+    let api = scrape(&setup.env, &setup.api.base).await?;
+    let worker = scrape(&setup.env, &setup.worker.base).await?;
+    api.expect_family("http_requests_total", "counter")?;
+    api.expect_family("http_request_duration_seconds", "histogram")?;
+    api.expect_family("relay_backlog_events", "gauge")?;
+    api.expect_family("relay_oldest_pending_age_seconds", "gauge")?;
+    api.expect_family("relay_published_events_total", "counter")?;
+    let created = |m: &Scraped| {
+        m.value(
+            "http_requests_total",
+            &[
+                ("route", "/api/{user_id}/tasks"),
+                ("method", "POST"),
+                ("status", "201"),
+            ],
+        )
+    };
+    ensure!(
+        created(&api) - created(&api_before) == 3.0,
+        "3 creates counted"
+    );
+    let completes = |m: &Scraped| {
+        m.value(
+            "http_requests_total",
+            &[
+                ("route", "/api/{user_id}/tasks/{task_id}/complete"),
+                ("status", "200"),
+            ],
+        )
+    };
+    ensure!(
+        completes(&api) - completes(&api_before) == 2.0,
+        "2 completions counted"
+    );
+    let published = |m: &Scraped| m.value("relay_published_events_total", &[]);
+    ensure!(
+        published(&api) - published(&api_before) >= 5.0,
+        "at least 3 created and 2 completed published: {}",
+        published(&api) - published(&api_before)
+    );
+    worker.expect_family("subscription_outcomes_total", "counter")?;
+    let success = |m: &Scraped| {
+        m.value(
+            "subscription_outcomes_total",
+            &[("topic", "task-events"), ("outcome", "SUCCESS")],
+        )
+    };
+    ensure!(
+        success(&worker) - success(&worker_before) >= 2.0,
+        "both completions answered SUCCESS: {}",
+        success(&worker) - success(&worker_before)
+    );
     Ok(())
 }

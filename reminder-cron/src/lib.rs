@@ -12,6 +12,7 @@
 //! (read-only connection), writes nothing to the database, and runs no migrations.
 
 pub mod config;
+mod metrics;
 pub mod scan;
 
 use std::sync::Arc;
@@ -66,9 +67,14 @@ pub fn router<P: Publisher, I: IdempotencyStore>(state: AppState<P, I>) -> Route
         ));
     Router::new()
         .route("/healthz", get(healthz))
+        .route(
+            service_kit::metrics::METRICS_PATH,
+            get(service_kit::metrics::serve),
+        )
         .route("/readyz", get(readyz::<P, I>))
         .merge(cron)
         .layer(CatchPanicLayer::custom(panic_answers_200))
+        .layer(middleware::from_fn(service_kit::metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

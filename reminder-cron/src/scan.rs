@@ -198,11 +198,11 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         // One trace per tick; each reminder it publishes belongs to it.
         let trace = TraceContext::new_root();
         let span = tracing::info_span!("reminder_scan", trace_id = %trace.trace_id());
-        Tick::Ran(
-            todo_store::trace::scope(Some(trace.to_string()), self.scan(now))
-                .instrument(span)
-                .await,
-        )
+        let report = todo_store::trace::scope(Some(trace.to_string()), self.scan(now))
+            .instrument(span)
+            .await;
+        crate::metrics::count(&report);
+        Tick::Ran(report)
     }
 
     /// Scans the range around `now` once. Use [`Scanner::tick`], which never overlaps.
@@ -364,6 +364,7 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         {
             return Ok(Reminded::AlreadySent);
         }
+        crate::metrics::CLAIMED.inc();
         // The page may be seconds old (a long scan, a slow broker): ask again right before
         // publishing.
         let still_due = match offset {

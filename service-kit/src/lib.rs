@@ -7,6 +7,7 @@
 pub mod config;
 pub mod conversation;
 pub mod dead_letters;
+pub mod metrics;
 pub mod publish;
 pub mod server;
 pub mod shutdown;

@@ -188,11 +188,13 @@ impl<P: Publisher> Relay<P> {
                     Ok(()) => {
                         if let Some(e) = head {
                             round.published += 1;
+                            crate::metrics::PUBLISHED.inc();
                             unmarked.push(e.seq);
                             went.insert(e.user_id);
                         }
                     }
                     Err(e) => {
+                        crate::metrics::PUBLISH_FAILURES.inc();
                         round.failed = true;
                         unreachable &= matches!(e, PublishError::Unavailable(_));
                         failures.extend(head.map(|event| (event, e)));
@@ -335,14 +337,17 @@ impl<P: Publisher> Relay<P> {
                 .park(event.seq, &error.to_string(), Utc::now())
                 .await
             {
-                Ok(()) => tracing::error!(
+                Ok(()) => {
+                    crate::metrics::PARKED.inc();
+                    tracing::error!(
                     event_id = %event.event_id,
                     user_id = %event.user_id,
                     event_type = %event.event_type,
                     refusals,
                     error = %error,
                     "the broker refuses this event every time; parked it (kept in the outbox; this user's later events wait behind it). Fix the cause, then run `chat-api outbox retry`"
-                ),
+                    );
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, event_id = %event.event_id, "cannot park a refused event")
                 }

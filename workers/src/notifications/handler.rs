@@ -32,11 +32,26 @@ use crate::{
     http,
 };
 
-/// `POST /events/reminder`.
+/// `notifications_logged_total`: notifications this process logged.
+static LOGGED: std::sync::LazyLock<service_kit::metrics::prometheus::IntCounter> =
+    std::sync::LazyLock::new(|| {
+        service_kit::metrics::prometheus::register_int_counter!(
+            "notifications_logged_total",
+            "Notifications this process logged (one line each)."
+        )
+        .expect("notifications_logged_total registers once")
+    });
+
+/// `POST /events/reminder`; each answer is counted (`subscription_outcomes_total`).
 pub async fn reminder_due<I: IdempotencyStore>(
     State(state): State<AppState<I>>,
     body: Body,
 ) -> SubscriptionOutcome {
+    std::sync::LazyLock::force(&LOGGED);
+    service_kit::metrics::count_outcome(todo_domain::topics::REMINDERS, receive(&state, body).await)
+}
+
+async fn receive<I: IdempotencyStore>(state: &AppState<I>, body: Body) -> SubscriptionOutcome {
     let (event, trace) = match http::receive(body, "reminder", decode).await {
         Ok(received) => received,
         Err(outcome) => return outcome,
@@ -48,7 +63,7 @@ pub async fn reminder_due<I: IdempotencyStore>(
         user_id = %event.user_id,
         task_id = %event.task_id,
     );
-    handle(&state, &event).instrument(span).await
+    handle(state, &event).instrument(span).await
 }
 
 /// Handles one decoded reminder: logs it unless it was logged before.
@@ -86,6 +101,7 @@ pub async fn handle<I: IdempotencyStore>(
         }
     }
     state.sink.notify(event, Utc::now());
+    LOGGED.inc();
     if let Err(e) = state.idempotency.remember(&key, IDEMPOTENCY_TTL).await {
         tracing::warn!(error = %e, "cannot remember the notification; a redelivery would log it again");
     }

@@ -66,12 +66,17 @@ pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(http::healthz))
+        .route(
+            service_kit::metrics::METRICS_PATH,
+            get(service_kit::metrics::serve),
+        )
         // Nothing to be ready for: the database check fails open (a reminder is logged when
         // it cannot be checked), and the sidecar is daprd's own concern.
         .route("/readyz", get(http::healthz))
         .merge(events)
         .fallback(http::fallback)
         .layer(CatchPanicLayer::custom(http::panic_to_retry))
+        .layer(middleware::from_fn(service_kit::metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

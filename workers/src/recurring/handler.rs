@@ -32,11 +32,18 @@ use crate::{
     http,
 };
 
-/// `POST /events/task-completed`.
+/// `POST /events/task-completed`; each answer is counted (`subscription_outcomes_total`).
 pub async fn task_completed<I: IdempotencyStore>(
     State(state): State<AppState<I>>,
     body: Body,
 ) -> SubscriptionOutcome {
+    service_kit::metrics::count_outcome(
+        todo_domain::topics::TASK_EVENTS,
+        receive(&state, body).await,
+    )
+}
+
+async fn receive<I: IdempotencyStore>(state: &AppState<I>, body: Body) -> SubscriptionOutcome {
     let (event, trace) = match http::receive(body, "task.completed", decode).await {
         Ok(received) => received,
         Err(outcome) => return outcome,
@@ -49,7 +56,7 @@ pub async fn task_completed<I: IdempotencyStore>(
         task_id = %event.task.id,
     );
     // The next instance's `task.created` continues the completion's trace.
-    todo_store::trace::scope(Some(trace.to_string()), handle(&state, &event))
+    todo_store::trace::scope(Some(trace.to_string()), handle(state, &event))
         .instrument(span)
         .await
 }

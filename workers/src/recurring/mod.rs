@@ -61,10 +61,15 @@ pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(http::healthz))
+        .route(
+            service_kit::metrics::METRICS_PATH,
+            get(service_kit::metrics::serve),
+        )
         .route("/readyz", get(readyz::<I>))
         .merge(events)
         .fallback(http::fallback)
         .layer(CatchPanicLayer::custom(http::panic_to_retry))
+        .layer(middleware::from_fn(service_kit::metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
