@@ -18,24 +18,28 @@ pub(super) async fn create_reminder_tasks(ctx: &Ctx<'_>) -> Result<(Vec<String>,
     let mut ids = Vec::new();
     for i in 0..REMINDER_TASKS {
         let user = format!("rem-{}", i % 6);
-        let v: Value = ctx
-            .client
-            .post(format!("{}/api/{user}/tasks", ctx.api_base))
-            .bearer_auth(ctx.env.token(&user)?)
-            .json(&json!({"title": format!("due soon {i}"), "due_at": due}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        ids.push(
-            v["id"]
-                .as_str()
-                .context("created task without id")?
-                .to_owned(),
-        );
+        let body = json!({"title": format!("due soon {i}"), "due_at": due});
+        ids.push(create_task(ctx, &user, &body).await?);
     }
     Ok((ids, Instant::now()))
+}
+
+/// Creates a task of `user` through the API; its id.
+pub(super) async fn create_task(ctx: &Ctx<'_>, user: &str, body: &Value) -> Result<String> {
+    let v: Value = ctx
+        .client
+        .post(format!("{}/api/{user}/tasks", ctx.api_base))
+        .bearer_auth(ctx.env.token(user)?)
+        .json(body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(v["id"]
+        .as_str()
+        .context("created task without id")?
+        .to_owned())
 }
 
 pub(super) async fn reminder_scenario(

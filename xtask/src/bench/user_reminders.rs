@@ -42,22 +42,8 @@ pub(super) async fn create_lateness_tasks(ctx: &Ctx<'_>) -> Result<(Vec<String>,
         let fires = now + chrono::Duration::seconds(LATENESS_FIRST + LATENESS_STEP * i as i64);
         last = fires;
         let due = fires + chrono::Duration::hours(1);
-        let v: Value = ctx
-            .client
-            .post(format!("{}/api/{user}/tasks", ctx.api_base))
-            .bearer_auth(ctx.env.token(&user)?)
-            .json(&json!({"title": format!("reminded {i}"), "due_at": due.to_rfc3339(), "reminders": ["1h"]}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        ids.push(
-            v["id"]
-                .as_str()
-                .context("created task without id")?
-                .to_owned(),
-        );
+        let body = json!({"title": format!("reminded {i}"), "due_at": due.to_rfc3339(), "reminders": ["1h"]});
+        ids.push(create_task(ctx, &user, &body).await?);
     }
     Ok((ids, last))
 }
