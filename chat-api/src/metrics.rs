@@ -13,19 +13,12 @@ use std::sync::LazyLock;
 
 use axum::{extract::State, response::Response};
 use chrono::Utc;
-use service_kit::metrics::prometheus::{
-    IntCounter, IntGauge, register_int_counter, register_int_gauge,
+use service_kit::metrics::{
+    counter, gauge,
+    prometheus::{IntCounter, IntGauge},
 };
 
 use crate::AppState;
-
-fn counter(name: &str, help: &str) -> IntCounter {
-    register_int_counter!(name, help).expect("a chat-api counter registers once")
-}
-
-fn gauge(name: &str, help: &str) -> IntGauge {
-    register_int_gauge!(name, help).expect("a chat-api gauge registers once")
-}
 
 pub static PUBLISHED: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(

@@ -10,15 +10,12 @@
 
 use std::sync::LazyLock;
 
-use service_kit::metrics::prometheus::{
-    IntCounter, IntCounterVec, register_int_counter, register_int_counter_vec,
+use service_kit::metrics::{
+    counter, counter_vec,
+    prometheus::{IntCounter, IntCounterVec},
 };
 
 use crate::ScanReport;
-
-fn counter(name: &str, help: &str) -> IntCounter {
-    register_int_counter!(name, help).expect("a reminder-cron counter registers once")
-}
 
 static SCANS: LazyLock<IntCounter> =
     LazyLock::new(|| counter("reminder_scans_total", "Reminder scans run."));
@@ -41,12 +38,11 @@ static FAILED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 static SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
+    counter_vec(
         "reminders_skipped_total",
         "Reminders found due but not sent by this process, by reason.",
-        &["reason"]
+        &["reason"],
     )
-    .expect("reminders_skipped_total registers once")
 });
 
 /// Adds one scan's report to the counters.

@@ -285,11 +285,8 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         report: &mut ScanReport,
         failures_in_a_row: &mut u32,
     ) {
-        let grace = chrono::Duration::from_std(self.settings.overdue_grace)
-            .unwrap_or(chrono::Duration::MAX);
-        let from = now
-            .checked_sub_signed(grace)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        // From the start of the default reminders' range: overdue by up to the grace.
+        let (from, _) = self.range(now);
         let mut after: Option<FiringCursor> = None;
         loop {
             let page = match self

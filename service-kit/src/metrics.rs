@@ -19,8 +19,8 @@ use axum::{
 };
 pub use prometheus;
 use prometheus::{
-    Encoder as _, HistogramVec, IntCounterVec, TextEncoder, register_histogram_vec,
-    register_int_counter_vec,
+    Encoder as _, HistogramVec, IntCounter, IntCounterVec, IntGauge, TextEncoder,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
 };
 
 use crate::SubscriptionOutcome;
@@ -28,13 +28,28 @@ use crate::SubscriptionOutcome;
 /// Where every service serves its metrics.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// A counter in the default registry. Each name is registered once, from a `LazyLock`; a
+/// second registration is a bug, hence the panic.
+pub fn counter(name: &str, help: &str) -> IntCounter {
+    register_int_counter!(name, help).expect("each counter is registered once")
+}
+
+/// A counter with labels in the default registry (see [`counter`]).
+pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register_int_counter_vec!(name, help, labels).expect("each counter is registered once")
+}
+
+/// A gauge in the default registry (see [`counter`]).
+pub fn gauge(name: &str, help: &str) -> IntGauge {
+    register_int_gauge!(name, help).expect("each gauge is registered once")
+}
+
 static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
+    counter_vec(
         "http_requests_total",
         "HTTP requests answered, by route, method and status.",
-        &["route", "method", "status"]
+        &["route", "method", "status"],
     )
-    .expect("http_requests_total registers once")
 });
 
 static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -50,12 +65,11 @@ static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 static SUBSCRIPTION_OUTCOMES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
+    counter_vec(
         "subscription_outcomes_total",
         "Events delivered by daprd to a subscription route, by topic and the answer given.",
-        &["topic", "outcome"]
+        &["topic", "outcome"],
     )
-    .expect("subscription_outcomes_total registers once")
 });
 
 /// Middleware: counts each request and times it, labelled by its matched route (so ids in

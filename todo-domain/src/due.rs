@@ -243,10 +243,10 @@ fn to_reminder(weeks: u64, days: u64, hours: u64, minutes: u64, seconds: u64) ->
         .checked_mul(60)?
         .checked_add(minutes)?
         .checked_add(seconds / 60)?;
-    // Bounds are checked by the caller; here only what fits the type.
+    // Bounds are checked by the caller; beyond the type is beyond them too.
     Some(Reminder::Before {
-        days: u32::try_from(days.min(u64::from(u32::MAX))).ok()?,
-        minutes: u32::try_from(minutes.min(u64::from(u32::MAX))).ok()?,
+        days: u32::try_from(days).unwrap_or(u32::MAX),
+        minutes: u32::try_from(minutes).unwrap_or(u32::MAX),
     })
 }
 

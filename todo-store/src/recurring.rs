@@ -7,8 +7,7 @@
 //! The instance and its `task.created` event are committed in one transaction, so the relay
 //! in `chat-api` publishes it like any other change and the chain continues.
 
-use chrono::Datelike;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
     SqlErr, sea_query::OnConflict,

@@ -2,6 +2,8 @@
 //! a time range that have no reminders of their own (the default reminder; `ix_tasks_due`),
 //! and the reminders users set whose time has come (`ix_task_reminders_fires`).
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use todo_domain::TaskSnapshot;
@@ -181,38 +183,43 @@ impl TaskStore {
                 task_id: r.task_id,
                 reminder: r.reminder.clone(),
             });
-        let mut ids: Vec<Uuid> = rows.iter().map(|r| r.task_id).collect();
-        ids.dedup();
-        let tasks = tasks::Entity::find()
+        let ids: HashSet<Uuid> = rows.iter().map(|r| r.task_id).collect();
+        // Each task once, however many of its reminders fire in this page.
+        let tasks: HashMap<Uuid, TaskSnapshot> = tasks::Entity::find()
             .filter(tasks::Column::Id.is_in(ids))
             .filter(tasks::Column::DeletedAt.is_null())
             .filter(tasks::Column::Completed.eq(false))
             .all(self.db())
-            .await?;
-        let mut firings = Vec::with_capacity(rows.len());
-        for row in rows {
-            let Some(model) = tasks
-                .iter()
-                .find(|t| t.id == row.task_id && t.due_at == Some(row.due_at))
-            else {
-                continue;
-            };
-            match to_snapshot(model) {
-                Ok(task) => firings.push(Firing {
-                    task,
-                    reminder: row.reminder,
-                    fires_at: row.fires_at,
-                }),
+            .await?
+            .iter()
+            .filter_map(|model| match to_snapshot(model) {
+                Ok(task) => Some((task.id, task)),
                 Err(e) => {
                     tracing::warn!(task_id = %model.id, error = %e, "skipping a task row that breaks the task rules");
+                    None
                 }
-            }
-        }
+            })
+            .collect();
+        let firings = rows
+            .into_iter()
+            .filter_map(|row| {
+                let task = tasks
+                    .get(&row.task_id)
+                    .filter(|t| t.due_at == Some(row.due_at))?;
+                Some(Firing {
+                    task: task.clone(),
+                    reminder: row.reminder,
+                    fires_at: row.fires_at,
+                })
+            })
+            .collect();
         Ok(FiringPage { firings, next })
     }
 
     /// True while `user`'s task `id` is live, incomplete, due at `due_at` and still has the
-    /// reminder `reminder`: asked again just before that reminder is published.
+    /// reminder `reminder`: asked again just before that reminder is published. One row
+    /// answers it all: every write of a task rewrites its rows in the same transaction, and
+    /// a completed or deleted task (or a deleted account) has none.
     pub async fn still_reminded(
         &self,
         user: &str,
@@ -225,6 +232,6 @@ impl TaskStore {
             .filter(task_reminders::Column::DueAt.eq(due_at))
             .one(self.db())
             .await?;
-        Ok(row.is_some() && self.still_due(user, id, due_at).await?)
+        Ok(row.is_some())
     }
 }

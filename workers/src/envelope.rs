@@ -14,6 +14,9 @@ pub struct Delivery {
     pub id: Option<String>,
     /// The CloudEvent `type` (the publisher sets it to the event type).
     pub event_type: Option<String>,
+    /// The CloudEvent `traceparent`: the trace the event belongs to (the publisher's, or
+    /// daprd's).
+    pub traceparent: Option<String>,
     /// The event itself.
     pub data: Value,
 }
@@ -41,15 +44,6 @@ impl std::fmt::Display for EnvelopeError {
     }
 }
 
-/// The CloudEvent's `traceparent` (which the publisher set, or daprd), if the body is an
-/// envelope that has one.
-pub fn traceparent(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<serde_json::Map<String, Value>>(body)
-        .ok()?
-        .remove("traceparent")
-        .and_then(|v| v.as_str().map(str::to_owned))
-}
-
 /// Unwraps a delivered body.
 pub fn unwrap(body: &[u8]) -> Result<Delivery, EnvelopeError> {
     let value: Value =
@@ -59,6 +53,7 @@ pub fn unwrap(body: &[u8]) -> Result<Delivery, EnvelopeError> {
         return Ok(Delivery {
             id: None,
             event_type: None,
+            traceparent: None,
             data: value,
         });
     };
@@ -68,12 +63,14 @@ pub fn unwrap(body: &[u8]) -> Result<Delivery, EnvelopeError> {
         return Ok(Delivery {
             id: None,
             event_type: None,
+            traceparent: None,
             data: Value::Object(fields),
         });
     }
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     let id = text(fields.get("id"));
     let event_type = text(fields.get("type"));
+    let traceparent = text(fields.get("traceparent"));
     let data = match fields.remove("data") {
         // A publisher that declared a non-JSON content type gets its JSON back as a string.
         Some(Value::String(s)) => {
@@ -88,6 +85,7 @@ pub fn unwrap(body: &[u8]) -> Result<Delivery, EnvelopeError> {
     Ok(Delivery {
         id,
         event_type,
+        traceparent,
         data,
     })
 }

@@ -29,8 +29,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use service_kit::SubscriptionOutcome;
-use service_kit::TraceContext;
+use service_kit::{SubscriptionOutcome, TraceContext};
+
+use crate::envelope::{self, Delivery, Rejected};
 
 /// Largest delivered body accepted. Events are a few KiB; anything this big is not ours.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -92,13 +93,20 @@ async fn read_body(body: Body) -> Option<Bytes> {
 pub async fn receive<T>(
     body: Body,
     what: &str,
-    decode: impl FnOnce(&[u8]) -> Result<T, crate::envelope::Rejected>,
+    decode: impl FnOnce(Delivery) -> Result<T, Rejected>,
 ) -> Result<(T, TraceContext), SubscriptionOutcome> {
     let Some(bytes) = read_body(body).await else {
         return Err(SubscriptionOutcome::Drop);
     };
-    let trace = TraceContext::continue_from(crate::envelope::traceparent(&bytes).as_deref());
-    decode(&bytes)
+    let delivery = envelope::unwrap(&bytes).map_err(|e| Rejected::drop(e.to_string()));
+    let trace = TraceContext::continue_from(
+        delivery
+            .as_ref()
+            .ok()
+            .and_then(|d| d.traceparent.as_deref()),
+    );
+    delivery
+        .and_then(decode)
         .map(|event| (event, trace))
         .map_err(|rejected| {
             let outcome = match rejected.outcome {

@@ -347,13 +347,10 @@ fn reminders(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-fn reminders_or_null(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": ["array", "null"],
-        "maxItems": todo_domain::due::REMINDERS_MAX_COUNT,
-        "items": {"type": "string", "minLength": 1, "maxLength": 32},
-        "examples": [["15m", "1d"], ["-1d 18:00", "09:00"]],
-    })
+fn reminders_or_null(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = reminders(generator);
+    schema.insert("type".into(), serde_json::json!(["array", "null"]));
+    schema
 }
 
 fn due_at(_: &mut SchemaGenerator) -> Schema {

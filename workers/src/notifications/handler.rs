@@ -35,11 +35,10 @@ use crate::{
 /// `notifications_logged_total`: notifications this process logged.
 static LOGGED: std::sync::LazyLock<service_kit::metrics::prometheus::IntCounter> =
     std::sync::LazyLock::new(|| {
-        service_kit::metrics::prometheus::register_int_counter!(
+        service_kit::metrics::counter(
             "notifications_logged_total",
-            "Notifications this process logged (one line each)."
+            "Notifications this process logged (one line each).",
         )
-        .expect("notifications_logged_total registers once")
     });
 
 /// `POST /events/reminder`; each answer is counted (`subscription_outcomes_total`).
@@ -52,7 +51,7 @@ pub async fn reminder_due<I: IdempotencyStore>(
 }
 
 async fn receive<I: IdempotencyStore>(state: &AppState<I>, body: Body) -> SubscriptionOutcome {
-    let (event, trace) = match http::receive(body, "reminder", decode).await {
+    let (event, trace) = match http::receive(body, "reminder", decode_delivery).await {
         Ok(received) => received,
         Err(outcome) => return outcome,
     };
@@ -116,7 +115,13 @@ pub fn idempotency_key(event_id: Uuid) -> String {
 
 /// A delivered body as a `reminder.due` event, or why not.
 pub fn decode(body: &[u8]) -> Result<ReminderEvent, Rejected> {
-    let delivery = envelope::unwrap(body).map_err(|e| Rejected::drop(e.to_string()))?;
+    envelope::unwrap(body)
+        .map_err(|e| Rejected::drop(e.to_string()))
+        .and_then(decode_delivery)
+}
+
+/// An unwrapped delivery as the event, or why not.
+pub fn decode_delivery(delivery: envelope::Delivery) -> Result<ReminderEvent, Rejected> {
     let data = delivery.data;
     if !data.is_object() {
         return Err(Rejected::drop("event is not a JSON object"));

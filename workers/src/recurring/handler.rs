@@ -44,7 +44,7 @@ pub async fn task_completed<I: IdempotencyStore>(
 }
 
 async fn receive<I: IdempotencyStore>(state: &AppState<I>, body: Body) -> SubscriptionOutcome {
-    let (event, trace) = match http::receive(body, "task.completed", decode).await {
+    let (event, trace) = match http::receive(body, "task.completed", decode_delivery).await {
         Ok(received) => received,
         Err(outcome) => return outcome,
     };
@@ -133,7 +133,13 @@ pub fn idempotency_key(event_id: Uuid) -> String {
 
 /// A delivered body as a `task.completed` event, or why not.
 pub fn decode(body: &[u8]) -> Result<TaskEvent, Rejected> {
-    let delivery = envelope::unwrap(body).map_err(|e| Rejected::drop(e.to_string()))?;
+    envelope::unwrap(body)
+        .map_err(|e| Rejected::drop(e.to_string()))
+        .and_then(decode_delivery)
+}
+
+/// An unwrapped delivery as the event, or why not.
+pub fn decode_delivery(delivery: envelope::Delivery) -> Result<TaskEvent, Rejected> {
     let data = delivery.data;
     if !data.is_object() {
         return Err(Rejected::drop("event is not a JSON object"));
