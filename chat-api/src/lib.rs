@@ -88,10 +88,18 @@ async fn traced(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use tracing::Instrument as _;
-    let context = service_kit::TraceContext::of_request(request.headers());
+    let span = tracing::info_span!(
+        "request",
+        trace_id = tracing::field::Empty,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let context = service_kit::trace::start(
+        &span,
+        service_kit::TraceContext::from_headers(request.headers()),
+    );
     // For handlers that run in a task of their own (the MCP service's).
     request.extensions_mut().insert(context);
-    let span = tracing::info_span!("trace", trace_id = %context.trace_id());
     let header = context.to_string();
     let mut response = todo_store::trace::scope(Some(header.clone()), next.run(request))
         .instrument(span)

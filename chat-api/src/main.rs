@@ -65,13 +65,13 @@ enum DlqCommand {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            service_kit::telemetry::init("chat-api");
+            let _telemetry = service_kit::telemetry::init("chat-api")?;
             let settings = Settings::from_env()?;
             let app = Application::build(&settings).await?;
             app.run_until(service_kit::shutdown::signal()).await
         }
         Command::Migrate => {
-            service_kit::telemetry::init("chat-api");
+            let _telemetry = service_kit::telemetry::init("chat-api")?;
             // Only the database: migrating needs no JWT secret or sidecar settings.
             let db = connect().await?;
             todo_store::migrate(&db).await.context("migration failed")?;
@@ -79,11 +79,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Outbox(command) => {
-            service_kit::telemetry::init("chat-api");
+            let _telemetry = service_kit::telemetry::init("chat-api")?;
             outbox(command).await
         }
         Command::Dlq(command) => {
-            service_kit::telemetry::init("chat-api");
+            let _telemetry = service_kit::telemetry::init("chat-api")?;
             dlq(command).await
         }
         Command::Token {

@@ -116,6 +116,72 @@ fn the_minikube_overlay_renders_matches_the_api_schemas_and_its_references_resol
 }
 
 #[test]
+fn the_tracing_component_exports_from_every_service_and_sidecar() {
+    // An overlay of the Minikube overlay with the tracing component added.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_tree(&FIXTURE.root.join("k8s"), &tmp.path().join("k8s"));
+    let dir = tmp.path().join("k8s/overlays/traced");
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(
+        dir.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         resources:\n  - ../minikube\ncomponents:\n  - ../../components/tracing\n",
+    )
+    .expect("write");
+
+    let objects = render_overlay(&dir);
+    let problems = check_objects(&FIXTURE.validator, &objects).unwrap_or_else(|e| panic!("{e:#}"));
+    // The collector is yours, not part of this deployment: the address check names it where
+    // it is referred to (the four services and the Configuration), and nothing else is wrong.
+    let (collector, other): (Vec<_>, Vec<_>) = problems
+        .iter()
+        .partition(|p| p.contains("no Service \"otel-collector\" in namespace \"observability\""));
+    assert!(other.is_empty(), "{other:#?}");
+    assert_eq!(collector.len(), 5, "{collector:#?}");
+    let config = objects
+        .iter()
+        .find(|o| o.kind() == "Configuration")
+        .expect("Configuration");
+    assert_eq!(config.str_at("/spec/tracing/samplingRate"), Some("1"));
+    let collector = config
+        .str_at("/spec/tracing/otel/endpointAddress")
+        .expect("otel endpoint");
+    let services: Vec<&Object> = objects
+        .iter()
+        .filter(|o| o.pod_annotation("dapr.io/enabled") == Some("true") && o.kind() == "Deployment")
+        .collect();
+    assert_eq!(services.len(), 4);
+    for o in services {
+        let app = o
+            .containers()
+            .into_iter()
+            .find(|c| c["name"] == o.name())
+            .expect("app container");
+        let endpoint = app["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT")
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_else(|| panic!("{o}: no OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .to_owned();
+        assert_eq!(endpoint, format!("http://{collector}"), "{o}");
+    }
+    // Without the component: nothing sampled, nothing exported.
+    let base = minikube_objects();
+    let config = base
+        .iter()
+        .find(|o| o.kind() == "Configuration")
+        .expect("Configuration");
+    assert_eq!(config.str_at("/spec/tracing/samplingRate"), Some("0"));
+    assert!(base.iter().all(|o| {
+        !o.containers()
+            .iter()
+            .any(|c| c.to_string().contains("OTEL_EXPORTER"))
+    }));
+}
+
+#[test]
 fn every_object_kind_is_known_to_the_pinned_schemas() {
     for o in minikube_objects() {
         assert!(
@@ -555,6 +621,30 @@ fn an_app_port_that_no_container_listens_on_fails_the_reference_check() {
         "Dapr app port",
         &problems,
         &["Deployment todo/notifications", "dapr.io/app-port 3020"],
+    );
+}
+
+#[test]
+fn a_metrics_port_that_no_container_listens_on_fails_the_metrics_check() {
+    let problems = problems_after_edit(
+        "base/services/recurring-tasks.yaml",
+        "prometheus.io/port: \"3001\"",
+        "prometheus.io/port: \"9464\"",
+    );
+    assert_caught(
+        "metrics port",
+        &problems,
+        &["Deployment todo/recurring-tasks", "prometheus.io/port 9464"],
+    );
+    let problems = problems_after_edit(
+        "base/services/chat-api.yaml",
+        "prometheus.io/scrape: \"true\"",
+        "prometheus.io/scrape: \"false\"",
+    );
+    assert_caught(
+        "metrics not scraped",
+        &problems,
+        &["Deployment todo/chat-api", "prometheus.io/scrape"],
     );
 }
 

@@ -13,6 +13,9 @@
 //!   really serves, and stops them by PID (also on drop, so a panicking test leaves nothing
 //!   behind). Pidfiles let a later run kill what a crashed run left.
 //! - [`Sidecar`] starts one `daprd` directly, the way a test wants it.
+//! - [`Collector`] runs the OpenTelemetry Collector (built by [`provision`] from its
+//!   official modules) as an OTLP receiver that writes every span to a file, for the tests
+//!   of trace export.
 //! - [`consume`] reads a topic back with Kafka's own console consumer ([`consume_timed`]
 //!   with each record's timestamp); [`alter_topic_config`] and [`consumer_group_lag`] wrap
 //!   Kafka's config and consumer-group tools.
@@ -45,6 +48,7 @@
 //! What it may depend on: process and HTTP plumbing only (`tokio`, `reqwest`, `nix`,
 //! `anyhow`). It knows nothing of the Todo domain or the services.
 
+mod collector;
 pub mod dapr_install;
 mod kafka;
 mod paths;
@@ -56,6 +60,7 @@ mod sidecar;
 mod stack;
 mod tools;
 
+pub use collector::{Collector, ExportedSpan};
 pub use dapr_install::{DaprRuntime, Origin};
 pub use kafka::{
     Record, TimedRecord, alter_topic_config, consume, consume_timed, consumer_group_lag,
@@ -81,3 +86,7 @@ pub const DAPR_CLI_VERSION: &str = "1.16.5";
 pub(crate) const DAPR_CLI_BUILD_RUNTIME: &str = "1.16.5";
 /// The Apache Kafka version; must match `kafka.version` in `devstack/kafka/pom.xml`.
 pub const KAFKA_VERSION: &str = "4.1.1";
+/// The OpenTelemetry Collector release the trace-export tests run (see
+/// `devstack/otelcol/builder.yaml`): the newest whose file exporter the Go module proxy
+/// serves and builds.
+pub const OTELCOL_VERSION: &str = "0.161.0";

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS, KAFKA_VERSION};
+use crate::{DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS, KAFKA_VERSION, OTELCOL_VERSION};
 
 /// Where things live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +98,14 @@ impl Paths {
     }
 
     /// Logs of provisioning steps (builds, downloads): `cache/logs`.
+    /// The OpenTelemetry Collector the provisioning builds:
+    /// `cache/otelcol-<version>/otelcol-todo`.
+    pub fn otel_collector(&self) -> PathBuf {
+        self.cache
+            .join(format!("otelcol-{OTELCOL_VERSION}"))
+            .join("otelcol-todo")
+    }
+
     pub fn provision_logs(&self) -> PathBuf {
         self.cache.join("logs")
     }

@@ -19,7 +19,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use chat_api::auth::JwtKeys;
 use devstack::{
-    Managed, Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig, render_components,
+    Collector, Managed, Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig, render_components,
 };
 use serde::Deserialize;
 use todo_domain::{TaskEvent, UserId, topics};
@@ -34,6 +34,9 @@ pub struct Env {
     pub resources: PathBuf,
     pub dir: tempfile::TempDir,
     pub jwt: JwtKeys,
+    /// Where services started from now on export their spans, and daprd its own
+    /// ([`Env::export_traces`]).
+    pub tracing: Option<Tracing>,
     /// This test's turn: dropped last, after the stack.
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -44,6 +47,40 @@ pub struct Env {
 /// [`Service`]s before its `Env` (declare them after it, or after it in a struct's fields
 /// last), so the next test's stack does not start beside their sidecars.
 static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An OpenTelemetry Collector receiving the spans of the services and their sidecars.
+pub struct Tracing {
+    pub collector: Collector,
+    /// The sidecars' Dapr Configuration: every call sampled, spans sent to the collector.
+    pub dapr_config: PathBuf,
+}
+
+impl Tracing {
+    /// Starts a Collector with its files in the environment's directory, and writes the Dapr
+    /// Configuration that sends a sidecar's spans to it. A service exports to it with
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (batches every 200 ms).
+    pub async fn start(env: &Env) -> Result<Tracing> {
+        let dir = env
+            .dir
+            .path()
+            .join(format!("otelcol-{}", devstack::free_port()));
+        let collector = Collector::start(&env.paths, &dir).await?;
+        let dapr_config = dir.join("dapr-tracing.yaml");
+        std::fs::write(
+            &dapr_config,
+            format!(
+                "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: e2e-tracing\n\
+                 spec:\n  tracing:\n    samplingRate: \"1\"\n    otel:\n      endpointAddress: \"{}\"\n\
+                 \x20     isSecure: false\n      protocol: grpc\n",
+                collector.address()
+            ),
+        )?;
+        Ok(Tracing {
+            collector,
+            dapr_config,
+        })
+    }
+}
 
 /// A service binary running beside its sidecar.
 pub struct Service {
@@ -65,6 +102,8 @@ pub(crate) struct SidecarOptions<'a> {
     pub app_token: Option<&'a str>,
     /// More environment for daprd (the chat model's `CHAT_MODEL_*`).
     pub sidecar_env: Vec<(String, String)>,
+    /// Where the app and daprd export spans; `None`: the environment's, if any.
+    pub tracing: Option<&'a Tracing>,
 }
 
 impl Env {
@@ -109,8 +148,36 @@ impl Env {
             resources,
             dir,
             jwt: JwtKeys::new(&service_kit::Secret::new(JWT_SECRET)),
+            tracing: None,
             _turn: turn,
         })
+    }
+
+    /// Starts an OpenTelemetry Collector ([`Tracing::start`]); the services started from now
+    /// on export their spans to it, and their sidecars theirs.
+    pub async fn export_traces(&mut self) -> Result<&Collector> {
+        let tracing = Tracing::start(self).await?;
+        Ok(&self.tracing.insert(tracing).collector)
+    }
+
+    /// Starts `bin` as `app_id`, as [`Env::start_service`] does, exporting its spans and its
+    /// sidecar's to `tracing`'s collector.
+    pub async fn start_traced_service(
+        &self,
+        bin: &str,
+        app_id: &str,
+        env: &[(&str, String)],
+        tracing: &Tracing,
+    ) -> Result<Service> {
+        let mut vars = vec![("JWT_SECRET", JWT_SECRET.to_owned())];
+        vars.extend(env.iter().cloned());
+        let options = SidecarOptions {
+            health_path: None,
+            app_token: None,
+            sidecar_env: Vec::new(),
+            tracing: Some(tracing),
+        };
+        self.launch(bin, app_id, &vars, options).await
     }
 
     /// A fresh database for one test, returned as a URL.
@@ -136,6 +203,7 @@ impl Env {
             health_path,
             app_token: None,
             sidecar_env: Vec::new(),
+            tracing: None,
         };
         self.launch(bin, app_id, &vars, options).await
     }
@@ -166,6 +234,7 @@ impl Env {
             health_path: None,
             app_token: None,
             sidecar_env,
+            tracing: None,
         };
         self.launch("chat-api", "chat-api", &vars, options).await
     }
@@ -197,6 +266,14 @@ impl Env {
             ("DAPR_HTTP_PORT".into(), cfg.http_port.to_string()),
             ("RUST_LOG".into(), "info".into()),
         ];
+        if let Some(tracing) = options.tracing.or(self.tracing.as_ref()) {
+            cfg.config_file = Some(tracing.dapr_config.clone());
+            all_env.push((
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                tracing.collector.endpoint(),
+            ));
+            all_env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()));
+        }
         if let Some(token) = options.app_token {
             all_env.push(("APP_API_TOKEN".into(), token.to_owned()));
         }

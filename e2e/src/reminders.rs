@@ -52,6 +52,7 @@ pub async fn start_with_health_check(
         health_path: Some("/healthz"),
         app_token,
         sidecar_env: Vec::new(),
+        tracing: None,
     };
     env.launch(bin, app_id, vars, options).await
 }

@@ -2,7 +2,9 @@
 //! outbox row, published in the CloudEvent (`traceparent`) on Kafka, continued by
 //! `recurring-tasks` (its log lines carry the `trace_id`), and carried on by the next
 //! instance's `task.created`. Meanwhile the `/metrics` of both services, read with the
-//! Prometheus Python client's parser, count what happened.
+//! Prometheus Python client's parser, count what happened. With an OTLP endpoint set, a real
+//! OpenTelemetry Collector receives the spans of one change (the services' and their
+//! sidecars') linked parent to child.
 
 use std::time::{Duration, Instant};
 
@@ -255,5 +257,133 @@ async fn a_completion_and_its_next_instance_share_the_requests_trace() -> Result
         "both completions answered SUCCESS: {}",
         success(&worker) - success(&worker_before)
     );
+    Ok(())
+}
+
+/// The spans named `span_id` in `trace` the collector has so far.
+fn exported(
+    spans: &[devstack::ExportedSpan],
+    trace: &str,
+    span_id: &str,
+) -> Option<devstack::ExportedSpan> {
+    spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.span_id == span_id)
+        .cloned()
+}
+
+/// The span id of a `traceparent`.
+fn span_of(traceparent: &str) -> Result<String> {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    ensure!(parts.len() == 4, "not a traceparent: {traceparent:?}");
+    Ok(parts[2].to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_otlp_endpoint_the_spans_of_one_change_reach_the_collector_linked() -> Result<()> {
+    let mut env = Env::start().await?;
+    env.export_traces().await?;
+    let db = env.database().await?;
+    let api = env.start_chat_api(&db).await?;
+    let worker = env
+        .start_service(
+            "recurring-tasks",
+            "recurring-tasks",
+            &[("DATABASE_URL", db)],
+        )
+        .await?;
+    let setup = Setup {
+        env,
+        api,
+        worker,
+        client: e2e::client(),
+    };
+    let given_trace = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let given_parent = "00f067aa0ba902b7";
+    let given = format!("00-{given_trace}-{given_parent}-01");
+    let (id, _, _) = setup.create_and_complete("Exported", Some(&given)).await?;
+    let (done, next) = chain(&setup, &id).await?;
+    // The completion was published with the span of the request that completed it, and the
+    // next instance with the span of recurring-tasks' handling.
+    let request_span = span_of(done.traceparent.as_deref().context("no traceparent")?)?;
+    let handler_span = span_of(next.traceparent.as_deref().context("no traceparent")?)?;
+
+    let collector = &setup.env.tracing.as_ref().context("tracing")?.collector;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = collector.spans()?;
+        let request = exported(&spans, &given_trace, &request_span);
+        let handler = exported(&spans, &given_trace, &handler_span);
+        // recurring-tasks' sidecar's span of delivering the completion (daprd names it by
+        // topic): in the trace, a child of the span the event was published with.
+        let daprd: Vec<_> = spans
+            .iter()
+            .filter(|s| {
+                s.trace_id == given_trace
+                    && s.name == format!("pubsub/{}", topics::TASK_EVENTS)
+                    && s.parent_span_id == request_span
+            })
+            .collect();
+        if let (Some(request), Some(handler), false) = (&request, &handler, daprd.is_empty()) {
+            ensure!(
+                request.service == "chat-api" && request.name == "request",
+                "{request:?}"
+            );
+            ensure!(
+                request.parent_span_id == given_parent,
+                "the request's span continues the client's: {request:?}"
+            );
+            ensure!(
+                handler.service == "recurring-tasks" && handler.name == "task_completed",
+                "{handler:?}"
+            );
+            ensure!(
+                handler.parent_span_id == request_span,
+                "recurring-tasks' span is a child of the completing request's: {handler:?}"
+            );
+            // The create request: the same trace, also a child of the client's span.
+            ensure!(
+                spans.iter().any(|s| s.trace_id == given_trace
+                    && s.service == "chat-api"
+                    && s.span_id != request_span
+                    && s.parent_span_id == given_parent),
+                "the create request's span is missing"
+            );
+            break;
+        }
+        if Instant::now() > deadline {
+            let ours: Vec<_> = spans.iter().filter(|s| s.trace_id == given_trace).collect();
+            bail!(
+                "after 30 s the collector has, in trace {given_trace}: {ours:#?}\n\
+                 (request span {request_span}, handler span {handler_span}); collector log:\n{}",
+                collector.log_tail(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // A request without a traceparent: its span is the root of a new trace.
+    let (_, fresh) = setup
+        .send(
+            setup
+                .client
+                .post(format!("{}/api/alice/tasks", setup.api.base))
+                .json(&json!({"title": "root"})),
+            None,
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = collector.spans()?;
+        if let Some(root) = spans
+            .iter()
+            .find(|s| s.trace_id == fresh && s.service == "chat-api")
+        {
+            ensure!(root.parent_span_id.is_empty(), "{root:?}");
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no span of trace {fresh}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     Ok(())
 }

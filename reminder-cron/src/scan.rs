@@ -39,7 +39,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use service_kit::{IdempotencyStore, OutgoingEvent, Publisher, TraceContext};
+use service_kit::{IdempotencyStore, OutgoingEvent, Publisher};
 use todo_domain::{EventType, ReminderEvent, TaskSnapshot, topics};
 use todo_store::{DueCursor, FiringCursor, TaskStore};
 use tracing::Instrument as _;
@@ -196,8 +196,8 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
             return Tick::Skipped;
         };
         // One trace per tick; each reminder it publishes belongs to it.
-        let trace = TraceContext::new_root();
-        let span = tracing::info_span!("reminder_scan", trace_id = %trace.trace_id());
+        let span = tracing::info_span!("reminder_scan", trace_id = tracing::field::Empty);
+        let trace = service_kit::trace::start(&span, None);
         let report = todo_store::trace::scope(Some(trace.to_string()), self.scan(now))
             .instrument(span)
             .await;

@@ -9,6 +9,10 @@
 use std::fmt;
 
 use axum::http::HeaderMap;
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
 
 /// The header (and CloudEvent attribute) that carries the context.
@@ -79,21 +83,12 @@ impl TraceContext {
         }
     }
 
-    /// The context of a request: a child of its valid `traceparent` header, else a new
-    /// trace.
-    pub fn of_request(headers: &HeaderMap) -> Self {
+    /// The context a request's valid `traceparent` header names (its parent), if any.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
         headers
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(Self::parse)
-            .map_or_else(Self::new_root, |parent| parent.child())
-    }
-
-    /// A child of `traceparent` if it is valid, else a new trace.
-    pub fn continue_from(traceparent: Option<&str>) -> Self {
-        traceparent
-            .and_then(Self::parse)
-            .map_or_else(Self::new_root, |parent| parent.child())
     }
 
     /// The trace id, 32 lower-case hex digits: what log lines carry as `trace_id`.
@@ -103,6 +98,53 @@ impl TraceContext {
 
     pub fn span_id(&self) -> String {
         format!("{:016x}", self.span_id)
+    }
+}
+
+/// Starts `span` as the span of one unit of work (a request, a handled event, a cron tick):
+/// a child of `parent` (a context that came from elsewhere), or the root of a new trace.
+/// Records the span's `trace_id` field (declare it `tracing::field::Empty`) and returns its
+/// context, which its writes store and its log lines name.
+///
+/// When spans are exported ([`crate::telemetry`]), that context is the exported span's own,
+/// so a consumer that continues it names a span the collector has as its parent. Otherwise
+/// the ids are drawn here and nothing else happens.
+pub fn start(span: &tracing::Span, parent: Option<TraceContext>) -> TraceContext {
+    let remote = parent.map_or_else(opentelemetry::Context::new, |p| {
+        opentelemetry::Context::new().with_remote_span_context(p.span_context())
+    });
+    let context = if span.set_parent(remote).is_ok() {
+        TraceContext::of_span(&span.context().span().span_context().clone())
+    } else {
+        None
+    }
+    .unwrap_or_else(|| parent.map_or_else(TraceContext::new_root, |p| p.child()));
+    span.record("trace_id", tracing::field::display(context.trace_id()));
+    context
+}
+
+impl TraceContext {
+    fn span_context(&self) -> SpanContext {
+        SpanContext::new(
+            TraceId::from_bytes(self.trace_id.to_be_bytes()),
+            SpanId::from_bytes(self.span_id.to_be_bytes()),
+            if self.sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
+            true,
+            TraceState::default(),
+        )
+    }
+
+    /// An exported span's context; `None` when it is not valid (nothing exports spans).
+    fn of_span(span: &SpanContext) -> Option<Self> {
+        span.is_valid().then(|| Self {
+            trace_id: u128::from_be_bytes(span.trace_id().to_bytes()),
+            span_id: u64::from_be_bytes(span.span_id().to_bytes()),
+            sampled: span.is_sampled(),
+        })
     }
 }
 
@@ -148,10 +190,7 @@ mod tests {
         assert!(child.to_string().ends_with("-01"));
         let mut headers = HeaderMap::new();
         headers.insert(TRACEPARENT, GIVEN.parse().expect("header value"));
-        assert_eq!(
-            TraceContext::of_request(&headers).trace_id(),
-            parent.trace_id()
-        );
+        assert_eq!(TraceContext::from_headers(&headers), Some(parent));
     }
 
     #[test]
@@ -169,7 +208,8 @@ mod tests {
             "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
-            let fresh = TraceContext::continue_from(Some(bad));
+            let span = tracing::info_span!("work", trace_id = tracing::field::Empty);
+            let fresh = start(&span, TraceContext::parse(bad));
             assert_ne!(fresh.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
             assert!(TraceContext::parse(&fresh.to_string()).is_some());
         }
@@ -178,6 +218,19 @@ mod tests {
             TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-ab")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn without_an_exporter_a_span_gets_ids_of_our_own() {
+        let parent = TraceContext::parse(GIVEN).expect("valid");
+        let span = tracing::info_span!("work", trace_id = tracing::field::Empty);
+        let child = start(&span, Some(parent));
+        assert_eq!(child.trace_id(), parent.trace_id());
+        assert_ne!(child.span_id(), parent.span_id());
+        let root = start(&span, None);
+        assert_ne!(root.trace_id(), parent.trace_id());
+        let back = TraceContext::of_span(&parent.span_context()).expect("valid");
+        assert_eq!(back, parent);
     }
 
     #[test]

@@ -88,23 +88,23 @@ async fn read_body(body: Body) -> Option<Bytes> {
     }
 }
 
-/// Reads a delivery and decodes its event with `decode`. A body that cannot be read or
-/// decoded gives the outcome to answer daprd (logged as a rejected `what` event).
+/// Reads a delivery and decodes its event with `decode`, with the trace context its
+/// CloudEvent carries (`traceparent`), if valid. A body that cannot be read or decoded gives
+/// the outcome to answer daprd (logged as a rejected `what` event).
 pub async fn receive<T>(
     body: Body,
     what: &str,
     decode: impl FnOnce(Delivery) -> Result<T, Rejected>,
-) -> Result<(T, TraceContext), SubscriptionOutcome> {
+) -> Result<(T, Option<TraceContext>), SubscriptionOutcome> {
     let Some(bytes) = read_body(body).await else {
         return Err(SubscriptionOutcome::Drop);
     };
     let delivery = envelope::unwrap(&bytes).map_err(|e| Rejected::drop(e.to_string()));
-    let trace = TraceContext::continue_from(
-        delivery
-            .as_ref()
-            .ok()
-            .and_then(|d| d.traceparent.as_deref()),
-    );
+    let trace = delivery
+        .as_ref()
+        .ok()
+        .and_then(|d| d.traceparent.as_deref())
+        .and_then(TraceContext::parse);
     delivery
         .and_then(decode)
         .map(|event| (event, trace))

@@ -277,17 +277,17 @@ impl ServerHandler for TaskTools {
         let user = caller(&context);
         // The MCP service runs the call in a task of its own: the request's trace comes along
         // in the request's extensions (put there by the router's trace middleware).
-        let trace = context
+        let request_trace = context
             .extensions
             .get::<Parts>()
             .and_then(|parts| parts.extensions.get::<service_kit::TraceContext>())
             .copied();
-        let trace_id = trace.map(|t| t.trace_id()).unwrap_or_default();
-        let span = tracing::info_span!("mcp_tool", trace_id = %trace_id, tool = %tool, user_id = user.as_ref().map_or("", UserId::as_str));
+        let span = tracing::info_span!("mcp_tool", trace_id = tracing::field::Empty, tool = %tool, user_id = user.as_ref().map_or("", UserId::as_str));
+        let trace = service_kit::trace::start(&span, request_trace);
         let known = self.tool_router.has_route(&tool);
         let call = ToolCallContext::new(self, request, context);
         let called = self.tool_router.call(call).instrument(span);
-        match todo_store::trace::scope(trace.map(|t| t.to_string()), called).await {
+        match todo_store::trace::scope(Some(trace.to_string()), called).await {
             Err(e) if known && e.code == ErrorCode::INVALID_PARAMS => {
                 tracing::debug!(tool = %tool, error = %e.message, "tool arguments refused");
                 Ok(output::bad_arguments(&tool, &e.message).into())

@@ -1,7 +1,8 @@
 //! Checks a schema cannot make: names the API server would refuse, references between
 //! objects (a Secret, key, port, Service, Configuration or component that is not there),
 //! and the rules this system's deployment depends on (Dapr tokens and app ports, consumer
-//! groups, topics and partitions, one autoscaler per workload).
+//! groups, topics and partitions, one autoscaler per workload, where each service's
+//! metrics are scraped).
 //!
 //! Each problem is one line, `Kind namespace/name: what is wrong`.
 
@@ -16,6 +17,7 @@ mod autoscaling;
 mod component_secrets;
 mod dapr;
 mod kafka;
+mod metrics;
 mod names;
 mod parsers;
 mod workloads;
@@ -25,6 +27,7 @@ use autoscaling::*;
 use component_secrets::*;
 use dapr::*;
 use kafka::*;
+use metrics::*;
 use names::*;
 pub use parsers::quantity;
 use parsers::*;
@@ -38,6 +41,7 @@ pub fn check(objects: &[Object]) -> Vec<String> {
         names(object, &mut p);
         labels(object, &mut p);
         workload(object, &index, &mut p);
+        metrics(object, &mut p);
         service(object, &index, &mut p);
     }
     namespaces(objects, &mut p);

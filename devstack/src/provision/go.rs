@@ -56,14 +56,21 @@ pub(super) fn go_binary(paths: &Paths, bin: &GoBinary<'_>) -> Result<Outcome> {
 /// no go.work from an enclosing directory, and a static binary like upstream's.
 pub(super) fn go_command(args: &[&str]) -> Command {
     let mut go = Command::new("go");
-    go.args(args)
+    go.args(args);
+    go_env(&mut go);
+    go
+}
+
+/// The environment of [`go_command`], for a program that runs `go` itself (the Collector's
+/// builder).
+pub(super) fn go_env(command: &mut Command) {
+    command
         .env("GOTOOLCHAIN", "local")
         .env("GOWORK", "off")
         .env("CGO_ENABLED", "0");
     if env::var_os("GOSUMDB").is_none() {
-        go.env("GOSUMDB", "off");
+        command.env("GOSUMDB", "off");
     }
-    go
 }
 
 pub(super) fn go_build(paths: &Paths, bin: &GoBinary<'_>) -> Result<()> {

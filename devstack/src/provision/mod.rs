@@ -20,7 +20,7 @@ use crate::process::{describe_command, tail_lines};
 use crate::tools::{java_command, postgres_bindir, which};
 use crate::{
     DAPR_CLI_BUILD_RUNTIME, DAPR_CLI_VERSION, DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS,
-    KAFKA_VERSION, kafka,
+    KAFKA_VERSION, OTELCOL_VERSION, kafka,
 };
 
 mod go;
@@ -29,6 +29,9 @@ use go::*;
 
 /// The dependency list for the Kafka jars; see the comment at its top.
 const KAFKA_POM: &str = include_str!("../../kafka/pom.xml");
+
+/// The Collector builder's manifest; see the comment at its top.
+const OTELCOL_MANIFEST: &str = include_str!("../../otelcol/builder.yaml");
 
 const HEARTBEAT: Duration = Duration::from_secs(30);
 
@@ -40,6 +43,7 @@ pub fn all(paths: &Paths) -> Result<()> {
     daprd(paths)?;
     dapr_cli(paths)?;
     dapr_home(paths)?;
+    otel_collector(paths)?;
     Ok(())
 }
 
@@ -318,6 +322,90 @@ pub fn dapr_home(paths: &Paths) -> Result<()> {
         }
         Ok(Outcome::Done)
     })
+}
+
+/// Builds the OpenTelemetry Collector the trace-export tests send spans to
+/// ([`OTELCOL_VERSION`]; an OTLP receiver and the file exporter) with the Collector's official
+/// builder, `ocb`, unless the cache has it: about two minutes on 2 cores, once per machine.
+pub fn otel_collector(paths: &Paths) -> Result<()> {
+    step(
+        &format!("OpenTelemetry Collector {OTELCOL_VERSION} (OTLP receiver, file exporter)"),
+        || {
+            let output = paths.otel_collector();
+            let usable = || {
+                installed_version(&output, &["--version"], |out| {
+                    out.split_whitespace().last().map(str::to_owned)
+                })
+                .is_some_and(|found| found == OTELCOL_VERSION)
+            };
+            if usable() {
+                return Ok(Outcome::Cached);
+            }
+            let _lock = lock(paths)?;
+            if usable() {
+                return Ok(Outcome::Cached);
+            }
+            if !go_installed() {
+                bail!(
+                    "Go is not installed (`go version` fails): install Go 1.26 or newer to \
+                     build the OpenTelemetry Collector {OTELCOL_VERSION} into {}",
+                    output.display()
+                );
+            }
+            let dir = output.parent().context("output path has no parent")?;
+            let logs = paths.provision_logs();
+            let builder_bin = dir.join("bin");
+            println!("    installing the Collector builder (ocb) v{OTELCOL_VERSION}");
+            let mut install = go_command(&[
+                "install",
+                &format!("go.opentelemetry.io/collector/cmd/builder@v{OTELCOL_VERSION}"),
+            ]);
+            fs::create_dir_all(&paths.cache)
+                .with_context(|| format!("creating {}", paths.cache.display()))?;
+            install.env("GOBIN", &builder_bin).current_dir(&paths.cache);
+            run_logged(
+                &mut install,
+                &logs.join("otelcol-builder-install.log"),
+                "installing the Collector builder",
+                "the Go module proxy must serve go.opentelemetry.io/collector/cmd/builder \
+                 (go env GOPROXY)",
+            )?;
+            let build_dir = dir.join("build");
+            remove_dir_if_exists(&build_dir)?;
+            fs::create_dir_all(&build_dir)
+                .with_context(|| format!("creating {}", build_dir.display()))?;
+            let manifest = build_dir.join("builder.yaml");
+            fs::write(
+                &manifest,
+                OTELCOL_MANIFEST.replace("OUTPUT_PATH", &build_dir.display().to_string()),
+            )
+            .with_context(|| format!("writing {}", manifest.display()))?;
+            println!(
+                "    building the Collector (log: {})",
+                logs.join("otelcol-build.log").display()
+            );
+            let mut build = Command::new(builder_bin.join("builder"));
+            build.arg("--config").arg(&manifest).current_dir(&build_dir);
+            go_env(&mut build);
+            run_logged(
+                &mut build,
+                &logs.join("otelcol-build.log"),
+                "building the OpenTelemetry Collector",
+                "the Go module proxy must serve every module the manifest names \
+                 (devstack/otelcol/builder.yaml)",
+            )?;
+            fs::rename(build_dir.join("otelcol-todo"), &output)
+                .with_context(|| format!("moving the built Collector to {}", output.display()))?;
+            remove_dir_if_exists(&build_dir)?;
+            if !usable() {
+                bail!(
+                    "built {} but `--version` does not report {OTELCOL_VERSION}",
+                    output.display()
+                );
+            }
+            Ok(Outcome::Done)
+        },
+    )
 }
 
 /// Holds the provisioning lock until dropped.

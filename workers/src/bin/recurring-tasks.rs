@@ -4,7 +4,7 @@ use workers::recurring::{Application, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_kit::telemetry::init("recurring-tasks");
+    let _telemetry = service_kit::telemetry::init("recurring-tasks")?;
     let settings = Settings::from_env()?;
     let app = Application::build(&settings).await?;
     app.run_until(service_kit::shutdown::signal()).await

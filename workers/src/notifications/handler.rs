@@ -51,17 +51,18 @@ pub async fn reminder_due<I: IdempotencyStore>(
 }
 
 async fn receive<I: IdempotencyStore>(state: &AppState<I>, body: Body) -> SubscriptionOutcome {
-    let (event, trace) = match http::receive(body, "reminder", decode_delivery).await {
+    let (event, parent) = match http::receive(body, "reminder", decode_delivery).await {
         Ok(received) => received,
         Err(outcome) => return outcome,
     };
     let span = tracing::info_span!(
         "reminder",
-        trace_id = %trace.trace_id(),
+        trace_id = tracing::field::Empty,
         event_id = %event.event_id,
         user_id = %event.user_id,
         task_id = %event.task_id,
     );
+    service_kit::trace::start(&span, parent);
     handle(state, &event).instrument(span).await
 }
 

@@ -44,17 +44,18 @@ pub async fn task_completed<I: IdempotencyStore>(
 }
 
 async fn receive<I: IdempotencyStore>(state: &AppState<I>, body: Body) -> SubscriptionOutcome {
-    let (event, trace) = match http::receive(body, "task.completed", decode_delivery).await {
+    let (event, parent) = match http::receive(body, "task.completed", decode_delivery).await {
         Ok(received) => received,
         Err(outcome) => return outcome,
     };
     let span = tracing::info_span!(
         "task_completed",
-        trace_id = %trace.trace_id(),
+        trace_id = tracing::field::Empty,
         event_id = %event.event_id,
         user_id = %event.user_id,
         task_id = %event.task.id,
     );
+    let trace = service_kit::trace::start(&span, parent);
     // The next instance's `task.created` continues the completion's trace.
     todo_store::trace::scope(Some(trace.to_string()), handle(state, &event))
         .instrument(span)

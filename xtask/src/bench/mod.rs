@@ -43,6 +43,7 @@ mod relay_faults;
 mod reminders;
 mod report;
 mod services;
+mod tracing;
 mod user_reminders;
 
 use drain::*;
@@ -307,6 +308,11 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     settle(&ctx).await?;
     done(t);
 
+    let t = step("span export: creates with OTLP export off and on, taking turns");
+    let tracing = tracing::run(&ctx, &db_url, opts.warmup, opts.duration).await?;
+    settle(&ctx).await?;
+    done(t);
+
     let payload = sample_payload(&db).await?;
     let relay_concurrency = setting(&api_settings, "RELAY_CONCURRENCY")
         .and_then(|v| v.parse().ok())
@@ -515,6 +521,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         lateness,
         scan,
         chat,
+        tracing,
         raw_single,
         raw_bulk,
         raw_payload_bytes: payload.len(),

@@ -70,6 +70,11 @@ produced by the command on the machine it names. Definitions:
   (one model call) and a chat turn with one `add_task` call (two model calls); latency from
   send to last body byte. Memory: chat-api's `VmRSS` before and after 1,000 new
   conversations (8 at a time).
+- **Span export**: two more chat-api replicas (relay off) on the same database, one without
+  an OTLP endpoint (as shipped: no exporter), one exporting to a real OpenTelemetry
+  Collector (file exporter) with its daprd sampling every call; 16 closed-loop clients
+  creating tasks, the two taking turns off, on, off, on, with the load levels' warm-up and
+  duration.
 - **Resources**: per process, CPU = (utime + stime) delta from `/proc/PID/stat` over the
   measured window (100 % = one core; PostgreSQL includes its backends), RSS = the highest
   `VmRSS` of `/proc/PID/status` sampled every 250 ms in the window.
@@ -116,6 +121,7 @@ pub(super) struct Report {
     pub(super) lateness: LatenessOutcome,
     pub(super) scan: Result<ScanCost, String>,
     pub(super) chat: super::chat::ChatBench,
+    pub(super) tracing: super::tracing::TracingBench,
     pub(super) raw_single: RawResult,
     pub(super) raw_bulk: RawResult,
     pub(super) raw_payload_bytes: usize,
@@ -346,6 +352,8 @@ impl Report {
 
         let _ = writeln!(s);
         self.chat.render(&mut s);
+        self.tracing.render(&mut s);
+        let _ = writeln!(s);
 
         let _ = writeln!(
             s,
@@ -523,7 +531,17 @@ impl Report {
         // 6. Kafka outage.
         self.outage.render_target(s);
 
-        // 7. chat-api memory at the top load.
+        // 7. Span export.
+        let ((off, _), (on, _)) = self.tracing.means();
+        let _ = writeln!(
+            s,
+            "| span export costs < 5 % of throughput | on {:.3} × off ({on:.0} against {off:.0} requests/s, {} clients) | {} |",
+            on / off.max(1e-9),
+            super::tracing::CLIENTS,
+            met(off > 0.0 && on >= 0.95 * off)
+        );
+
+        // 8. chat-api memory at the top load.
         let rss = self
             .phases
             .iter()
