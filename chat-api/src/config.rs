@@ -1,23 +1,24 @@
 //! Settings from the environment. Every variable is documented in the README.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use anyhow::bail;
 use std::time::Duration;
 
-use service_kit::{Secret, env_in, env_opt, env_or};
+use service_kit::{Secret, ServiceSettings, env_in, env_opt, env_or};
 
 use crate::relay::RelayConfig;
+
+pub const DEFAULT_PORT: u16 = 3000;
+/// The sidecar's gRPC port in `dapr.yaml` (daprd sets `DAPR_GRPC_PORT` for the app anyway).
+pub const DEFAULT_DAPR_GRPC_PORT: u16 = 50001;
 
 /// Shortest JWT secret accepted (HS256 wants at least 256 bits of key).
 pub const JWT_SECRET_MIN_BYTES: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `APP_HOST` (default 127.0.0.1; 0.0.0.0 in containers).
-    pub host: IpAddr,
-    /// `APP_PORT` (default 3000; 0 picks a free port).
-    pub port: u16,
+    /// Host, ports and tokens (defaults: port 3000, the sidecar's gRPC port 50001).
+    /// `APP_API_TOKEN`, when set, is required on the dead-letter routes (daprd's deliveries).
+    pub service: ServiceSettings,
     /// `DATABASE_URL` (default: SQLite file `.data/todo.db`).
     pub database_url: Secret,
     /// `DB_MAX_CONNECTIONS` (default 16, 1 to 1000): the requests' pool (the relay has its own).
@@ -26,13 +27,6 @@ pub struct Settings {
     pub migrate: bool,
     /// `JWT_SECRET` (required, at least 32 bytes).
     pub jwt_secret: Secret,
-    /// `DAPR_GRPC_PORT` (set by daprd; default 50001).
-    pub dapr_grpc_port: u16,
-    /// `DAPR_API_TOKEN`: sent on calls to the sidecar when set.
-    pub dapr_api_token: Option<Secret>,
-    /// `APP_API_TOKEN`: when set, the dead-letter routes (daprd's deliveries) require it in
-    /// `dapr-api-token`.
-    pub app_api_token: Option<Secret>,
     /// `RELAY_ENABLED` (default true).
     pub relay_enabled: bool,
     /// `RELAY_BATCH_SIZE` (1000; 1 to 100000): events read per round.
@@ -78,8 +72,7 @@ impl Settings {
             bail!("JWT_SECRET is too short: use at least {JWT_SECRET_MIN_BYTES} bytes");
         }
         Ok(Self {
-            host: env_or("APP_HOST", IpAddr::V4(Ipv4Addr::LOCALHOST))?,
-            port: env_or("APP_PORT", 3000)?,
+            service: ServiceSettings::from_env(DEFAULT_PORT, DEFAULT_DAPR_GRPC_PORT)?,
             database_url: database_url_from_env()?,
             db_max_connections: env_in(
                 "DB_MAX_CONNECTIONS",
@@ -89,9 +82,6 @@ impl Settings {
             )?,
             migrate: env_or("MIGRATE_ON_START", false)?,
             jwt_secret: Secret::new(jwt_secret),
-            dapr_grpc_port: env_or("DAPR_GRPC_PORT", 50001)?,
-            dapr_api_token: env_opt::<String>("DAPR_API_TOKEN")?.map(Secret::new),
-            app_api_token: env_opt::<String>("APP_API_TOKEN")?.map(Secret::new),
             relay_enabled: env_or("RELAY_ENABLED", true)?,
             relay: relay_from_env()?,
             chat: crate::chat::ChatSettings::from_env()?,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::{Router, extract::DefaultBodyLimit};
-use service_kit::{DaprPublisher, Publisher, Shutdown};
+use service_kit::{Publisher, Shutdown};
 use todo_store::{OutboxStore, TaskStore};
 use tokio::{sync::Notify, task::JoinHandle};
 
@@ -122,12 +122,9 @@ pub struct Application {
 
 impl Application {
     /// Connects to the database (migrating first if asked), binds the listener and starts the
-    /// relay publishing through the sidecar at `settings.dapr_grpc_port`.
+    /// relay publishing through the sidecar at `settings.service.dapr_grpc_port`.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let publisher = Arc::new(DaprPublisher::new(
-            settings.dapr_grpc_port,
-            settings.dapr_api_token.clone(),
-        ));
+        let publisher = Arc::new(settings.service.publisher());
         Self::build_with_publisher(settings, publisher).await
     }
 
@@ -144,7 +141,7 @@ impl Application {
                 .await
                 .context("database migration failed")?;
         }
-        let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
+        let listener = settings.service.listen().await?;
         let outbox = OutboxStore::new(db.clone());
         let relay_wake = Arc::new(Notify::new());
         let shutdown = Shutdown::new();
@@ -188,14 +185,14 @@ impl Application {
             tokio::spawn(relay::supervise(start, watched, shutdown.clone()))
         });
         let dead_letters = todo_store::DeadLetterStore::new(db.clone());
-        if settings.app_api_token.is_none() {
+        if settings.service.app_api_token.is_none() {
             tracing::warn!(
                 "APP_API_TOKEN is not set: the dead-letter routes take deliveries from anyone who reaches this port (set it as daprd's app token)"
             );
         }
         let chat = Arc::new(chat::Chat::new(
-            settings.dapr_grpc_port,
-            settings.dapr_api_token.clone(),
+            settings.service.dapr_grpc_port,
+            settings.service.dapr_api_token.clone(),
             settings.chat.clone(),
         ));
         let state = AppState {
@@ -208,7 +205,7 @@ impl Application {
             relay: health,
             database_url: Arc::new(settings.database_url.clone()),
             dead_letters,
-            app_api_token: settings.app_api_token.clone(),
+            app_api_token: settings.service.app_api_token.clone(),
         };
         Ok(Self {
             listener,

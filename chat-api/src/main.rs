@@ -161,10 +161,12 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
                     })?
                     .to_owned(),
             };
-            let grpc_port = service_kit::env_or("DAPR_GRPC_PORT", 50001u16)?;
-            let token =
-                service_kit::env_opt::<String>("DAPR_API_TOKEN")?.map(service_kit::Secret::new);
-            let publisher = service_kit::DaprPublisher::new(grpc_port, token);
+            let sidecar = service_kit::ServiceSettings::from_env(
+                chat_api::config::DEFAULT_PORT,
+                chat_api::config::DEFAULT_DAPR_GRPC_PORT,
+            )?;
+            let grpc_port = sidecar.dapr_grpc_port;
+            let publisher = sidecar.publisher();
             let mut replayed = 0u64;
             // Up to what is held now: an event dead-lettered again during the replay
             // waits for the next one instead of making this one go round for ever.

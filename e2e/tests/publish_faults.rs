@@ -186,6 +186,25 @@ async fn two_replicas_writing_for_the_same_users_keep_each_users_order() -> Resu
         );
     }
     all_succeeded_quickly(&outcomes)?;
-    verify_all_delivered(&env, &outcomes, 0, DELIVERY_TIMEOUT).await?;
+    if let Err(e) = verify_all_delivered(&env, &outcomes, 0, DELIVERY_TIMEOUT).await {
+        // What each relay was doing, for whoever reads the failure.
+        let client = e2e::client();
+        let mut state = String::new();
+        for (name, replica) in [("first (sidecar killed)", &first), ("second", &second)] {
+            let status = match client
+                .get(format!("{}/relay/status", replica.base))
+                .send()
+                .await
+            {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(e) => format!("no answer: {e}"),
+            };
+            let log = replica.process.log_text();
+            let relay_lines: Vec<&str> = log.lines().filter(|l| l.contains("relay")).collect();
+            let tail = relay_lines[relay_lines.len().saturating_sub(15)..].join("\n    ");
+            state.push_str(&format!("\n{name}: /relay/status {status}\n    {tail}"));
+        }
+        return Err(e.context(format!("the relays at the end:{state}")));
+    }
     Ok(())
 }

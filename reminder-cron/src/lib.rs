@@ -140,15 +140,10 @@ pub struct Application<P, I> {
 
 impl Application<DaprPublisher, DaprIdempotencyStore> {
     /// Connects to the database (read-only) and binds the listener; publishes and keeps its
-    /// claims through the sidecar at `settings.dapr_grpc_port`.
+    /// claims through the sidecar at `settings.service.dapr_grpc_port`.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let publisher =
-            DaprPublisher::new(settings.dapr_grpc_port, settings.dapr_api_token.clone());
-        let keys = DaprIdempotencyStore::new(
-            settings.dapr_grpc_port,
-            settings.dapr_api_token.clone(),
-            settings.state_store.clone(),
-        );
+        let publisher = settings.service.publisher();
+        let keys = settings.service.idempotency_store(&settings.state_store);
         Self::build_with(settings, Arc::new(publisher), Arc::new(keys)).await
     }
 }
@@ -167,11 +162,11 @@ impl<P: Publisher, I: IdempotencyStore> Application<P, I> {
         )
         .await
         .context("cannot connect to the database (DATABASE_URL)")?;
-        let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
+        let listener = settings.service.listen().await?;
         let scanner = Scanner::new(TaskStore::new(db), publisher, keys, settings.scan);
         let state = AppState {
             scanner: Arc::new(scanner),
-            app_api_token: settings.app_api_token.clone(),
+            app_api_token: settings.service.app_api_token.clone(),
         };
         Ok(Self { listener, state })
     }

@@ -5,26 +5,22 @@
 
 mod support;
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use chrono::{Duration as Span, Utc};
 use reminder_cron::{Application, CRON_ROUTE, ScanSettings, Settings};
 use serde_json::Value;
-use service_kit::Secret;
+use service_kit::{Secret, ServiceSettings};
 use support::*;
 
 fn settings(url: &str, token: Option<&str>) -> Settings {
     Settings {
-        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        port: 0,
+        service: ServiceSettings {
+            app_api_token: token.map(Secret::new),
+            ..ServiceSettings::for_tests()
+        },
         database_url: Secret::new(url),
         db_max_connections: 2,
-        dapr_grpc_port: 1,
-        dapr_api_token: None,
-        app_api_token: token.map(Secret::new),
         state_store: "statestore".into(),
         scan: ScanSettings::default(),
     }

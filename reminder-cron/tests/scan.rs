@@ -6,6 +6,7 @@
 
 mod support;
 
+use service_kit::testing::UnreachableStore;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::Duration as Span;

@@ -15,11 +15,13 @@ pub mod sidecar;
 pub mod state;
 pub mod subscription;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod trace;
 
 pub use shutdown::Shutdown;
 
-pub use config::{Secret, env_in, env_opt, env_or};
+pub use config::{Secret, ServiceSettings, env_in, env_opt, env_or, state_store_from_env};
 pub use publish::{DaprPublisher, OutgoingEvent, PublishError, Publisher};
 pub use server::Listener;
 pub use state::{DaprIdempotencyStore, IdempotencyStore, MemoryIdempotencyStore, StateError};

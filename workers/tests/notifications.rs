@@ -3,15 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use service_kit::{IdempotencyStore, MemoryIdempotencyStore, Secret, StateError};
+use service_kit::{
+    IdempotencyStore, MemoryIdempotencyStore, Secret, ServiceSettings, testing::UnreachableStore,
+};
 use todo_domain::{EventType, Priority, REMINDER_SCHEMA_VERSION, ReminderEvent, TimeZone};
 use todo_store::TaskStore;
 use uuid::Uuid;
@@ -35,27 +33,6 @@ impl RecordingSink {
     }
 }
 
-/// A state store whose sidecar is down: every call fails.
-struct UnreachableStore;
-
-impl IdempotencyStore for UnreachableStore {
-    async fn seen(&self, _key: &str) -> Result<bool, StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn remember(&self, _key: &str, _ttl: Duration) -> Result<(), StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn claim(&self, _key: &str, _lease: Duration) -> Result<bool, StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn confirm(&self, _key: &str, _ttl: Duration) -> Result<(), StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn release(&self, _key: &str) -> Result<(), StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-}
-
 struct Service {
     base: String,
     client: reqwest::Client,
@@ -74,11 +51,10 @@ async fn start_checking<I: IdempotencyStore>(
     tasks: Option<TaskStore>,
 ) -> Service {
     let settings = Settings {
-        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        port: 0,
-        dapr_grpc_port: 1,
-        dapr_api_token: None,
-        app_api_token: token.map(Secret::new),
+        service: ServiceSettings {
+            app_api_token: token.map(Secret::new),
+            ..ServiceSettings::for_tests()
+        },
         state_store: "statestore".into(),
         database_url: None,
     };

@@ -6,6 +6,7 @@
 
 mod support;
 
+use service_kit::testing::UnreachableStore;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -678,7 +679,7 @@ async fn a_database_failure_is_retried() {
 async fn with_an_app_token_the_event_routes_require_the_sidecars_header() {
     for bed in beds().await {
         let mut with_token = settings(&bed.url);
-        with_token.app_api_token = Some(service_kit::Secret::new("sidecar-secret"));
+        with_token.service.app_api_token = Some(service_kit::Secret::new("sidecar-secret"));
         let worker = Worker::start(
             bed.label,
             &with_token,

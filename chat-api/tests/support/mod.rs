@@ -94,15 +94,11 @@ pub async fn spawn_app(
     tmp: todo_store::testing::Scratch,
 ) -> TestApp {
     let settings = Settings {
-        host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        port: 0,
+        service: service_kit::ServiceSettings::for_tests(),
         database_url: Secret::new(url.clone()),
         db_max_connections: 4,
         migrate: true,
         jwt_secret: Secret::new(SECRET),
-        dapr_grpc_port: 1,
-        dapr_api_token: None,
-        app_api_token: None,
         relay_enabled: true,
         relay: RelayConfig {
             sweep_interval: Duration::from_millis(50),

@@ -20,7 +20,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use reminder_cron::{ScanSettings, Scanner};
 use service_kit::{
-    IdempotencyStore, MemoryIdempotencyStore, OutgoingEvent, PublishError, Publisher, StateError,
+    IdempotencyStore, MemoryIdempotencyStore, OutgoingEvent, PublishError, Publisher,
 };
 use todo_domain::{
     Description, Priority, ReminderEvent, Tags, TaskSnapshot, TimeZone, Title, UserId,
@@ -81,27 +81,6 @@ impl Publisher for RecordingPublisher {
             event: serde_json::from_slice(event.payload).expect("payload is a ReminderEvent"),
         });
         Ok(())
-    }
-}
-
-/// A claim store whose sidecar is down: every call fails.
-pub struct UnreachableStore;
-
-impl IdempotencyStore for UnreachableStore {
-    async fn seen(&self, _key: &str) -> Result<bool, StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn remember(&self, _key: &str, _ttl: Duration) -> Result<(), StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn claim(&self, _key: &str, _lease: Duration) -> Result<bool, StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn confirm(&self, _key: &str, _ttl: Duration) -> Result<(), StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn release(&self, _key: &str) -> Result<(), StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
     }
 }
 

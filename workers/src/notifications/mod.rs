@@ -89,14 +89,10 @@ pub struct Application<I> {
 
 impl Application<DaprIdempotencyStore> {
     /// Binds the listener; idempotency keys go to the state store through the sidecar at
-    /// `settings.dapr_grpc_port`, notifications to the log, and the tasks are read (never
+    /// `settings.service.dapr_grpc_port`, notifications to the log, and the tasks are read (never
     /// written) from `settings.database_url` when it is set.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let keys = DaprIdempotencyStore::new(
-            settings.dapr_grpc_port,
-            settings.dapr_api_token.clone(),
-            settings.state_store.clone(),
-        );
+        let keys = settings.service.idempotency_store(&settings.state_store);
         let tasks = match &settings.database_url {
             Some(url) => {
                 // Once running, a database that goes away only means reminders are logged
@@ -126,12 +122,12 @@ impl<I: IdempotencyStore> Application<I> {
         sink: Arc<dyn NotificationSink>,
         tasks: Option<TaskStore>,
     ) -> anyhow::Result<Self> {
-        let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
+        let listener = settings.service.listen().await?;
         let state = AppState {
             idempotency,
             sink,
             tasks,
-            app_api_token: settings.app_api_token.clone(),
+            app_api_token: settings.service.app_api_token.clone(),
         };
         Ok(Self { listener, state })
     }

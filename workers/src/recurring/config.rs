@@ -1,8 +1,6 @@
 //! Settings of `recurring-tasks`, from the environment (read, never written).
 
-use std::net::{IpAddr, Ipv4Addr};
-
-use service_kit::{Secret, env_opt, env_or, state::STATE_STORE_NAME};
+use service_kit::{Secret, ServiceSettings, env_or, state_store_from_env};
 
 /// The SQLite file `chat-api` uses by default: a local run shares one database.
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://.data/todo.db";
@@ -12,20 +10,12 @@ pub const DEFAULT_DAPR_GRPC_PORT: u16 = 50002;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `APP_HOST` (default 127.0.0.1; 0.0.0.0 in containers).
-    pub host: IpAddr,
-    /// `APP_PORT` (default 3001; 0 picks a free port).
-    pub port: u16,
+    /// Host, ports and tokens (defaults: port 3001, the sidecar's gRPC port 50002).
+    pub service: ServiceSettings,
     /// `DATABASE_URL` (default: SQLite file `.data/todo.db`, the one `chat-api` migrates).
     pub database_url: Secret,
     /// `DB_MAX_CONNECTIONS` (default 8).
     pub db_max_connections: u32,
-    /// `DAPR_GRPC_PORT` (set by daprd; default 50002).
-    pub dapr_grpc_port: u16,
-    /// `DAPR_API_TOKEN`: sent on calls to the sidecar when set.
-    pub dapr_api_token: Option<Secret>,
-    /// `APP_API_TOKEN`: when set, the event routes require it in `dapr-api-token`.
-    pub app_api_token: Option<Secret>,
     /// `STATE_STORE_NAME` (default `statestore`): where idempotency keys live.
     pub state_store: String,
 }
@@ -33,14 +23,10 @@ pub struct Settings {
 impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            host: env_or("APP_HOST", IpAddr::V4(Ipv4Addr::LOCALHOST))?,
-            port: env_or("APP_PORT", DEFAULT_PORT)?,
+            service: ServiceSettings::from_env(DEFAULT_PORT, DEFAULT_DAPR_GRPC_PORT)?,
             database_url: Secret::new(env_or("DATABASE_URL", DEFAULT_SQLITE_URL.to_owned())?),
             db_max_connections: env_or("DB_MAX_CONNECTIONS", 8)?,
-            dapr_grpc_port: env_or("DAPR_GRPC_PORT", DEFAULT_DAPR_GRPC_PORT)?,
-            dapr_api_token: env_opt::<String>("DAPR_API_TOKEN")?.map(Secret::new),
-            app_api_token: env_opt::<String>("APP_API_TOKEN")?.map(Secret::new),
-            state_store: env_or("STATE_STORE_NAME", STATE_STORE_NAME.to_owned())?,
+            state_store: state_store_from_env()?,
         })
     }
 }

@@ -86,13 +86,9 @@ pub struct Application<I> {
 
 impl Application<DaprIdempotencyStore> {
     /// Connects to the database and binds the listener; idempotency keys go to the state
-    /// store through the sidecar at `settings.dapr_grpc_port`.
+    /// store through the sidecar at `settings.service.dapr_grpc_port`.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let keys = DaprIdempotencyStore::new(
-            settings.dapr_grpc_port,
-            settings.dapr_api_token.clone(),
-            settings.state_store.clone(),
-        );
+        let keys = settings.service.idempotency_store(&settings.state_store);
         Self::build_with(settings, Arc::new(keys)).await
     }
 }
@@ -104,11 +100,11 @@ impl<I: IdempotencyStore> Application<I> {
         let db = todo_store::connect(settings.database_url.expose(), settings.db_max_connections)
             .await
             .context("cannot connect to the database (DATABASE_URL)")?;
-        let listener = service_kit::Listener::bind(settings.host, settings.port).await?;
+        let listener = settings.service.listen().await?;
         let state = AppState {
             tasks: TaskStore::new(db),
             idempotency,
-            app_api_token: settings.app_api_token.clone(),
+            app_api_token: settings.service.app_api_token.clone(),
         };
         Ok(Self { listener, state })
     }

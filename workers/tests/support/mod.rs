@@ -9,14 +9,11 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Value, json};
-use service_kit::{IdempotencyStore, MemoryIdempotencyStore, Secret, StateError};
+use service_kit::{IdempotencyStore, MemoryIdempotencyStore, Secret};
 use todo_domain::{
     Description, EventType, Frequency, Priority, Tags, TaskEvent, TaskSnapshot, TimeZone, Title,
     UserId, time::resolve_local,
@@ -28,35 +25,10 @@ pub use todo_store::testing::databases;
 
 pub fn settings(url: &str) -> Settings {
     Settings {
-        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        port: 0,
+        service: service_kit::ServiceSettings::for_tests(),
         database_url: Secret::new(url),
         db_max_connections: 4,
-        dapr_grpc_port: 1,
-        dapr_api_token: None,
-        app_api_token: None,
         state_store: "statestore".into(),
-    }
-}
-
-/// An idempotency store whose sidecar is down: every call fails.
-pub struct UnreachableStore;
-
-impl IdempotencyStore for UnreachableStore {
-    async fn seen(&self, _key: &str) -> Result<bool, StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn remember(&self, _key: &str, _ttl: std::time::Duration) -> Result<(), StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn claim(&self, _key: &str, _lease: std::time::Duration) -> Result<bool, StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn confirm(&self, _key: &str, _ttl: std::time::Duration) -> Result<(), StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
-    }
-    async fn release(&self, _key: &str) -> Result<(), StateError> {
-        Err(StateError::Unavailable("sidecar down (simulated)".into()))
     }
 }
 
