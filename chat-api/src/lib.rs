@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod relay;
 pub mod routes;
+pub mod schema;
 pub mod service;
 
 use std::sync::Arc;

@@ -470,6 +470,7 @@ pub(crate) fn sort_order() -> Object {
 #[schema(as = TaskSnapshot)]
 #[allow(dead_code)] // only its schema is used
 pub struct TaskSnapshotSchema {
+    /// The task's id: `{task_id}` in paths, `task_id` for the MCP tools.
     id: Uuid,
     /// The owner (the token's subject).
     user_id: String,

@@ -3,157 +3,40 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use rmcp::{
-    handler::server::tool::schema_for_output,
-    model::{CallToolResult, ContentBlock, JsonObject},
-};
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use serde_json::{Value, json};
-use todo_domain::{Frequency, Priority, Recurrence, TaskSnapshot, TimeZone};
-use uuid::Uuid;
+use todo_domain::TaskSnapshot;
 
 use crate::{
     dto::{TaskPageView, TaskView},
     error::ApiError,
 };
 
-// The schema of a task as [`TaskView`] serialises it (the snapshot flattened, plus
-// `due_local`); only its schema is used. Doc comments here are read by models.
-/// A task of the signed-in user.
-#[derive(JsonSchema)]
-#[schemars(rename = "Task")]
-#[allow(dead_code)]
-pub struct TaskSchema {
-    /// Pass as `task_id` to the other tools.
-    id: Uuid,
-    user_id: String,
-    title: String,
-    description: String,
-    #[schemars(schema_with = "priority")]
-    priority: Priority,
-    tags: Vec<String>,
-    /// The due instant in UTC; null when the task has no due time. For a task due on a
-    /// date (all day) it is the last second of that day.
-    due_at: Option<DateTime<Utc>>,
-    /// Present when the task is due on a date with no time: that date.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    due_date: Option<NaiveDate>,
-    /// The reminders the user set ("15m", "1d", "09:00"); absent when none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    reminders: Vec<String>,
-    /// IANA time zone name.
-    #[schemars(schema_with = "time_zone")]
-    time_zone: TimeZone,
-    /// How the task repeats; null for a one-off task.
-    #[schemars(schema_with = "recurrence")]
-    recurrence: Option<Recurrence>,
-    completed: bool,
-    completed_at: Option<DateTime<Utc>>,
-    /// Starts at 1 and grows by one with every change.
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    /// The due time in the task's own zone (RFC 3339 with that zone's offset), for display.
-    due_local: Option<String>,
-}
-
-/// Fails to compile when the snapshot gains, loses or renames a field, so the advertised
-/// output schema cannot drift from what is serialised.
-const _: fn(TaskSnapshot) -> TaskSchema = |snapshot| {
-    let TaskSnapshot {
-        id,
-        user_id,
-        title,
-        description,
-        priority,
-        tags,
-        due_at,
-        due_date,
-        reminders,
-        time_zone,
-        recurrence,
-        completed,
-        completed_at,
-        version,
-        created_at,
-        updated_at,
-    } = snapshot;
-    TaskSchema {
-        id,
-        user_id,
-        title,
-        description,
-        priority,
-        tags,
-        due_at,
-        due_date,
-        reminders,
-        time_zone,
-        recurrence,
-        completed,
-        completed_at,
-        version,
-        created_at,
-        updated_at,
-        due_local: None,
-    }
-};
-
-// One page of `list_tasks`, as [`TaskPageView`] serialises it.
-/// One page of the user's tasks.
-#[derive(JsonSchema)]
-#[schemars(rename = "TaskPage")]
-#[allow(dead_code)]
-pub struct TaskPageSchema {
-    items: Vec<TaskSchema>,
-    /// Pass as `cursor` to get the next page; null on the last page.
-    next_cursor: Option<String>,
-}
-
-// What `delete_task` returns.
-/// A task that was just deleted.
-#[derive(JsonSchema)]
-#[schemars(rename = "DeletedTask")]
-#[allow(dead_code)]
-pub struct DeletedSchema {
-    /// Always true.
-    deleted: bool,
-    /// The task's last state.
-    task: TaskSchema,
-}
-
-fn priority(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "string", "enum": Priority::ALL.map(Priority::as_str)})
-}
-
-fn time_zone(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "string", "examples": ["Europe/Berlin"]})
-}
-
-fn recurrence(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": ["object", "null"],
-        "properties": {
-            "frequency": {"type": "string", "enum": Frequency::ALL.map(Frequency::as_str)},
-            "series_id": {"type": "string", "format": "uuid", "description": "Shared by every instance of the series."},
-            "anchor": {"type": ["string", "null"], "description": "Local date and time of the series' first due time."},
-            "occurrence": {"type": "integer", "minimum": 0, "description": "0 for the first instance, then 1, 2, ..."},
-        },
-        "required": ["frequency", "series_id", "anchor", "occurrence"],
-    })
-}
+// The output schemas are the REST API's own (its OpenAPI schemas of the same views), so a
+// task is described once for both front doors.
 
 pub fn task_schema() -> Arc<JsonObject> {
-    schema_for_output::<TaskSchema>()
+    Arc::new(crate::schema::self_contained::<TaskView>())
 }
 
 pub fn page_schema() -> Arc<JsonObject> {
-    schema_for_output::<TaskPageSchema>()
+    Arc::new(crate::schema::self_contained::<TaskPageView>())
 }
 
+/// What `delete_task` returns: `{"deleted": true, "task": <the task's last state>}`.
 pub fn deleted_schema() -> Arc<JsonObject> {
-    schema_for_output::<DeletedSchema>()
+    let mut schema = JsonObject::new();
+    schema.insert("type".into(), json!("object"));
+    schema.insert("description".into(), json!("A task that was just deleted."));
+    schema.insert(
+        "properties".into(),
+        json!({
+            "deleted": {"type": "boolean", "const": true, "description": "Always true."},
+            "task": crate::schema::self_contained::<TaskView>(),
+        }),
+    );
+    schema.insert("required".into(), json!(["deleted", "task"]));
+    Arc::new(schema)
 }
 
 /// A result whose structured content is `value`, with a line for a person (or model) first

@@ -481,34 +481,8 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         services.push(cron);
         services.push(notifications);
     }
-    let mut pids: Vec<u32> = services
-        .iter()
-        .flat_map(|s| [s.process.pid(), s.sidecar.pid()])
-        .collect();
-    pids.extend(env.stack.pids());
-    for s in &mut services {
-        s.process.shutdown().await;
-    }
-    for s in &mut services {
-        s.sidecar.shutdown().await;
-    }
-    drop(services);
     drop(db);
-    let Env { stack, dir, .. } = env;
-    stack.stop().await?;
-    let kept = keep_logs(
-        &dir.path().join("logs"),
-        &paths.root.join(".data/bench-logs"),
-    );
-    drop(dir);
-    let left_running: Vec<u32> = pids
-        .into_iter()
-        .filter(|p| devstack::pid_alive(*p))
-        .collect();
-    match kept {
-        Ok(()) => println!("    the services' and sidecars' logs are in .data/bench-logs"),
-        Err(e) => println!("    could not keep the logs: {e:#}"),
-    }
+    let left_running = stop_everything(paths, env, services).await?;
     done(t);
 
     Ok(Report {
@@ -535,20 +509,6 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         left_running,
         load_at_end: read_loadavg(),
     })
-}
-
-/// Copies the services' and sidecars' logs of the run to `to` (replacing the last run's),
-/// for looking into a figure afterwards.
-fn keep_logs(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
-    let _ = fs::remove_dir_all(to);
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            fs::copy(entry.path(), to.join(entry.file_name()))?;
-        }
-    }
-    Ok(())
 }
 
 pub(super) struct Ctx<'a> {

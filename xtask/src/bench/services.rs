@@ -1,5 +1,5 @@
-//! The system under test: chat-api's settings, the reminder services, and waiting for
-//! the relay to settle.
+//! The system under test: chat-api's settings, the reminder services, waiting for the
+//! relay to settle, and stopping it all.
 
 use super::*;
 
@@ -122,4 +122,54 @@ pub(super) async fn relay_status(client: &reqwest::Client, base: &str) -> Result
 pub(super) struct Settle {
     pub(super) drained: Duration,
     pub(super) consumed: Duration,
+}
+
+/// Stops `services` (apps first, then their sidecars) and the stack, keeps the logs in
+/// `.data/bench-logs`, and returns the PIDs still alive afterwards (none, if all is well).
+pub(super) async fn stop_everything(
+    paths: &Paths,
+    mut env: Env,
+    mut services: Vec<Service>,
+) -> Result<Vec<u32>> {
+    let mut pids: Vec<u32> = services
+        .iter()
+        .flat_map(|s| [s.process.pid(), s.sidecar.pid()])
+        .collect();
+    pids.extend(env.stack.pids());
+    for s in &mut services {
+        s.process.shutdown().await;
+    }
+    for s in &mut services {
+        s.sidecar.shutdown().await;
+    }
+    drop(services);
+    let Env { stack, dir, .. } = env;
+    stack.stop().await?;
+    let kept = keep_logs(
+        &dir.path().join("logs"),
+        &paths.root.join(".data/bench-logs"),
+    );
+    drop(dir);
+    match kept {
+        Ok(()) => println!("    the services' and sidecars' logs are in .data/bench-logs"),
+        Err(e) => println!("    could not keep the logs: {e:#}"),
+    }
+    Ok(pids
+        .into_iter()
+        .filter(|p| devstack::pid_alive(*p))
+        .collect())
+}
+
+/// Copies the services' and sidecars' logs of the run to `to` (replacing the last run's),
+/// for looking into a figure afterwards.
+fn keep_logs(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    let _ = fs::remove_dir_all(to);
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
 }
