@@ -310,10 +310,10 @@ impl TaskPatchInput {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Text searched in title and description (case-insensitive).
-    #[param(schema_with = doc::search)]
+    #[param(schema_with = search)]
     pub q: Option<String>,
     /// `all` (default), `pending` or `completed`.
-    #[param(schema_with = doc::status_filter)]
+    #[param(schema_with = status_filter)]
     pub status: Option<String>,
     /// Only tasks of this priority.
     #[param(value_type = Option<PrioritySchema>)]
@@ -332,10 +332,10 @@ pub struct ListParams {
     /// Only recurring (`true`) or only one-off (`false`) tasks.
     pub recurring: Option<bool>,
     /// `created` (default), `due`, `priority` or `title`.
-    #[param(schema_with = doc::sort_key)]
+    #[param(schema_with = sort_key)]
     pub sort: Option<String>,
     /// `asc` (default) or `desc`.
-    #[param(schema_with = doc::sort_order)]
+    #[param(schema_with = sort_order)]
     pub order: Option<String>,
     /// Page size, 1 to 200 (50 by default).
     #[param(schema_with = doc::limit)]
@@ -524,6 +524,32 @@ fn decode_cursor(raw: &str, descending: bool) -> Result<After, ApiError> {
     };
     let id = Uuid::try_parse(id).map_err(|_| bad())?;
     Ok(After { key, id })
+}
+
+/// Status, sort and order are documented from the same tables the parser reads.
+fn status_filter() -> utoipa::openapi::schema::Object {
+    doc::string_enum(
+        STATUS_FILTERS.map(|(name, _)| name),
+        "Which tasks by completion; `all` by default.",
+    )
+}
+
+fn sort_key() -> utoipa::openapi::schema::Object {
+    doc::string_enum(
+        SORT_KEYS.map(|(name, _)| name),
+        "Sort key; `created` by default. Tasks without a due time come last.",
+    )
+}
+
+fn sort_order() -> utoipa::openapi::schema::Object {
+    doc::string_enum(
+        SORT_ORDERS.map(|(name, _)| name),
+        "Sort direction; `asc` by default.",
+    )
+}
+
+fn search() -> utoipa::openapi::schema::Object {
+    doc::search(SEARCH_MAX_CHARS)
 }
 
 /// A task as the API shows it.

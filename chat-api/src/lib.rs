@@ -61,7 +61,7 @@ pub struct AppState {
 }
 
 /// The HTTP routes over `state`: those of [`routes::table`], each documented in the OpenAPI
-/// document served at [`openapi::OPENAPI_PATH`], the MCP endpoint at [`mcp::MCP_PATH`]
+/// document served at [`routes::docs::OPENAPI_PATH`], the MCP endpoint at [`mcp::MCP_PATH`]
 /// (described by its own `tools/list`), the dead-letter routes daprd delivers to
 /// ([`dead_letters`]), plus the JSON 404 and 405 answers.
 pub fn router(state: AppState) -> Router {

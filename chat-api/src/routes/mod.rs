@@ -23,16 +23,18 @@ use crate::{
     error::{ApiError, ApiResult, ErrorCode},
     extract::{ApiJson, ApiQuery},
     openapi::{
-        ApiDoc, BadRequest, Conflict, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized,
+        BadRequest, Conflict, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized,
         Unavailable, UnsupportedMediaType,
     },
     service,
 };
 
+pub mod docs;
+
 /// Every route the API serves, each registered with the router and the OpenAPI document in
 /// one step. `router()` adds only the fallbacks and layers.
 pub fn table() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(create_task, list_tasks))
         .routes(routes!(get_task, replace_task, patch_task, delete_task))
         .routes(routes!(complete_task))
@@ -48,8 +50,8 @@ pub fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(readyz))
         .routes(routes!(relay_status))
         .routes(routes!(crate::metrics::metrics))
-        .routes(routes!(crate::openapi::openapi_json))
-        .routes(routes!(crate::openapi::docs_page))
+        .routes(routes!(docs::openapi_json))
+        .routes(routes!(docs::docs_page))
 }
 
 /// `Path` whose rejection (a percent-encoded segment that is not UTF-8) uses the API's error
