@@ -387,3 +387,60 @@ async fn with_an_otlp_endpoint_the_spans_of_one_change_reach_the_collector_linke
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_goes_away_costs_the_spans_only() -> Result<()> {
+    let mut env = Env::start().await?;
+    env.export_traces().await?;
+    let db = env.database().await?;
+    let api = env.start_chat_api(&db).await?;
+    env.tracing
+        .as_mut()
+        .context("tracing")?
+        .collector
+        .shutdown()
+        .await;
+
+    // Requests are served and their events published as before.
+    let client = e2e::client();
+    let token = env.token("alice")?;
+    for i in 0..40 {
+        let res = client
+            .post(format!("{}/api/alice/tasks", api.base))
+            .bearer_auth(&token)
+            .json(&json!({"title": format!("no collector {i}")}))
+            .send()
+            .await?;
+        ensure!(res.status() == 201, "create {i}: {}", res.status());
+    }
+    let records = env
+        .records(topics::TASK_EVENTS, 40, Duration::from_secs(30))
+        .await?;
+    ensure!(
+        decode_task_events(&records)?.len() == 40,
+        "{} of 40 events on Kafka",
+        records.len()
+    );
+    // And the lost spans are said, once per batch, naming the cause.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = api.process.log_text();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("BatchSpanProcessor.ExportError"))
+        {
+            ensure!(line.contains("Unavailable"), "{line}");
+            ensure!(
+                !log.contains("Export.Failed.Exhausted"),
+                "the exporter's own warning repeats the error"
+            );
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "chat-api never said its spans could not be exported"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(())
+}

@@ -31,6 +31,26 @@ const EXPORTED_TARGETS: [&str; 5] = [
     "todo_store",
 ];
 
+/// A batch of spans the collector did not take is logged once, as the span processor's
+/// error naming the cause (`BatchSpanProcessor.ExportError`); the exporter's own warning
+/// about the same batch is left out unless `RUST_LOG` names the OpenTelemetry crates.
+const QUIET_EXPORTER: &str = "opentelemetry-otlp=error";
+
+/// `RUST_LOG` (default `info`; `info` too when it does not parse), with [`QUIET_EXPORTER`].
+fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let rust_log = rust_log.map(str::trim).filter(|v| !v.is_empty());
+    let filter = rust_log
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    if rust_log.is_some_and(|v| v.contains("opentelemetry")) {
+        return filter;
+    }
+    match QUIET_EXPORTER.parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
 /// Keeps span export running; dropping it exports what is still queued (waiting up to the
 /// exporter's timeout) and stops the exporter.
 #[must_use = "dropping it stops span export"]
@@ -55,13 +75,13 @@ impl Drop for Telemetry {
     }
 }
 
-/// Installs the global subscriber (`RUST_LOG` filters, default `info`) and, when an OTLP
+/// Installs the global subscriber (`RUST_LOG` filters, default `info`; see [`log_filter`]) and, when an OTLP
 /// endpoint is set, the span exporter. Call it inside the Tokio runtime (the gRPC exporter
 /// runs on it). Fails when export is asked for in a way this build cannot do (a protocol
 /// other than `grpc`, an endpoint that is not a URL).
 pub fn init(service: &str) -> anyhow::Result<Telemetry> {
     let provider = exporter(service)?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let lines = if json {
         fmt::layer().json().flatten_event(true).boxed()
@@ -154,6 +174,26 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         })
+    }
+
+    #[test]
+    fn the_exporters_warnings_are_quiet_unless_asked_for() {
+        for (rust_log, shown) in [
+            (None, "info,opentelemetry-otlp=error"),
+            (Some("debug"), "debug,opentelemetry-otlp=error"),
+            (Some(" "), "info,opentelemetry-otlp=error"),
+            (Some("opentelemetry-otlp=debug"), "opentelemetry-otlp=debug"),
+        ] {
+            let filter = log_filter(rust_log).to_string();
+            for part in shown.split(',') {
+                assert!(filter.contains(part), "{rust_log:?}: {filter}");
+            }
+        }
+        assert!(
+            !log_filter(Some("opentelemetry-otlp=debug"))
+                .to_string()
+                .contains("=error")
+        );
     }
 
     #[test]
