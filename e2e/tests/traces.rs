@@ -24,6 +24,30 @@ struct Setup {
 }
 
 impl Setup {
+    /// chat-api and recurring-tasks on a fresh stack, exporting their spans (and their
+    /// sidecars') to a collector when `export`.
+    async fn start(export: bool) -> Result<Setup> {
+        let mut env = Env::start().await?;
+        if export {
+            env.export_traces().await?;
+        }
+        let db = env.database().await?;
+        let api = env.start_chat_api(&db).await?;
+        let worker = env
+            .start_service(
+                "recurring-tasks",
+                "recurring-tasks",
+                &[("DATABASE_URL", db)],
+            )
+            .await?;
+        Ok(Setup {
+            env,
+            api,
+            worker,
+            client: e2e::client(),
+        })
+    }
+
     /// Sends a request (with `traceparent` if given); the answer's body and the trace id
     /// its `traceresponse` header names.
     async fn send(
@@ -117,22 +141,7 @@ async fn chain(setup: &Setup, task_id: &str) -> Result<(SeenTaskEvent, SeenTaskE
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completion_and_its_next_instance_share_the_requests_trace() -> Result<()> {
-    let env = Env::start().await?;
-    let db = env.database().await?;
-    let api = env.start_chat_api(&db).await?;
-    let worker = env
-        .start_service(
-            "recurring-tasks",
-            "recurring-tasks",
-            &[("DATABASE_URL", db)],
-        )
-        .await?;
-    let setup = Setup {
-        env,
-        api,
-        worker,
-        client: e2e::client(),
-    };
+    let setup = Setup::start(false).await?;
 
     let api_before = scrape(&setup.env, &setup.api.base).await?;
     let worker_before = scrape(&setup.env, &setup.worker.base).await?;
@@ -281,23 +290,7 @@ fn span_of(traceparent: &str) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_otlp_endpoint_the_spans_of_one_change_reach_the_collector_linked() -> Result<()> {
-    let mut env = Env::start().await?;
-    env.export_traces().await?;
-    let db = env.database().await?;
-    let api = env.start_chat_api(&db).await?;
-    let worker = env
-        .start_service(
-            "recurring-tasks",
-            "recurring-tasks",
-            &[("DATABASE_URL", db)],
-        )
-        .await?;
-    let setup = Setup {
-        env,
-        api,
-        worker,
-        client: e2e::client(),
-    };
+    let setup = Setup::start(true).await?;
     let given_trace = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
     let given_parent = "00f067aa0ba902b7";
     let given = format!("00-{given_trace}-{given_parent}-01");
