@@ -114,7 +114,7 @@ pub fn start(span: &tracing::Span, parent: Option<TraceContext>) -> TraceContext
         opentelemetry::Context::new().with_remote_span_context(p.span_context())
     });
     let context = if span.set_parent(remote).is_ok() {
-        TraceContext::of_span(&span.context().span().span_context().clone())
+        TraceContext::of_span(span.context().span().span_context())
     } else {
         None
     }

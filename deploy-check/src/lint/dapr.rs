@@ -198,13 +198,9 @@ pub(super) fn sidecar<'a>(
         None => {}
         Some(Err(_)) => p.add(o, "dapr.io/app-port is not a port number"),
         Some(Ok(port)) => {
-            let app = containers.iter().find(|c| {
-                c["ports"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|x| x["containerPort"] == port)
-            });
+            let app = containers
+                .iter()
+                .find(|c| ports_of(c).any(|x| x["containerPort"] == port));
             match app {
                 None => p.add(o, format!("dapr.io/app-port {port} is no container's port: daprd would wait for an app that listens elsewhere")),
                 Some(c) => {

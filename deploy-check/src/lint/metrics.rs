@@ -38,13 +38,10 @@ pub(super) fn metrics(o: &Object, p: &mut Problems) {
         ),
         Some(Err(_)) => p.add(o, "prometheus.io/port is not a port number"),
         Some(Ok(port)) => {
-            let listened = o.containers().iter().any(|c| {
-                c["ports"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|x| x["containerPort"] == port)
-            });
+            let listened = o
+                .containers()
+                .iter()
+                .any(|c| ports_of(c).any(|x| x["containerPort"] == port));
             if !listened {
                 p.add(
                     o,

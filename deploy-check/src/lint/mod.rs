@@ -55,6 +55,11 @@ pub fn check(objects: &[Object]) -> Vec<String> {
     p.0
 }
 
+/// The `ports` a container declares.
+fn ports_of(container: &Value) -> impl Iterator<Item = &Value> {
+    container["ports"].as_array().into_iter().flatten()
+}
+
 #[derive(Default)]
 struct Problems(Vec<String>);
 

@@ -73,7 +73,7 @@ pub(super) fn names(o: &Object, p: &mut Problems) {
         if !is_dns_label(cname) {
             p.add(o, format!("container name {cname:?} is not a DNS label"));
         }
-        for port in c["ports"].as_array().into_iter().flatten() {
+        for port in ports_of(c) {
             if let Some(pname) = port["name"].as_str() {
                 if !is_port_name(pname) {
                     p.add(o, format!("port name {pname:?} of container {cname} is not a valid port name (at most 15 lower case letters, digits, '-')"));

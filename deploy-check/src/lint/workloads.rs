@@ -167,16 +167,8 @@ pub(super) fn container(
     }
 
     // Named ports the probes use.
-    let ports: BTreeSet<&str> = c["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
-    let numbers: BTreeSet<i64> = c["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let ports: BTreeSet<&str> = ports_of(c).filter_map(|p| p["name"].as_str()).collect();
+    let numbers: BTreeSet<i64> = ports_of(c)
         .filter_map(|p| p["containerPort"].as_i64())
         .collect();
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
@@ -316,13 +308,10 @@ pub(super) fn service(o: &Object, index: &Index<'_>, p: &mut Problems) {
         }
         if let Some(target) = port["targetPort"].as_str() {
             for w in &pods {
-                let declared = w.containers().iter().any(|c| {
-                    c["ports"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|p| p["name"] == target)
-                });
+                let declared = w
+                    .containers()
+                    .iter()
+                    .any(|c| ports_of(c).any(|p| p["name"] == target));
                 if !declared {
                     p.add(
                         o,
