@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::Secret;
 use todo_domain::UserId;
 
-use crate::{AppState, error::ApiError};
+use crate::error::ApiError;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -83,13 +83,13 @@ impl JwtKeys {
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub UserId);
 
-impl FromRequestParts<AppState> for AuthUser {
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: AsRef<JwtKeys> + Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -107,7 +107,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or_else(|| {
                 ApiError::unauthorized("Authorization header must be `Bearer <token>`")
             })?;
-        state.jwt.verify(token).map(AuthUser)
+        state.as_ref().verify(token).map(AuthUser)
     }
 }
 

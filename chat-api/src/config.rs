@@ -38,8 +38,8 @@ pub struct Settings {
     /// the sidecar call's deadline (12 s), so one slow call is not one.
     pub relay: RelayConfig,
     /// `CHAT_COMPONENT`, `CHAT_MAX_STEPS`, `CHAT_TURN_TIMEOUT_SECONDS`,
-    /// `CHAT_HISTORY_MESSAGES`: see [`crate::chat::ChatSettings`].
-    pub chat: crate::chat::ChatSettings,
+    /// `CHAT_HISTORY_MESSAGES`: see [`crate::chat_model::ChatSettings`].
+    pub chat: crate::chat_model::ChatSettings,
 }
 
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://.data/todo.db";
@@ -84,7 +84,7 @@ impl Settings {
             jwt_secret: Secret::new(jwt_secret),
             relay_enabled: env_or("RELAY_ENABLED", true)?,
             relay: relay_from_env()?,
-            chat: crate::chat::ChatSettings::from_env()?,
+            chat: crate::chat_model::ChatSettings::from_env()?,
         })
     }
 }

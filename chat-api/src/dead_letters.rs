@@ -26,7 +26,7 @@ use serde_json::Value;
 use service_kit::{SubscriptionOutcome, require_dapr_token};
 use todo_domain::topics;
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// The dead-letter topics this service keeps, and the topic each one's events came from.
 pub const DEAD_LETTER_TOPICS: [(&str, &str); 2] = [

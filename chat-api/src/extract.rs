@@ -2,12 +2,18 @@
 
 use axum::{
     Json,
-    extract::{FromRequest, FromRequestParts, Query, Request},
+    extract::{
+        FromRequest, FromRequestParts, Path, Query, Request, path::ErrorKind,
+        rejection::PathRejection,
+    },
     http::request::Parts,
 };
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+
+/// Largest request body accepted; larger bodies get 413.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 pub struct ApiJson<T>(pub T);
 
@@ -40,5 +46,34 @@ where
             .await
             .map(|Query(v)| Self(v))
             .map_err(ApiError::from)
+    }
+}
+
+/// `Path` whose rejection (a percent-encoded segment that is not UTF-8) uses the API's error
+/// shape instead of axum's plain text.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => match e.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key }
+                | ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::DeserializeError { key, .. } => {
+                    let key = key.clone();
+                    Err(ApiError::new(ErrorCode::InvalidField, e.body_text()).with_field(key))
+                }
+                // The route and the extracted type disagree: a bug, not bad input.
+                _ => Err(ApiError::internal(e.body_text())),
+            },
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
     }
 }

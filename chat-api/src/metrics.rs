@@ -11,14 +11,14 @@
 
 use std::sync::LazyLock;
 
-use axum::{extract::State, response::Response};
+use axum::response::Response;
 use chrono::Utc;
 use service_kit::metrics::{
     counter, gauge,
     prometheus::{IntCounter, IntGauge},
 };
 
-use crate::AppState;
+use todo_store::OutboxStore;
 
 pub static PUBLISHED: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
@@ -53,20 +53,14 @@ static PARKED_NOW: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
-/// `GET /metrics`: the outbox gauges read now, then every metric of the process. A database
-/// that cannot answer leaves the gauges at their last value (the request metrics say so).
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    responses((status = 200, description = "Every metric of the process in the Prometheus text format (0.0.4)",
-        content_type = "text/plain", body = String)),
-)]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// Every metric of the process in the Prometheus text format, the outbox gauges read from
+/// `outbox` now. A database that cannot answer leaves the gauges at their last value (the
+/// request metrics say so).
+pub async fn render(outbox: &OutboxStore) -> Response {
     for c in [&PUBLISHED, &PUBLISH_FAILURES, &PARKED] {
         LazyLock::force(c);
     }
-    match state.outbox.backlog().await {
+    match outbox.backlog().await {
         Ok(backlog) => {
             BACKLOG.set(i64::try_from(backlog.pending).unwrap_or(i64::MAX));
             PARKED_NOW.set(i64::try_from(backlog.parked).unwrap_or(i64::MAX));

@@ -9,9 +9,9 @@ use todo_store::TaskPatch;
 use uuid::Uuid;
 
 use crate::{
-    AppState,
     dto::{ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskView, encode_cursor},
     error::{ApiError, ApiResult},
+    state::AppState,
 };
 
 /// A task id as a client wrote it.

@@ -15,17 +15,16 @@ use super::{
     turn::{self, Stopped, TurnInput},
 };
 use crate::{
-    AppState,
     auth::AuthUser,
     dto::{TaskView, UserPath, parse_time_zone, text_without_nul},
     error::{ApiError, ApiResult, ErrorCode},
-    extract::{ApiJson, ApiQuery},
+    extract::{ApiJson, ApiPath, ApiQuery},
     mcp::tools::ChangeAction,
     openapi::{
         BadRequest, Conflict, Forbidden, Gone, NotFound, PayloadTooLarge, Unauthorized,
         Unavailable, UnsupportedMediaType, UserIdSchema,
     },
-    routes::ApiPath,
+    state::AppState,
 };
 
 /// Body of `POST /api/{user_id}/chat`.

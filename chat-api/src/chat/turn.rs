@@ -23,12 +23,12 @@ use super::{
     history::{self, MessageBody, ToolCallView},
 };
 use crate::{
-    AppState,
     error::{ApiError, ApiResult, ErrorCode},
     mcp::{
         TaskTools,
         tools::{self, TaskChange},
     },
+    state::AppState,
 };
 
 /// Tool calls run per model answer; further calls in the same answer get a tool error.

@@ -32,7 +32,7 @@ use serde_json::json;
 
 pub use tools::TaskTools;
 
-use crate::{AppState, BODY_LIMIT_BYTES, auth::AuthUser, error::ApiError};
+use crate::{auth::AuthUser, error::ApiError, extract::BODY_LIMIT_BYTES, state::AppState};
 
 /// Where the MCP endpoint is served.
 pub const MCP_PATH: &str = "/mcp";

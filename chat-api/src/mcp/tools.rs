@@ -21,7 +21,7 @@ use super::{
     args::{AddTaskArgs, ListTasksArgs, Parameters, TaskIdArgs, UpdateTaskArgs},
     output,
 };
-use crate::{AppState, auth::AuthUser, service};
+use crate::{auth::AuthUser, service, state::AppState};
 
 /// How a tool call changed a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
