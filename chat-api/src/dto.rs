@@ -7,7 +7,7 @@ use todo_domain::{
     time::{resolve_local, to_local},
 };
 use todo_store::{
-    ListQuery, NewTask, SortKey, StatusFilter, TaskPatch,
+    ListQuery, NewTask, Page, SortKey, StatusFilter, TaskPatch,
     tasks::{After, SortValue},
 };
 use utoipa::{IntoParams, ToSchema};
@@ -221,7 +221,23 @@ fn out_of_range(raw: &str) -> ApiError {
     )
 }
 
+/// A task id as a client wrote it.
+pub fn parse_task_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::invalid("task_id", "task id must be a UUID"))
+}
+
 impl TaskInput {
+    /// A task to create: it cannot be created completed.
+    pub fn into_creation(self) -> Result<NewTask, ApiError> {
+        if self.completed.is_some() {
+            return Err(ApiError::invalid(
+                "completed",
+                "a new task cannot be created completed",
+            ));
+        }
+        self.into_new_task()
+    }
+
     pub fn into_new_task(self) -> Result<NewTask, ApiError> {
         let time_zone = parse_time_zone(self.time_zone.as_deref())?;
         let due = self
@@ -582,4 +598,17 @@ pub struct TaskPageView {
     /// Pass as `cursor` for the next page; `null` on the last page.
     #[schema(nullable)]
     pub next_cursor: Option<String>,
+}
+
+impl TaskPageView {
+    /// `page` of a listing sorted as `query` asked.
+    pub fn new(page: Page, query: &ListQuery) -> Self {
+        Self {
+            items: page.items.into_iter().map(TaskView::from).collect(),
+            next_cursor: page
+                .next
+                .as_ref()
+                .map(|after| encode_cursor(after, query.descending)),
+        }
+    }
 }

@@ -12,6 +12,8 @@ use serde::Serialize;
 use todo_domain::ValidationError;
 use todo_store::StoreError;
 
+use crate::service_error::ServiceError;
+
 /// Every `code` an error response can carry, with the status it answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -194,29 +196,29 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+/// How REST answers a failed task operation.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let code = match &e {
+            ServiceError::Invalid { field, message } => return Self::invalid(field, message),
+            ServiceError::NotFound => ErrorCode::NotFound,
+            ServiceError::UserDeleted => ErrorCode::UserDeleted,
+            ServiceError::Conflict => ErrorCode::Conflict,
+            ServiceError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ErrorCode::Unavailable
+            }
+            ServiceError::Internal(cause) => return Self::internal(cause),
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+/// The stores' errors outside the task operations (the chat's conversations, the dead
+/// letters) answer as the task operations' do.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => Self::not_found(),
-            StoreError::UserDeleted => Self::new(
-                ErrorCode::UserDeleted,
-                "this account was deleted; no further changes are accepted",
-            ),
-            StoreError::Conflict => Self::new(
-                ErrorCode::Conflict,
-                "the task was being changed by another request; retry",
-            ),
-            StoreError::BadCursor(message) => Self::invalid("cursor", message),
-            StoreError::Invalid(e) => e.into(),
-            StoreError::Db(ref db) if e.is_transient() => {
-                tracing::warn!(error = %db, "database unavailable");
-                Self::new(
-                    ErrorCode::Unavailable,
-                    "the database is unavailable; retry shortly",
-                )
-            }
-            other => Self::internal(other),
-        }
+        ServiceError::from(e).into()
     }
 }
 

@@ -21,6 +21,7 @@ pub mod relay;
 pub mod routes;
 pub mod schema;
 pub mod service;
+pub mod service_error;
 pub mod state;
 
 pub use app::{Application, router};

@@ -10,6 +10,7 @@ use todo_domain::TaskSnapshot;
 use crate::{
     dto::{TaskPageView, TaskView},
     error::ApiError,
+    service_error::ServiceError,
 };
 
 // The output schemas are the REST API's own (its OpenAPI schemas of the same views), so a
@@ -75,19 +76,41 @@ pub fn deleted(task: TaskSnapshot) -> CallToolResult {
     structured(text, json!({"deleted": true, "task": TaskView::from(task)}))
 }
 
-/// A tool error: the API's message, naming the argument to fix.
+/// A tool error for arguments that parsed but whose values do not fit: the API's message,
+/// naming the argument to fix.
 pub fn error(e: &ApiError) -> CallToolResult {
-    let text = match (e.code, e.field.as_deref()) {
-        (crate::error::ErrorCode::NotFound, _) => {
+    CallToolResult::error(vec![ContentBlock::text(match e.field.as_deref() {
+        Some(field) => invalid_argument(field, &e.message),
+        None => e.message.clone(),
+    })])
+}
+
+/// A tool error for a task operation that refused or failed.
+pub fn failed(e: &ServiceError) -> CallToolResult {
+    let text = match e {
+        ServiceError::NotFound => {
             "No such task among yours: check task_id (list_tasks shows your tasks' ids).".to_owned()
         }
-        (_, Some(field)) if e.message.starts_with(field) => {
-            format!("Invalid argument: {}", e.message)
+        ServiceError::Invalid { field, message } => invalid_argument(field, message),
+        ServiceError::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "database unavailable");
+            e.to_string()
         }
-        (_, Some(field)) => format!("Invalid argument `{field}`: {}", e.message),
-        _ => e.message.clone(),
+        ServiceError::Internal(cause) => {
+            tracing::error!(error = %cause, "request failed");
+            e.to_string()
+        }
+        ServiceError::UserDeleted | ServiceError::Conflict => e.to_string(),
     };
     CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+fn invalid_argument(field: &str, message: &str) -> String {
+    if message.starts_with(field) {
+        format!("Invalid argument: {message}")
+    } else {
+        format!("Invalid argument `{field}`: {message}")
+    }
 }
 
 /// A tool error for arguments that do not fit the tool's input schema.

@@ -6,6 +6,7 @@
 //! chat offers the model the tools exactly as `tools/list` describes them ([`TaskTools::list`]).
 
 use axum::http::request::Parts;
+use chrono::Utc;
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     handler::server::{common::FromContextPart, router::tool::ToolRouter, tool::ToolCallContext},
@@ -21,7 +22,13 @@ use super::{
     args::{AddTaskArgs, ListTasksArgs, Parameters, TaskIdArgs, UpdateTaskArgs},
     output,
 };
-use crate::{auth::AuthUser, service, state::AppState};
+use crate::{
+    auth::AuthUser,
+    dto::{ListParams, TaskInput, TaskPageView, parse_task_id},
+    error::ApiError,
+    service::{self, ServiceError},
+    state::AppState,
+};
 
 /// How a tool call changed a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -63,52 +70,101 @@ impl Outcome {
     }
 }
 
-pub async fn add_task(state: &AppState, user: &UserId, args: AddTaskArgs) -> Outcome {
-    match service::create(state, user, args.into()).await {
-        Ok(task) => Outcome::changed(
-            output::task("Created", task.clone()),
-            ChangeAction::Created,
-            task,
-        ),
-        Err(e) => Outcome::unchanged(output::error(&e)),
+/// Why a tool call failed: its arguments did not parse into domain values, or the task
+/// operation refused. Either comes back as a tool error the model can act on.
+enum Failure {
+    Arguments(ApiError),
+    Operation(ServiceError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Self::Arguments(e)
     }
 }
 
-pub async fn list_tasks(state: &AppState, user: &UserId, args: ListTasksArgs) -> Outcome {
-    Outcome::unchanged(match service::list(state, user, args.into()).await {
-        Ok(page) => output::page(page),
-        Err(e) => output::error(&e),
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Self {
+        Self::Operation(e)
+    }
+}
+
+/// A tool's body, with its failure as a tool error.
+async fn run(body: impl Future<Output = Result<Outcome, Failure>>) -> Outcome {
+    body.await.unwrap_or_else(|failure| {
+        Outcome::unchanged(match failure {
+            Failure::Arguments(e) => output::error(&e),
+            Failure::Operation(e) => output::failed(&e),
+        })
     })
 }
 
+pub async fn add_task(state: &AppState, user: &UserId, args: AddTaskArgs) -> Outcome {
+    run(async {
+        let new = TaskInput::from(args).into_creation()?;
+        let task = service::create(state, user, new).await?;
+        Ok(Outcome::changed(
+            output::task("Created", task.clone()),
+            ChangeAction::Created,
+            task,
+        ))
+    })
+    .await
+}
+
+pub async fn list_tasks(state: &AppState, user: &UserId, args: ListTasksArgs) -> Outcome {
+    run(async {
+        let query = ListParams::from(args).into_query(Utc::now())?;
+        let page = service::list(state, user, &query).await?;
+        Ok(Outcome::unchanged(output::page(TaskPageView::new(
+            page, &query,
+        ))))
+    })
+    .await
+}
+
 pub async fn update_task(state: &AppState, user: &UserId, args: UpdateTaskArgs) -> Outcome {
-    let (id, patch) = args.into_parts();
-    match service::patch(state, user, &id, patch).await {
-        Ok(task) => Outcome::changed(
+    run(async {
+        let (id, input) = args.into_parts();
+        // A local `due_at` is read in the task's own zone unless the change names a new
+        // one, so the stored task is read first.
+        let id = parse_task_id(&id)?;
+        let current = service::get(state, user, id).await?;
+        let patch = input.into_patch(&current)?;
+        let task = service::apply(state, user, id, patch).await?;
+        Ok(Outcome::changed(
             output::task("Updated", task.clone()),
             ChangeAction::Updated,
             task,
-        ),
-        Err(e) => Outcome::unchanged(output::error(&e)),
-    }
+        ))
+    })
+    .await
 }
 
 pub async fn complete_task(state: &AppState, user: &UserId, args: TaskIdArgs) -> Outcome {
-    match service::set_completed(state, user, &args.task_id, true).await {
-        Ok(task) => Outcome::changed(
+    run(async {
+        let id = parse_task_id(&args.task_id)?;
+        let task = service::set_completed(state, user, id, true).await?;
+        Ok(Outcome::changed(
             output::task("Completed", task.clone()),
             ChangeAction::Completed,
             task,
-        ),
-        Err(e) => Outcome::unchanged(output::error(&e)),
-    }
+        ))
+    })
+    .await
 }
 
 pub async fn delete_task(state: &AppState, user: &UserId, args: TaskIdArgs) -> Outcome {
-    match service::delete(state, user, &args.task_id).await {
-        Ok(task) => Outcome::changed(output::deleted(task.clone()), ChangeAction::Deleted, task),
-        Err(e) => Outcome::unchanged(output::error(&e)),
-    }
+    run(async {
+        let id = parse_task_id(&args.task_id)?;
+        let task = service::delete(state, user, id).await?;
+        Ok(Outcome::changed(
+            output::deleted(task.clone()),
+            ChangeAction::Deleted,
+            task,
+        ))
+    })
+    .await
 }
 
 /// Runs the tool `name` with `arguments` (the call's JSON object) as `user`. Arguments that

@@ -5,12 +5,16 @@
 //! [`table`] registers it with the router and the document together.
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use chrono::Utc;
 use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth::AuthUser,
-    dto::{ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskPath, TaskView, UserPath},
+    dto::{
+        ListParams, TaskInput, TaskPageView, TaskPatchInput, TaskPath, TaskView, UserPath,
+        parse_task_id,
+    },
     error::{ApiError, ApiResult, ErrorCode},
     extract::{ApiJson, ApiPath, ApiQuery},
     openapi::{
@@ -74,7 +78,8 @@ pub async fn create_task(
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<impl IntoResponse> {
     let user = auth.require(&user_id)?;
-    let task = service::create(&state, user, input).await?;
+    let new = input.into_creation()?;
+    let task = service::create(&state, user, new).await?;
     Ok((StatusCode::CREATED, Json(TaskView::from(task))))
 }
 
@@ -103,7 +108,7 @@ pub async fn get_task(
     }): ApiPath<TaskPath>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
-    let task = service::get(&state, user, &id).await?;
+    let task = service::get(&state, user, parse_task_id(&id)?).await?;
     Ok(Json(task.into()))
 }
 
@@ -129,7 +134,9 @@ pub async fn list_tasks(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<TaskPageView>> {
     let user = auth.require(&user_id)?;
-    Ok(Json(service::list(&state, user, params).await?))
+    let query = params.into_query(Utc::now())?;
+    let page = service::list(&state, user, &query).await?;
+    Ok(Json(TaskPageView::new(page, &query)))
 }
 
 /// Replace a task: absent optional fields take their defaults.
@@ -165,7 +172,8 @@ pub async fn replace_task(
     // Parsed before the user is checked, as it always was: a bad body is a 400 either way.
     let patch = input.into_replacement()?;
     let user = auth.require(&user_id)?;
-    Ok(Json(service::apply(&state, user, &id, patch).await?.into()))
+    let id = parse_task_id(&id)?;
+    Ok(Json(service::apply(&state, user, id, patch).await?.into()))
 }
 
 /// Change some fields of a task (`null` clears `due_at` or `recurrence`).
@@ -199,7 +207,12 @@ pub async fn patch_task(
     ApiJson(input): ApiJson<TaskPatchInput>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
-    Ok(Json(service::patch(&state, user, &id, input).await?.into()))
+    // A local `due_at` is read in the task's own zone unless the change names a new one,
+    // so the stored task is read first.
+    let id = parse_task_id(&id)?;
+    let current = service::get(&state, user, id).await?;
+    let patch = input.into_patch(&current)?;
+    Ok(Json(service::apply(&state, user, id, patch).await?.into()))
 }
 
 /// Complete a task (`task.completed`; a recurring task's next instance follows).
@@ -230,7 +243,7 @@ pub async fn complete_task(
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
     Ok(Json(
-        service::set_completed(&state, user, &id, true)
+        service::set_completed(&state, user, parse_task_id(&id)?, true)
             .await?
             .into(),
     ))
@@ -264,7 +277,7 @@ pub async fn reopen_task(
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
     Ok(Json(
-        service::set_completed(&state, user, &id, false)
+        service::set_completed(&state, user, parse_task_id(&id)?, false)
             .await?
             .into(),
     ))
@@ -297,7 +310,7 @@ pub async fn delete_task(
     }): ApiPath<TaskPath>,
 ) -> ApiResult<StatusCode> {
     let user = auth.require(&user_id)?;
-    service::delete(&state, user, &id).await?;
+    service::delete(&state, user, parse_task_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
