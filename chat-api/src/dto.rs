@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     error::ApiError,
-    openapi::{self as doc, FrequencySchema, PrioritySchema, TaskSnapshotSchema, UserIdSchema},
+    openapi::{self as doc, UserIdSchema},
 };
 
 /// Path of the routes under `/api/{user_id}`.
@@ -53,7 +53,7 @@ pub struct TaskInput {
     pub description: Option<String>,
     /// `medium` when absent.
     #[serde(default)]
-    #[schema(value_type = Option<PrioritySchema>)]
+    #[schema(value_type = Option<Priority>)]
     pub priority: Option<String>,
     #[serde(default)]
     #[schema(schema_with = doc::tags_or_null)]
@@ -68,7 +68,7 @@ pub struct TaskInput {
     pub time_zone: Option<String>,
     /// No recurrence when absent.
     #[serde(default)]
-    #[schema(value_type = Option<FrequencySchema>)]
+    #[schema(value_type = Option<Frequency>)]
     pub recurrence: Option<String>,
     /// When to be reminded; absent or empty: the default reminder within a day of the due time.
     #[serde(default)]
@@ -92,7 +92,7 @@ pub struct TaskPatchInput {
     #[schema(schema_with = doc::description_or_null)]
     pub description: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<PrioritySchema>)]
+    #[schema(value_type = Option<Priority>)]
     pub priority: Option<String>,
     #[serde(default)]
     #[schema(schema_with = doc::tags_or_null)]
@@ -108,7 +108,7 @@ pub struct TaskPatchInput {
     pub time_zone: Option<String>,
     /// `null` stops the task repeating.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<FrequencySchema>)]
+    #[schema(value_type = Option<Frequency>)]
     pub recurrence: Option<Option<String>>,
     /// Replaces the reminders; `null` or `[]` clears them.
     #[serde(default, deserialize_with = "present")]
@@ -332,7 +332,7 @@ pub struct ListParams {
     #[param(schema_with = status_filter)]
     pub status: Option<String>,
     /// Only tasks of this priority.
-    #[param(value_type = Option<PrioritySchema>)]
+    #[param(value_type = Option<Priority>)]
     pub priority: Option<String>,
     /// Only tasks with this tag.
     #[param(schema_with = doc::tag_filter)]
@@ -573,7 +573,7 @@ fn search() -> utoipa::openapi::schema::Object {
 #[schema(as = Task)]
 pub struct TaskView {
     #[serde(flatten)]
-    #[schema(value_type = TaskSnapshotSchema)]
+    #[schema(value_type = TaskSnapshot)]
     pub task: TaskSnapshot,
     /// The due time in the task's own time zone (RFC 3339 with that zone's offset), for
     /// display; for an all-day task the end of its day (`due_date` says which day).

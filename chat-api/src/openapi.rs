@@ -3,16 +3,15 @@
 //! the domain and the error codes only; the document itself is assembled beside the route
 //! table (`routes::docs`).
 //!
-//! The domain crate stays free of web crates, so its types are described here: their schema
-//! components are built from the domain's own constants (`Priority::ALL`, `TITLE_MAX_CHARS`,
-//! ...), and the snapshot's shape is checked field by field at compile time.
+//! The task itself (`TaskSnapshot`, `Recurrence`, `Priority`, `Frequency`) describes its own
+//! schema in the domain crate (its `utoipa` feature); the request fields' schemas here are
+//! built from the domain's own constants (`TITLE_MAX_CHARS`, ...).
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::json;
 use todo_domain::{
-    Frequency, Priority, Recurrence, TaskSnapshot, TimeZone,
+    TimeZone,
     task::{
         DESCRIPTION_MAX_CHARS, TAG_MAX_CHARS, TAGS_MAX_COUNT, TITLE_MAX_CHARS, USER_ID_MAX_CHARS,
     },
@@ -24,7 +23,6 @@ use utoipa::{
         schema::{ArrayBuilder, Object, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type},
     },
 };
-use uuid::Uuid;
 
 use crate::error::ErrorCode;
 
@@ -140,40 +138,6 @@ pub(crate) fn string_enum(
         .enum_values(Some(values))
         .description(Some(description))
         .build()
-}
-
-/// `Priority` as the API spells it.
-pub struct PrioritySchema;
-
-impl PartialSchema for PrioritySchema {
-    fn schema() -> RefOr<Schema> {
-        string_enum(Priority::ALL.map(Priority::as_str), "How urgent a task is.").into()
-    }
-}
-
-impl ToSchema for PrioritySchema {
-    fn name() -> Cow<'static, str> {
-        "Priority".into()
-    }
-}
-
-/// `Frequency` as the API spells it.
-pub struct FrequencySchema;
-
-impl PartialSchema for FrequencySchema {
-    fn schema() -> RefOr<Schema> {
-        string_enum(
-            Frequency::ALL.map(Frequency::as_str),
-            "How a task repeats; a monthly series keeps its anchor day.",
-        )
-        .into()
-    }
-}
-
-impl ToSchema for FrequencySchema {
-    fn name() -> Cow<'static, str> {
-        "Frequency".into()
-    }
 }
 
 fn nullable(ty: Type) -> SchemaType {
@@ -326,113 +290,3 @@ impl ToSchema for UserIdSchema {
         "UserId".into()
     }
 }
-
-/// The snapshot's fields as a task view shows them (flattened into `Task`).
-#[derive(ToSchema)]
-#[schema(as = TaskSnapshot)]
-#[allow(dead_code)] // only its schema is used
-pub struct TaskSnapshotSchema {
-    /// The task's id: `{task_id}` in paths, `task_id` for the MCP tools.
-    id: Uuid,
-    /// The owner (the token's subject).
-    user_id: String,
-    title: String,
-    description: String,
-    #[schema(value_type = PrioritySchema)]
-    priority: Priority,
-    tags: Vec<String>,
-    /// The due instant, in UTC; for an all-day task the last second of its day.
-    #[schema(nullable)]
-    due_at: Option<DateTime<Utc>>,
-    /// Present for an all-day task: the day it is due, in `time_zone`.
-    #[schema(value_type = String, required = false, format = Date, examples("2026-12-01"))]
-    due_date: Option<NaiveDate>,
-    /// The reminders the user set, in canonical spelling; absent when none.
-    #[schema(value_type = Vec<String>, required = false, examples(json!(["15m", "1d"])))]
-    reminders: Vec<String>,
-    /// IANA time zone name.
-    #[schema(value_type = String, examples("Europe/Berlin"))]
-    time_zone: TimeZone,
-    #[schema(value_type = Option<RecurrenceSchema>, nullable)]
-    recurrence: Option<Recurrence>,
-    completed: bool,
-    #[schema(nullable)]
-    completed_at: Option<DateTime<Utc>>,
-    /// Starts at 1 and grows by one with every change.
-    #[schema(minimum = 1)]
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-/// How a task repeats, and which instance of its series it is.
-#[derive(ToSchema)]
-#[schema(as = Recurrence)]
-#[allow(dead_code)] // only its schema is used
-pub struct RecurrenceSchema {
-    #[schema(value_type = FrequencySchema)]
-    frequency: Frequency,
-    /// Shared by every instance of the series (the first instance's task id).
-    series_id: Uuid,
-    /// Local date and time (no offset) of the series' first due time.
-    #[schema(value_type = Option<String>, nullable, examples("2026-12-01T09:00:00"))]
-    anchor: Option<NaiveDateTime>,
-    /// 0 for the first instance, then 1, 2, ...
-    occurrence: u32,
-}
-
-/// Fails to compile when the domain's snapshot gains, loses or renames a field, so the
-/// documented shape cannot silently drift from what is serialised.
-const _: fn(TaskSnapshot) -> TaskSnapshotSchema = |snapshot| {
-    let TaskSnapshot {
-        id,
-        user_id,
-        title,
-        description,
-        priority,
-        tags,
-        due_at,
-        due_date,
-        reminders,
-        time_zone,
-        recurrence,
-        completed,
-        completed_at,
-        version,
-        created_at,
-        updated_at,
-    } = snapshot;
-    TaskSnapshotSchema {
-        id,
-        user_id,
-        title,
-        description,
-        priority,
-        tags,
-        due_at,
-        due_date,
-        reminders,
-        time_zone,
-        recurrence,
-        completed,
-        completed_at,
-        version,
-        created_at,
-        updated_at,
-    }
-};
-
-const _: fn(Recurrence) -> RecurrenceSchema = |recurrence| {
-    let Recurrence {
-        frequency,
-        series_id,
-        anchor,
-        occurrence,
-    } = recurrence;
-    RecurrenceSchema {
-        frequency,
-        series_id,
-        anchor,
-        occurrence,
-    }
-};

@@ -60,29 +60,49 @@ impl EventType {
 }
 
 /// The complete state of a task at the moment of an event, so consumers never call back.
+// With the `utoipa` feature it describes its own JSON schema: the API shows a task as this
+// snapshot (plus a local due time), so the events and the API share one documented shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct TaskSnapshot {
+    /// The task's id: `{task_id}` in the API's paths, `task_id` for its MCP tools.
     pub id: Uuid,
+    /// The owner (the API token's subject).
     pub user_id: String,
     pub title: String,
     pub description: String,
     pub priority: Priority,
     pub tags: Vec<String>,
-    /// When it is due; for an all-day task the last second of its day in `time_zone`.
+    /// The due instant, in UTC; for an all-day task the last second of its day in
+    /// `time_zone`.
+    #[cfg_attr(feature = "utoipa", schema(nullable))]
     pub due_at: Option<DateTime<Utc>>,
-    /// Set for an all-day task: the local day it is due (added in schema version 1; absent
-    /// for a task due at a time, or without a due time).
+    /// Present for an all-day task: the local day it is due, in `time_zone` (added in schema
+    /// version 1; absent for a task due at a time, or without a due time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "utoipa",
+        schema(value_type = String, required = false, format = Date, examples("2026-12-01"))
+    )]
     pub due_date: Option<NaiveDate>,
     /// The reminders the user set, in their canonical spelling (`15m`, `1d`, `09:00`,
     /// `-1d 18:00`); absent when none (the default reminder within the window applies).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(
+        feature = "utoipa",
+        schema(required = false, examples(json!(["15m", "1d"])))
+    )]
     pub reminders: Vec<String>,
+    /// IANA time zone name.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, examples("Europe/Berlin")))]
     pub time_zone: TimeZone,
+    #[cfg_attr(feature = "utoipa", schema(nullable))]
     pub recurrence: Option<Recurrence>,
     pub completed: bool,
+    #[cfg_attr(feature = "utoipa", schema(nullable))]
     pub completed_at: Option<DateTime<Utc>>,
     /// Starts at 1 and grows by one with every change: consumers ignore older versions.
+    #[cfg_attr(feature = "utoipa", schema(minimum = 1))]
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

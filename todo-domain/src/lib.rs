@@ -3,11 +3,17 @@
 //! This crate is pure. It depends on no web framework, no database and no clock: callers pass
 //! `now` in. Every service shares it, so a rule written here holds the same way in the API,
 //! the workers and the reminder scanner.
+//!
+//! With the `utoipa` feature, [`TaskSnapshot`] and the types it holds also describe their own
+//! JSON schema ([`schema`]): the API's OpenAPI document and its MCP tools both take the task's
+//! shape from here, so it is written once, beside the type that is serialised.
 
 pub mod due;
 pub mod error;
 pub mod event;
 pub mod recurrence;
+#[cfg(feature = "utoipa")]
+pub mod schema;
 pub mod task;
 pub use event::topics;
 pub mod time;

@@ -56,13 +56,19 @@ impl FromStr for Frequency {
     }
 }
 
-/// How a task repeats, and which series (and which occurrence of it) a task is.
+/// How a task repeats, and which instance of its series it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Recurrence {
     pub frequency: Frequency,
-    /// The id shared by every instance of the series (the first instance's task id).
+    /// Shared by every instance of the series (the first instance's task id).
     pub series_id: Uuid,
-    /// Local date and time of the series' first due time; `None` when it has no due time.
+    /// Local date and time (no offset) of the series' first due time; absent or null when
+    /// the series has no due time.
+    #[cfg_attr(
+        feature = "utoipa",
+        schema(value_type = Option<String>, nullable, examples("2026-12-01T09:00:00"))
+    )]
     pub anchor: Option<NaiveDateTime>,
     /// 0 for the first instance, then 1, 2, ... Unique within a series.
     pub occurrence: u32,

@@ -17,8 +17,8 @@ use utoipa::{
 };
 
 use crate::openapi::{
-    BEARER_SCHEME, BadRequest, Conflict, ErrorBody, Forbidden, FrequencySchema, Gone, NotFound,
-    PayloadTooLarge, PrioritySchema, Unauthorized, Unavailable, UnsupportedMediaType, UserIdSchema,
+    BEARER_SCHEME, BadRequest, Conflict, ErrorBody, Forbidden, Gone, NotFound, PayloadTooLarge,
+    Unauthorized, Unavailable, UnsupportedMediaType, UserIdSchema,
 };
 
 /// Where the document is served.
@@ -42,7 +42,7 @@ const SCALAR_SCRIPT: &str = "https://cdn.jsdelivr.net/npm/@scalar/api-reference@
     modifiers(&BearerScheme),
     components(
         // Parameter schemas are not collected from `params(...)`, so they are listed here.
-        schemas(ErrorBody, UserIdSchema, PrioritySchema, FrequencySchema),
+        schemas(ErrorBody, UserIdSchema, todo_domain::Priority, todo_domain::Frequency),
         responses(
             BadRequest,
             Unauthorized,
