@@ -505,7 +505,7 @@ async fn each_tool_works_and_publishes_the_same_events_as_the_rest_api() {
         );
         for (i, e) in mine.iter().enumerate() {
             assert_eq!(e.topic, "task-events");
-            assert_eq!(e.key, "alice");
+            assert_eq!(e.partition_key, "alice");
             assert_eq!(e.event.user_id, "alice");
             assert_eq!(e.event.task.version, i as i64 + 1);
         }
@@ -743,7 +743,7 @@ async fn a_client_on_the_stateless_2026_protocol_is_served_as_the_token_user() {
     );
     assert_eq!(task["user_id"], "carol");
     let events = app.published(1).await;
-    assert_eq!(events[0].key, "carol");
+    assert_eq!(events[0].partition_key, "carol");
     client.cancel().await.unwrap();
 }
 

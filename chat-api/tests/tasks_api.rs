@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
-
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::apps;
@@ -59,9 +57,9 @@ async fn a_task_lifecycle_publishes_one_event_per_change_in_order() {
         );
         for (i, e) in events.iter().enumerate() {
             assert_eq!(e.topic, "task-events");
-            assert_eq!(e.key, "alice");
+            assert_eq!(e.partition_key, "alice");
             assert_eq!(e.event.user_id, "alice");
-            assert_eq!(e.event_id, e.event.event_id.to_string());
+            assert_eq!(e.event_id, e.event.event_id);
             assert_eq!(e.event.task.id.to_string(), id);
             assert_eq!(e.event.task.version, i as i64 + 1);
         }
@@ -102,7 +100,7 @@ async fn a_change_that_changes_nothing_publishes_nothing() {
 #[tokio::test]
 async fn requests_succeed_while_publishing_fails_and_events_follow_when_it_recovers() {
     for app in apps().await {
-        app.publisher.failing.store(true, Ordering::SeqCst);
+        app.publisher.failing(true);
         for i in 0..5 {
             app.create("carol", json!({"title": format!("task {i}")}))
                 .await;
@@ -132,7 +130,7 @@ async fn requests_succeed_while_publishing_fails_and_events_follow_when_it_recov
                 .is_some_and(|h| h.starts_with("relay-")),
             "{status}"
         );
-        app.publisher.failing.store(false, Ordering::SeqCst);
+        app.publisher.failing(false);
         let events = app.published(5).await;
         let titles: Vec<&str> = events.iter().map(|e| e.event.task.title.as_str()).collect();
         assert_eq!(

@@ -124,7 +124,7 @@ async fn with_an_app_token_only_the_sidecar_may_trigger_a_scan() {
             );
         }
         assert!(
-            bed.publisher.sent().is_empty(),
+            bed.publisher.published().is_empty(),
             "[{}] no scan ran",
             bed.label
         );
@@ -136,7 +136,7 @@ async fn with_an_app_token_only_the_sidecar_may_trigger_a_scan() {
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
-        assert_eq!(bed.publisher.sent().len(), 1, "[{}]", bed.label);
+        assert_eq!(bed.publisher.published().len(), 1, "[{}]", bed.label);
         // Probes come from the orchestrator, which has no token.
         assert_eq!(
             client

@@ -43,7 +43,7 @@ async fn a_task_due_within_the_window_gets_one_reminder_with_its_details() {
             bed.label
         );
 
-        let sent = bed.publisher.sent();
+        let sent = bed.publisher.published();
         let s = &sent[0];
         assert_eq!(s.topic, "reminders");
         assert_eq!(s.partition_key, "alice", "keyed by user: per-user order");
@@ -82,7 +82,7 @@ async fn a_task_due_within_the_window_gets_one_reminder_with_its_details() {
             "[{}]",
             bed.label
         );
-        assert_eq!(bed.publisher.sent().len(), 1, "[{}]", bed.label);
+        assert_eq!(bed.publisher.published().len(), 1, "[{}]", bed.label);
         assert!(
             bed.keys
                 .seen(&reminder_key(task.id, e.due_at))
@@ -138,7 +138,7 @@ async fn only_tasks_between_the_overdue_grace_and_the_window_are_reminded_edges_
         let r = report(scanner.tick(now()).await);
         let mut got: Vec<String> = bed
             .publisher
-            .sent()
+            .published()
             .iter()
             .map(|s| s.event.title.clone())
             .collect();
@@ -186,7 +186,7 @@ async fn a_task_whose_due_time_changes_gets_a_reminder_for_the_new_time() {
             0
         );
 
-        let sent = bed.publisher.sent();
+        let sent = bed.publisher.published();
         assert_eq!(sent.len(), 2);
         assert_eq!(sent[0].event.due_at, now() + Span::hours(3));
         assert_eq!(sent[1].event.due_at, now() + Span::hours(5));
@@ -232,7 +232,7 @@ async fn a_backlog_larger_than_a_page_is_scanned_whole_in_due_time_order_ties_in
         assert_eq!(unique.len(), 23, "[{}] each task once", bed.label);
         let due_times: Vec<_> = bed
             .publisher
-            .sent()
+            .published()
             .iter()
             .map(|s| s.event.due_at)
             .collect();
@@ -326,13 +326,7 @@ async fn without_a_state_store_nothing_is_published() {
             r.stopped_early.is_none(),
             "one failure does not stop a scan"
         );
-        assert_eq!(
-            bed.publisher
-                .attempts
-                .load(std::sync::atomic::Ordering::SeqCst),
-            0,
-            "never published unclaimed"
-        );
+        assert_eq!(bed.publisher.attempts(), 0, "never published unclaimed");
     }
 }
 
@@ -353,7 +347,7 @@ async fn replicas_scanning_at_the_same_time_publish_one_reminder_per_task_and_du
             );
         }
         // Slow publishes so the replicas' scans interleave task by task.
-        *bed.publisher.delay.lock().unwrap() = Duration::from_millis(2);
+        bed.publisher.set_delay(Duration::from_millis(2));
         let (a, b, c) = (
             bed.scanner(settings()).await,
             bed.scanner(settings()).await,
@@ -365,7 +359,7 @@ async fn replicas_scanning_at_the_same_time_publish_one_reminder_per_task_and_du
         let published: u64 = reports.iter().map(|r| r.published).sum();
         assert_eq!(published, 40, "[{}] {reports:?}", bed.label);
         let mut per_event: HashMap<uuid::Uuid, usize> = HashMap::new();
-        for s in bed.publisher.sent() {
+        for s in bed.publisher.published() {
             *per_event.entry(s.event_id).or_default() += 1;
         }
         assert_eq!(per_event.len(), 40);
@@ -392,12 +386,7 @@ async fn a_tick_while_a_scan_runs_is_skipped() {
             tokio::spawn(async move { scanner.tick(now()).await })
         };
         // Wait until the first scan is inside its publish.
-        while bed
-            .publisher
-            .attempts
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == 0
-        {
+        while bed.publisher.attempts() == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(scanner.tick(now()).await, Tick::Skipped, "[{}]", bed.label);

@@ -50,7 +50,7 @@ fn timed(tz: &str, at: DateTime<Utc>) -> Due {
 /// (offset, fires_at) of everything published so far.
 fn sent(bed: &Bed) -> Vec<(Option<String>, Option<DateTime<Utc>>)> {
     bed.publisher
-        .sent()
+        .published()
         .into_iter()
         .map(|s| (s.event.offset, s.event.fires_at))
         .collect()
@@ -91,7 +91,7 @@ async fn each_reminder_fires_once_at_its_time_and_replaces_the_default_one() {
             "[{}]",
             bed.label
         );
-        let events = bed.publisher.sent();
+        let events = bed.publisher.published();
         assert_eq!(
             events[0].event_id,
             ReminderEvent::id_for_offset(t.id, due, "1h")
@@ -132,7 +132,12 @@ async fn moving_the_due_time_or_changing_reminders_re_arms_them() {
             "[{}]",
             bed.label
         );
-        let ids: Vec<_> = bed.publisher.sent().iter().map(|s| s.event_id).collect();
+        let ids: Vec<_> = bed
+            .publisher
+            .published()
+            .iter()
+            .map(|s| s.event_id)
+            .collect();
         assert_ne!(ids[0], ids[1], "a new due time is a new reminder");
     }
 }
@@ -161,7 +166,7 @@ async fn completed_deleted_and_long_past_reminders_do_not_fire() {
         // Within the grace it still goes out, once, for the live task only.
         let other = bed.scanner(ScanSettings::default()).await;
         assert_eq!(published(other.tick(fires + Span::minutes(5)).await), 1);
-        assert_eq!(bed.publisher.sent()[0].event.task_id, late.id);
+        assert_eq!(bed.publisher.published()[0].event.task_id, late.id);
     }
 }
 
@@ -221,7 +226,7 @@ async fn an_all_day_task_is_reminded_at_local_times_of_its_day() {
                 (Some("09:00".into()), Some(morning)),
             ]
         );
-        let event = &bed.publisher.sent()[0].event;
+        let event = &bed.publisher.published()[0].event;
         assert_eq!(event.due_date, Some(day));
         assert_eq!(event.due_at, utc("2026-06-02T14:59:59Z"));
     }
@@ -241,7 +246,7 @@ async fn two_replicas_ticking_together_send_each_reminder_once() {
             )
             .await;
         }
-        *bed.publisher.delay.lock().unwrap() = std::time::Duration::from_millis(2);
+        bed.publisher.set_delay(std::time::Duration::from_millis(2));
         let a = Arc::new(bed.scanner(ScanSettings::default()).await);
         let b = Arc::new(bed.scanner(ScanSettings::default()).await);
         for at in [due - Span::hours(2), due - Span::hours(1)] {
@@ -249,7 +254,12 @@ async fn two_replicas_ticking_together_send_each_reminder_once() {
                 tokio::join!(a.tick(at + Span::seconds(1)), b.tick(at + Span::seconds(1)));
             assert_eq!(published(ra) + published(rb), 20, "[{}] at {at}", bed.label);
         }
-        let mut ids: Vec<_> = bed.publisher.sent().iter().map(|s| s.event_id).collect();
+        let mut ids: Vec<_> = bed
+            .publisher
+            .published()
+            .iter()
+            .map(|s| s.event_id)
+            .collect();
         assert_eq!(ids.len(), 40);
         ids.sort();
         ids.dedup();
@@ -277,7 +287,7 @@ async fn each_tick_is_a_trace_of_its_own_that_its_reminders_carry() {
         assert_eq!(published(scanner.tick(fires).await), 2, "[{}]", bed.label);
         assert_eq!(published(scanner.tick(fires + Span::minutes(1)).await), 1);
         let trace = |i: usize| {
-            let tp = bed.publisher.sent()[i].traceparent.clone().unwrap();
+            let tp = bed.publisher.published()[i].traceparent.clone().unwrap();
             assert!(service_kit::TraceContext::parse(&tp).is_some(), "{tp}");
             tp.split('-').nth(1).unwrap().to_owned()
         };

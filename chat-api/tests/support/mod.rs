@@ -7,62 +7,19 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use chat_api::{Application, Settings, auth::JwtKeys, relay::RelayConfig};
 use serde_json::Value;
-use service_kit::{PublishError, Publisher, Secret, publish::OutgoingEvent};
+use service_kit::Secret;
 use todo_domain::{TaskEvent, UserId};
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
+/// Records what the relay publishes, as task events (the publish boundary).
+pub type RecordingPublisher = service_kit::testing::RecordingPublisher<TaskEvent>;
 /// A published event as the relay handed it over.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub topic: String,
-    pub key: String,
-    pub event_id: String,
-    /// The trace context handed to the sidecar with it.
-    pub traceparent: Option<String>,
-    pub event: TaskEvent,
-}
-
-/// Records events; can be switched to fail like a sidecar whose broker is down. Every call
-/// is counted, failed ones included, so a test can tell "tried and failed" from "never
-/// tried".
-#[derive(Default)]
-pub struct RecordingPublisher {
-    pub events: Mutex<Vec<Published>>,
-    pub failing: AtomicBool,
-    pub calls: std::sync::atomic::AtomicUsize,
-}
-
-impl Publisher for RecordingPublisher {
-    async fn publish(&self, e: OutgoingEvent<'_>) -> Result<(), PublishError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(PublishError::Failed(
-                "broker unavailable (simulated)".into(),
-            ));
-        }
-        let event: TaskEvent =
-            serde_json::from_slice(e.payload).expect("relay publishes TaskEvent JSON");
-        self.events.lock().unwrap().push(Published {
-            topic: e.topic.to_owned(),
-            key: e.partition_key.to_owned(),
-            event_id: e.event_id.to_string(),
-            traceparent: e.traceparent.map(str::to_owned),
-            event,
-        });
-        Ok(())
-    }
-}
+pub type Published = service_kit::testing::Published<TaskEvent>;
 
 pub struct TestApp {
     pub base: String,
@@ -205,13 +162,13 @@ impl TestApp {
     /// Waits until the relay has published at least `n` events; returns them all.
     pub async fn published(&self, n: usize) -> Vec<Published> {
         for _ in 0..200 {
-            let events = self.publisher.events.lock().unwrap().clone();
+            let events = self.publisher.published();
             if events.len() >= n {
                 return events;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let events = self.publisher.events.lock().unwrap().clone();
+        let events = self.publisher.published();
         panic!(
             "[{}] expected {n} published events, got {}",
             self.db_label,
@@ -220,7 +177,7 @@ impl TestApp {
     }
 
     pub fn published_now(&self) -> Vec<Published> {
-        self.publisher.events.lock().unwrap().clone()
+        self.publisher.published()
     }
 
     /// How many outbox rows `user` has (every user's with `None`), published or not: every
@@ -254,7 +211,7 @@ impl TestApp {
     /// included).
     pub async fn publish_calls(&self, n: usize) -> usize {
         for _ in 0..200 {
-            let calls = self.publisher.calls.load(Ordering::SeqCst);
+            let calls = self.publisher.attempts();
             if calls >= n {
                 return calls;
             }
@@ -263,7 +220,7 @@ impl TestApp {
         panic!(
             "[{}] the relay called the publisher {} times, expected at least {n}",
             self.db_label,
-            self.publisher.calls.load(Ordering::SeqCst)
+            self.publisher.attempts()
         );
     }
 }

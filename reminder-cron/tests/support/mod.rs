@@ -9,19 +9,11 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use reminder_cron::{ScanSettings, Scanner};
-use service_kit::{
-    IdempotencyStore, MemoryIdempotencyStore, OutgoingEvent, PublishError, Publisher,
-};
+use service_kit::{IdempotencyStore, MemoryIdempotencyStore, Publisher};
 use todo_domain::{
     Description, Priority, ReminderEvent, Tags, TaskSnapshot, TimeZone, Title, UserId,
 };
@@ -29,60 +21,11 @@ use todo_store::{NewTask, TaskPatch, TaskStore};
 
 pub use todo_store::testing::databases;
 
-/// One published event, as the publisher was given it.
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub topic: String,
-    pub partition_key: String,
-    pub event_id: uuid::Uuid,
-    pub event_type: String,
-    pub traceparent: Option<String>,
-    pub event: ReminderEvent,
-}
-
-/// Records what it publishes. `fail` makes every publish fail; `hold` (write-locked by a
-/// test) makes publishes wait; `delay` slows each one so concurrent scans interleave.
-#[derive(Default)]
-pub struct RecordingPublisher {
-    pub sent: Mutex<Vec<Sent>>,
-    pub fail: AtomicBool,
-    pub attempts: AtomicUsize,
-    pub hold: tokio::sync::RwLock<()>,
-    pub delay: Mutex<Duration>,
-}
-
-impl RecordingPublisher {
-    pub fn sent(&self) -> Vec<Sent> {
-        self.sent.lock().unwrap().clone()
-    }
-
-    pub fn failing(&self, fail: bool) {
-        self.fail.store(fail, Ordering::SeqCst);
-    }
-}
-
-impl Publisher for RecordingPublisher {
-    async fn publish(&self, event: OutgoingEvent<'_>) -> Result<(), PublishError> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        let _held = self.hold.read().await;
-        let delay = *self.delay.lock().unwrap();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(PublishError::Failed("broker down (simulated)".into()));
-        }
-        self.sent.lock().unwrap().push(Sent {
-            topic: event.topic.to_owned(),
-            partition_key: event.partition_key.to_owned(),
-            event_id: event.event_id,
-            event_type: event.event_type.to_owned(),
-            traceparent: event.traceparent.map(str::to_owned),
-            event: serde_json::from_slice(event.payload).expect("payload is a ReminderEvent"),
-        });
-        Ok(())
-    }
-}
+/// Records what the scanner publishes, as reminder events; fails, holds or slows publishes on
+/// demand.
+pub type RecordingPublisher = service_kit::testing::RecordingPublisher<ReminderEvent>;
+/// One published reminder, as the publisher was given it.
+pub type Sent = service_kit::testing::Published<ReminderEvent>;
 
 pub struct Bed {
     pub label: &'static str,
@@ -196,7 +139,7 @@ impl Bed {
     /// The ids of the tasks reminded so far, in publishing order.
     pub fn reminded(&self) -> Vec<uuid::Uuid> {
         self.publisher
-            .sent()
+            .published()
             .iter()
             .map(|s| s.event.task_id)
             .collect()
