@@ -12,8 +12,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::paths::Paths;
-use crate::process::{Managed, free_port};
-use crate::stack::READY_TIMEOUT;
+use crate::process::{Managed, READY_TIMEOUT, free_port};
 
 /// A running Collector.
 pub struct Collector {

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result, bail};
 
 use crate::paths::Paths;
-use crate::{DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS};
+use crate::versions::{DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS};
 
 /// Set to `1` to accept whatever `daprd` is in `~/.dapr/bin` (for example one put there by
 /// `dapr init`, of any version) instead of the pinned build.

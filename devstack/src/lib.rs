@@ -59,6 +59,7 @@ mod redis;
 mod sidecar;
 mod stack;
 mod tools;
+mod versions;
 
 pub use collector::{Collector, ExportedSpan};
 pub use dapr_install::{DaprRuntime, Origin};
@@ -67,26 +68,10 @@ pub use kafka::{
     topic_end_offset,
 };
 pub use paths::Paths;
+pub use postgres::{DATABASE, DATABASE_USER};
 pub use process::{Managed, free_port, pid_alive};
 pub use sidecar::{Sidecar, SidecarConfig, render_components};
-pub use stack::{DATABASE, DATABASE_USER, Ports, Stack, StackConfig};
-
-/// The Dapr runtime (`daprd`) version the project is built and tested against: the newest
-/// 1.18 patch whose every dependency the Go module proxy serves (v1.18.3 needs
-/// `github.com/dapr/durabletask-go` v0.12.4, which it refuses).
-pub const DAPR_RUNTIME_VERSION: &str = "1.18.2";
-/// The build tags of the project's `daprd`: its flavour. `stablecomponents` has no
-/// `conversation.*` component; `allcomponents` has every one (what official releases ship).
-pub const DAPRD_BUILD_TAGS: &str = "allcomponents";
-/// The `dapr` CLI version, built from `github.com/dapr/cli` at this tag: the newest the Go
-/// module proxy serves (1.17.x and 1.18.x are refused there). It runs the 1.18 runtime.
-pub const DAPR_CLI_VERSION: &str = "1.16.5";
-/// The runtime release the CLI's own `go.mod` is built against (the CLI imports a few
-/// runtime packages; its own choice, v1.16.2, needs modules the proxy does not serve).
-pub(crate) const DAPR_CLI_BUILD_RUNTIME: &str = "1.16.5";
-/// The Apache Kafka version; must match `kafka.version` in `devstack/kafka/pom.xml`.
-pub const KAFKA_VERSION: &str = "4.1.1";
-/// The OpenTelemetry Collector release the trace-export tests run (see
-/// `devstack/otelcol/builder.yaml`): the newest whose file exporter the Go module proxy
-/// serves and builds.
-pub const OTELCOL_VERSION: &str = "0.161.0";
+pub use stack::{Ports, Stack, StackConfig};
+pub use versions::{
+    DAPR_CLI_VERSION, DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS, KAFKA_VERSION, OTELCOL_VERSION,
+};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS, KAFKA_VERSION, OTELCOL_VERSION};
+use crate::versions::{DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS, KAFKA_VERSION, OTELCOL_VERSION};
 
 /// Where things live.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,9 +13,16 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid, User};
 
-use crate::process::{Managed, pid_alive, run_captured};
-use crate::stack::{DATABASE, DATABASE_PASSWORD, DATABASE_USER, READY_TIMEOUT};
+use crate::process::{Managed, READY_TIMEOUT, pid_alive, run_captured};
 use crate::tools::postgres_bindir;
+
+/// The database the services use, and its owner (password `todo`; loopback connections
+/// are trusted, so the password is not checked).
+pub const DATABASE: &str = "todo";
+/// The database role the services use: a plain login role that owns [`DATABASE`] and may
+/// create databases (tests make one per test). The superuser is `postgres`.
+pub const DATABASE_USER: &str = "todo";
+pub(crate) const DATABASE_PASSWORD: &str = "todo";
 
 /// The account PostgreSQL runs as: itself when not root (PostgreSQL refuses root).
 fn postgres_account() -> Result<Option<(Uid, Gid)>> {

@@ -16,6 +16,9 @@ use nix::unistd::Pid;
 
 const POLL: Duration = Duration::from_millis(50);
 
+/// How long a server devstack starts (PostgreSQL, Redis, the Collector) may take to serve.
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A running process we started. It is stopped by PID (its stop signal, then SIGKILL
 /// after a grace period) on [`Managed::stop`] and on drop. Its stdout and stderr go to a
 /// log file; its PID is written to a pidfile so a later run can clean up after a crash.

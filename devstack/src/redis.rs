@@ -11,8 +11,7 @@ use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::process::Managed;
-use crate::stack::READY_TIMEOUT;
+use crate::process::{Managed, READY_TIMEOUT};
 use crate::tools::which;
 
 pub(crate) async fn start_redis(data_dir: &Path, port: u16) -> Result<Managed> {

@@ -14,24 +14,14 @@
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
 use crate::paths::Paths;
+use crate::postgres::{DATABASE, DATABASE_PASSWORD, DATABASE_USER};
 use crate::process::{Managed, free_port, kill_stale, pid_alive};
 use crate::{kafka, postgres, redis};
-
-/// The database the services use, and its owner (password `todo`; loopback connections
-/// are trusted, so the password is not checked).
-pub const DATABASE: &str = "todo";
-/// The database role the services use: a plain login role that owns [`DATABASE`] and may
-/// create databases (tests make one per test). The superuser is `postgres`.
-pub const DATABASE_USER: &str = "todo";
-pub(crate) const DATABASE_PASSWORD: &str = "todo";
-
-pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Ports for one stack, all on 127.0.0.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

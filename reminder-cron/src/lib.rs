@@ -12,7 +12,6 @@
 //! (read-only connection), writes nothing to the database, and runs no migrations.
 
 pub mod config;
-mod metrics;
 pub mod scan;
 
 use std::sync::Arc;

@@ -31,6 +31,8 @@
 //! scan after [`MAX_CONSECUTIVE_FAILURES`] in a row (the next tick starts over), so an outage
 //! costs a few bounded calls per tick, not one per task.
 
+mod metrics;
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -201,7 +203,7 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         let report = todo_store::trace::scope(Some(trace.to_string()), self.scan(now))
             .instrument(span)
             .await;
-        crate::metrics::count(&report);
+        metrics::count(&report);
         Tick::Ran(report)
     }
 
@@ -361,7 +363,7 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         {
             return Ok(Reminded::AlreadySent);
         }
-        crate::metrics::CLAIMED.inc();
+        metrics::CLAIMED.inc();
         // The page may be seconds old (a long scan, a slow broker): ask again right before
         // publishing.
         let still_due = match offset {

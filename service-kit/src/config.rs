@@ -1,15 +1,10 @@
-//! Reading typed settings from the process environment (read, never written), and the
-//! settings every service reads alike ([`ServiceSettings`]).
+//! The settings every service reads alike from the environment ([`ServiceSettings`],
+//! [`state_store_from_env`]), and what they build: the listener, the publisher and the
+//! idempotency store.
 
-use std::{
-    fmt,
-    net::{IpAddr, Ipv4Addr},
-    str::FromStr,
-};
+use std::net::{IpAddr, Ipv4Addr};
 
-use anyhow::Context as _;
-
-use crate::{DaprIdempotencyStore, DaprPublisher, Listener};
+use crate::{DaprIdempotencyStore, DaprPublisher, Listener, Secret, env_opt, env_or};
 
 /// What every service reads the same way: where it listens, and how it reaches its sidecar
 /// and is reached by it.
@@ -74,92 +69,4 @@ pub fn state_store_from_env() -> anyhow::Result<String> {
         "STATE_STORE_NAME",
         crate::state::STATE_STORE_NAME.to_owned(),
     )
-}
-
-/// A value that must never be printed: its `Debug` and `Display` show `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// The variable, parsed, or `None` when unset or empty. A value that does not parse is an
-/// error naming the variable.
-pub fn env_opt<T>(name: &str) -> anyhow::Result<Option<T>>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<T>()
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("environment variable {name}={v:?} is not valid")),
-        _ => Ok(None),
-    }
-}
-
-/// The variable, parsed, or `default` when unset or empty.
-pub fn env_or<T>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    Ok(env_opt(name)?.unwrap_or(default))
-}
-
-/// The variable, parsed, or `default` when unset or empty; a value outside `range` is an
-/// error naming the variable, the accepted range and `what` the setting means.
-pub fn env_in<T>(
-    name: &str,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-    what: &str,
-) -> anyhow::Result<T>
-where
-    T: FromStr + PartialOrd + fmt::Display + Copy,
-    T::Err: fmt::Display,
-{
-    let value = env_or(name, default)?;
-    if !range.contains(&value) {
-        anyhow::bail!(
-            "environment variable {name}={value} is out of range: use {} to {} ({what})",
-            range.start(),
-            range.end()
-        );
-    }
-    Ok(value)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_never_print_their_value() {
-        let s = Secret::new("hunter2");
-        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
-        assert_eq!(s.expose(), "hunter2");
-    }
 }

@@ -7,8 +7,10 @@
 pub mod config;
 pub mod conversation;
 pub mod dead_letters;
+pub mod env;
 pub mod metrics;
 pub mod publish;
+pub mod secret;
 pub mod server;
 pub mod shutdown;
 pub mod sidecar;
@@ -21,8 +23,10 @@ pub mod trace;
 
 pub use shutdown::Shutdown;
 
-pub use config::{Secret, ServiceSettings, env_in, env_opt, env_or, state_store_from_env};
+pub use config::{ServiceSettings, state_store_from_env};
+pub use env::{env_in, env_opt, env_or};
 pub use publish::{DaprPublisher, OutgoingEvent, PublishError, Publisher};
+pub use secret::Secret;
 pub use server::Listener;
 pub use state::{DaprIdempotencyStore, IdempotencyStore, MemoryIdempotencyStore, StateError};
 pub use subscription::{SubscriptionOutcome, require_dapr_token};

@@ -37,7 +37,7 @@ pub struct Listener {
 
 impl Listener {
     pub async fn bind(host: IpAddr, port: u16) -> anyhow::Result<Self> {
-        let header_timeout = crate::config::env_in(
+        let header_timeout = crate::env::env_in(
             "HTTP_HEADER_TIMEOUT_SECONDS",
             HEADER_TIMEOUT_DEFAULT.as_secs(),
             1..=600,

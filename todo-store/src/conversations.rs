@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::{
     StoreError,
     entity::{conversation_messages, conversations},
-    tasks::ensure_active_user,
+    users::ensure_active_user,
 };
 
 /// One stored message: `role` is `user`, `assistant` or `tool`; `body` is what the chat

@@ -21,6 +21,7 @@ pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;
+mod users;
 
 pub use conversations::{
     Conversation, ConversationStore, ConversationSummary, NewMessage, StoredMessage,

@@ -11,6 +11,7 @@
 //! - `minikube`: build the images into Minikube, install Dapr and KEDA, apply
 //!   `k8s/overlays/minikube`, wait, smoke-test (see `minikube/`).
 
+mod args;
 mod bench;
 mod minikube;
 mod tasks;
@@ -58,12 +59,6 @@ enum Cli {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-}
-
-/// A clap error as one message without clap's own `error: ` prefix (ours adds it).
-fn clap_message(err: &clap::Error) -> String {
-    let text = err.render().to_string();
-    text.trim_start_matches("error: ").trim_end().to_owned()
 }
 
 fn main() -> ExitCode {

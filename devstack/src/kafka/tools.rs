@@ -62,7 +62,7 @@ fn unique_suffix() -> String {
 pub(super) fn classpath(paths: &Paths) -> Result<String> {
     let libs = paths.kafka_libs();
     if !libs
-        .join(format!("kafka_2.13-{}.jar", crate::KAFKA_VERSION))
+        .join(format!("kafka_2.13-{}.jar", crate::versions::KAFKA_VERSION))
         .is_file()
     {
         bail!(

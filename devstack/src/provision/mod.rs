@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::dapr_install::{self, ANY_DAPR_ENV, UserInstall, installed_version};
+use crate::kafka;
 use crate::paths::Paths;
 use crate::process::{describe_command, tail_lines};
 use crate::tools::{java_command, postgres_bindir, which};
-use crate::{
+use crate::versions::{
     DAPR_CLI_BUILD_RUNTIME, DAPR_CLI_VERSION, DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS,
-    KAFKA_VERSION, OTELCOL_VERSION, kafka,
+    KAFKA_VERSION, OTELCOL_VERSION,
 };
 
 mod go;

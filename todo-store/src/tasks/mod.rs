@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::{
     StoreError,
     entity::{outbox, task_reminders, tasks, users},
+    users::ensure_active_user,
 };
 
 /// Local anchor times are stored as text in this format.
@@ -27,7 +28,7 @@ pub use rows::to_snapshot;
 use rows::*;
 pub(crate) use rows::{encode_anchor, encode_reminders, encode_tags, search_text};
 use write::*;
-pub(crate) use write::{append_event, ensure_active_user, sync_reminders};
+pub(crate) use write::{append_event, sync_reminders};
 
 const ANCHOR_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 /// How often a write is retried when another writer got in between.

@@ -1,42 +1,7 @@
-//! The write path's pieces: the user's state, the live row, the version check, a patch
-//! applied to a row, and the event appended to the outbox in the same transaction.
+//! The write path's pieces: the live row, the version check, a patch applied to a row,
+//! and the event appended to the outbox in the same transaction.
 
 use super::*;
-
-/// Records the user on first use; refuses a deleted user.
-/// Fails with [`StoreError::UserDeleted`] when the user's account was deleted; creates the
-/// user row on first use. The row stays locked (shared) until the write commits, so an
-/// account deletion (which locks it exclusively) waits for writes in flight and deletes what
-/// they wrote, and writes that come after it see the account deleted. (SQLite serialises
-/// write transactions, which gives the same order.)
-pub(crate) async fn ensure_active_user<C: ConnectionTrait>(
-    db: &C,
-    user: &UserId,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let locked = || users::Entity::find_by_id(user.as_str()).lock_shared();
-    let row = match locked().one(db).await? {
-        Some(row) => row,
-        None => {
-            users::Entity::insert(users::ActiveModel {
-                id: Set(user.as_str().to_owned()),
-                created_at: Set(now),
-                deleted_at: Set(None),
-            })
-            .on_conflict_do_nothing_on([users::Column::Id])
-            .exec(db)
-            .await?;
-            locked()
-                .one(db)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("user {user} vanished after insert")))?
-        }
-    };
-    if row.deleted_at.is_some() {
-        return Err(StoreError::UserDeleted);
-    }
-    Ok(())
-}
 
 pub(super) async fn find_live<C: ConnectionTrait>(
     db: &C,

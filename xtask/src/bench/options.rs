@@ -102,7 +102,7 @@ impl Options {
         ) {
             Ok(cli) => cli,
             Err(err) if !err.use_stderr() => err.exit(),
-            Err(err) => bail!("{}", crate::clap_message(&err)),
+            Err(err) => bail!("{}", crate::args::clap_message(&err)),
         };
         Ok(Options {
             duration: cli.duration,

@@ -15,7 +15,7 @@ use service_kit::metrics::{
     prometheus::{IntCounter, IntCounterVec},
 };
 
-use crate::ScanReport;
+use super::ScanReport;
 
 static SCANS: LazyLock<IntCounter> =
     LazyLock::new(|| counter("reminder_scans_total", "Reminder scans run."));
