@@ -360,6 +360,25 @@ impl Env {
         .await
     }
 
+    /// `recurring-tasks` reading and writing the tasks database at `database_url`.
+    pub async fn start_recurring(&self, database_url: &str) -> Result<Service> {
+        self.start_service(
+            "recurring-tasks",
+            "recurring-tasks",
+            &[("DATABASE_URL", database_url.to_owned())],
+        )
+        .await
+    }
+
+    /// The pipeline from a completion to its next instance on a fresh database: `chat-api`
+    /// and `recurring-tasks`, in that order.
+    pub async fn start_api_and_recurring(&self) -> Result<(Service, Service)> {
+        let db = self.database().await?;
+        let api = self.start_chat_api(&db).await?;
+        let worker = self.start_recurring(&db).await?;
+        Ok((api, worker))
+    }
+
     pub fn token(&self, user: &str) -> Result<String> {
         let user = UserId::parse(user).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(self

@@ -33,14 +33,7 @@ async fn setup(with_worker: bool) -> Result<Setup> {
         .start_chat_api_with_model(&db, Some(&model.endpoint), &[])
         .await?;
     let worker = if with_worker {
-        Some(
-            env.start_service(
-                "recurring-tasks",
-                "recurring-tasks",
-                &[("DATABASE_URL", db.clone())],
-            )
-            .await?,
-        )
+        Some(env.start_recurring(&db).await?)
     } else {
         None
     };

@@ -20,15 +20,7 @@ struct Setup {
 
 async fn setup() -> Result<Setup> {
     let env = Env::start().await?;
-    let db = env.database().await?;
-    let api = env.start_chat_api(&db).await?;
-    let worker = env
-        .start_service(
-            "recurring-tasks",
-            "recurring-tasks",
-            &[("DATABASE_URL", db)],
-        )
-        .await?;
+    let (api, worker) = env.start_api_and_recurring().await?;
     Ok(Setup {
         env,
         api,
@@ -344,13 +336,7 @@ async fn a_database_refusing_writes_longer_than_the_retry_window_dead_letters_no
         .await?;
     let (_, host_and_db) = db.split_once('@').context("database URL with a user")?;
     let worker_url = format!("postgres://recurring_worker:worker@{host_and_db}");
-    let worker = env
-        .start_service(
-            "recurring-tasks",
-            "recurring-tasks",
-            &[("DATABASE_URL", worker_url)],
-        )
-        .await?;
+    let worker = env.start_recurring(&worker_url).await?;
     let s = Setup {
         env,
         api,

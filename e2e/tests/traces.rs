@@ -31,15 +31,7 @@ impl Setup {
         if export {
             env.export_traces().await?;
         }
-        let db = env.database().await?;
-        let api = env.start_chat_api(&db).await?;
-        let worker = env
-            .start_service(
-                "recurring-tasks",
-                "recurring-tasks",
-                &[("DATABASE_URL", db)],
-            )
-            .await?;
+        let (api, worker) = env.start_api_and_recurring().await?;
         Ok(Setup {
             env,
             api,
