@@ -120,7 +120,10 @@ fn graph(files: &BTreeMap<String, String>) -> Graph {
                 if modules.contains(&n) {
                     n
                 } else {
-                    reexported.get(&n).cloned().unwrap_or_else(|| ROOT.to_owned())
+                    reexported
+                        .get(&n)
+                        .cloned()
+                        .unwrap_or_else(|| ROOT.to_owned())
                 }
             })
             .collect();
@@ -171,7 +174,11 @@ fn sources(src: &Path) -> BTreeMap<String, String> {
             if path.is_dir() {
                 walk(&path, src, out);
             } else if path.extension().is_some_and(|e| e == "rs") {
-                let rel = path.strip_prefix(src).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(src)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 out.insert(rel, fs::read_to_string(&path).unwrap());
             }
         }
@@ -231,7 +238,10 @@ fn the_check_sees_a_cycle_through_a_reexport_and_through_the_root() {
     );
     // The root defines what a module uses, and uses that module.
     let through_root = files(&[
-        ("lib.rs", "pub mod a;\npub struct State;\nfn f() { a::run(); }\n"),
+        (
+            "lib.rs",
+            "pub mod a;\npub struct State;\nfn f() { a::run(); }\n",
+        ),
         ("a.rs", "use crate::State;\n// use crate::nothing::here;\n"),
     ]);
     assert_eq!(
@@ -242,7 +252,10 @@ fn the_check_sees_a_cycle_through_a_reexport_and_through_the_root() {
     let tests_only = files(&[
         ("lib.rs", "pub mod a;\npub mod b;\n"),
         ("a.rs", "use crate::b::x;\n"),
-        ("b.rs", "// crate::a\n#[cfg(test)]\nmod tests { use crate::a::y; }\n"),
+        (
+            "b.rs",
+            "// crate::a\n#[cfg(test)]\nmod tests { use crate::a::y; }\n",
+        ),
     ]);
     assert!(cycles(&graph(&tests_only)).is_empty());
 }
