@@ -131,66 +131,47 @@ async fn readyz<P: Publisher, I: IdempotencyStore>(
     }
 }
 
-/// A built, bound, not yet running service.
-pub struct Application<P, I> {
-    listener: service_kit::Listener,
-    state: AppState<P, I>,
+/// A built, bound, not yet running `reminder-cron`.
+pub type Application<P, I> = service_kit::Service<AppState<P, I>>;
+
+/// Connects to the database (read-only) and binds the listener; publishes and keeps its
+/// claims through the sidecar at `settings.service.dapr_grpc_port`.
+pub async fn build(
+    settings: &Settings,
+) -> anyhow::Result<Application<DaprPublisher, DaprIdempotencyStore>> {
+    let publisher = settings.service.publisher();
+    let keys = settings.service.idempotency_store(&settings.state_store);
+    build_with(settings, Arc::new(publisher), Arc::new(keys)).await
 }
 
-impl Application<DaprPublisher, DaprIdempotencyStore> {
-    /// Connects to the database (read-only) and binds the listener; publishes and keeps its
-    /// claims through the sidecar at `settings.service.dapr_grpc_port`.
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let publisher = settings.service.publisher();
-        let keys = settings.service.idempotency_store(&settings.state_store);
-        Self::build_with(settings, Arc::new(publisher), Arc::new(keys)).await
-    }
-}
-
-impl<P: Publisher, I: IdempotencyStore> Application<P, I> {
-    /// As [`Application::build`], publishing through `publisher` and keeping claims in `keys`
-    /// (tests use in-process ones).
-    pub async fn build_with(
-        settings: &Settings,
-        publisher: Arc<P>,
-        keys: Arc<I>,
-    ) -> anyhow::Result<Self> {
-        let db = todo_store::connect_read_only(
-            settings.database_url.expose(),
-            settings.db_max_connections,
-        )
-        .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
-        let listener = settings.service.listen().await?;
-        let scanner = Scanner::new(TaskStore::new(db), publisher, keys, settings.scan);
-        let state = AppState {
-            scanner: Arc::new(scanner),
-            app_api_token: settings.service.app_api_token.clone(),
-        };
-        Ok(Self { listener, state })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.listener.port()
-    }
-
-    pub fn state(&self) -> &AppState<P, I> {
-        &self.state
-    }
-
-    /// Serves until `stop` resolves, then lets a running scan finish.
-    pub async fn run_until(
-        self,
-        stop: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let scan = self.state.scanner.settings();
-        tracing::info!(
-            port = self.port(),
-            window_s = scan.window.as_secs(),
-            overdue_grace_s = scan.overdue_grace.as_secs(),
-            page_size = scan.page_size,
-            "reminder-cron listening"
-        );
-        self.listener.serve(router(self.state), stop).await
-    }
+/// As [`build`], publishing through `publisher` and keeping claims in `keys` (tests use
+/// in-process ones).
+pub async fn build_with<P: Publisher, I: IdempotencyStore>(
+    settings: &Settings,
+    publisher: Arc<P>,
+    keys: Arc<I>,
+) -> anyhow::Result<Application<P, I>> {
+    let db =
+        todo_store::connect_read_only(settings.database_url.expose(), settings.db_max_connections)
+            .await
+            .context("cannot connect to the database (DATABASE_URL)")?;
+    let listener = settings.service.listen().await?;
+    let scan = settings.scan;
+    tracing::info!(
+        window_s = scan.window.as_secs(),
+        overdue_grace_s = scan.overdue_grace.as_secs(),
+        page_size = scan.page_size,
+        "reminder scans"
+    );
+    let scanner = Scanner::new(TaskStore::new(db), publisher, keys, scan);
+    let state = AppState {
+        scanner: Arc::new(scanner),
+        app_api_token: settings.service.app_api_token.clone(),
+    };
+    Ok(Application::new(
+        "reminder-cron",
+        listener,
+        state,
+        router::<P, I>,
+    ))
 }

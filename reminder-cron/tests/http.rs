@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{Duration as Span, Utc};
-use reminder_cron::{Application, CRON_ROUTE, ScanSettings, Settings};
+use reminder_cron::{CRON_ROUTE, ScanSettings, Settings};
 use serde_json::Value;
 use service_kit::{Secret, ServiceSettings};
 use support::*;
@@ -27,7 +27,7 @@ fn settings(url: &str, token: Option<&str>) -> Settings {
 }
 
 async fn serve(bed: &Bed, token: Option<&str>) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let app = Application::build_with(
+    let app = reminder_cron::build_with(
         &settings(&bed.url, token),
         bed.publisher.clone(),
         bed.keys.clone(),
@@ -156,7 +156,7 @@ async fn readiness_fails_while_the_database_has_no_schema() {
     let url = format!("sqlite://{}/empty.db", tmp.path().display());
     let publisher = Arc::new(RecordingPublisher::default());
     let keys = Arc::new(service_kit::MemoryIdempotencyStore::new());
-    let app = Application::build_with(&settings(&url, None), publisher, keys)
+    let app = reminder_cron::build_with(&settings(&url, None), publisher, keys)
         .await
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -27,7 +27,7 @@ pub use config::{ServiceSettings, state_store_from_env};
 pub use env::{env_in, env_opt, env_or};
 pub use publish::{DaprPublisher, OutgoingEvent, PublishError, Publisher};
 pub use secret::Secret;
-pub use server::Listener;
+pub use server::{Listener, Service};
 pub use state::{DaprIdempotencyStore, IdempotencyStore, MemoryIdempotencyStore, StateError};
 pub use subscription::{SubscriptionOutcome, require_dapr_token};
 pub use trace::TraceContext;

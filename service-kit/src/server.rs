@@ -29,6 +29,46 @@ use tokio::net::TcpListener;
 /// connection may stay idle) unless `HTTP_HEADER_TIMEOUT_SECONDS` says otherwise.
 pub const HEADER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(20);
 
+/// A service built and bound but not serving yet: its name, its listener, the state its
+/// routes share, and how its router is made from that state. The workers and the reminder
+/// scanner are each one (their `Application`), built by their crate's `build` and started
+/// the same way: `run_until(shutdown::signal())`.
+pub struct Service<S> {
+    name: &'static str,
+    listener: Listener,
+    state: S,
+    router: fn(S) -> Router,
+}
+
+impl<S> Service<S> {
+    pub fn new(name: &'static str, listener: Listener, state: S, router: fn(S) -> Router) -> Self {
+        Self {
+            name,
+            listener,
+            state,
+            router,
+        }
+    }
+
+    /// The port it is bound to.
+    pub fn port(&self) -> u16 {
+        self.listener.port()
+    }
+
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// Serves until `stop` resolves, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(port = self.port(), "{} listening", self.name);
+        self.listener.serve((self.router)(self.state), stop).await
+    }
+}
+
 /// A bound listener that is not serving yet.
 pub struct Listener {
     inner: TcpListener,

@@ -14,7 +14,7 @@ use todo_domain::{EventType, Priority, REMINDER_SCHEMA_VERSION, ReminderEvent, T
 use todo_store::TaskStore;
 use uuid::Uuid;
 use workers::notifications::{
-    Application, NotificationSink, REMINDER_ROUTE, Settings, handler::idempotency_key,
+    NotificationSink, REMINDER_ROUTE, Settings, handler::idempotency_key,
 };
 
 /// Records every notification instead of logging it.
@@ -59,7 +59,7 @@ async fn start_checking<I: IdempotencyStore>(
         database_url: None,
     };
     let sink = Arc::new(RecordingSink::default());
-    let app = Application::build_with(&settings, keys, sink.clone(), tasks)
+    let app = workers::notifications::build_with(&settings, keys, sink.clone(), tasks)
         .await
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());

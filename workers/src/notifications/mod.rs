@@ -81,71 +81,52 @@ pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
         .with_state(state)
 }
 
-/// A built, bound, not yet running service.
-pub struct Application<I> {
-    listener: service_kit::Listener,
-    state: AppState<I>,
+/// A built, bound, not yet running `notifications`.
+pub type Application<I> = service_kit::Service<AppState<I>>;
+
+/// Binds the listener; idempotency keys go to the state store through the sidecar at
+/// `settings.service.dapr_grpc_port`, notifications to the log, and the tasks are read (never
+/// written) from `settings.database_url` when it is set.
+pub async fn build(settings: &Settings) -> anyhow::Result<Application<DaprIdempotencyStore>> {
+    let keys = settings.service.idempotency_store(&settings.state_store);
+    let tasks = match &settings.database_url {
+        Some(url) => {
+            // Once running, a database that goes away only means reminders are logged
+            // unchecked until it is back; at start, a wrong URL is refused.
+            match todo_store::connect_read_only(url.expose(), 2).await {
+                Ok(db) => Some(TaskStore::new(db)),
+                Err(e) => anyhow::bail!("DATABASE_URL: cannot open the tasks database: {e}"),
+            }
+        }
+        None => {
+            tracing::warn!(
+                "DATABASE_URL is not set: reminders are logged without checking that their task is still due"
+            );
+            None
+        }
+    };
+    build_with(settings, Arc::new(keys), Arc::new(LogSink), tasks).await
 }
 
-impl Application<DaprIdempotencyStore> {
-    /// Binds the listener; idempotency keys go to the state store through the sidecar at
-    /// `settings.service.dapr_grpc_port`, notifications to the log, and the tasks are read (never
-    /// written) from `settings.database_url` when it is set.
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let keys = settings.service.idempotency_store(&settings.state_store);
-        let tasks = match &settings.database_url {
-            Some(url) => {
-                // Once running, a database that goes away only means reminders are logged
-                // unchecked until it is back; at start, a wrong URL is refused.
-                match todo_store::connect_read_only(url.expose(), 2).await {
-                    Ok(db) => Some(TaskStore::new(db)),
-                    Err(e) => anyhow::bail!("DATABASE_URL: cannot open the tasks database: {e}"),
-                }
-            }
-            None => {
-                tracing::warn!(
-                    "DATABASE_URL is not set: reminders are logged without checking that their task is still due"
-                );
-                None
-            }
-        };
-        Self::build_with(settings, Arc::new(keys), Arc::new(LogSink), tasks).await
-    }
-}
-
-impl<I: IdempotencyStore> Application<I> {
-    /// As [`Application::build`], keeping idempotency keys in `idempotency`, notifying
-    /// through `sink` (tests use in-memory ones) and checking reminders against `tasks`.
-    pub async fn build_with(
-        settings: &Settings,
-        idempotency: Arc<I>,
-        sink: Arc<dyn NotificationSink>,
-        tasks: Option<TaskStore>,
-    ) -> anyhow::Result<Self> {
-        let listener = settings.service.listen().await?;
-        let state = AppState {
-            idempotency,
-            sink,
-            tasks,
-            app_api_token: settings.service.app_api_token.clone(),
-        };
-        Ok(Self { listener, state })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.listener.port()
-    }
-
-    pub fn state(&self) -> &AppState<I> {
-        &self.state
-    }
-
-    /// Serves until `stop` resolves, then lets in-flight deliveries finish.
-    pub async fn run_until(
-        self,
-        stop: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "notifications listening");
-        self.listener.serve(router(self.state), stop).await
-    }
+/// As [`build`], keeping idempotency keys in `idempotency`, notifying through `sink` (tests
+/// use in-memory ones) and checking reminders against `tasks`.
+pub async fn build_with<I: IdempotencyStore>(
+    settings: &Settings,
+    idempotency: Arc<I>,
+    sink: Arc<dyn NotificationSink>,
+    tasks: Option<TaskStore>,
+) -> anyhow::Result<Application<I>> {
+    let listener = settings.service.listen().await?;
+    let state = AppState {
+        idempotency,
+        sink,
+        tasks,
+        app_api_token: settings.service.app_api_token.clone(),
+    };
+    Ok(Application::new(
+        "notifications",
+        listener,
+        state,
+        router::<I>,
+    ))
 }

@@ -78,51 +78,34 @@ async fn readyz<I: IdempotencyStore>(State(state): State<AppState<I>>) -> Respon
     http::database_ready(state.tasks.db()).await
 }
 
-/// A built, bound, not yet running service.
-pub struct Application<I> {
-    listener: service_kit::Listener,
-    state: AppState<I>,
+/// A built, bound, not yet running `recurring-tasks`.
+pub type Application<I> = service_kit::Service<AppState<I>>;
+
+/// Connects to the database and binds the listener; idempotency keys go to the state store
+/// through the sidecar at `settings.service.dapr_grpc_port`.
+pub async fn build(settings: &Settings) -> anyhow::Result<Application<DaprIdempotencyStore>> {
+    let keys = settings.service.idempotency_store(&settings.state_store);
+    build_with(settings, Arc::new(keys)).await
 }
 
-impl Application<DaprIdempotencyStore> {
-    /// Connects to the database and binds the listener; idempotency keys go to the state
-    /// store through the sidecar at `settings.service.dapr_grpc_port`.
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let keys = settings.service.idempotency_store(&settings.state_store);
-        Self::build_with(settings, Arc::new(keys)).await
-    }
-}
-
-impl<I: IdempotencyStore> Application<I> {
-    /// As [`Application::build`], keeping idempotency keys in `idempotency` (tests use an
-    /// in-memory store).
-    pub async fn build_with(settings: &Settings, idempotency: Arc<I>) -> anyhow::Result<Self> {
-        let db = todo_store::connect(settings.database_url.expose(), settings.db_max_connections)
-            .await
-            .context("cannot connect to the database (DATABASE_URL)")?;
-        let listener = settings.service.listen().await?;
-        let state = AppState {
-            tasks: TaskStore::new(db),
-            idempotency,
-            app_api_token: settings.service.app_api_token.clone(),
-        };
-        Ok(Self { listener, state })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.listener.port()
-    }
-
-    pub fn state(&self) -> &AppState<I> {
-        &self.state
-    }
-
-    /// Serves until `stop` resolves, then lets in-flight deliveries finish.
-    pub async fn run_until(
-        self,
-        stop: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "recurring-tasks listening");
-        self.listener.serve(router(self.state), stop).await
-    }
+/// As [`build`], keeping idempotency keys in `idempotency` (tests use an in-memory store).
+pub async fn build_with<I: IdempotencyStore>(
+    settings: &Settings,
+    idempotency: Arc<I>,
+) -> anyhow::Result<Application<I>> {
+    let db = todo_store::connect(settings.database_url.expose(), settings.db_max_connections)
+        .await
+        .context("cannot connect to the database (DATABASE_URL)")?;
+    let listener = settings.service.listen().await?;
+    let state = AppState {
+        tasks: TaskStore::new(db),
+        idempotency,
+        app_api_token: settings.service.app_api_token.clone(),
+    };
+    Ok(Application::new(
+        "recurring-tasks",
+        listener,
+        state,
+        router::<I>,
+    ))
 }

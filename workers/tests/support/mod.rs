@@ -19,7 +19,7 @@ use todo_domain::{
     UserId, time::resolve_local,
 };
 use todo_store::{NewTask, OutboxStore, TaskPatch, TaskStore};
-use workers::recurring::{Application, Settings};
+use workers::recurring::Settings;
 
 pub use todo_store::testing::databases;
 
@@ -55,7 +55,7 @@ impl Worker {
         settings: &Settings,
         keys: Arc<I>,
     ) -> Self {
-        let app = Application::build_with(settings, keys)
+        let app = workers::recurring::build_with(settings, keys)
             .await
             .expect("worker builds");
         let base = format!("http://127.0.0.1:{}", app.port());
