@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{Duration as Span, Utc};
 use reminder_cron::{CRON_ROUTE, ScanSettings, Settings};
 use serde_json::Value;
+use service_kit::testing::Spawned;
 use service_kit::{Secret, ServiceSettings};
 use support::*;
 
@@ -26,7 +27,7 @@ fn settings(url: &str, token: Option<&str>) -> Settings {
     }
 }
 
-async fn serve(bed: &Bed, token: Option<&str>) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn serve(bed: &Bed, token: Option<&str>) -> Spawned {
     let app = reminder_cron::build_with(
         &settings(&bed.url, token),
         bed.publisher.clone(),
@@ -34,12 +35,7 @@ async fn serve(bed: &Bed, token: Option<&str>) -> (String, tokio::sync::oneshot:
     )
     .await
     .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
-        let _ = rx.await;
-    }));
-    (base, tx)
+    Spawned::service(app)
 }
 
 #[tokio::test]
@@ -48,7 +44,8 @@ async fn a_cron_call_answers_200_with_what_the_scan_did() {
         let task = bed
             .task("alice", "Pay rent", Some(Utc::now() + Span::hours(2)))
             .await;
-        let (base, _stop) = serve(&bed, None).await;
+        let served = serve(&bed, None).await;
+        let base = &served.base;
         let client = reqwest::Client::new();
 
         // daprd posts an empty body.
@@ -107,7 +104,8 @@ async fn with_an_app_token_only_the_sidecar_may_trigger_a_scan() {
     for bed in beds().await {
         bed.task("bob", "Renew passport", Some(Utc::now() + Span::hours(2)))
             .await;
-        let (base, _stop) = serve(&bed, Some("sidecar-secret")).await;
+        let served = serve(&bed, Some("sidecar-secret")).await;
+        let base = &served.base;
         let client = reqwest::Client::new();
         let url = format!("{base}{CRON_ROUTE}");
 
@@ -159,8 +157,8 @@ async fn readiness_fails_while_the_database_has_no_schema() {
     let app = reminder_cron::build_with(&settings(&url, None), publisher, keys)
         .await
         .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let served = Spawned::service(app);
+    let base = &served.base;
     let client = reqwest::Client::new();
     assert_eq!(
         client

@@ -1,5 +1,6 @@
-//! Stand-ins for the sidecar the services' in-process tests share (feature `testing`, for
-//! dev-dependencies only).
+//! What the services' in-process tests share (feature `testing`, for dev-dependencies only):
+//! stand-ins for the sidecar (a state store that is down, a publisher that records), a
+//! service serving on a task of its own, and deliveries posted as daprd posts them.
 
 use std::{
     sync::{
@@ -137,4 +138,105 @@ where
         });
         Ok(())
     }
+}
+
+/// The signal a [`Spawned`] service stops on.
+pub type StopSignal = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A service serving on a task of its own for a test, at `base`. Dropping it stops the
+/// service (gracefully, and the task is aborted in case that hangs).
+pub struct Spawned {
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+impl Spawned {
+    /// Serves `service` until dropped.
+    pub fn service<S: Send + 'static>(service: crate::Service<S>) -> Self {
+        let port = service.port();
+        Self::run(port, |stop| service.run_until(stop))
+    }
+
+    /// Runs a service bound to `port`: `serve` serves it until the signal it is given fires.
+    /// A service that fails panics its task (and the test that reads its answers).
+    pub fn run<F, Fut>(port: u16, serve: F) -> Self
+    where
+        F: FnOnce(StopSignal) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = serve(Box::pin(async move {
+            let _ = rx.await;
+        }));
+        let task = tokio::spawn(async move {
+            if let Err(e) = served.await {
+                panic!("the spawned service failed: {e:#}");
+            }
+        });
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Posts `body` to `path` as daprd delivers an event (a CloudEvent, with
+    /// `dapr-api-token` when `token` is given); the HTTP status and the answer's `status`.
+    pub async fn post_event(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+    ) -> (u16, String) {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/cloudevents+json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.header("dapr-api-token", token);
+        }
+        let response = request.send().await.expect("the spawned service answers");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        (
+            status,
+            body["status"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+}
+
+/// `data` as daprd delivers it from `topic`: a CloudEvent 1.0 envelope with `id`, `source`
+/// and `type`.
+pub fn cloud_event(
+    id: &str,
+    source: &str,
+    event_type: &str,
+    topic: &str,
+    data: &impl serde::Serialize,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": source,
+        "type": event_type,
+        "datacontenttype": "application/json",
+        "pubsubname": "pubsub",
+        "topic": topic,
+        "traceid": "00-00000000000000000000000000000000-0000000000000000-00",
+        "data": data,
+    }))
+    .expect("the event serialises")
 }

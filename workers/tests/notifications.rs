@@ -6,9 +6,10 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 use service_kit::{
-    IdempotencyStore, MemoryIdempotencyStore, Secret, ServiceSettings, testing::UnreachableStore,
+    IdempotencyStore, MemoryIdempotencyStore, Secret, ServiceSettings,
+    testing::{Spawned, UnreachableStore},
 };
 use todo_domain::{EventType, Priority, REMINDER_SCHEMA_VERSION, ReminderEvent, TimeZone};
 use todo_store::TaskStore;
@@ -34,10 +35,8 @@ impl RecordingSink {
 }
 
 struct Service {
-    base: String,
-    client: reqwest::Client,
+    served: Spawned,
     sink: Arc<RecordingSink>,
-    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn start<I: IdempotencyStore>(keys: Arc<I>, token: Option<&str>) -> Service {
@@ -62,37 +61,16 @@ async fn start_checking<I: IdempotencyStore>(
     let app = workers::notifications::build_with(&settings, keys, sink.clone(), tasks)
         .await
         .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
-        let _ = rx.await;
-    }));
     Service {
-        base,
-        client: reqwest::Client::new(),
+        served: Spawned::service(app),
         sink,
-        _stop: tx,
     }
 }
 
 impl Service {
     /// Posts `body` as daprd would; returns the HTTP status and the `status` answer.
     async fn post(&self, path: &str, body: Vec<u8>, token: Option<&str>) -> (u16, String) {
-        let mut req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/cloudevents+json")
-            .body(body);
-        if let Some(t) = token {
-            req = req.header("dapr-api-token", t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
-        (
-            status,
-            body["status"].as_str().unwrap_or_default().to_owned(),
-        )
+        self.served.post_event(path, body, token).await
     }
 
     async fn deliver(&self, body: Vec<u8>) -> String {
@@ -129,17 +107,13 @@ fn reminder(user: &str, title: &str) -> ReminderEvent {
 
 /// Wraps a reminder as daprd delivers it.
 fn cloud_event(r: &ReminderEvent) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "specversion": "1.0",
-        "id": r.event_id.to_string(),
-        "source": "reminder-cron",
-        "type": "reminder.due",
-        "datacontenttype": "application/json",
-        "pubsubname": "pubsub",
-        "topic": "reminders",
-        "data": r,
-    }))
-    .unwrap()
+    service_kit::testing::cloud_event(
+        &r.event_id.to_string(),
+        "reminder-cron",
+        "reminder.due",
+        "reminders",
+        r,
+    )
 }
 
 #[tokio::test]
@@ -231,8 +205,9 @@ async fn with_an_app_token_only_the_sidecar_may_deliver() {
     assert_eq!(svc.sink.notified().len(), 1);
     for probe in ["/healthz", "/readyz"] {
         let status = svc
+            .served
             .client
-            .get(format!("{}{probe}", svc.base))
+            .get(format!("{}{probe}", svc.served.base))
             .send()
             .await
             .unwrap()

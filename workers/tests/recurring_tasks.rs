@@ -274,8 +274,8 @@ async fn ten_concurrent_deliveries_of_one_completion_create_exactly_one_instance
 async fn futures_join(bed: &TestBed, body: &[u8], n: usize) -> Vec<String> {
     let mut handles = Vec::new();
     for _ in 0..n {
-        let client = bed.worker.client.clone();
-        let url = format!("{}/events/task-completed", bed.worker.base);
+        let client = bed.worker.served.client.clone();
+        let url = format!("{}/events/task-completed", bed.worker.served.base);
         let body = body.to_vec();
         handles.push(tokio::spawn(async move {
             let res = client

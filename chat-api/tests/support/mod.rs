@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use chat_api::{Application, Settings, auth::JwtKeys, relay::RelayConfig};
 use serde_json::Value;
-use service_kit::Secret;
+use service_kit::{Secret, testing::Spawned};
 use todo_domain::{TaskEvent, UserId};
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
@@ -29,18 +29,9 @@ pub struct TestApp {
     /// The app's database, for assertions on what it wrote.
     pub db: sea_orm::DatabaseConnection,
     keys: JwtKeys,
+    // Dropped first: the server stops before its database goes.
+    _served: Spawned,
     _tmp: todo_store::testing::Scratch,
-    server: tokio::task::JoinHandle<()>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.server.abort();
-    }
 }
 
 pub use todo_store::testing::databases as database_urls;
@@ -72,25 +63,16 @@ pub async fn spawn_app(
     let app = Application::build_with_publisher(&settings, publisher.clone())
         .await
         .expect("app builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        app.run_until(async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("server runs");
-    });
+    let served = Spawned::run(app.port(), |stop| app.run_until(stop));
     TestApp {
-        base,
-        client: reqwest::Client::new(),
+        base: served.base.clone(),
+        client: served.client.clone(),
         publisher,
         db_label: label,
         db,
         keys: JwtKeys::new(&Secret::new(SECRET)),
+        _served: served,
         _tmp: tmp,
-        server,
-        stop: Some(tx),
     }
 }
 

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde_json::{Value, json};
+use service_kit::testing::Spawned;
 use service_kit::{IdempotencyStore, MemoryIdempotencyStore, Secret};
 use todo_domain::{
     Description, EventType, Frequency, Priority, Tags, TaskEvent, TaskSnapshot, TimeZone, Title,
@@ -33,20 +33,8 @@ pub fn settings(url: &str) -> Settings {
 }
 
 pub struct Worker {
-    pub base: String,
-    pub client: reqwest::Client,
     pub label: &'static str,
-    server: tokio::task::JoinHandle<()>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.server.abort();
-    }
+    pub served: Spawned,
 }
 
 impl Worker {
@@ -58,41 +46,15 @@ impl Worker {
         let app = workers::recurring::build_with(settings, keys)
             .await
             .expect("worker builds");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            app.run_until(async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("worker runs");
-        });
         Self {
-            base,
-            client: reqwest::Client::new(),
             label,
-            server,
-            stop: Some(tx),
+            served: Spawned::service(app),
         }
     }
 
     /// Posts `body` to `path` as daprd would; returns the HTTP status and the `status` answer.
     pub async fn post(&self, path: &str, body: Vec<u8>, token: Option<&str>) -> (u16, String) {
-        let mut req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/cloudevents+json")
-            .body(body);
-        if let Some(t) = token {
-            req = req.header("dapr-api-token", t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
-        (
-            status,
-            body["status"].as_str().unwrap_or_default().to_owned(),
-        )
+        self.served.post_event(path, body, token).await
     }
 
     /// Delivers `body` to the subscription route; returns daprd's reading of the answer.
@@ -107,8 +69,9 @@ impl Worker {
     }
 
     pub async fn get(&self, path: &str) -> u16 {
-        self.client
-            .get(format!("{}{path}", self.base))
+        self.served
+            .client
+            .get(format!("{}{path}", self.served.base))
             .send()
             .await
             .unwrap()
@@ -184,18 +147,13 @@ pub fn new_task(
 
 /// Wraps an event as daprd delivers it.
 pub fn cloud_event(event: &TaskEvent) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "specversion": "1.0",
-        "id": event.event_id.to_string(),
-        "source": "chat-api",
-        "type": event.event_type.as_str(),
-        "datacontenttype": "application/json",
-        "pubsubname": "pubsub",
-        "topic": "task-events",
-        "traceid": "00-00000000000000000000000000000000-0000000000000000-00",
-        "data": event,
-    }))
-    .unwrap()
+    service_kit::testing::cloud_event(
+        &event.event_id.to_string(),
+        "chat-api",
+        event.event_type.as_str(),
+        "task-events",
+        event,
+    )
 }
 
 impl TestBed {
