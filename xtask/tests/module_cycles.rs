@@ -28,7 +28,7 @@ fn code(text: &str) -> String {
         .join("\n")
 }
 
-/// The names at the top level of a `{...}` group (`a, b::{c, d}, E` gives a, b, E).
+/// The names at the top level of a `{...}` group (`a, b::{c, d}, E as F` gives a, b, E).
 fn top_level_names(group: &str) -> Vec<String> {
     let (mut depth, mut current, mut names) = (0, String::new(), Vec::new());
     for ch in group.chars() {
@@ -46,8 +46,9 @@ fn top_level_names(group: &str) -> Vec<String> {
     names.push(current);
     names
         .iter()
-        .filter_map(|n| n.split("::").next().map(|s| s.trim().to_owned()))
-        .filter(|n| !n.is_empty())
+        // `a::b`, `a as b`: the first name is the one used.
+        .filter_map(|n| n.split("::").next()?.split_whitespace().next())
+        .map(str::to_owned)
         .collect()
 }
 
@@ -230,7 +231,7 @@ fn the_check_sees_a_cycle_through_a_reexport_and_through_the_root() {
     let through_reexport = files(&[
         ("lib.rs", "pub mod a;\npub mod b;\npub use b::Thing;\n"),
         ("a.rs", "use crate::Thing;\n"),
-        ("b.rs", "use crate::{a::helper};\n"),
+        ("b.rs", "use crate::{a::helper as h};\n"),
     ]);
     assert_eq!(
         cycles(&graph(&through_reexport)),
@@ -251,7 +252,7 @@ fn the_check_sees_a_cycle_through_a_reexport_and_through_the_root() {
     // Test code and comments do not count.
     let tests_only = files(&[
         ("lib.rs", "pub mod a;\npub mod b;\n"),
-        ("a.rs", "use crate::b::x;\n"),
+        ("a.rs", "use crate::{b::x, Missing as M};\n"),
         (
             "b.rs",
             "// crate::a\n#[cfg(test)]\nmod tests { use crate::a::y; }\n",
