@@ -76,7 +76,10 @@ fn main() -> ExitCode {
     let result = match cli {
         Cli::Provision => tasks::provision(),
         Cli::Up => runtime.block_on(tasks::up()),
-        Cli::Test { args } => runtime.block_on(tasks::test(&args)),
+        Cli::Test { args } => {
+            let raw: Vec<String> = std::env::args().collect();
+            runtime.block_on(tasks::test(&cargo_test_args(args, &raw)))
+        }
         Cli::Bench { args } => runtime.block_on(bench::bench(&args)),
         Cli::Token { user } => tasks::token(&user),
         Cli::Dlq { args } => tasks::dlq(&args),
@@ -89,5 +92,50 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The arguments for `cargo test`. Clap takes a `--` right after `test` as its own separator
+/// and drops it, so `cargo xtask test -- --nocapture` would hand cargo `--nocapture`; the
+/// `--` is put back when the command line (`raw`) had it there.
+fn cargo_test_args(parsed: Vec<String>, raw: &[String]) -> Vec<String> {
+    let after_test = raw.iter().skip_while(|a| *a != "test").nth(1);
+    if after_test.is_some_and(|a| a == "--") && parsed.first().is_none_or(|a| a != "--") {
+        std::iter::once("--".to_owned()).chain(parsed).collect()
+    } else {
+        parsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, cargo_test_args};
+
+    /// What `cargo test` gets for this command line.
+    fn cargo_args(line: &[&str]) -> Vec<String> {
+        let raw: Vec<String> = line.iter().map(|a| (*a).to_owned()).collect();
+        match Cli::try_parse_from(&raw).expect("the command line parses") {
+            Cli::Test { args } => cargo_test_args(args, &raw),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn test_arguments_reach_cargo_test_as_written() {
+        assert_eq!(
+            cargo_args(&["cargo xtask", "test", "--", "--nocapture"]),
+            ["--", "--nocapture"]
+        );
+        assert_eq!(
+            cargo_args(&["cargo xtask", "test", "-p", "e2e", "--", "--nocapture"]),
+            ["-p", "e2e", "--", "--nocapture"]
+        );
+        assert_eq!(
+            cargo_args(&["cargo xtask", "test", "-p", "e2e", "--test", "recurring"]),
+            ["-p", "e2e", "--test", "recurring"]
+        );
+        assert!(cargo_args(&["cargo xtask", "test"]).is_empty());
     }
 }
