@@ -45,6 +45,21 @@ pub async fn apply(
     Ok(task)
 }
 
+/// Changes a task as `change` says, given the task as stored: a change that depends on the
+/// task (a local `due_at` is read in the task's own zone unless the change names a new
+/// one) is worked out from it, then applied like [`apply`]. `change` fails in the caller's
+/// own error type, which a [`ServiceError`] converts into.
+pub async fn change<E: From<ServiceError>>(
+    state: &AppState,
+    user: &UserId,
+    id: Uuid,
+    change: impl FnOnce(&TaskSnapshot) -> Result<TaskPatch, E>,
+) -> Result<TaskSnapshot, E> {
+    let current = get(state, user, id).await?;
+    let patch = change(&current)?;
+    Ok(apply(state, user, id, patch).await?)
+}
+
 /// Completes (`task.completed`) or reopens (`task.updated`) a task; no event when it already
 /// was so.
 pub async fn set_completed(

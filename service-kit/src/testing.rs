@@ -143,8 +143,8 @@ where
 /// The signal a [`Spawned`] service stops on.
 pub type StopSignal = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// A service serving on a task of its own for a test, at `base`. Dropping it stops the
-/// service (gracefully, and the task is aborted in case that hangs).
+/// A service serving on a task of its own for a test, at `base`. Dropping it signals the
+/// service to stop and aborts its task: a test does not wait for in-flight requests.
 pub struct Spawned {
     pub base: String,
     pub client: reqwest::Client,

@@ -2,8 +2,10 @@
 //! reads as layers, leaves first. A module "uses" another when its code names it through
 //! `crate::` (an item the crate root re-exports with `pub use m::...` counts as `m`'s; any
 //! other item reached as `crate::X` counts as the root's), when the root names it as `m::`,
-//! and a top-level module that reaches into `super::` uses the root. Comments and
-//! `#[cfg(test)]` code are left out: a test may reach anywhere.
+//! and a top-level module's `super::x` is read as `crate::x`. Comments and `#[cfg(test)]` code
+//! are left out (a test may reach anywhere): a file is read up to its first `#[cfg(test)]`,
+//! so test code goes at the end of a file, as it does throughout this workspace. Cycles
+//! between the submodules of one module are not checked.
 
 #![allow(clippy::unwrap_used)]
 
@@ -84,6 +86,7 @@ fn graph(files: &BTreeMap<String, String>) -> Graph {
     let path_ref = Regex::new(r"crate::(\w+)").unwrap();
     let group_ref = Regex::new(r"(?s)crate::\{(.*?)\};").unwrap();
     let bare_ref = Regex::new(r"\b(\w+)::").unwrap();
+    let super_ref = Regex::new(r"\bsuper::(\w+)").unwrap();
     let mut graph = Graph::new();
     for (rel, text) in files {
         let module = if rel == "lib.rs" || rel == "main.rs" {
@@ -128,8 +131,19 @@ fn graph(files: &BTreeMap<String, String>) -> Graph {
                 }
             })
             .collect();
-        if module != ROOT && !rel.contains('/') && text.contains("super::") {
-            uses.insert(ROOT.to_owned());
+        // In `a.rs` or `a/mod.rs`, `super::` is the root: `super::b::X` uses `b` (or, for an
+        // item of the root's own, the root).
+        if module != ROOT && (!rel.contains('/') || *rel == format!("{module}/mod.rs")) {
+            for c in super_ref.captures_iter(&text) {
+                uses.insert(if modules.contains(&c[1]) {
+                    c[1].to_owned()
+                } else {
+                    reexported
+                        .get(&c[1])
+                        .cloned()
+                        .unwrap_or_else(|| ROOT.to_owned())
+                });
+            }
         }
         uses.remove(&module);
         graph.entry(module).or_default().extend(uses);
@@ -248,6 +262,16 @@ fn the_check_sees_a_cycle_through_a_reexport_and_through_the_root() {
     assert_eq!(
         cycles(&graph(&through_root)),
         vec![vec![ROOT.to_owned(), "a".to_owned()]]
+    );
+    // A sibling reached through `super::`, from `a.rs` and from `b/mod.rs`.
+    let through_super = files(&[
+        ("lib.rs", "pub mod a;\npub mod b;\n"),
+        ("a.rs", "use super::b::X;\n"),
+        ("b/mod.rs", "mod inner;\nuse super::a::Y;\n"),
+    ]);
+    assert_eq!(
+        cycles(&graph(&through_super)),
+        vec![vec!["a".to_owned(), "b".to_owned()]]
     );
     // Test code and comments do not count.
     let tests_only = files(&[

@@ -126,12 +126,11 @@ pub async fn list_tasks(state: &AppState, user: &UserId, args: ListTasksArgs) ->
 pub async fn update_task(state: &AppState, user: &UserId, args: UpdateTaskArgs) -> Outcome {
     run(async {
         let (id, input) = args.into_parts();
-        // A local `due_at` is read in the task's own zone unless the change names a new
-        // one, so the stored task is read first.
         let id = parse_task_id(&id)?;
-        let current = service::get(state, user, id).await?;
-        let patch = input.into_patch(&current)?;
-        let task = service::apply(state, user, id, patch).await?;
+        let task = service::change(state, user, id, |current| {
+            Ok::<_, Failure>(input.into_patch(current)?)
+        })
+        .await?;
         Ok(Outcome::changed(
             output::task("Updated", task.clone()),
             ChangeAction::Updated,

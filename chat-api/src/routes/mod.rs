@@ -1,4 +1,4 @@
-//! HTTP handlers: extract, authorize, call the shared task service ([`crate::service`], also
+//! HTTP handlers: extract, authorize, parse into domain values (`crate::dto`), call the shared task service ([`crate::service`], also
 //! behind the MCP tools), map to a view.
 //!
 //! Each handler's `#[utoipa::path]` annotation is its entry in the OpenAPI document, and
@@ -207,12 +207,9 @@ pub async fn patch_task(
     ApiJson(input): ApiJson<TaskPatchInput>,
 ) -> ApiResult<Json<TaskView>> {
     let user = auth.require(&user_id)?;
-    // A local `due_at` is read in the task's own zone unless the change names a new one,
-    // so the stored task is read first.
     let id = parse_task_id(&id)?;
-    let current = service::get(&state, user, id).await?;
-    let patch = input.into_patch(&current)?;
-    Ok(Json(service::apply(&state, user, id, patch).await?.into()))
+    let task = service::change(&state, user, id, |current| input.into_patch(current)).await?;
+    Ok(Json(task.into()))
 }
 
 /// Complete a task (`task.completed`; a recurring task's next instance follows).

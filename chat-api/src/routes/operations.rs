@@ -99,7 +99,8 @@ pub async fn relay_status(State(state): State<AppState>) -> ApiResult<Json<serde
     })))
 }
 
-/// `GET /metrics`: the outbox gauges read now, then every metric of the process.
+/// `GET /metrics`: the outbox gauges read now, then every metric of the process. A database
+/// that cannot answer leaves the gauges at their last value (the request metrics say so).
 #[utoipa::path(
     get,
     path = "/metrics",

@@ -29,7 +29,7 @@ pub struct TestApp {
     /// The app's database, for assertions on what it wrote.
     pub db: sea_orm::DatabaseConnection,
     keys: JwtKeys,
-    // Dropped first: the server stops before its database goes.
+    // Dropped before `_tmp`: the server stops before its database goes.
     _served: Spawned,
     _tmp: todo_store::testing::Scratch,
 }
