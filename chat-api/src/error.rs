@@ -199,16 +199,15 @@ impl From<ValidationError> for ApiError {
 /// How REST answers a failed task operation.
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
+        e.report();
         let code = match &e {
             ServiceError::Invalid { field, message } => return Self::invalid(field, message),
             ServiceError::NotFound => ErrorCode::NotFound,
             ServiceError::UserDeleted => ErrorCode::UserDeleted,
             ServiceError::Conflict => ErrorCode::Conflict,
-            ServiceError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
-                ErrorCode::Unavailable
-            }
-            ServiceError::Internal(cause) => return Self::internal(cause),
+            ServiceError::Unavailable(_) => ErrorCode::Unavailable,
+            // Opaque: the cause is in the log.
+            ServiceError::Internal(_) => ErrorCode::Internal,
         };
         Self::new(code, e.to_string())
     }

@@ -32,6 +32,19 @@ pub enum ServiceError {
     Internal(#[source] StoreError),
 }
 
+impl ServiceError {
+    /// Logs what an operator must see, once, when a front door answers: a database that does
+    /// not answer (a warning) or a fault of this service (an error, with its cause). What the
+    /// caller did wrong is not logged.
+    pub fn report(&self) {
+        match self {
+            Self::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            Self::Internal(cause) => tracing::error!(error = %cause, "request failed"),
+            _ => {}
+        }
+    }
+}
+
 impl From<ValidationError> for ServiceError {
     fn from(e: ValidationError) -> Self {
         Self::Invalid {

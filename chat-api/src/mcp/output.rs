@@ -87,20 +87,13 @@ pub fn error(e: &ApiError) -> CallToolResult {
 
 /// A tool error for a task operation that refused or failed.
 pub fn failed(e: &ServiceError) -> CallToolResult {
+    e.report();
     let text = match e {
         ServiceError::NotFound => {
             "No such task among yours: check task_id (list_tasks shows your tasks' ids).".to_owned()
         }
         ServiceError::Invalid { field, message } => invalid_argument(field, message),
-        ServiceError::Unavailable(cause) => {
-            tracing::warn!(error = %cause, "database unavailable");
-            e.to_string()
-        }
-        ServiceError::Internal(cause) => {
-            tracing::error!(error = %cause, "request failed");
-            e.to_string()
-        }
-        ServiceError::UserDeleted | ServiceError::Conflict => e.to_string(),
+        _ => e.to_string(),
     };
     CallToolResult::error(vec![ContentBlock::text(text)])
 }
