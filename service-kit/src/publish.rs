@@ -38,14 +38,58 @@ pub struct OutgoingEvent<'a> {
     pub traceparent: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why an event was not published. The relay decides by it when to back off, when to hand
+/// the publisher lock over and when to park an event, so each variant says what is known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
-    /// The sidecar could not be reached (not started yet, restarting).
+    /// No answer from the sidecar: it could not be reached (not started, restarting, dead),
+    /// the connection broke while the call was in flight, or the call ran past
+    /// [`CALL_DEADLINE`]. Nothing is known about the event or the broker.
     #[error("dapr sidecar unreachable: {0}")]
     Unavailable(String),
-    /// The sidecar answered with an error (broker down, topic missing, ...).
+    /// The sidecar answered that the broker did not take the event now (broker down, a
+    /// partition without a leader, too few in-sync replicas, a timeout): the same event can
+    /// succeed later.
     #[error("publish failed: {0}")]
     Failed(String),
+    /// The broker, or the sidecar's own rules, refuse this very event, and will every time:
+    /// record too large, invalid record, not authorized, unknown topic, a topic the app's
+    /// scopes do not allow.
+    #[error("publish refused: {0}")]
+    Refused(String),
+}
+
+impl PublishError {
+    /// The error for an answer the sidecar gave with `message` (daprd reports the Kafka
+    /// producer's error text in it): [`PublishError::Refused`] when the text names a refusal
+    /// of the record itself, else [`PublishError::Failed`].
+    pub fn answered(message: impl Into<String>) -> Self {
+        let message = message.into();
+        if refuses_the_record(&message) {
+            Self::Refused(message)
+        } else {
+            Self::Failed(message)
+        }
+    }
+}
+
+/// The broker's error texts (as the Kafka producer behind daprd words them) that refuse the
+/// record itself, so that trying it again cannot succeed.
+const REFUSALS: &[&str] = &[
+    "message was too large",
+    "larger than configured producer.maxmessagebytes",
+    "larger than the configured segment size",
+    "failed the validation on broker",
+    "timestamp of the message is out of acceptable range",
+    "not authorized",
+    "topic or partition that does not exist",
+    "operation on an invalid topic",
+    "do not satisfy the configured policy",
+];
+
+fn refuses_the_record(message: &str) -> bool {
+    let message = message.to_lowercase();
+    REFUSALS.iter().any(|r| message.contains(r))
 }
 
 /// Something events can be published through. The relay is generic over it so in-process
@@ -183,11 +227,74 @@ impl DaprPublisher {
     }
 }
 
+/// What a failed gRPC call says about the event.
 fn call_error(status: &tonic::Status) -> PublishError {
+    use tonic::Code;
+    let text = format!("{:?}: {}", status.code(), status.message());
     match status.code() {
-        tonic::Code::Unavailable => PublishError::Unavailable(status.message().to_owned()),
-        _ => PublishError::Failed(format!("{:?}: {}", status.code(), status.message())),
+        // No answer: the connection was refused, or broke while the call was in flight
+        // (daprd dying ends the call as Unknown or Cancelled, an h2 I/O error), or h2
+        // itself failed. daprd reports the broker's errors as Internal, never these.
+        Code::Unavailable | Code::Unknown | Code::Cancelled => PublishError::Unavailable(text),
+        Code::Internal if status.message().starts_with("h2 protocol error") => {
+            PublishError::Unavailable(text)
+        }
+        // daprd's own refusals: a topic the scopes forbid, no such component, a request it
+        // cannot take.
+        Code::PermissionDenied | Code::NotFound | Code::InvalidArgument => {
+            PublishError::Refused(text)
+        }
+        _ => PublishError::answered(text),
     }
+}
+
+/// The result of each entry of one bulk call (`indices`: the entries' positions among the
+/// caller's events) from daprd's answer, which lists only the failed entries, by id. A
+/// failed entry whose id names no entry of the call cannot be attributed, so then every
+/// entry counts as failed.
+fn bulk_results(
+    indices: &[usize],
+    failed: Vec<dapr_v1::BulkPublishResponseFailedEntry>,
+) -> Vec<(usize, Result<(), PublishError>)> {
+    let mut results: Vec<(usize, Result<(), PublishError>)> =
+        indices.iter().map(|&i| (i, Ok(()))).collect();
+    for entry in failed {
+        let at = entry
+            .entry_id
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| indices.iter().position(|&j| j == i));
+        match at {
+            Some(at) => results[at].1 = Err(PublishError::answered(entry.error)),
+            None => {
+                let error = PublishError::Failed(format!(
+                    "the sidecar reported a failed entry {:?} that is not in the call: {}",
+                    entry.entry_id, entry.error
+                ));
+                for result in &mut results {
+                    result.1 = Err(error.clone());
+                }
+                break;
+            }
+        }
+    }
+    results
+}
+
+/// A bulk call that failed as a whole: every entry failed. A refusal cannot be pinned on
+/// any one entry (daprd fails the whole call when one entry was refused), so it counts as
+/// a failure of each, never as each one's refusal.
+fn whole_call_failed(
+    indices: &[usize],
+    error: &PublishError,
+) -> Vec<(usize, Result<(), PublishError>)> {
+    let error = match error {
+        PublishError::Refused(e) if indices.len() > 1 => {
+            PublishError::Failed(format!("the bulk call was refused as a whole: {e}"))
+        }
+        other => other.clone(),
+    };
+    indices.iter().map(|&i| (i, Err(error.clone()))).collect()
 }
 
 impl Publisher for DaprPublisher {
@@ -223,7 +330,7 @@ impl Publisher for DaprPublisher {
         for (i, event) in events.iter().enumerate() {
             by_topic.entry(event.topic).or_default().push(i);
         }
-        let mut results: Vec<Result<(), PublishError>> = vec![Ok(()); events.len()];
+        let mut results: Vec<Option<Result<(), PublishError>>> = vec![None; events.len()];
         let mut client = match self.client().await {
             Ok(c) => c,
             Err(e) => return vec![Err(e); events.len()],
@@ -264,26 +371,127 @@ impl Publisher for DaprPublisher {
                     Err(_) => Err(deadline_passed()),
                 }
             };
-            match answer {
-                Ok(response) => {
-                    for failed in response.into_inner().failed_entries {
-                        if let Some(i) = failed
-                            .entry_id
-                            .parse::<usize>()
-                            .ok()
-                            .filter(|i| indices.contains(i))
-                        {
-                            results[i] = Err(PublishError::Failed(failed.error));
-                        }
-                    }
-                }
-                Err(error) => {
-                    for &i in &indices {
-                        results[i] = Err(error.clone());
-                    }
-                }
+            let outcome = match answer {
+                Ok(response) => bulk_results(&indices, response.into_inner().failed_entries),
+                Err(error) => whole_call_failed(&indices, &error),
+            };
+            for (i, result) in outcome {
+                results[i] = Some(result);
             }
         }
         results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(PublishError::Failed(
+                        "the bulk call gave no result for this event".into(),
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_ends_without_the_sidecars_answer_is_unreachable_never_a_refusal() {
+        for status in [
+            tonic::Status::unavailable("connection refused"),
+            tonic::Status::unknown("error reading a body from connection: broken pipe"),
+            tonic::Status::cancelled("operation was canceled: connection closed"),
+            tonic::Status::internal("h2 protocol error: error reading a body from connection"),
+        ] {
+            assert!(
+                matches!(call_error(&status), PublishError::Unavailable(_)),
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_brokers_refusals_of_a_record_are_told_from_its_passing_failures() {
+        let refused = [
+            "error when publish to topic task-events in pubsub pubsub: kafka: Failed to produce message to topic task-events: kafka server: Message was too large, server rejected it to avoid allocation error",
+            "kafka server: This record has failed the validation on broker and hence will be rejected",
+            "kafka server: The client is not authorized to access this topic",
+            "kafka server: Request was for a topic or partition that does not exist on this broker",
+        ];
+        for message in refused {
+            assert!(
+                matches!(
+                    call_error(&tonic::Status::internal(message)),
+                    PublishError::Refused(_)
+                ),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            call_error(&tonic::Status::permission_denied(
+                "topic x is not allowed for app id y"
+            )),
+            PublishError::Refused(_)
+        ));
+        let passing = [
+            "kafka server: Messages are rejected since there are fewer in-sync replicas than required",
+            "kafka server: In the middle of a leadership election, there is currently no leader for this partition and hence it is unavailable for writes",
+            "kafka: client has run out of available brokers to talk to: dial tcp 127.0.0.1:9092: connect: connection refused",
+            "context deadline exceeded",
+        ];
+        for message in passing {
+            assert!(
+                matches!(
+                    call_error(&tonic::Status::internal(message)),
+                    PublishError::Failed(_)
+                ),
+                "{message}"
+            );
+        }
+    }
+
+    fn failed(id: &str, error: &str) -> dapr_v1::BulkPublishResponseFailedEntry {
+        dapr_v1::BulkPublishResponseFailedEntry {
+            entry_id: id.to_owned(),
+            error: error.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_bulk_answer_fails_the_entries_it_names_and_every_entry_when_it_names_a_stranger() {
+        let results = bulk_results(
+            &[0, 2, 5],
+            vec![failed("2", "kafka server: Message was too large")],
+        );
+        assert_eq!(results[0], (0, Ok(())));
+        assert!(matches!(results[1], (2, Err(PublishError::Refused(_)))));
+        assert_eq!(results[2], (5, Ok(())));
+
+        for stranger in ["7", "x", ""] {
+            let results = bulk_results(&[0, 2, 5], vec![failed(stranger, "boom")]);
+            assert!(
+                results
+                    .iter()
+                    .all(|(_, r)| matches!(r, Err(PublishError::Failed(_)))),
+                "{stranger:?}: {results:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bulk_call_refused_as_a_whole_is_no_refusal_of_each_entry() {
+        let refused = PublishError::Refused("kafka server: Message was too large".into());
+        let results = whole_call_failed(&[1, 3], &refused);
+        assert!(
+            results
+                .iter()
+                .all(|(_, r)| matches!(r, Err(PublishError::Failed(_))))
+        );
+        // One entry alone: the refusal is its own.
+        assert_eq!(
+            whole_call_failed(&[4], &refused),
+            vec![(4, Err(refused.clone()))]
+        );
     }
 }

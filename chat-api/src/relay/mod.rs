@@ -12,19 +12,28 @@
 //!   that runs longer than [`ROUND_SLICE`] while new commits wait ends early, so those are
 //!   read at once. What a round published is marked by the next round, on the relay's
 //!   second connection while it reads.
-//! - **Outages**: a round that gets nothing through is followed by a probe round of one
-//!   bulk call's worth, with capped exponential backoff and jitter.
-//! - **Refused events**: an event the broker refuses while other events get through is
-//!   retried after a backoff of its own (its user's later events wait behind it); after
-//!   [`RelayConfig::park_after`] such refusals it is *parked*: kept in the outbox, counted on
-//!   `/relay/status`, logged as an error, and re-queued by `chat-api outbox retry`.
+//! - **Failures** are told apart by what the sidecar answered
+//!   ([`service_kit::PublishError`]):
+//!   - *no answer* (its sidecar is down, dead mid-call, frozen): the round is an outage of
+//!     this replica; it backs off, probes, and after [`RelayConfig::handover_after`] hands
+//!     the lock over;
+//!   - *the broker did not take the event now* (broker down, a partition without a leader,
+//!     too few replicas): the event's user waits with a backoff of its own while every
+//!     other user's events go; a round that got nothing through is an outage, followed by
+//!     a probe round of one bulk call's worth, with capped exponential backoff and jitter.
+//!     Such an event is never parked: it goes when its partition is back;
+//!   - *the broker refuses the event itself* (too large, invalid, not authorized, unknown
+//!     topic): its user waits with backoff; after [`RelayConfig::park_after`] refusals the
+//!     event is *parked*: kept in the outbox, counted on `/relay/status`, logged as an
+//!     error, and re-queued by `chat-api outbox retry`.
 //! - **One publisher**: with several replicas on one database only the holder of the
 //!   [`PublisherLock`] publishes; the lock dies with its holder's database session (or
 //!   process), so a crashed replica's successor publishes within about a second. The relay
 //!   confirms it still holds the lock before every wave, so a process that was frozen
 //!   publishes nothing more once another took over. A holder whose own sidecar stays
 //!   unreachable for [`RelayConfig::handover_after`] gives the lock up so a replica with a
-//!   working sidecar can publish; a broker outage is no reason (every sidecar fails alike).
+//!   working sidecar can publish (a broker outage is no reason: every sidecar fails
+//!   alike), and takes it again as soon as it is free and its sidecar answers.
 //! - **Its own connections**: the relay has a pool of its own, whose statements give up on
 //!   row locks after a bound, so no request's transaction can block it; the watchdog
 //!   ([`health`]) restarts a relay that makes no progress.
@@ -68,10 +77,11 @@ pub struct RelayConfig {
     pub sweep_interval: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
-    /// Backoff of one refused event (its user waits; everybody else goes on).
+    /// Backoff of one event that failed while the sidecar answered (its user waits;
+    /// everybody else goes on).
     pub refusal_backoff_initial: Duration,
     pub refusal_backoff_max: Duration,
-    /// Refusals (while other events get through) after which an event is parked.
+    /// Refusals of the event itself by the broker after which it is parked.
     pub park_after: u32,
     /// Published rows older than this are deleted.
     pub retention: Duration,
@@ -110,8 +120,8 @@ impl Default for RelayConfig {
             backoff_max: Duration::from_secs(2),
             refusal_backoff_initial: Duration::from_millis(200),
             refusal_backoff_max: Duration::from_secs(5),
-            // With the backoff above, about 25 s of refusals while others get through: longer
-            // than a partition's leader election, short enough that a user notices.
+            // With the backoff above, about 25 s of the broker refusing the event itself:
+            // a margin against an error text read wrongly, short enough that a user notices.
             park_after: 10,
             retention: Duration::from_secs(24 * 3600),
             lag_warning: Duration::from_secs(5),
@@ -135,8 +145,10 @@ pub struct Relay<P> {
     wake: Arc<Notify>,
     config: RelayConfig,
     health: Arc<RelayHealth>,
-    /// Users whose oldest event the broker refused, while other events got through.
+    /// Users whose oldest event failed while the sidecar answered, waiting out a backoff.
     refused: Mutex<HashMap<String, round::Refused>>,
+    /// Turns for single publishes when bulk calls are refused as a whole.
+    fallback: tokio::sync::Semaphore,
 }
 
 /// What one round achieved.
@@ -145,7 +157,8 @@ struct Round {
     read: usize,
     published: usize,
     failed: bool,
-    /// Every failure was this relay's own sidecar being unreachable (not the broker).
+    /// Nothing went through and some call got no answer from this relay's own sidecar
+    /// (the broker's errors come as answers).
     unreachable: bool,
     /// The publisher lock turned out lost: the round stopped before publishing more.
     lost_lock: bool,
@@ -156,14 +169,16 @@ struct Round {
     saturated: bool,
     /// The outbox could not be read or written (the database, not the broker).
     database_failed: bool,
-    /// Every failure was an event the broker had refused before while others went.
-    only_known_refusals: bool,
+    /// Every failure was the broker refusing the event itself (its user waits out a
+    /// backoff or the event is parked: no sign of an outage).
+    only_refusals: bool,
 }
 
 impl Round {
-    /// Failed without publishing anything: an outage, not one refused event.
+    /// Failed without publishing anything, and not only on refused events: an outage of
+    /// the broker or of this relay's sidecar.
     fn stalled(&self) -> bool {
-        self.failed && self.published == 0 && !self.only_known_refusals
+        self.failed && self.published == 0 && !self.only_refusals
     }
 }
 
@@ -188,6 +203,7 @@ impl<P: Publisher> Relay<P> {
             config,
             health,
             refused: Mutex::new(HashMap::new()),
+            fallback: tokio::sync::Semaphore::new(round::FALLBACK_IN_FLIGHT),
         }
     }
 
@@ -208,8 +224,20 @@ impl<P: Publisher> Relay<P> {
         // Published (acknowledged) events not yet marked in the outbox: while the relay is
         // busy, each round marks the previous round's events as it reads the next batch.
         let mut unmarked: Vec<i64> = Vec::new();
+        // Until when this relay leaves the lock to the others after stepping aside.
+        let mut aside_until: Option<tokio::time::Instant> = None;
         while !shutdown.is_triggered() {
             let Some(held) = lock.as_ref() else {
+                // Stepped aside for a sidecar it could not reach: it takes the lock again as
+                // soon as the lock is free and its sidecar answers, or after the pause
+                // whatever its sidecar does (alone, it is the only one who can publish).
+                if aside_until.is_some_and(|t| tokio::time::Instant::now() < t)
+                    && !self.publisher.answers().await
+                {
+                    self.health.progress();
+                    self.pause(self.config.follow_interval, &shutdown).await;
+                    continue;
+                }
                 match PublisherLock::try_acquire(
                     &self.database_url,
                     &self.holder,
@@ -220,6 +248,7 @@ impl<P: Publisher> Relay<P> {
                     Ok(Some(taken)) => {
                         tracing::info!(holder = %self.holder, "outbox relay is publishing (holds the publisher lock)");
                         lock = Some(taken);
+                        aside_until = None;
                         self.health.set_leading(true);
                         failures = 0;
                     }
@@ -238,7 +267,7 @@ impl<P: Publisher> Relay<P> {
                 continue;
             };
             // A relay that cannot reach its own sidecar steps aside, so a replica with a
-            // healthy sidecar can take over; alone, it takes the lock back after the pause.
+            // working sidecar can take over.
             if unreachable_since.is_some_and(|t| t.elapsed() >= self.config.handover_after) {
                 tracing::warn!(holder = %self.holder, "outbox relay cannot reach its sidecar; giving the publisher lock to another replica");
                 self.flush_marks(&mut unmarked).await;
@@ -248,7 +277,7 @@ impl<P: Publisher> Relay<P> {
                 self.health.set_leading(false);
                 unreachable_since = None;
                 self.health.progress();
-                self.pause(self.config.handover_pause, &shutdown).await;
+                aside_until = Some(tokio::time::Instant::now() + self.config.handover_pause);
                 continue;
             }
             // After a round that got nothing through, probe with one bulk call's worth.

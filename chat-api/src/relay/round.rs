@@ -21,13 +21,14 @@ const BULK_FALLBACK_WITHIN: std::time::Duration = std::time::Duration::from_secs
 /// Reads past saturated users at most this many times per round.
 const SKIP_READS_MAX: usize = 4;
 
-/// A user whose oldest event the broker refused while others got through.
+/// A user whose oldest event failed while the sidecar answered: the broker did not take it
+/// now, or refused it.
 #[derive(Debug, Clone)]
 pub(super) struct Refused {
     seq: i64,
     /// Every failed try, for the backoff.
     tries: u32,
-    /// Tries refused while other events got through, for parking.
+    /// Tries the broker refused the event itself ([`PublishError::Refused`]), for parking.
     refusals: u32,
     retry_at: Instant,
 }
@@ -42,6 +43,10 @@ impl Refused {
         }
     }
 }
+
+/// Single publishes in flight at once, over all bulk calls of a wave, when bulk calls are
+/// refused as a whole and retried event by event.
+pub(super) const FALLBACK_IN_FLIGHT: usize = 16;
 
 /// Users waiting out a refusal are left out of reads, at most this many (the rest are
 /// simply tried again): bounds the statement during an outage that refuses everyone.
@@ -149,7 +154,7 @@ impl<P: Publisher> Relay<P> {
             read,
             ..Round::default()
         };
-        let mut unreachable = true;
+        let mut unreachable = false;
         let mut refused: Vec<(PendingEvent, PublishError)> = Vec::new();
         let mut went: HashSet<String> = HashSet::new();
         let mut waves = 0;
@@ -196,7 +201,7 @@ impl<P: Publisher> Relay<P> {
                     Err(e) => {
                         crate::metrics::PUBLISH_FAILURES.inc();
                         round.failed = true;
-                        unreachable &= matches!(e, PublishError::Unavailable(_));
+                        unreachable |= matches!(e, PublishError::Unavailable(_));
                         failures.extend(head.map(|event| (event, e)));
                         queues[user].clear();
                     }
@@ -209,8 +214,14 @@ impl<P: Publisher> Relay<P> {
                 .await;
             refused.extend(failures);
         }
-        round.unreachable = round.failed && unreachable;
-        round.only_known_refusals = self.score_refusals(refused, &went).await;
+        // One call that got no answer is enough: the other failures of the round may be
+        // older refusals, and counting them must not hide a dead sidecar.
+        round.unreachable = unreachable && round.published == 0;
+        round.only_refusals = !refused.is_empty()
+            && refused
+                .iter()
+                .all(|(_, e)| matches!(e, PublishError::Refused(_)));
+        self.score_failures(refused, &went).await;
         round
     }
 
@@ -236,9 +247,15 @@ impl<P: Publisher> Relay<P> {
             && sent.elapsed() < BULK_FALLBACK_WITHIN
             && results
                 .iter()
-                .all(|r| matches!(r, Err(PublishError::Failed(_))));
+                .all(|r| matches!(r, Err(PublishError::Failed(_) | PublishError::Refused(_))));
         if rejected_whole {
-            results = future::join_all(events.iter().map(|e| self.publisher.publish(*e))).await;
+            // Bounded over the whole wave: a broker that refuses every bulk call must not
+            // turn each into hundreds of calls at once.
+            results = future::join_all(events.iter().map(|e| async {
+                let _turn = self.fallback.acquire().await;
+                self.publisher.publish(*e).await
+            }))
+            .await;
         }
         // An event without an answer was not published.
         results.resize_with(events.len(), || {
@@ -275,35 +292,27 @@ impl<P: Publisher> Relay<P> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Backs off the users of `failed` events the broker refused (their later events wait;
-    /// everybody else's go on), counts a refusal when the round got other events through
-    /// (`went`: the broker works and refused these in particular), and parks an event
-    /// refused [`RelayConfig::park_after`](super::RelayConfig) times. A round that got
-    /// nothing through counts nothing: that may be an outage, which parks nothing. The
-    /// backoff applies either way, so the next round reaches other users' events.
-    ///
-    /// Answers whether every failure was an event already refused while others got through:
-    /// then a round that got nothing through is no sign of an outage.
-    async fn score_refusals(
+    /// Backs off the users of `failed` events whose sidecar answered (their later events
+    /// wait; everybody else's go on), and parks an event the broker refused as such
+    /// ([`PublishError::Refused`]) [`RelayConfig::park_after`](super::RelayConfig) times.
+    /// Only the broker's own verdict on the event parks it: a partition that is down, a
+    /// broker restart or a leader election fail the same event with
+    /// [`PublishError::Failed`], which waits with backoff however long it lasts. A call
+    /// that got no answer ([`PublishError::Unavailable`]) says nothing about the event: the
+    /// relay backs off as a whole.
+    async fn score_failures(
         &self,
         failed: Vec<(PendingEvent, PublishError)>,
         went: &HashSet<String>,
-    ) -> bool {
+    ) {
         let now = Instant::now();
         let mut to_park = Vec::new();
-        let known = !failed.is_empty();
-        let known = {
+        {
             let mut refused = self.refused_map();
-            let known = known
-                && failed.iter().all(|(e, _)| {
-                    refused
-                        .get(&e.user_id)
-                        .is_some_and(|r| r.seq == e.seq && r.refusals > 0)
-                });
-            // Users whose refused event went through this time are done with their backoff.
+            // Users whose event went through this time are done with their backoff.
             refused.retain(|user, _| !went.contains(user));
             for (event, error) in failed {
-                if !matches!(error, PublishError::Failed(_)) {
+                if matches!(error, PublishError::Unavailable(_)) {
                     continue;
                 }
                 let entry = refused
@@ -313,7 +322,7 @@ impl<P: Publisher> Relay<P> {
                     *entry = Refused::new(event.seq, now);
                 }
                 entry.tries += 1;
-                if !went.is_empty() {
+                if matches!(error, PublishError::Refused(_)) {
                     entry.refusals += 1;
                 }
                 entry.retry_at = now
@@ -329,8 +338,7 @@ impl<P: Publisher> Relay<P> {
             for (event, _, _) in &to_park {
                 refused.remove(&event.user_id);
             }
-            known
-        };
+        }
         for (event, error, refusals) in to_park {
             match self
                 .outbox
@@ -353,7 +361,6 @@ impl<P: Publisher> Relay<P> {
                 }
             }
         }
-        known
     }
 }
 

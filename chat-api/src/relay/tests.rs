@@ -10,16 +10,26 @@ use todo_store::{NewTask, TaskStore};
 
 use super::*;
 
-/// Answers like daprd (1.16 to 1.18) with Kafka: a bulk call with any refused event fails as a whole. Events
-/// of the users in `refused` are refused; every call is recorded as (user, task title).
+/// Answers like daprd (1.16 to 1.18) with Kafka behind [`service_kit::DaprPublisher`]: a
+/// bulk call with any refused event fails as a whole, which is no refusal of each; an event
+/// published alone is refused as itself. Events of the users in `refused` are refused;
+/// events of the users in `failing` fail with the error given; every call is recorded as
+/// (user, task title).
 #[derive(Default)]
 struct ScriptedSidecar {
     calls: Mutex<Vec<Vec<(String, String)>>>,
     refused: Mutex<HashSet<String>>,
+    failing: Mutex<std::collections::HashMap<String, PublishError>>,
+    /// While set, every call of more than one event fails as a whole.
+    bulk_refused: std::sync::atomic::AtomicBool,
     /// While set, every event fails with this (an outage).
     outage: Mutex<Option<PublishError>>,
     /// While set, every call hangs (a frozen sidecar without a deadline).
     hang: std::sync::atomic::AtomicBool,
+    /// How long each call takes.
+    latency: Mutex<Duration>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 use service_kit::{PublishError, publish::OutgoingEvent};
@@ -28,9 +38,13 @@ fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+const TOO_LARGE: &str =
+    "kafka server: Message was too large, server rejected it to avoid allocation error";
+
 impl ScriptedSidecar {
     async fn answer(&self, events: &[OutgoingEvent<'_>]) -> Vec<Result<(), PublishError>> {
-        if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.hang.load(SeqCst) {
             std::future::pending::<()>().await;
         }
         let call = events
@@ -44,16 +58,44 @@ impl ScriptedSidecar {
             })
             .collect();
         guard(&self.calls).push(call);
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, SeqCst);
+        let latency = *guard(&self.latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.in_flight.fetch_sub(1, SeqCst);
         if let Some(e) = guard(&self.outage).clone() {
             return events.iter().map(|_| Err(e.clone())).collect();
         }
+        let failing = guard(&self.failing);
         let refused = guard(&self.refused);
-        let any = events.iter().any(|e| refused.contains(e.partition_key));
+        let whole = if events.len() > 1 {
+            if self.bulk_refused.load(SeqCst) {
+                Some(PublishError::Failed(
+                    "the bulk call was refused as a whole".into(),
+                ))
+            } else if events.iter().any(|e| refused.contains(e.partition_key)) {
+                Some(PublishError::Failed(format!(
+                    "the bulk call was refused as a whole: {TOO_LARGE}"
+                )))
+            } else {
+                events
+                    .iter()
+                    .find_map(|e| failing.get(e.partition_key).cloned())
+            }
+        } else {
+            None
+        };
         events
             .iter()
-            .map(|_| {
-                if any {
-                    Err(PublishError::Failed("refused".into()))
+            .map(|e| {
+                if let Some(error) = &whole {
+                    Err(error.clone())
+                } else if refused.contains(e.partition_key) {
+                    Err(PublishError::Refused(TOO_LARGE.into()))
+                } else if let Some(error) = failing.get(e.partition_key) {
+                    Err(error.clone())
                 } else {
                     Ok(())
                 }
@@ -77,6 +119,11 @@ impl Publisher for ScriptedSidecar {
 
     async fn publish_all(&self, events: &[OutgoingEvent<'_>]) -> Vec<Result<(), PublishError>> {
         self.answer(events).await
+    }
+
+    async fn answers(&self) -> bool {
+        !self.hang.load(std::sync::atomic::Ordering::SeqCst)
+            && !matches!(*guard(&self.outage), Some(PublishError::Unavailable(_)))
     }
 }
 
@@ -428,6 +475,7 @@ async fn a_round_sends_each_user_one_event_per_call_in_commit_order_and_holds_ba
             read: 9,
             published: 6,
             failed: true,
+            only_refusals: true,
             ..Round::default()
         }
     );
@@ -794,4 +842,336 @@ async fn the_watchdog_restarts_a_relay_that_makes_no_progress_and_readiness_fail
     .await;
     shutdown.trigger();
     watchdog.await.expect("watchdog");
+}
+
+/// Two relays on one database, each with its own scripted sidecar.
+fn two_relays(
+    db: &Db,
+    config: &RelayConfig,
+) -> (
+    Arc<ScriptedSidecar>,
+    Running,
+    Arc<ScriptedSidecar>,
+    Relay<ScriptedSidecar>,
+) {
+    let first_sidecar = Arc::new(ScriptedSidecar::default());
+    let first = Running::start(relay_on(db, &first_sidecar, config.clone()));
+    let second_sidecar = Arc::new(ScriptedSidecar::default());
+    let second = relay_on(db, &second_sidecar, config.clone());
+    (first_sidecar, first, second_sidecar, second)
+}
+
+/// The publishing replica's sidecar dies while every pending user has a failure on record
+/// (one user's events refused by the broker, another's failed on an answer): the calls
+/// that get no answer are the sidecar's death, not more refusals. The holder backs off
+/// and hands the lock over, and the other replica publishes everything.
+#[tokio::test]
+async fn a_dead_sidecar_beside_known_refusals_still_hands_the_lock_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sqlite_with_events(dir.path()).await;
+    let config = RelayConfig {
+        park_after: 1000,
+        ..quick()
+    };
+    let (dying, first, healthy, second) = two_relays(&db, &config);
+    guard(&dying.refused).insert("ann".into());
+    guard(&dying.failing).insert(
+        "bob".into(),
+        PublishError::Failed("Internal: kafka: client has run out of available brokers".into()),
+    );
+    // cy's events go, so ann's and bob's failures are seen while others get through.
+    wait_until("cy's events went", Duration::from_secs(3), || async {
+        dying.sent().iter().any(|(_, t)| t == "cy 3")
+    })
+    .await;
+    wait_until(
+        "ann and bob were tried again",
+        Duration::from_secs(3),
+        || async {
+            let sent = dying.sent();
+            sent.iter().filter(|(_, t)| t == "ann 1").count() >= 3
+                && sent.iter().filter(|(_, t)| t == "bob 1").count() >= 3
+        },
+    )
+    .await;
+
+    // The sidecar dies: every call now ends without an answer.
+    *guard(&dying.outage) = Some(PublishError::Unavailable(
+        "Unknown: error reading a body from connection: broken pipe".into(),
+    ));
+    let died = Instant::now();
+    let before = dying.calls().len();
+    let second = Running::start(second);
+    let second_holder = second.holder.clone();
+    wait_until(
+        "the replica with a working sidecar took over",
+        Duration::from_secs(5),
+        || async { holder_of(&db).await.as_ref() == Some(&second_holder) },
+    )
+    .await;
+    let calls_while_dead = dying.calls().len() - before;
+    let dead_for = died.elapsed();
+    // With the backoff (at most 50 ms here), a few calls per 100 ms at most; without it,
+    // one call per round, as fast as the database lets it.
+    let bound = 10 + (dead_for.as_millis() / 10) as usize;
+    assert!(
+        calls_while_dead <= bound,
+        "the dead sidecar was called {calls_while_dead} times in {dead_for:?}: no backoff"
+    );
+    wait_until(
+        "everything published through the working sidecar",
+        Duration::from_secs(5),
+        || async { db.outbox.pending(0, 100).await.expect("pending").is_empty() },
+    )
+    .await;
+    for user in ["ann", "bob"] {
+        let titles: Vec<String> = healthy
+            .sent()
+            .into_iter()
+            .filter(|(u, _)| u == user)
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(
+            titles,
+            [
+                format!("{user} 1"),
+                format!("{user} 2"),
+                format!("{user} 3")
+            ],
+            "{user}'s events, in order, through the other replica"
+        );
+    }
+    assert_eq!(db.outbox.backlog().await.expect("backlog").parked, 0);
+    first.stop().await;
+    second.stop().await;
+}
+
+/// One user's partition is unavailable (a leader election, its broker down) while every
+/// other user's events go: that user waits, with backoff, far longer than the parking
+/// threshold, and nothing is parked; when the partition is back the events go, in order.
+#[tokio::test]
+async fn a_partition_that_is_down_while_others_work_parks_nothing_and_its_events_go_when_it_is_back()
+ {
+    for (label, db) in each_database().await {
+        for n in 1..=2 {
+            for user in ["ann", "stuck"] {
+                create(&db.tasks, user, &format!("{user} {n}")).await;
+            }
+        }
+        let sidecar = Arc::new(ScriptedSidecar::default());
+        guard(&sidecar.failing).insert(
+            "stuck".into(),
+            PublishError::Failed(
+                "Internal: kafka server: In the middle of a leadership election, there is currently no leader for this partition and hence it is unavailable for writes"
+                    .into(),
+            ),
+        );
+        let config = RelayConfig {
+            park_after: 3,
+            ..quick()
+        };
+        let relay = Running::start(relay_on(&db, &sidecar, config));
+        let mut n = 3;
+        let started = Instant::now();
+        while sidecar
+            .sent()
+            .iter()
+            .filter(|(_, t)| t == "stuck 1")
+            .count()
+            < 12
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{label}: stuck's event was not retried: {:?}",
+                sidecar.sent()
+            );
+            create(&db.tasks, "ann", &format!("ann {n}")).await;
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            db.outbox.backlog().await.expect("backlog").parked,
+            0,
+            "{label}: an event whose partition is down is not parked"
+        );
+        let ann_last = format!("ann {}", n - 1);
+        wait_until(
+            &format!("{label}: ann's events flow meanwhile"),
+            Duration::from_secs(3),
+            || async { sidecar.sent().iter().any(|(_, t)| *t == ann_last) },
+        )
+        .await;
+        let backlog = db.outbox.backlog().await.expect("backlog");
+        assert_eq!(
+            backlog.pending, 2,
+            "{label}: stuck's events wait: {backlog:?}"
+        );
+
+        guard(&sidecar.failing).clear();
+        wait_until(
+            &format!("{label}: stuck's events went once the partition was back"),
+            Duration::from_secs(3),
+            || async { db.outbox.pending(0, 100).await.expect("pending").is_empty() },
+        )
+        .await;
+        let stuck: Vec<String> = sidecar
+            .sent()
+            .into_iter()
+            .filter(|(u, t)| u == "stuck" && t != "stuck 1")
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(stuck, ["stuck 2"], "{label}: after stuck 1, in order");
+        relay.stop().await;
+    }
+}
+
+/// A replica that stepped aside for its dead sidecar takes the lock back as soon as the
+/// lock is free and its sidecar answers, not after its whole pause.
+#[tokio::test]
+async fn a_replica_that_stepped_aside_takes_the_lock_back_at_once_when_its_sidecar_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sqlite_with_events(dir.path()).await;
+    let config = RelayConfig {
+        handover_pause: Duration::from_secs(30),
+        stall_after: Duration::from_secs(60),
+        ..quick()
+    };
+    let (first_sidecar, first, _second_sidecar, second) = two_relays(&db, &config);
+    let first_holder = first.holder.clone();
+    wait_until(
+        "the first relay publishes",
+        Duration::from_secs(3),
+        || async { holder_of(&db).await.as_ref() == Some(&first_holder) },
+    )
+    .await;
+    *guard(&first_sidecar.outage) = Some(PublishError::Unavailable("connection refused".into()));
+    create(&db.tasks, "ann", "ann during").await;
+    let second = Running::start(second);
+    let second_holder = second.holder.clone();
+    wait_until(
+        "the second relay took over",
+        Duration::from_secs(5),
+        || async { holder_of(&db).await.as_ref() == Some(&second_holder) },
+    )
+    .await;
+
+    // The first sidecar is back; the new holder stops.
+    *guard(&first_sidecar.outage) = None;
+    second.stop().await;
+    let stopped = Instant::now();
+    wait_until(
+        "the first relay publishes again, well inside its pause",
+        Duration::from_secs(2),
+        || async { holder_of(&db).await.as_ref() == Some(&first_holder) },
+    )
+    .await;
+    eprintln!(
+        "lock taken back {:?} after the holder stopped",
+        stopped.elapsed()
+    );
+    create(&db.tasks, "ann", "ann after").await;
+    wait_until("a new event goes", Duration::from_secs(2), || async {
+        first_sidecar.sent().iter().any(|(_, t)| t == "ann after")
+    })
+    .await;
+    first.stop().await;
+}
+
+/// Stepping aside is progress: the watchdog does not restart a relay that waits out its
+/// handover pause, however long that pause is against the stall bound.
+#[tokio::test]
+async fn the_watchdog_leaves_a_relay_that_stepped_aside_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sqlite_with_events(dir.path()).await;
+    let sidecar = Arc::new(ScriptedSidecar::default());
+    *guard(&sidecar.outage) = Some(PublishError::Unavailable("connection refused".into()));
+    let config = RelayConfig {
+        handover_pause: Duration::from_secs(3),
+        ..quick()
+    };
+    assert!(config.handover_pause > config.stall_after * 2);
+    let health = Arc::new(RelayHealth::new(
+        Relay::<ScriptedSidecar>::new_holder_name(),
+        config.stall_after,
+    ));
+    let shutdown = Shutdown::new();
+    let start = {
+        let (url, outbox, sidecar, health, stop, config) = (
+            db.url.clone(),
+            db.outbox.clone(),
+            sidecar.clone(),
+            health.clone(),
+            shutdown.clone(),
+            config.clone(),
+        );
+        move || {
+            let relay = Relay::new(
+                outbox.clone(),
+                &url,
+                sidecar.clone(),
+                Arc::new(Notify::new()),
+                config.clone(),
+                health.clone(),
+            );
+            let stop = stop.clone();
+            async move { Ok(tokio::spawn(relay.run(stop))) }
+        }
+    };
+    let watchdog = tokio::spawn(supervise(start, health.clone(), shutdown.clone()));
+    wait_until(
+        "the lock was handed over",
+        Duration::from_secs(3),
+        || async { holder_of(&db).await.is_none() },
+    )
+    .await;
+    tokio::time::sleep(config.stall_after * 4).await;
+    let view = health.view();
+    assert_eq!(view.restarts, 0, "restarted during its pause: {view:?}");
+    assert!(view.ready, "{view:?}");
+    assert!(
+        holder_of(&db).await.is_none(),
+        "the pause holds while the sidecar is dead"
+    );
+    shutdown.trigger();
+    watchdog.await.expect("watchdog");
+}
+
+/// Bulk calls refused as a whole are retried event by event, but never more than a bound
+/// at once over the whole wave.
+#[tokio::test]
+async fn single_publishes_after_refused_bulk_calls_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = migrated(
+        format!("sqlite://{}/relay.db", dir.path().display()),
+        todo_store::testing::Scratch::default(),
+    )
+    .await;
+    for n in 0..80 {
+        create(&db.tasks, &format!("user{n}"), "one").await;
+    }
+    let sidecar = Arc::new(ScriptedSidecar::default());
+    sidecar
+        .bulk_refused
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    *guard(&sidecar.latency) = Duration::from_millis(20);
+    let relay = relay_on(
+        &db,
+        &sidecar,
+        RelayConfig {
+            bulk_size: 20,
+            concurrency: 4,
+            ..RelayConfig::default()
+        },
+    );
+    let lock = take_lock(&db, &relay.holder).await;
+    let round = relay.round(&lock, &mut Vec::new(), 1000).await;
+    assert_eq!(round.published, 80, "{round:?}");
+    let max = sidecar
+        .max_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        max <= round::FALLBACK_IN_FLIGHT + 4,
+        "{max} calls in flight at once (bound {} singles beside 4 bulk calls)",
+        round::FALLBACK_IN_FLIGHT
+    );
 }
