@@ -12,7 +12,9 @@
 //! - [`Stack`] starts PostgreSQL, Redis and Kafka in one data directory, waits until each
 //!   really serves, and stops them by PID (also on drop, so a panicking test leaves nothing
 //!   behind). Pidfiles let a later run kill what a crashed run left.
-//! - [`Sidecar`] starts one `daprd` directly, the way a test wants it.
+//! - [`Sidecar`] starts one `daprd` directly, the way a test wants it; [`run_file`] starts
+//!   the whole system with `dapr run -f dapr.yaml`, as `cargo xtask up` does.
+//! - [`listeners_of`] says which sockets a set of processes listens on (`ss`).
 //! - [`Collector`] runs the OpenTelemetry Collector (built by [`provision`] from its
 //!   official modules) as an OTLP receiver that writes every span to a file, for the tests
 //!   of trace export.
@@ -51,11 +53,13 @@
 mod collector;
 pub mod dapr_install;
 mod kafka;
+mod listeners;
 mod paths;
 mod postgres;
 mod process;
 pub mod provision;
 mod redis;
+pub mod run_file;
 mod sidecar;
 mod stack;
 mod tools;
@@ -67,6 +71,7 @@ pub use kafka::{
     Record, TimedRecord, alter_topic_config, consume, consume_timed, consumer_group_lag,
     topic_end_offset,
 };
+pub use listeners::{Listener, listeners_of, with_descendants};
 pub use paths::Paths;
 pub use postgres::{DATABASE, DATABASE_USER};
 pub use process::{Managed, free_port, pid_alive};

@@ -80,6 +80,10 @@ impl SidecarConfig {
     }
 }
 
+/// A Dapr Configuration that resolves app ids from an in-memory SQLite table instead of
+/// mDNS (UDP 5353 on every interface). Nothing here uses service invocation.
+const NAME_RESOLUTION_CONFIG: &str = "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: names\nspec:\n  nameResolution:\n    component: sqlite\n    version: v1\n    configuration:\n      connectionString: \":memory:\"\n";
+
 /// A running `daprd`. Stopped by PID on [`Sidecar::stop`] or on drop.
 #[derive(Debug)]
 pub struct Sidecar {
@@ -151,6 +155,12 @@ impl Sidecar {
         if let Some(port) = cfg.app_port {
             cmd.args(["--app-port", &port.to_string()]);
         }
+        // Name resolution without mDNS, which would listen on every interface (as in
+        // dapr-config.yaml); a test's own configuration adds to it.
+        let loopback_config = workdir.join(format!("{}-names.yaml", cfg.app_id));
+        fs::write(&loopback_config, NAME_RESOLUTION_CONFIG)
+            .with_context(|| format!("writing {}", loopback_config.display()))?;
+        cmd.arg("--config").arg(&loopback_config);
         if let Some(config) = &cfg.config_file {
             cmd.arg("--config").arg(config);
         }

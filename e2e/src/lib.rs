@@ -26,6 +26,13 @@ use todo_domain::{TaskEvent, UserId, topics};
 
 pub const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e-secret";
 pub const TOPIC_PARTITIONS: u32 = 3;
+/// Every topic the system uses.
+pub const TOPICS: [&str; 4] = [
+    topics::TASK_EVENTS,
+    topics::REMINDERS,
+    topics::TASK_EVENTS_DLQ,
+    topics::REMINDERS_DLQ,
+];
 
 /// The running infrastructure and the rendered components for one test.
 pub struct Env {
@@ -122,17 +129,7 @@ impl Env {
         )
         .await
         .context("starting the stack")?;
-        stack
-            .create_topics(
-                &[
-                    topics::TASK_EVENTS,
-                    topics::REMINDERS,
-                    topics::TASK_EVENTS_DLQ,
-                    topics::REMINDERS_DLQ,
-                ],
-                TOPIC_PARTITIONS,
-            )
-            .await?;
+        stack.create_topics(&TOPICS, TOPIC_PARTITIONS).await?;
         let resources = dir.path().join("components");
         render_components(
             &paths.root.join("components"),

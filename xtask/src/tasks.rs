@@ -1,7 +1,7 @@
 use std::{
     fs,
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -129,35 +129,9 @@ pub async fn up() -> Result<()> {
     )?;
 
     let t = step("starting the services with their sidecars (dapr run -f dapr.yaml)");
-    let mut cmd = Command::new(&cli);
-    cmd.args(["run", "-f", "dapr.yaml"])
-        .current_dir(&paths.root)
-        .env(
-            devstack::dapr_install::RUNTIME_PATH_ENV,
-            &runtime.runtime_path,
-        )
-        .envs(env.iter().chain(&tokens).map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null());
     let log = paths.data.join("dapr-run.log");
-    let mut dapr = Managed::spawn(
-        "dapr run",
-        cmd,
-        &log,
-        Some(&paths.data.join("dapr-run.pid")),
-    )?
-    .with_stop(Signal::SIGINT, Duration::from_secs(20));
-    dapr.wait_http_ok("http://127.0.0.1:3000/readyz", Duration::from_secs(60))
-        .await?;
-    // Outbound health: components loaded, publishing works. (The run file turns the
-    // scheduler and placement off, see dapr.yaml; the app-facing /v1.0/healthz then answers
-    // 204 as well, but a service behind its health check may take longer.)
-    for port in [3500, 3501, 3502, 3503] {
-        dapr.wait_http_ok(
-            &format!("http://127.0.0.1:{port}/v1.0/healthz/outbound"),
-            Duration::from_secs(60),
-        )
-        .await?;
-    }
+    let all_env: Vec<(&str, String)> = env.iter().chain(&tokens).cloned().collect();
+    let mut dapr = devstack::run_file::start(&paths, &runtime, &cli, &all_env, &log).await?;
     done(t);
 
     println!();
