@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use chat_api::auth::JwtKeys;
+use api::auth::JwtKeys;
 use devstack::{
     Collector, Managed, Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig, render_components,
 };

@@ -158,7 +158,7 @@ async fn a_conversation_manages_tasks_through_the_sidecar_with_the_mcp_tools() -
     ensure!(requests.len() == 2, "two model calls: {requests:?}");
     // The model was offered the five MCP tools, with tools/list's schemas.
     let offered = requests[0]["tools"].as_array().context("tools")?;
-    let listed = chat_api::mcp::TaskTools::list();
+    let listed = api::mcp::TaskTools::list();
     ensure!(
         offered.len() == listed.len() && listed.len() == 5,
         "{offered:?}"
@@ -390,7 +390,7 @@ async fn a_conversation_manages_tasks_through_the_sidecar_with_the_mcp_tools() -
             json!({"message": "loop", "conversation_id": conversation}),
         )
         .await?;
-    let max_steps = chat_api::chat::ChatSettings::default().max_steps;
+    let max_steps = api::chat::ChatSettings::default().max_steps;
     ensure!(
         status == 200 && endless["stopped"] == "max_steps" && endless["steps"] == max_steps,
         "{status} {endless}"

@@ -24,7 +24,7 @@ const PROTOCOL_VARS: [&str; 2] = [
 /// The crates whose spans and events are exported: this project's, not its dependencies'
 /// (a request's HTTP span from tower-http, the database driver's events).
 const EXPORTED_TARGETS: [&str; 5] = [
-    "chat_api",
+    "api",
     "workers",
     "reminder_cron",
     "service_kit",

@@ -3,7 +3,7 @@
 //! (`chat-api --help` says the same).
 
 use anyhow::Context as _;
-use chat_api::{Application, Settings, auth::JwtKeys};
+use api::{Application, Settings, auth::JwtKeys};
 use clap::Parser as _;
 use todo_domain::UserId;
 
@@ -94,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn connect() -> anyhow::Result<sea_orm::DatabaseConnection> {
-    let database_url = chat_api::config::database_url_from_env()?;
+    let database_url = api::config::database_url_from_env()?;
     todo_store::connect(database_url.expose(), 2)
         .await
         .context("cannot connect to the database (DATABASE_URL)")
@@ -131,7 +131,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
     let store = todo_store::DeadLetterStore::new(connect().await?);
     match command {
         DlqCommand::List { dlq: only } => {
-            for (dlq, n) in chat_api::dead_letters::held_per_topic(&store).await? {
+            for (dlq, n) in api::dead_letters::held_per_topic(&store).await? {
                 if only.as_deref().is_some_and(|o| o != dlq) {
                     continue;
                 }
@@ -152,7 +152,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
         DlqCommand::Replay { dlq, topic } => {
             let target = match topic {
                 Some(t) => t,
-                None => chat_api::dead_letters::origin_of(&dlq)
+                None => api::dead_letters::origin_of(&dlq)
                     .with_context(|| {
                         format!(
                             "{dlq} is not a dead-letter topic chat-api keeps; name the topic \
@@ -162,8 +162,8 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
                     .to_owned(),
             };
             let sidecar = service_kit::ServiceSettings::from_env(
-                chat_api::config::DEFAULT_PORT,
-                chat_api::config::DEFAULT_DAPR_GRPC_PORT,
+                api::config::DEFAULT_PORT,
+                api::config::DEFAULT_DAPR_GRPC_PORT,
             )?;
             let grpc_port = sidecar.dapr_grpc_port;
             let publisher = sidecar.publisher();
@@ -210,10 +210,10 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
 fn token(user: &str, ttl: u64) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let user = UserId::parse(user).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if ttl == 0 || ttl > chat_api::auth::TOKEN_TTL_MAX_SECONDS {
+    if ttl == 0 || ttl > api::auth::TOKEN_TTL_MAX_SECONDS {
         anyhow::bail!(
             "ttl_seconds must be 1 to {} (30 days)",
-            chat_api::auth::TOKEN_TTL_MAX_SECONDS
+            api::auth::TOKEN_TTL_MAX_SECONDS
         );
     }
     let token = JwtKeys::new(&settings.jwt_secret).mint(

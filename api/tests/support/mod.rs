@@ -9,7 +9,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chat_api::{Application, Settings, auth::JwtKeys, relay::RelayConfig};
+use api::{Application, Settings, auth::JwtKeys, relay::RelayConfig};
 use serde_json::Value;
 use service_kit::{Secret, testing::Spawned};
 use todo_domain::{TaskEvent, UserId};
@@ -54,7 +54,7 @@ pub async fn spawn_app(
             backoff_max: Duration::from_millis(200),
             ..RelayConfig::default()
         },
-        chat: chat_api::chat::ChatSettings::default(),
+        chat: api::chat::ChatSettings::default(),
     };
     let db = todo_store::connect(&url, 1)
         .await

@@ -145,7 +145,7 @@ async fn an_mcp_request_without_a_valid_token_is_refused() {
             );
             assert_eq!(
                 body["error"]["code"],
-                chat_api::mcp::UNAUTHORIZED_CODE,
+                api::mcp::UNAUTHORIZED_CODE,
                 "[{}] {what}: {body}",
                 app.db_label
             );
@@ -190,7 +190,7 @@ async fn an_mcp_request_without_a_valid_token_is_refused() {
 }
 
 fn foreign_token() -> String {
-    let keys = chat_api::auth::JwtKeys::new(&service_kit::Secret::new(
+    let keys = api::auth::JwtKeys::new(&service_kit::Secret::new(
         "another-secret-another-secret-another",
     ));
     keys.mint(
@@ -751,7 +751,7 @@ async fn a_client_on_the_stateless_2026_protocol_is_served_as_the_token_user() {
 async fn an_mcp_request_over_the_body_limit_is_refused_before_any_tool_runs() {
     let app = support::apps().await.remove(0);
     let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
-        "name": "add_task", "arguments": {"title": "big", "description": "x".repeat(chat_api::BODY_LIMIT_BYTES)}}});
+        "name": "add_task", "arguments": {"title": "big", "description": "x".repeat(api::BODY_LIMIT_BYTES)}}});
     let res = app
         .client
         .post(app.url("/mcp"))

@@ -38,7 +38,7 @@ const EXPECTED_OPERATIONS: [(&str, &str); 19] = [
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"];
 
 fn document() -> Value {
-    serde_json::to_value(chat_api::routes::docs::document()).unwrap()
+    serde_json::to_value(api::routes::docs::document()).unwrap()
 }
 
 /// (METHOD, path) of every operation in the document.
