@@ -208,3 +208,107 @@ async fn two_replicas_writing_for_the_same_users_keep_each_users_order() -> Resu
     }
     Ok(())
 }
+
+/// What the real sidecar answers, as the relay reads it ([`service_kit::PublishError`]):
+/// the broker down is a passing failure, a record the topic refuses (larger than its `max.message.bytes`) is a refusal
+/// of that record, and a call in flight when daprd is killed is an unreachable sidecar,
+/// never a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecars_answers_are_told_apart_as_the_broker_means_them() -> Result<()> {
+    use service_kit::{DaprPublisher, OutgoingEvent, PublishError, Publisher};
+
+    let mut env = Env::start().await?;
+    let mut sidecar = env.bare_sidecar("chat-api").await?;
+    let publisher = DaprPublisher::new(sidecar.config().grpc_port, None);
+    let small = br#"{"n": 1}"#.to_vec();
+    let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(4_000)).into_bytes();
+    let event = |topic: &'static str, key: &'static str, payload: &'static [u8]| OutgoingEvent {
+        topic,
+        partition_key: key,
+        event_id: uuid::Uuid::now_v7(),
+        event_type: "probe",
+        payload,
+        traceparent: None,
+    };
+    let small: &'static [u8] = small.leak();
+    let big: &'static [u8] = big.leak();
+    let bootstrap = env.stack.kafka_bootstrap();
+
+    publisher
+        .publish(event("task-events", "ann", small))
+        .await
+        .map_err(|e| anyhow::anyhow!("a plain publish failed: {e}"))?;
+
+    // The topic refuses records over 2 KB.
+    devstack::alter_topic_config(
+        &bootstrap,
+        &env.paths,
+        "task-events",
+        &[("max.message.bytes", "2048")],
+    )
+    .await?;
+    let answer = first_failure(&publisher, event("task-events", "ann", big)).await;
+    ensure!(
+        matches!(answer, Err(PublishError::Refused(_))),
+        "a record over max.message.bytes must be refused as itself: {answer:?}"
+    );
+    // In one bulk call beside a good record, daprd fails the whole call: no refusal of
+    // each, and the good record is not reported refused.
+    let answers = publisher
+        .publish_all(&[
+            event("task-events", "ann", big),
+            event("task-events", "ben", small),
+        ])
+        .await;
+    ensure!(
+        !matches!(answers[1], Err(PublishError::Refused(_))),
+        "the good record of a bulk call was reported refused: {answers:?}"
+    );
+
+    // The broker down: a passing failure, once daprd gives up on it.
+    env.stack.stop_kafka().await?;
+    let answer = publisher.publish(event("task-events", "ann", small)).await;
+    ensure!(
+        matches!(answer, Err(PublishError::Failed(_))),
+        "the broker down must be a passing failure: {answer:?}"
+    );
+    // A call waits on the broker; daprd is killed while it does.
+    let call = tokio::spawn(async move {
+        let publisher = publisher;
+        publisher.publish(event("task-events", "ann", small)).await
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure!(
+        !call.is_finished(),
+        "the call ended before daprd was killed: {:?}",
+        call.await
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(sidecar.pid())?),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let answer = tokio::time::timeout(Duration::from_secs(15), call).await??;
+    ensure!(
+        matches!(answer, Err(PublishError::Unavailable(_))),
+        "a call cut off by daprd's death must be an unreachable sidecar: {answer:?}"
+    );
+    sidecar.stop();
+    Ok(())
+}
+
+/// The first failed answer to `event`, published again each 200 ms for at most 10 s (the
+/// last answer if none failed).
+async fn first_failure(
+    publisher: &service_kit::DaprPublisher,
+    event: service_kit::OutgoingEvent<'_>,
+) -> Result<(), service_kit::PublishError> {
+    use service_kit::Publisher as _;
+    let started = std::time::Instant::now();
+    loop {
+        let answer = publisher.publish(event).await;
+        if answer.is_err() || started.elapsed() > Duration::from_secs(10) {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
