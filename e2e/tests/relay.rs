@@ -495,3 +495,117 @@ async fn a_frozen_sidecar_hands_publishing_to_the_other_replica_and_no_stale_cop
     );
     Ok(())
 }
+
+/// The publishing replica's daprd is frozen, then killed, while the only events pending
+/// are those of a user whose event the broker refused before (while others went): its
+/// calls that get no answer are its sidecar's death, not more refusals, so it hands the
+/// lock over and the other replica publishes everything once the cause of the refusal is
+/// fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_sidecar_dies_beside_known_refusals_hands_over() -> Result<()> {
+    let env = Env::start().await?;
+    let url = env.database().await?;
+    let settings = [
+        ("DATABASE_URL", url.clone()),
+        ("MIGRATE_ON_START", "true".to_owned()),
+        ("RELAY_PARK_AFTER", "1000".to_owned()),
+    ];
+    let mut first = env.start_service("chat-api", "chat-api", &settings).await?;
+    let mut second = env.start_service("chat-api", "chat-api", &settings).await?;
+    let bootstrap = env.stack.kafka_bootstrap();
+    devstack::alter_topic_config(
+        &bootstrap,
+        &env.paths,
+        "task-events",
+        &[("max.message.bytes", "2048")],
+    )
+    .await?;
+    let client = e2e::client();
+    let post = |api: &Service, user: &str, body: Value| {
+        let request = client
+            .post(format!("{}/api/{user}/tasks", api.base))
+            .bearer_auth(env.token(user).unwrap_or_default())
+            .json(&body);
+        async move { request.send().await }
+    };
+    ensure!(
+        post(
+            &first,
+            "poison",
+            json!({"title": "big", "description": "x".repeat(3_000)})
+        )
+        .await?
+        .status()
+            == 201
+    );
+    // Others' events go while poison's is refused, a few times over.
+    for n in 0..30 {
+        ensure!(
+            post(&second, "ann", json!({"title": format!("ann {n}")}))
+                .await?
+                .status()
+                == 201
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let status = loop {
+        let status = relay_status(&first).await?;
+        if status["pending"] == 1 {
+            break status;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "only poison's event pending: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (holder, other) = if status["publishing_here"] == true {
+        (&mut first, &mut second)
+    } else {
+        (&mut second, &mut first)
+    };
+    // The cause of the refusal is fixed, and at once the holder's sidecar freezes, then dies.
+    devstack::alter_topic_config(
+        &bootstrap,
+        &env.paths,
+        "task-events",
+        &[("max.message.bytes", "1048588")],
+    )
+    .await?;
+    let sidecar = nix::unistd::Pid::from_raw(i32::try_from(holder.sidecar.pid())?);
+    nix::sys::signal::kill(sidecar, nix::sys::signal::Signal::SIGSTOP)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    holder.sidecar.kill9();
+    let started = Instant::now();
+    loop {
+        let status = relay_status(other).await?;
+        if status["pending"] == 0 && status["publishing_here"] == true {
+            eprintln!(
+                "the other replica published it {:?} after the kill",
+                started.elapsed()
+            );
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the lock was never handed over: the other replica's {status}, the holder's {}",
+            relay_status(holder).await?
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // More than there are: reads until none came for a while, so nothing is missed.
+    let seen = decode_task_events(
+        &env.records("task-events", 1_000, Duration::from_secs(10))
+            .await?,
+    )?;
+    let users: std::collections::BTreeSet<&str> =
+        seen.iter().map(|e| e.event.user_id.as_str()).collect();
+    ensure!(
+        seen.iter().any(|e| e.event.user_id == "poison"),
+        "poison's event is not on Kafka: {} records of {users:?}; the other replica: {}",
+        seen.len(),
+        relay_status(other).await?
+    );
+    Ok(())
+}
