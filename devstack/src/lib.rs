@@ -50,6 +50,7 @@
 //! What it may depend on: process and HTTP plumbing only (`tokio`, `reqwest`, `nix`,
 //! `anyhow`). It knows nothing of the Todo domain or the services.
 
+pub mod cluster;
 mod collector;
 pub mod dapr_install;
 mod kafka;
@@ -78,5 +79,6 @@ pub use process::{Managed, free_port, pid_alive};
 pub use sidecar::{Sidecar, SidecarConfig, render_components};
 pub use stack::{Ports, Stack, StackConfig};
 pub use versions::{
-    DAPR_CLI_VERSION, DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS, KAFKA_VERSION, OTELCOL_VERSION,
+    COREDNS_VERSION, DAPR_CLI_VERSION, DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS, ETCD_VERSION,
+    KAFKA_VERSION, KUBERNETES_VERSION, OTELCOL_VERSION,
 };

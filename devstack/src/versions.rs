@@ -20,3 +20,10 @@ pub const KAFKA_VERSION: &str = "4.1.1";
 /// `devstack/otelcol/builder.yaml`): the newest whose file exporter the Go module proxy
 /// serves and builds.
 pub const OTELCOL_VERSION: &str = "0.161.0";
+/// The Kubernetes release `cargo xtask cluster` runs: the one `deploy-check` validates the
+/// manifests against (`deploy-check/src/schema.rs`, which a test keeps in step).
+pub const KUBERNETES_VERSION: &str = "1.34.4";
+/// etcd for that cluster (Debian's 3.4 is too old for Kubernetes 1.34).
+pub const ETCD_VERSION: &str = "3.6.17";
+/// CoreDNS for that cluster.
+pub const COREDNS_VERSION: &str = "1.14.7";

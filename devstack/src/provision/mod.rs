@@ -24,7 +24,10 @@ use crate::versions::{
     KAFKA_VERSION, OTELCOL_VERSION,
 };
 
+mod cluster;
 mod go;
+
+pub use cluster::{KUBERNETES_BINARIES, cluster_bin, cluster_parts};
 
 use go::*;
 
