@@ -865,3 +865,12 @@ fn the_lint_accepts_no_object_without_a_name() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn the_cluster_runs_the_release_the_manifests_are_validated_against() {
+    assert_eq!(
+        schema::KUBERNETES_VERSION,
+        devstack::KUBERNETES_VERSION,
+        "`cargo xtask cluster` must run the Kubernetes release deploy-check validates against"
+    );
+}
