@@ -144,19 +144,14 @@ impl Cluster {
         Ok(out)
     }
 
-    /// Brings the node up; a node already up is left as it is.
+    /// Brings the node up; what runs already (a node up, or half up after a failure) is
+    /// kept, and the rest started.
     pub fn up(&self, paths: &Paths) -> Result<()> {
         ensure!(
             nix::unistd::geteuid().is_root(),
             "the cluster runs as root (it starts containerd and the kubelet)"
         );
         provision::cluster_parts(paths)?;
-        if let Some(pid) = self.running("kube-apiserver") {
-            println!(
-                "the cluster is up already (kube-apiserver PID {pid}); `cargo xtask cluster down` stops it"
-            );
-            return Ok(());
-        }
         fs::create_dir_all(&self.state)?;
         let before = self.state.join("host-before.json");
         if !before.exists() {
@@ -208,7 +203,10 @@ impl Cluster {
             ("kubelet.yaml", config::kubelet(s)),
             ("kube-proxy.yaml", config::kube_proxy(s)),
         ] {
-            fs::write(s.join(file), text).with_context(|| format!("writing {file}"))?;
+            // Unchanged files are left alone: kube-proxy exits when its file changes.
+            if fs::read_to_string(s.join(file)).ok().as_deref() != Some(text.as_str()) {
+                fs::write(s.join(file), text).with_context(|| format!("writing {file}"))?;
+            }
         }
         Ok(())
     }
@@ -343,6 +341,27 @@ impl Cluster {
         self.wait_for("the API server ready", Duration::from_secs(120), || {
             self.kubectl(&["get", "--raw", "/readyz"]).is_ok()
         })?;
+        // What `kubeadm init` does after its phases: admin.conf's group gets cluster-admin
+        // (only super-admin.conf, whose group bypasses authorization, can grant it).
+        let kubectl = self.bin.join("kubectl");
+        let super_admin = self.state.join("kubeconfig/super-admin.conf");
+        let binding = host::output(
+            kubectl.to_str().context("path")?,
+            &[
+                "--kubeconfig",
+                super_admin.to_str().context("path")?,
+                "create",
+                "clusterrolebinding",
+                "kubeadm:cluster-admins",
+                "--clusterrole=cluster-admin",
+                "--group=kubeadm:cluster-admins",
+            ],
+        );
+        if let Err(e) = binding
+            && !format!("{e:#}").contains("already exists")
+        {
+            return Err(e);
+        }
         if self.running("kube-controller-manager").is_none() {
             let conf = kc("controller-manager.conf");
             let args = vec![
