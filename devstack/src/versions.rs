@@ -27,3 +27,5 @@ pub const KUBERNETES_VERSION: &str = "1.34.4";
 pub const ETCD_VERSION: &str = "3.6.17";
 /// CoreDNS for that cluster.
 pub const COREDNS_VERSION: &str = "1.14.7";
+/// Helm, which installs Dapr's chart into the cluster as `dapr init -k` does.
+pub const HELM_VERSION: &str = "3.21.4";

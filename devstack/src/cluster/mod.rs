@@ -11,6 +11,7 @@
 //! cluster's own.
 
 pub mod config;
+mod dapr;
 mod host;
 mod images;
 
@@ -175,6 +176,8 @@ impl Cluster {
             self.start_node()
         })?;
         self.step("CoreDNS", || self.dns())?;
+        self.install_dapr(paths)?;
+        self.step("a sidecar injected beside a pod", || self.check_injection())?;
         self.check_listeners()?;
         println!(
             "The cluster is up: KUBECONFIG={} {}/kubectl get pods -A",

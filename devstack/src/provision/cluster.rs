@@ -4,7 +4,7 @@
 //! into `cache/k8s-<version>/bin`.
 
 use super::*;
-use crate::versions::{COREDNS_VERSION, ETCD_VERSION, KUBERNETES_VERSION};
+use crate::versions::{COREDNS_VERSION, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION};
 
 /// The wrapper module the Kubernetes binaries are built in; see the comment at its top.
 const KUBERNETES_GO_MOD: &str = include_str!("../../k8s/go.mod");
@@ -47,7 +47,121 @@ pub fn cluster_parts(paths: &Paths) -> Result<PathBuf> {
     kubernetes(paths, &bin)?;
     etcd(paths, &bin)?;
     coredns(paths, &bin)?;
+    helm(paths, &bin)?;
     Ok(bin)
+}
+
+/// Dapr's control plane as `dapr init -k` runs it, built from the same module and release
+/// as `daprd`: operator, sidecar injector, sentry, placement, scheduler (and the project's
+/// `daprd`, [`super::daprd`]). Answers the directory holding them.
+pub const DAPR_CONTROL_PLANE: [&str; 5] =
+    ["operator", "injector", "sentry", "placement", "scheduler"];
+
+pub fn dapr_control_plane(paths: &Paths) -> Result<PathBuf> {
+    super::daprd(paths)?;
+    let dir = paths
+        .cache
+        .join(format!("dapr-{DAPR_RUNTIME_VERSION}-control-plane"));
+    step(
+        &format!("Dapr {DAPR_RUNTIME_VERSION} control plane"),
+        || {
+            let stamp = dir.join(".built");
+            let built = || {
+                fs::read_to_string(&stamp).ok().as_deref() == Some(DAPR_RUNTIME_VERSION)
+                    && DAPR_CONTROL_PLANE.iter().all(|b| dir.join(b).is_file())
+            };
+            if built() {
+                return Ok(Outcome::Cached);
+            }
+            let _lock = lock(paths)?;
+            let module_dir = module_dir(paths, "github.com/dapr/dapr", DAPR_RUNTIME_VERSION)?;
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let mut build = go_command(&["build", "-trimpath", "-buildvcs=false"]);
+            build
+                .args([
+                    "-ldflags",
+                    &format!(
+                        "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_RUNTIME_VERSION}"
+                    ),
+                    "-o",
+                ])
+                .arg(format!("{}/", dir.display()));
+            for name in DAPR_CONTROL_PLANE {
+                build.arg(format!("./cmd/{name}"));
+            }
+            build.current_dir(&module_dir);
+            run_logged(
+                &mut build,
+                &paths.provision_logs().join("dapr-control-plane-build.log"),
+                "building Dapr's control plane",
+                "the Go module proxy must serve every dependency of github.com/dapr/dapr",
+            )?;
+            fs::write(&stamp, DAPR_RUNTIME_VERSION)?;
+            Ok(Outcome::Done)
+        },
+    )?;
+    Ok(dir)
+}
+
+/// The directory of `module@v<version>` in the module cache, downloaded if needed.
+fn module_dir(paths: &Paths, module: &str, version: &str) -> Result<PathBuf> {
+    let at = format!("{module}@v{version}");
+    let mut download = go_command(&["mod", "download", "-json", &at]);
+    fs::create_dir_all(&paths.cache)?;
+    let out = download
+        .current_dir(&paths.cache)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running `go mod download {at}`"))?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("`go mod download -json {at}` printed no JSON"))?;
+    info.get("Dir")
+        .and_then(|d| d.as_str())
+        .map(PathBuf::from)
+        .with_context(|| format!("`go mod download -json {at}`: {info}"))
+}
+
+/// The Dapr Helm chart of the release (`charts/dapr` in the dapr module), as `dapr init -k`
+/// installs it.
+pub fn dapr_chart(paths: &Paths) -> Result<PathBuf> {
+    Ok(module_dir(paths, "github.com/dapr/dapr", DAPR_RUNTIME_VERSION)?.join("charts/dapr"))
+}
+
+fn helm(paths: &Paths, bin: &Path) -> Result<()> {
+    step(&format!("Helm {HELM_VERSION}"), || {
+        let output = bin.join("helm");
+        let built = || {
+            installed_version(&output, &["version", "--short"], |out| {
+                out.trim()
+                    .strip_prefix('v')
+                    .and_then(|v| v.split('+').next())
+                    .map(str::to_owned)
+            })
+            .is_some_and(|v| v == HELM_VERSION)
+        };
+        if built() {
+            return Ok(Outcome::Cached);
+        }
+        let _lock = lock(paths)?;
+        let mut install = go_command(&[
+            "install",
+            "-trimpath",
+            "-ldflags",
+            &format!("-s -w -X helm.sh/helm/v3/internal/version.version=v{HELM_VERSION}"),
+            &format!("helm.sh/helm/v3/cmd/helm@v{HELM_VERSION}"),
+        ]);
+        install.env("GOBIN", bin).current_dir(&paths.cache);
+        run_logged(
+            &mut install,
+            &paths.provision_logs().join("helm-build.log"),
+            "building Helm",
+            "the Go module proxy must serve helm.sh/helm/v3",
+        )?;
+        if !built() {
+            bail!("built Helm, but it does not report {HELM_VERSION}");
+        }
+        Ok(Outcome::Done)
+    })
 }
 
 fn node_packages() -> Result<()> {

@@ -27,7 +27,10 @@ use crate::versions::{
 mod cluster;
 mod go;
 
-pub use cluster::{KUBERNETES_BINARIES, cluster_bin, cluster_parts};
+pub use cluster::{
+    DAPR_CONTROL_PLANE, KUBERNETES_BINARIES, cluster_bin, cluster_parts, dapr_chart,
+    dapr_control_plane,
+};
 
 use go::*;
 

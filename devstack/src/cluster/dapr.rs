@@ -1,0 +1,186 @@
+//! Dapr on the cluster as `dapr init -k` installs it: the release's own Helm chart
+//! (`charts/dapr` in the dapr module), mTLS on, with images made here from the binaries
+//! built from the same module (the official ones come from ghcr.io, which this machine
+//! cannot reach). The images carry what the official distroless images carry that the
+//! binaries need: the `nonroot` user 65532, CA certificates and time zones.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, Result};
+
+use super::{Cluster, host, images};
+use crate::{DAPR_RUNTIME_VERSION, Paths, provision};
+
+/// The registry part of the images' names: `localhost/dapr/<name>:<release>`.
+pub const REGISTRY: &str = "localhost/dapr";
+pub const NAMESPACE: &str = "dapr-system";
+
+/// What a distroless `nonroot` image has in /etc.
+const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\nnonroot:x:65532:\n";
+
+impl Cluster {
+    /// Builds the images, gives the scheduler its volumes and installs the chart; waits until
+    /// every control-plane pod is ready.
+    pub fn install_dapr(&self, paths: &Paths) -> Result<()> {
+        let control_plane = provision::dapr_control_plane(paths)?;
+        let daprd = paths.project_daprd();
+        self.step("Dapr's images", || {
+            let etc = self.store.join("distroless-etc");
+            fs::create_dir_all(&etc)?;
+            fs::write(etc.join("passwd"), PASSWD)?;
+            fs::write(etc.join("group"), GROUP)?;
+            let mut binaries: Vec<(String, std::path::PathBuf)> = provision::DAPR_CONTROL_PLANE
+                .iter()
+                .map(|n| ((*n).to_owned(), control_plane.join(n)))
+                .collect();
+            binaries.push(("daprd".to_owned(), daprd.clone()));
+            for (name, binary) in binaries {
+                let image = format!("{REGISTRY}/{name}:{DAPR_RUNTIME_VERSION}");
+                images::from_scratch(
+                    &self.store,
+                    &image,
+                    &[
+                        (&binary, &format!("/{name}")),
+                        (&etc.join("passwd"), "/etc/passwd"),
+                        (&etc.join("group"), "/etc/group"),
+                        (
+                            Path::new("/etc/ssl/certs/ca-certificates.crt"),
+                            "/etc/ssl/certs/ca-certificates.crt",
+                        ),
+                        (Path::new("/usr/share/zoneinfo"), "/usr/share/zoneinfo"),
+                    ],
+                    &format!(r#"["/{name}"]"#),
+                )?;
+                images::load(&self.store, &image, Path::new("/usr/bin/ctr"))?;
+            }
+            Ok(())
+        })?;
+        self.step(
+            "volumes for the Dapr scheduler and the system's stores",
+            || self.volumes(),
+        )?;
+        self.step("Dapr's chart (helm install, mTLS on)", || {
+            let chart = provision::dapr_chart(paths)?;
+            let helm = self.bin.join("helm");
+            let kubeconfig = self.kubeconfig();
+            let installed = host::output(
+                helm.to_str().context("path")?,
+                &[
+                    "--kubeconfig",
+                    kubeconfig.to_str().context("path")?,
+                    "status",
+                    "dapr",
+                    "-n",
+                    NAMESPACE,
+                ],
+            )
+            .is_ok();
+            if !installed {
+                host::run(
+                    helm.to_str().context("path")?,
+                    &[
+                        "--kubeconfig",
+                        kubeconfig.to_str().context("path")?,
+                        "install",
+                        "dapr",
+                        chart.to_str().context("path")?,
+                        "--namespace",
+                        NAMESPACE,
+                        "--create-namespace",
+                        "--set",
+                        &format!("global.registry={REGISTRY}"),
+                        "--set",
+                        &format!("global.tag={DAPR_RUNTIME_VERSION}"),
+                        "--set",
+                        "global.imagePullPolicy=Never",
+                        "--set",
+                        "global.mtls.enabled=true",
+                        "--wait",
+                        "--timeout",
+                        "10m",
+                    ],
+                )?;
+            }
+            self.kubectl(&[
+                "-n",
+                NAMESPACE,
+                "wait",
+                "--for=condition=Ready",
+                "pods",
+                "--all",
+                "--timeout=300s",
+            ])
+            .map(drop)
+        })
+    }
+
+    /// hostPath PersistentVolumes without a class, which the claims without one bind to: three
+    /// for the Dapr scheduler's replicas, three for Kafka, PostgreSQL and Redis.
+    fn volumes(&self) -> Result<()> {
+        let mut manifest = String::new();
+        for (n, size) in ["16Gi", "16Gi", "16Gi", "2Gi", "2Gi", "2Gi"]
+            .iter()
+            .enumerate()
+        {
+            let dir = self.state.join("volumes").join(format!("pv-{n}"));
+            fs::create_dir_all(&dir)?;
+            manifest.push_str(&format!(
+                "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: todo-eda-pv-{n}\nspec:\n  capacity:\n    storage: {size}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath:\n    path: {}\n    type: DirectoryOrCreate\n---\n",
+                dir.display()
+            ));
+        }
+        let file = self.state.join("volumes.yaml");
+        fs::write(&file, manifest)?;
+        self.kubectl(&["apply", "-f", file.to_str().context("path")?])
+            .map(drop)
+    }
+}
+
+/// A pod with Dapr's annotations, to see the injector at work.
+const PROBE: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: dapr-probe
+  namespace: default
+  annotations:
+    dapr.io/enabled: \"true\"
+    dapr.io/app-id: dapr-probe
+spec:
+  restartPolicy: Never
+  containers:
+    - name: app
+      image: localhost/todo-eda/pause:1
+      imagePullPolicy: Never
+";
+
+impl Cluster {
+    /// Starts a pod with Dapr's annotations and checks that it got a ready `daprd` beside its
+    /// container (injector, sentry's certificate and the operator all working); removes it.
+    pub fn check_injection(&self) -> Result<()> {
+        let file = self.state.join("dapr-probe.yaml");
+        fs::write(&file, PROBE)?;
+        let _ = self.kubectl(&["delete", "pod", "dapr-probe", "--now", "--ignore-not-found"]);
+        self.kubectl(&["apply", "-f", file.to_str().context("path")?])?;
+        let ready = self.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "pod/dapr-probe",
+            "--timeout=180s",
+        ]);
+        let containers = self.kubectl(&[
+            "get",
+            "pod",
+            "dapr-probe",
+            "-o",
+            "jsonpath={.spec.containers[*].name}",
+        ])?;
+        let _ = self.kubectl(&["delete", "pod", "dapr-probe", "--now"]);
+        ready.context("the probe pod with Dapr's annotations did not become ready")?;
+        anyhow::ensure!(
+            containers.split_whitespace().any(|c| c == "daprd"),
+            "no daprd was injected beside the probe's container (containers: {containers})"
+        );
+        Ok(())
+    }
+}
