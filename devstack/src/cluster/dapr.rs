@@ -51,6 +51,7 @@ impl Cluster {
                         (Path::new("/usr/share/zoneinfo"), "/usr/share/zoneinfo"),
                     ],
                     &format!(r#"["/{name}"]"#),
+                    Some("65532:65532"),
                 )?;
                 images::load(&self.store, &image, Path::new("/usr/bin/ctr"))?;
             }

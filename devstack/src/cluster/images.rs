@@ -24,12 +24,14 @@ fn buildah(store: &Path, args: &[&str]) -> Result<String> {
     host::output("buildah", &all)
 }
 
-/// An image of `files` (host path, path in the image) with `entrypoint`, from scratch.
+/// An image of `files` (host path, path in the image) with `entrypoint`, from scratch, run
+/// as `user` (`uid:gid`) when given.
 pub fn from_scratch(
     store: &Path,
     name: &str,
     files: &[(&Path, &str)],
     entrypoint: &str,
+    user: Option<&str>,
 ) -> Result<()> {
     if buildah(store, &["inspect", "--type", "image", name]).is_ok() {
         return Ok(());
@@ -42,6 +44,9 @@ pub fn from_scratch(
         )?;
     }
     buildah(store, &["config", "--entrypoint", entrypoint, &container])?;
+    if let Some(user) = user {
+        buildah(store, &["config", "--user", user, &container])?;
+    }
     buildah(store, &["commit", "--rm", &container, name])?;
     Ok(())
 }

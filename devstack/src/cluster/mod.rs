@@ -288,6 +288,7 @@ impl Cluster {
             PAUSE_IMAGE,
             &[(Path::new("/bin/busybox"), "/bin/busybox")],
             r#"["/bin/busybox", "sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait; done"]"#,
+            None,
         )?;
         images::load(&self.store, PAUSE_IMAGE, ctr)?;
         images::from_scratch(
@@ -295,6 +296,7 @@ impl Cluster {
             COREDNS_IMAGE,
             &[(&self.bin.join("coredns"), "/coredns")],
             r#"["/coredns"]"#,
+            Some("65532:65532"),
         )?;
         images::load(&self.store, COREDNS_IMAGE, ctr)
     }
