@@ -65,7 +65,7 @@ impl Cluster {
             let chart = provision::dapr_chart(paths)?;
             let helm = self.bin.join("helm");
             let kubeconfig = self.kubeconfig();
-            let installed = host::output(
+            let status = host::output(
                 helm.to_str().context("path")?,
                 &[
                     "--kubeconfig",
@@ -75,8 +75,25 @@ impl Cluster {
                     "-n",
                     NAMESPACE,
                 ],
-            )
-            .is_ok();
+            );
+            let installed = status
+                .as_ref()
+                .is_ok_and(|s| s.contains("STATUS: deployed"));
+            if status.is_ok() && !installed {
+                // An install that did not finish (interrupted, or timed out): start over.
+                host::run(
+                    helm.to_str().context("path")?,
+                    &[
+                        "--kubeconfig",
+                        kubeconfig.to_str().context("path")?,
+                        "uninstall",
+                        "dapr",
+                        "-n",
+                        NAMESPACE,
+                        "--wait",
+                    ],
+                )?;
+            }
             if !installed {
                 host::run(
                     helm.to_str().context("path")?,
@@ -126,6 +143,9 @@ impl Cluster {
         {
             let dir = self.state.join("volumes").join(format!("pv-{n}"));
             fs::create_dir_all(&dir)?;
+            // Writable by the pods' non-root users, as Minikube's hostPath provisioner makes
+            // them (hostPath volumes ignore fsGroup).
+            fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
             manifest.push_str(&format!(
                 "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: todo-eda-pv-{n}\nspec:\n  capacity:\n    storage: {size}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath:\n    path: {}\n    type: DirectoryOrCreate\n---\n",
                 dir.display()
@@ -138,21 +158,30 @@ impl Cluster {
     }
 }
 
-/// A pod with Dapr's annotations, to see the injector at work.
-const PROBE: &str = "apiVersion: v1
-kind: Pod
+/// A Deployment with Dapr's annotations, to see the injector at work (it injects only
+/// into pods a controller creates, not into a pod a user creates directly).
+const PROBE: &str = "apiVersion: apps/v1
+kind: Deployment
 metadata:
   name: dapr-probe
   namespace: default
-  annotations:
-    dapr.io/enabled: \"true\"
-    dapr.io/app-id: dapr-probe
 spec:
-  restartPolicy: Never
-  containers:
-    - name: app
-      image: localhost/todo-eda/pause:1
-      imagePullPolicy: Never
+  replicas: 1
+  selector:
+    matchLabels:
+      app: dapr-probe
+  template:
+    metadata:
+      labels:
+        app: dapr-probe
+      annotations:
+        dapr.io/enabled: \"true\"
+        dapr.io/app-id: dapr-probe
+    spec:
+      containers:
+        - name: app
+          image: localhost/todo-eda/pause:1
+          imagePullPolicy: Never
 ";
 
 impl Cluster {
@@ -161,23 +190,25 @@ impl Cluster {
     pub fn check_injection(&self) -> Result<()> {
         let file = self.state.join("dapr-probe.yaml");
         fs::write(&file, PROBE)?;
-        let _ = self.kubectl(&["delete", "pod", "dapr-probe", "--now", "--ignore-not-found"]);
-        self.kubectl(&["apply", "-f", file.to_str().context("path")?])?;
+        let file = file.to_str().context("path")?;
+        let _ = self.kubectl(&["delete", "-f", file, "--now", "--ignore-not-found"]);
+        self.kubectl(&["apply", "-f", file])?;
         let ready = self.kubectl(&[
-            "wait",
-            "--for=condition=Ready",
-            "pod/dapr-probe",
+            "rollout",
+            "status",
+            "deployment/dapr-probe",
             "--timeout=180s",
         ]);
         let containers = self.kubectl(&[
             "get",
-            "pod",
-            "dapr-probe",
+            "pods",
+            "-l",
+            "app=dapr-probe",
             "-o",
-            "jsonpath={.spec.containers[*].name}",
+            "jsonpath={.items[*].spec.containers[*].name}",
         ])?;
-        let _ = self.kubectl(&["delete", "pod", "dapr-probe", "--now"]);
-        ready.context("the probe pod with Dapr's annotations did not become ready")?;
+        let _ = self.kubectl(&["delete", "-f", file, "--now"]);
+        ready.context("the probe with Dapr's annotations did not become ready")?;
         anyhow::ensure!(
             containers.split_whitespace().any(|c| c == "daprd"),
             "no daprd was injected beside the probe's container (containers: {containers})"

@@ -296,7 +296,8 @@ impl Cluster {
             COREDNS_IMAGE,
             &[(&self.bin.join("coredns"), "/coredns")],
             r#"["/coredns"]"#,
-            Some("65532:65532"),
+            // As root: port 53 needs it (the upstream deployment grants NET_BIND_SERVICE).
+            None,
         )?;
         images::load(&self.store, COREDNS_IMAGE, ctr)
     }
