@@ -74,7 +74,7 @@ pub fn dapr_control_plane(paths: &Paths) -> Result<PathBuf> {
                 return Ok(Outcome::Cached);
             }
             let _lock = lock(paths)?;
-            let module_dir = module_dir(paths, "github.com/dapr/dapr", DAPR_RUNTIME_VERSION)?;
+            let module_dir = download_module(paths, "github.com/dapr/dapr", DAPR_RUNTIME_VERSION)?;
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let mut build = go_command(&["build", "-trimpath", "-buildvcs=false"]);
             build
@@ -103,28 +103,10 @@ pub fn dapr_control_plane(paths: &Paths) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// The directory of `module@v<version>` in the module cache, downloaded if needed.
-fn module_dir(paths: &Paths, module: &str, version: &str) -> Result<PathBuf> {
-    let at = format!("{module}@v{version}");
-    let mut download = go_command(&["mod", "download", "-json", &at]);
-    fs::create_dir_all(&paths.cache)?;
-    let out = download
-        .current_dir(&paths.cache)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running `go mod download {at}`"))?;
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("`go mod download -json {at}` printed no JSON"))?;
-    info.get("Dir")
-        .and_then(|d| d.as_str())
-        .map(PathBuf::from)
-        .with_context(|| format!("`go mod download -json {at}`: {info}"))
-}
-
 /// The Dapr Helm chart of the release (`charts/dapr` in the dapr module), as `dapr init -k`
 /// installs it.
 pub fn dapr_chart(paths: &Paths) -> Result<PathBuf> {
-    Ok(module_dir(paths, "github.com/dapr/dapr", DAPR_RUNTIME_VERSION)?.join("charts/dapr"))
+    Ok(download_module(paths, "github.com/dapr/dapr", DAPR_RUNTIME_VERSION)?.join("charts/dapr"))
 }
 
 fn helm(paths: &Paths, bin: &Path) -> Result<()> {
@@ -168,41 +150,32 @@ fn node_packages() -> Result<()> {
     step(
         "node packages (containerd, runc, CNI plugins, buildah, debootstrap, iptables)",
         || {
-            let missing: Vec<&str> = NODE_PACKAGES
-                .iter()
-                .filter(|(program, _)| {
-                    if program.starts_with('/') {
-                        !Path::new(program).exists()
-                    } else {
-                        which(program).is_none()
-                    }
-                })
-                .map(|(_, package)| *package)
-                .collect();
+            let missing = missing_node_packages();
             if missing.is_empty() {
                 return Ok(Outcome::Cached);
             }
-            if !nix::unistd::geteuid().is_root() {
-                bail!(
-                    "missing {}: the cluster runs as root (it starts containerd and the kubelet)",
-                    missing.join(", ")
-                );
+            apt_install(&missing)?;
+            let still = missing_node_packages();
+            if !still.is_empty() {
+                bail!("apt-get finished but {} is still missing", still.join(", "));
             }
-            let mut update = Command::new("apt-get");
-            update.args(["-q", "update"]);
-            run_streamed(
-                &mut update,
-                "check that the Debian package mirrors are reachable",
-            )?;
-            let mut install = Command::new("apt-get");
-            install
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["-q", "install", "-y", "--no-install-recommends"])
-                .args(&missing);
-            run_streamed(&mut install, "see apt-get's message above")?;
             Ok(Outcome::Done)
         },
     )
+}
+
+fn missing_node_packages() -> Vec<&'static str> {
+    NODE_PACKAGES
+        .iter()
+        .filter(|(program, _)| {
+            if program.starts_with('/') {
+                !Path::new(program).exists()
+            } else {
+                which(program).is_none()
+            }
+        })
+        .map(|(_, package)| *package)
+        .collect()
 }
 
 /// `-X` flags that make the binaries report the release (without them `/version` says

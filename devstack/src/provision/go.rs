@@ -99,35 +99,7 @@ pub(super) fn go_build(paths: &Paths, bin: &GoBinary<'_>) -> Result<()> {
     // A module download, not `go install module@version`: dapr's go.mod has replace
     // directives, which only apply when building inside the module itself.
     println!("    downloading {}@v{}", bin.module, bin.version);
-    let module_at = format!("{}@v{}", bin.module, bin.version);
-    let mut download = go_command(&["mod", "download", "-json", &module_at]);
-    download.current_dir(&paths.cache);
-    fs::create_dir_all(&paths.cache)
-        .with_context(|| format!("creating {}", paths.cache.display()))?;
-    let output = download
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running `go mod download {module_at}`"))?;
-    let info: serde_json::Value = serde_json::from_slice(&output.stdout).with_context(|| {
-        format!(
-            "`go mod download -json {module_at}` printed no JSON ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })?;
-    if let Some(error) = info.get("Error").and_then(|e| e.as_str()) {
-        bail!(
-            "`go mod download {module_at}` failed: {error}\ncheck that the Go module proxy \
-             (go env GOPROXY) is reachable and serves this version"
-        );
-    }
-    let module_dir = info
-        .get("Dir")
-        .and_then(|d| d.as_str())
-        .map(PathBuf::from)
-        .with_context(|| format!("`go mod download -json {module_at}` gave no Dir: {info}"))?;
-
-    check_go_version(&module_dir, &module_at)?;
+    let module_dir = download_module(paths, bin.module, bin.version)?;
 
     let build_dir = if bin.go_mod_edits.is_empty() {
         module_dir
@@ -188,6 +160,40 @@ pub(super) fn go_build(paths: &Paths, bin: &GoBinary<'_>) -> Result<()> {
     }
     fs::rename(&partial, &bin.output)
         .with_context(|| format!("moving {} to {}", partial.display(), bin.output.display()))
+}
+
+/// Downloads `module` at `v<version>` into the module cache (read-only) and answers its
+/// directory, once the local Go is checked to be new enough for its `go.mod`.
+pub(super) fn download_module(paths: &Paths, module: &str, version: &str) -> Result<PathBuf> {
+    let module_at = format!("{module}@v{version}");
+    let mut download = go_command(&["mod", "download", "-json", &module_at]);
+    download.current_dir(&paths.cache);
+    fs::create_dir_all(&paths.cache)
+        .with_context(|| format!("creating {}", paths.cache.display()))?;
+    let output = download
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running `go mod download {module_at}`"))?;
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "`go mod download -json {module_at}` printed no JSON ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    if let Some(error) = info.get("Error").and_then(|e| e.as_str()) {
+        bail!(
+            "`go mod download {module_at}` failed: {error}\ncheck that the Go module proxy \
+             (go env GOPROXY) is reachable and serves this version"
+        );
+    }
+    let module_dir = info
+        .get("Dir")
+        .and_then(|d| d.as_str())
+        .map(PathBuf::from)
+        .with_context(|| format!("`go mod download -json {module_at}` gave no Dir: {info}"))?;
+    check_go_version(&module_dir, &module_at)?;
+    Ok(module_dir)
 }
 
 /// Fails with a clear message when the local Go is older than the `go` line of the

@@ -93,36 +93,41 @@ pub fn system_packages() -> Result<()> {
         if missing.is_empty() {
             return Ok(Outcome::Cached);
         }
-        if !nix::unistd::geteuid().is_root() {
-            bail!(
-                "missing {}: install them with `sudo apt-get install {}` (devstack only \
-                 runs apt-get itself as root)",
-                missing.join(", "),
-                missing.join(" ")
-            );
-        }
-        println!("    installing {} with apt-get", missing.join(", "));
-        let mut update = Command::new("apt-get");
-        update.args(["-q", "update"]);
-        run_streamed(
-            &mut update,
-            "check that the Debian package mirrors are reachable",
-        )?;
-        let mut install = Command::new("apt-get");
-        install
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["-q", "install", "-y", "--no-install-recommends"])
-            .args(&missing);
-        run_streamed(
-            &mut install,
-            "see apt-get's message above; `apt-get install` by hand shows the same",
-        )?;
+        apt_install(&missing)?;
         let still = missing_packages();
         if !still.is_empty() {
             bail!("apt-get finished but {} is still missing", still.join(", "));
         }
         Ok(Outcome::Done)
     })
+}
+
+/// Installs `packages` with apt-get (as root only; otherwise says what to install).
+fn apt_install(packages: &[&str]) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "missing {}: install them with `sudo apt-get install {}` (devstack only \
+             runs apt-get itself as root)",
+            packages.join(", "),
+            packages.join(" ")
+        );
+    }
+    println!("    installing {} with apt-get", packages.join(", "));
+    let mut update = Command::new("apt-get");
+    update.args(["-q", "update"]);
+    run_streamed(
+        &mut update,
+        "check that the Debian package mirrors are reachable",
+    )?;
+    let mut install = Command::new("apt-get");
+    install
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["-q", "install", "-y", "--no-install-recommends"])
+        .args(packages);
+    run_streamed(
+        &mut install,
+        "see apt-get's message above; `apt-get install` by hand shows the same",
+    )
 }
 
 fn missing_packages() -> Vec<&'static str> {
