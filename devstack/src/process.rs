@@ -328,11 +328,10 @@ pub fn pid_alive(pid: u32) -> bool {
 /// if that process still looks like ours (its command line mentions `program`, and
 /// mentions `dir` or runs inside it), since PIDs get reused. Removes the pidfile.
 pub(crate) fn kill_stale(pidfile: &Path, program: &str, dir: &Path, stop: Signal) -> Result<()> {
-    let Ok(text) = fs::read_to_string(pidfile) else {
+    if !pidfile.exists() {
         return Ok(());
-    };
-    let pid: Option<u32> = text.trim().parse().ok();
-    if let Some(pid) = pid.filter(|&pid| pid_alive(pid) && looks_like(pid, program, dir)) {
+    }
+    if let Some(pid) = pidfile_process(pidfile, program, dir) {
         eprintln!(
             "    stopping {program} (pid {pid}) left running by an earlier run ({})",
             pidfile.display()
@@ -350,6 +349,13 @@ pub(crate) fn kill_stale(pidfile: &Path, program: &str, dir: &Path, stop: Signal
     }
     fs::remove_file(pidfile)
         .with_context(|| format!("removing the stale pidfile {}", pidfile.display()))
+}
+
+/// The PID in `pidfile` while that process runs and still looks like `program` started for
+/// `dir` (see [`kill_stale`]), not a later process that got the same PID.
+pub(crate) fn pidfile_process(pidfile: &Path, program: &str, dir: &Path) -> Option<u32> {
+    let pid: u32 = fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    (pid_alive(pid) && looks_like(pid, program, dir)).then_some(pid)
 }
 
 fn looks_like(pid: u32, program: &str, dir: &Path) -> bool {

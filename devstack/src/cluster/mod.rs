@@ -29,7 +29,11 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::{Paths, listeners_of, pid_alive, provision};
+use crate::{
+    Paths, listeners_of,
+    process::{kill_stale, pidfile_process},
+    provision,
+};
 use config::{API_PORT, CONTAINERD_RUN, NODE_IP, NODE_NAME, PAUSE_IMAGE};
 
 /// The node's processes, in start order (stopped in reverse).
@@ -91,12 +95,18 @@ impl Cluster {
         self.state.join("logs").join(format!("{name}.log"))
     }
 
-    /// The PID of `name` if it runs.
+    /// The PID of `name` if it runs (and is the process this cluster started: every one of
+    /// them names the state directory on its command line).
     fn running(&self, name: &str) -> Option<u32> {
-        fs::read_to_string(self.pidfile(name))
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok())
-            .filter(|&pid| pid_alive(pid))
+        pidfile_process(&self.pidfile(name), name, &self.state)
+    }
+
+    /// Stops `name` (its stop signal, then SIGKILL) and removes its pidfile; answers what
+    /// is left if it does not die.
+    fn stop(&self, name: &str) -> Option<String> {
+        kill_stale(&self.pidfile(name), name, &self.state, Signal::SIGTERM)
+            .err()
+            .map(|e| format!("{e:#}"))
     }
 
     /// Starts `program` from the cluster's binaries (or the machine's) in a process group of
@@ -487,7 +497,7 @@ impl Cluster {
             .rev()
             .filter(|n| **n != "containerd" && **n != "etcd")
         {
-            stop(self.running(name), name);
+            left.extend(self.stop(name));
         }
         // The pods' processes and their shims, now that the kubelet cannot restart them.
         for pid in host::pod_processes() {
@@ -500,7 +510,7 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         for name in ["containerd", "etcd"] {
-            stop(self.running(name), name);
+            left.extend(self.stop(name));
         }
         for pid in host::pod_processes() {
             left.push(format!("a pod's process {pid} survived SIGKILL"));
@@ -552,22 +562,5 @@ impl Cluster {
         ensure!(left.is_empty(), "`cluster down` left behind: {left:#?}");
         println!("The cluster is down; the machine is as `up` found it.");
         Ok(())
-    }
-}
-
-/// SIGTERM, then SIGKILL after 15 s.
-fn stop(pid: Option<u32>, name: &str) {
-    let Some((pid, raw)) = pid.and_then(|p| i32::try_from(p).ok().map(|r| (p, r))) else {
-        return;
-    };
-    let target = Pid::from_raw(raw);
-    let _ = kill(target, Signal::SIGTERM);
-    let started = Instant::now();
-    while pid_alive(pid) && started.elapsed() < Duration::from_secs(15) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if pid_alive(pid) {
-        eprintln!("    {name} did not stop on SIGTERM; SIGKILL");
-        let _ = kill(target, Signal::SIGKILL);
     }
 }
