@@ -28,8 +28,13 @@ impl Cluster {
         self.step("Dapr's images", || {
             let etc = self.store.join("distroless-etc");
             fs::create_dir_all(&etc)?;
-            fs::write(etc.join("passwd"), PASSWD)?;
-            fs::write(etc.join("group"), GROUP)?;
+            // Written only when different: their modification time is part of the images'
+            // inputs (see `images::from_scratch`).
+            for (file, text) in [("passwd", PASSWD), ("group", GROUP)] {
+                if fs::read_to_string(etc.join(file)).ok().as_deref() != Some(text) {
+                    fs::write(etc.join(file), text)?;
+                }
+            }
             let mut binaries: Vec<(String, std::path::PathBuf)> = provision::DAPR_CONTROL_PLANE
                 .iter()
                 .map(|n| ((*n).to_owned(), control_plane.join(n)))
@@ -53,7 +58,12 @@ impl Cluster {
                     &format!(r#"["/{name}"]"#),
                     Some("65532:65532"),
                 )?;
-                images::load(&self.store, &image, Path::new("/usr/bin/ctr"))?;
+                images::load(
+                    &self.store,
+                    &image,
+                    Path::new("/usr/bin/ctr"),
+                    &self.loaded_images(),
+                )?;
             }
             Ok(())
         })?;

@@ -87,6 +87,11 @@ impl Cluster {
         host::output(kubectl.to_str().context("kubectl path")?, &all)
     }
 
+    /// Which images the node's containerd has (see [`images::load`]).
+    fn loaded_images(&self) -> PathBuf {
+        self.state.join("loaded-images")
+    }
+
     fn pidfile(&self, name: &str) -> PathBuf {
         self.state.join("pids").join(format!("{name}.pid"))
     }
@@ -300,7 +305,7 @@ impl Cluster {
             r#"["/bin/busybox", "sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait; done"]"#,
             None,
         )?;
-        images::load(&self.store, PAUSE_IMAGE, ctr)?;
+        images::load(&self.store, PAUSE_IMAGE, ctr, &self.loaded_images())?;
         images::from_scratch(
             &self.store,
             COREDNS_IMAGE,
@@ -309,7 +314,7 @@ impl Cluster {
             // As root: port 53 needs it (the upstream deployment grants NET_BIND_SERVICE).
             None,
         )?;
-        images::load(&self.store, COREDNS_IMAGE, ctr)
+        images::load(&self.store, COREDNS_IMAGE, ctr, &self.loaded_images())
     }
 
     fn start_control_plane(&self) -> Result<()> {
