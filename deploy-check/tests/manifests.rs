@@ -83,6 +83,53 @@ fn metadata_value<'a>(o: &'a Object, key: &str) -> Option<&'a str> {
 
 // --- the real overlay -----------------------------------------------------------------------
 
+/// The cluster overlay (`cargo xtask cluster`) is the Minikube overlay but for the images of
+/// Kafka, PostgreSQL and Redis and their pull policy: everything else renders the same.
+#[test]
+fn the_cluster_overlay_is_the_minikube_overlay_but_for_the_stand_in_images() {
+    let cluster = render_overlay(&FIXTURE.root.join("k8s/overlays/cluster"));
+    let problems = check_objects(&FIXTURE.validator, &cluster).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(problems.is_empty(), "k8s/overlays/cluster: {problems:?}");
+    let minikube = minikube_objects();
+    assert_eq!(cluster.len(), minikube.len());
+    let mut differing = 0;
+    for (mut c, mut m) in cluster
+        .into_iter()
+        .map(|o| o.0)
+        .zip(minikube.iter().map(|o| o.0.clone()))
+    {
+        let blank = |v: &mut Value| {
+            for path in ["/spec/template/spec/containers"] {
+                if let Some(containers) = v.pointer_mut(path).and_then(Value::as_array_mut) {
+                    for container in containers {
+                        let image = container["image"].as_str().unwrap_or("").to_owned();
+                        if [
+                            "apache/kafka:",
+                            "postgres:",
+                            "redis:",
+                            "localhost/todo-eda/",
+                        ]
+                        .iter()
+                        .any(|p| image.starts_with(p))
+                        {
+                            container["image"] = Value::Null;
+                            container["imagePullPolicy"] = Value::Null;
+                        }
+                    }
+                }
+            }
+        };
+        if c != m {
+            differing += 1;
+        }
+        blank(&mut c);
+        blank(&mut m);
+        assert_eq!(c, m, "the cluster overlay differs beyond images");
+    }
+    // Kafka, the topics Job, PostgreSQL, Redis.
+    assert_eq!(differing, 4);
+}
+
 #[test]
 fn the_minikube_overlay_renders_matches_the_api_schemas_and_its_references_resolve() {
     let objects = minikube_objects();
@@ -430,11 +477,19 @@ fn a_field_of_the_wrong_type_fails_validation() {
 
 #[test]
 fn an_env_value_that_yaml_reads_as_a_number_fails_validation() {
-    let problems = problems_after_edit("base/infra/kafka.yaml", "value: \"1\"", "value: 1");
+    let problems = problems_after_edit(
+        "base/services/chat-api.yaml",
+        "value: \"3000\"",
+        "value: 3000",
+    );
     assert_caught(
         "unquoted number",
         &problems,
-        &["StatefulSet todo/kafka", "/env/", "not of type \"string\""],
+        &[
+            "Deployment todo/chat-api",
+            "/env/",
+            "not of type \"string\"",
+        ],
     );
 }
 
@@ -837,13 +892,12 @@ fn the_dockerfile_has_a_non_root_target_per_service_on_the_pinned_toolchain() {
 fn xtask_minikube_installs_the_versions_the_schemas_come_from() {
     let xtask = fs::read_to_string(FIXTURE.root.join("xtask/src/minikube/mod.rs"))
         .expect("xtask/src/minikube/mod.rs");
-    for (what, version) in [
-        ("KUBERNETES_VERSION", schema::KUBERNETES_VERSION),
-        ("KEDA_VERSION", schema::KEDA_VERSION),
-    ] {
+    // devstack's versions, which `the_cluster_runs_the_release_the_manifests_are_validated_against`
+    // holds equal to the schemas'.
+    for what in ["KUBERNETES_VERSION", "KEDA_VERSION"] {
         assert!(
-            xtask.contains(&format!("const {what}: &str = \"{version}\";")),
-            "xtask/src/minikube/mod.rs must pin {what} = {version}, the version deploy-check validates against"
+            xtask.contains(&format!("use devstack::{what};")),
+            "xtask/src/minikube/mod.rs must install devstack::{what}, the version deploy-check validates against"
         );
     }
     assert!(
@@ -872,5 +926,11 @@ fn the_cluster_runs_the_release_the_manifests_are_validated_against() {
         schema::KUBERNETES_VERSION,
         devstack::KUBERNETES_VERSION,
         "`cargo xtask cluster` must run the Kubernetes release deploy-check validates against"
+    );
+    assert_eq!(
+        schema::KEDA_VERSION,
+        devstack::KEDA_VERSION,
+        "`cargo xtask cluster` and `cargo xtask minikube` must install the KEDA release \
+         deploy-check validates the ScaledObjects against"
     );
 }

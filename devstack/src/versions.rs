@@ -29,3 +29,9 @@ pub const ETCD_VERSION: &str = "3.6.17";
 pub const COREDNS_VERSION: &str = "1.14.7";
 /// Helm, which installs Dapr's chart into the cluster as `dapr init -k` does.
 pub const HELM_VERSION: &str = "3.21.4";
+/// KEDA, which scales the workers on Kafka lag: the release `deploy-check` validates the
+/// ScaledObjects against and `cargo xtask minikube` installs.
+pub const KEDA_VERSION: &str = "2.20.2";
+/// metrics-server, which the chat-api HorizontalPodAutoscaler reads CPU from (Minikube's
+/// addon on Minikube).
+pub const METRICS_SERVER_VERSION: &str = "0.8.0";

@@ -116,6 +116,11 @@ async fn complete(
         tokio::time::sleep(wait).await;
         step = *next;
     }
+    answer(step, n)
+}
+
+/// The chat-completions response for `step`, the `n`th call.
+pub fn answer(step: Step, n: u64) -> axum::response::Response {
     let (message, finish) = match step {
         Step::Text(text) => (json!({"role": "assistant", "content": text}), "stop"),
         Step::Call(calls) => {
@@ -146,7 +151,7 @@ async fn complete(
             )
                 .into_response();
         }
-        Step::Delay(..) => unreachable!("delays are unwrapped above"),
+        Step::Delay(_, next) => return answer(*next, n),
     };
     Json(json!({
         "id": format!("chatcmpl-{n}"),

@@ -8,13 +8,14 @@
 //!   the report and appends it to `BENCHMARKS.md`.
 //! - `token <user_id>`: a bearer token for the local system started by `up`.
 //! - `down`: stop what a crashed `up` left running.
-//! - `cluster up | status | down`: a real single-node Kubernetes on this machine, built from
-//!   package registries (`devstack::cluster`).
+//! - `cluster up | test | status | down`: the whole system on a real single-node Kubernetes
+//!   on this machine, built from package registries (`cluster.rs`, `devstack::cluster`).
 //! - `minikube`: build the images into Minikube, install Dapr and KEDA, apply
 //!   `k8s/overlays/minikube`, wait, smoke-test (see `minikube/`).
 
 mod args;
 mod bench;
+mod cluster;
 mod minikube;
 mod tasks;
 
@@ -59,7 +60,7 @@ enum Cli {
     /// and starts it, `status` shows it, `down` stops it and puts the machine back.
     Cluster {
         #[arg(value_enum)]
-        action: ClusterAction,
+        action: cluster::Action,
     },
     /// The whole system on Minikube (`cargo xtask minikube --help` for its options).
     #[command(disable_help_flag = true)]
@@ -67,30 +68,6 @@ enum Cli {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ClusterAction {
-    Up,
-    Status,
-    Down,
-}
-
-fn cluster(action: ClusterAction) -> anyhow::Result<()> {
-    let paths = devstack::Paths::discover()?;
-    let cluster = devstack::cluster::Cluster::new(&paths);
-    match action {
-        ClusterAction::Up => cluster.up(&paths),
-        ClusterAction::Down => cluster.down(),
-        ClusterAction::Status => {
-            println!("processes running: {:?}", cluster.pids());
-            println!(
-                "{}",
-                cluster.kubectl(&["get", "nodes,pods", "-A", "-o", "wide"])?
-            );
-            cluster.check_listeners()
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -116,7 +93,7 @@ fn main() -> ExitCode {
         Cli::Token { user } => tasks::token(&user),
         Cli::Dlq { args } => tasks::dlq(&args),
         Cli::Down => runtime.block_on(tasks::down()),
-        Cli::Cluster { action } => cluster(action),
+        Cli::Cluster { action } => cluster::cluster(action),
         Cli::Minikube { args } => minikube::minikube(&args),
     };
     match result {

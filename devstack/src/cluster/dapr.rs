@@ -1,8 +1,7 @@
 //! Dapr on the cluster as `dapr init -k` installs it: the release's own Helm chart
 //! (`charts/dapr` in the dapr module), mTLS on, with images made here from the binaries
 //! built from the same module (the official ones come from ghcr.io, which this machine
-//! cannot reach). The images carry what the official distroless images carry that the
-//! binaries need: the `nonroot` user 65532, CA certificates and time zones.
+//! cannot reach), like the official distroless ones ([`images::distroless_steps`]).
 
 use std::{fs, path::Path};
 
@@ -15,10 +14,6 @@ use crate::{DAPR_RUNTIME_VERSION, Paths, provision};
 pub const REGISTRY: &str = "localhost/dapr";
 pub const NAMESPACE: &str = "dapr-system";
 
-/// What a distroless `nonroot` image has in /etc.
-const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n";
-const GROUP: &str = "root:x:0:\nnonroot:x:65532:\n";
-
 impl Cluster {
     /// Builds the images, gives the scheduler its volumes and installs the chart; waits until
     /// every control-plane pod is ready.
@@ -26,15 +21,7 @@ impl Cluster {
         let control_plane = provision::dapr_control_plane(paths)?;
         let daprd = paths.project_daprd();
         self.step("Dapr's images", || {
-            let etc = self.store.join("distroless-etc");
-            fs::create_dir_all(&etc)?;
-            // Written only when different: their modification time is part of the images'
-            // inputs (see `images::from_scratch`).
-            for (file, text) in [("passwd", PASSWD), ("group", GROUP)] {
-                if fs::read_to_string(etc.join(file)).ok().as_deref() != Some(text) {
-                    fs::write(etc.join(file), text)?;
-                }
-            }
+            let etc = images::distroless_etc(&self.store)?;
             let mut binaries: Vec<(String, std::path::PathBuf)> = provision::DAPR_CONTROL_PLANE
                 .iter()
                 .map(|n| ((*n).to_owned(), control_plane.join(n)))
@@ -42,21 +29,12 @@ impl Cluster {
             binaries.push(("daprd".to_owned(), daprd.clone()));
             for (name, binary) in binaries {
                 let image = format!("{REGISTRY}/{name}:{DAPR_RUNTIME_VERSION}");
-                images::from_scratch(
+                images::build(
                     &self.store,
                     &image,
-                    &[
-                        (&binary, &format!("/{name}")),
-                        (&etc.join("passwd"), "/etc/passwd"),
-                        (&etc.join("group"), "/etc/group"),
-                        (
-                            Path::new("/etc/ssl/certs/ca-certificates.crt"),
-                            "/etc/ssl/certs/ca-certificates.crt",
-                        ),
-                        (Path::new("/usr/share/zoneinfo"), "/usr/share/zoneinfo"),
-                    ],
-                    &format!(r#"["/{name}"]"#),
-                    Some("65532:65532"),
+                    "scratch",
+                    &images::distroless_steps(&binary, &format!("/{name}"), &etc),
+                    &self.image_log(),
                 )?;
                 images::load(
                     &self.store,

@@ -1,12 +1,24 @@
 //! Images made on this machine, without a registry: buildah (vfs storage in the cache) from
-//! scratch or from a local base, saved as an archive and imported into the node's
-//! containerd.
+//! scratch, from a Debian base made here with debootstrap, or from another local image;
+//! saved as an archive and imported into the node's containerd.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fs,
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 use super::{config, host};
+
+/// The Debian release of every image made from a base (the machine's own, so binaries built
+/// here find the glibc they were linked against).
+pub const DEBIAN_RELEASE: &str = "bookworm";
+/// The Debian base: `debootstrap --variant=minbase`, as slim as `debian:<release>-slim`.
+pub const DEBIAN_BASE: &str = "localhost/todo-eda/debian:bookworm-slim";
+const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
 /// buildah with its storage under `store` (vfs: no overlay mounts to clean up).
 fn buildah(store: &Path, args: &[&str]) -> Result<String> {
@@ -24,39 +36,108 @@ fn buildah(store: &Path, args: &[&str]) -> Result<String> {
     host::output("buildah", &all)
 }
 
+/// One instruction of an image's recipe, as a Dockerfile's does it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// `RUN`: a shell command in the image (chroot isolation, the machine's network), its
+    /// output in the build log.
+    Run(String),
+    /// `COPY`: a file or directory of the machine to a path in the image.
+    Copy(PathBuf, String),
+    Env(String, String),
+    /// `USER`, `uid[:gid]`.
+    User(String),
+    /// `ENTRYPOINT` and `CMD`, in JSON (exec) form.
+    Entrypoint(String),
+    Cmd(String),
+    Expose(String),
+}
+
+/// What a distroless `nonroot` image has in /etc.
+const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\nnonroot:x:65532:\n";
+
+/// The directory of the distroless `passwd` and `group` files, written once (their
+/// modification time is part of the images' inputs).
+pub fn distroless_etc(store: &Path) -> Result<PathBuf> {
+    let etc = store.join("distroless-etc");
+    fs::create_dir_all(&etc)?;
+    for (file, text) in [("passwd", PASSWD), ("group", GROUP)] {
+        if fs::read_to_string(etc.join(file)).ok().as_deref() != Some(text) {
+            fs::write(etc.join(file), text)?;
+        }
+    }
+    Ok(etc)
+}
+
+/// An image of one static Go program at `at`, as the official images of Dapr, KEDA and
+/// metrics-server are (distroless `nonroot`): the user 65532 with its passwd and group
+/// entries (Dapr's programs check them), CA certificates and time zones.
+pub fn distroless_steps(binary: &Path, at: &str, etc: &Path) -> Vec<Step> {
+    vec![
+        Step::Copy(binary.to_path_buf(), at.to_owned()),
+        Step::Copy(etc.join("passwd"), "/etc/passwd".into()),
+        Step::Copy(etc.join("group"), "/etc/group".into()),
+        Step::Copy(
+            "/etc/ssl/certs/ca-certificates.crt".into(),
+            "/etc/ssl/certs/ca-certificates.crt".into(),
+        ),
+        Step::Copy("/usr/share/zoneinfo".into(), "/usr/share/zoneinfo".into()),
+        Step::Entrypoint(format!(r#"["{at}"]"#)),
+        Step::User("65532:65532".into()),
+    ]
+}
+
 /// The label that records what an image was made of ([`inputs_stamp`]).
 const INPUTS_LABEL: &str = "todo-eda.inputs";
 
-/// A digest of an image's inputs: each file's paths, size and modification time (a
-/// directory's own), the entrypoint and the user.
-fn inputs_stamp(files: &[(&Path, &str)], entrypoint: &str, user: Option<&str>) -> String {
+/// A digest of an image's inputs: the image it starts from (its id), every step, and each
+/// copied file's size and modification time (a directory's own).
+fn inputs_stamp(from_id: &str, steps: &[Step]) -> String {
     use std::hash::{Hash as _, Hasher as _};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for (from, to) in files {
-        from.hash(&mut hasher);
-        to.hash(&mut hasher);
-        if let Ok(meta) = std::fs::metadata(from) {
+    from_id.hash(&mut hasher);
+    for step in steps {
+        step.hash(&mut hasher);
+        if let Step::Copy(from, _) = step
+            && let Ok(meta) = fs::metadata(from)
+        {
             meta.len().hash(&mut hasher);
             meta.modified().ok().hash(&mut hasher);
         }
     }
-    entrypoint.hash(&mut hasher);
-    user.hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 }
 
-/// An image of `files` (host path, path in the image) with `entrypoint`, from scratch, run
-/// as `user` (`uid:gid`) when given.
-pub fn from_scratch(
-    store: &Path,
-    name: &str,
-    files: &[(&Path, &str)],
-    entrypoint: &str,
-    user: Option<&str>,
-) -> Result<()> {
-    // The image is made again when what it is made of changed (a rebuilt binary, another
-    // entrypoint or user), not only when it is missing.
-    let inputs = inputs_stamp(files, entrypoint, user);
+/// The id of image `name` in the store, if it is there.
+fn image_id(store: &Path, name: &str) -> Option<String> {
+    buildah(
+        store,
+        &[
+            "images",
+            "--noheading",
+            "--no-trunc",
+            "--format",
+            "{{.ID}}",
+            name,
+        ],
+    )
+    .ok()
+    .map(|id| id.trim().to_owned())
+    .filter(|id| !id.is_empty())
+}
+
+/// Makes image `name` from `from` (`scratch` or an image in the store) by `steps`, unless the
+/// store has it made from the same inputs (answers whether it made it); `RUN` output goes to
+/// `log`.
+pub fn build(store: &Path, name: &str, from: &str, steps: &[Step], log: &Path) -> Result<bool> {
+    let from_id = if from == "scratch" {
+        "scratch".to_owned()
+    } else {
+        image_id(store, from)
+            .with_context(|| format!("{name} starts from {from}, which is not made"))?
+    };
+    let inputs = inputs_stamp(&from_id, steps);
     let made = buildah(
         store,
         &[
@@ -69,49 +150,167 @@ pub fn from_scratch(
         ],
     );
     if made.is_ok_and(|label| label.trim() == inputs) {
-        return Ok(());
+        return Ok(false);
     }
-    let container = buildah(store, &["from", "scratch"])?.trim().to_owned();
-    for (from, to) in files {
+    let container = buildah(store, &["from", "--pull-never", from])?
+        .trim()
+        .to_owned();
+    let result = apply(store, &container, steps, log);
+    let result = result.and_then(|()| {
         buildah(
             store,
-            &["copy", &container, from.to_str().context("file path")?, to],
+            &[
+                "config",
+                "--label",
+                &format!("{INPUTS_LABEL}={inputs}"),
+                &container,
+            ],
         )?;
+        buildah(store, &["commit", "--rm", &container, name]).map(drop)
+    });
+    if result.is_err() {
+        let _ = buildah(store, &["rm", &container]);
     }
-    buildah(store, &["config", "--entrypoint", entrypoint, &container])?;
-    if let Some(user) = user {
-        buildah(store, &["config", "--user", user, &container])?;
+    result
+        .map(|()| true)
+        .with_context(|| format!("making image {name} (build log: {})", log.display()))
+}
+
+fn apply(store: &Path, container: &str, steps: &[Step], log: &Path) -> Result<()> {
+    for step in steps {
+        match step {
+            Step::Run(command) => run_in(store, container, command, log)?,
+            Step::Copy(from, to) => {
+                buildah(
+                    store,
+                    &["copy", container, from.to_str().context("file path")?, to],
+                )?;
+            }
+            Step::Env(key, value) => {
+                buildah(
+                    store,
+                    &["config", "--env", &format!("{key}={value}"), container],
+                )?;
+            }
+            Step::User(user) => {
+                buildah(store, &["config", "--user", user, container])?;
+            }
+            Step::Entrypoint(json) => {
+                buildah(store, &["config", "--entrypoint", json, container])?;
+            }
+            Step::Cmd(json) => {
+                buildah(store, &["config", "--cmd", json, container])?;
+            }
+            Step::Expose(port) => {
+                buildah(store, &["config", "--port", port, container])?;
+            }
+        }
     }
-    buildah(
-        store,
+    Ok(())
+}
+
+/// `buildah run` of a shell command, as a Dockerfile's `RUN` (`/bin/sh -c`).
+fn run_in(store: &Path, container: &str, command: &str, log: &Path) -> Result<()> {
+    let mut out = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    writeln!(out, "\n$ RUN {command}")?;
+    let root = store.join("root");
+    let runroot = store.join("run");
+    let status = Command::new("buildah")
+        .arg("--root")
+        .arg(&root)
+        .arg("--runroot")
+        .arg(&runroot)
+        .args(["--storage-driver", "vfs", "run", "--isolation", "chroot"])
+        .args([
+            "--network",
+            "host",
+            container,
+            "--",
+            "/bin/sh",
+            "-c",
+            command,
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .context("running buildah")?;
+    if !status.success() {
+        bail!("`RUN {command}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// The Debian base image ([`DEBIAN_BASE`]): debootstrap's minimal variant from the Debian
+/// archive, without the downloaded packages; made once (about 90 s).
+pub fn debian_base(store: &Path, work: &Path, log: &Path) -> Result<()> {
+    if image_id(store, DEBIAN_BASE).is_some() {
+        return Ok(());
+    }
+    let rootfs = work.join("debian-rootfs");
+    let _ = fs::remove_dir_all(&rootfs);
+    fs::create_dir_all(work)?;
+    let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let status = Command::new("debootstrap")
+        .args(["--variant=minbase", DEBIAN_RELEASE])
+        .arg(&rootfs)
+        .arg(DEBIAN_MIRROR)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .context("running debootstrap")?;
+    if !status.success() {
+        bail!(
+            "debootstrap of Debian {DEBIAN_RELEASE} failed ({status}); its log: {}",
+            log.display()
+        );
+    }
+    // As in container builds: no package starts its service in the image.
+    let policy = rootfs.join("usr/sbin/policy-rc.d");
+    fs::write(&policy, "#!/bin/sh\nexit 101\n")?;
+    fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        if let Ok(entries) = fs::read_dir(rootfs.join(dir)) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_file()) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+    let tar = work.join("debian-rootfs.tar");
+    host::run(
+        "tar",
         &[
-            "config",
-            "--label",
-            &format!("{INPUTS_LABEL}={inputs}"),
-            &container,
+            "-C",
+            rootfs.to_str().context("path")?,
+            "-cf",
+            tar.to_str().context("path")?,
+            ".",
         ],
     )?;
-    buildah(store, &["commit", "--rm", &container, name])?;
-    Ok(())
+    let container = buildah(store, &["from", "scratch"])?.trim().to_owned();
+    let made = buildah(
+        store,
+        &["add", &container, tar.to_str().context("path")?, "/"],
+    )
+    .and_then(|_| buildah(store, &["config", "--cmd", r#"["bash"]"#, &container]))
+    .and_then(|_| buildah(store, &["commit", "--rm", &container, DEBIAN_BASE]));
+    if made.is_err() {
+        let _ = buildah(store, &["rm", &container]);
+    }
+    let _ = fs::remove_file(&tar);
+    let _ = fs::remove_dir_all(&rootfs);
+    made.map(drop)
 }
 
 /// Saves `name` from buildah's store and imports it into the node's containerd, unless
 /// that containerd has it already: `loaded` (a directory of the node's state, gone with
 /// `down` as containerd's images are) records the buildah image id each name was loaded as.
 pub fn load(store: &Path, name: &str, ctr: &Path, loaded: &Path) -> Result<()> {
-    let id = buildah(
-        store,
-        &[
-            "images",
-            "--noheading",
-            "--no-trunc",
-            "--format",
-            "{{.ID}}",
-            name,
-        ],
-    )?
-    .trim()
-    .to_owned();
+    let id = image_id(store, name).with_context(|| format!("image {name} is not made"))?;
     let stamp = loaded.join(name.replace(['/', ':'], "_"));
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == id) {
         return Ok(());

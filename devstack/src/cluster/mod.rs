@@ -10,10 +10,13 @@
 //! kubelet's API and NodePorts on [`config::NODE_IP`], an address on a bridge of the
 //! cluster's own.
 
+mod addons;
 pub mod config;
 mod dapr;
+mod dockerfile;
 mod host;
 mod images;
+pub mod system;
 
 use std::{
     fs,
@@ -193,6 +196,8 @@ impl Cluster {
         self.step("CoreDNS", || self.dns())?;
         self.install_dapr(paths)?;
         self.step("a sidecar injected beside a pod", || self.check_injection())?;
+        self.install_metrics_server(paths)?;
+        self.install_keda(paths)?;
         self.check_listeners()?;
         println!(
             "The cluster is up: KUBECONFIG={} {}/kubectl get pods -A",
@@ -296,23 +301,39 @@ impl Cluster {
         })
     }
 
+    /// The log of the images' builds (`RUN` output, debootstrap).
+    fn image_log(&self) -> PathBuf {
+        self.log("images")
+    }
+
     fn images(&self) -> Result<()> {
+        use images::Step;
         let ctr = Path::new("/usr/bin/ctr");
-        images::from_scratch(
+        fs::create_dir_all(self.state.join("logs"))?;
+        images::build(
             &self.store,
             PAUSE_IMAGE,
-            &[(Path::new("/bin/busybox"), "/bin/busybox")],
-            r#"["/bin/busybox", "sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait; done"]"#,
-            None,
+            "scratch",
+            &[
+                Step::Copy("/bin/busybox".into(), "/bin/busybox".into()),
+                Step::Entrypoint(
+                    r#"["/bin/busybox", "sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait; done"]"#
+                        .into(),
+                ),
+            ],
+            &self.image_log(),
         )?;
         images::load(&self.store, PAUSE_IMAGE, ctr, &self.loaded_images())?;
-        images::from_scratch(
+        images::build(
             &self.store,
             COREDNS_IMAGE,
-            &[(&self.bin.join("coredns"), "/coredns")],
-            r#"["/coredns"]"#,
+            "scratch",
             // As root: port 53 needs it (the upstream deployment grants NET_BIND_SERVICE).
-            None,
+            &[
+                Step::Copy(self.bin.join("coredns"), "/coredns".into()),
+                Step::Entrypoint(r#"["/coredns"]"#.into()),
+            ],
+            &self.image_log(),
         )?;
         images::load(&self.store, COREDNS_IMAGE, ctr, &self.loaded_images())
     }

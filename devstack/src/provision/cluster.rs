@@ -4,7 +4,10 @@
 //! into `cache/k8s-<version>/bin`.
 
 use super::*;
-use crate::versions::{COREDNS_VERSION, ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION};
+use crate::versions::{
+    COREDNS_VERSION, ETCD_VERSION, HELM_VERSION, KEDA_VERSION, KUBERNETES_VERSION,
+    METRICS_SERVER_VERSION,
+};
 
 /// The wrapper module the Kubernetes binaries are built in; see the comment at its top.
 const KUBERNETES_GO_MOD: &str = include_str!("../../k8s/go.mod");
@@ -62,45 +65,109 @@ pub fn dapr_control_plane(paths: &Paths) -> Result<PathBuf> {
     let dir = paths
         .cache
         .join(format!("dapr-{DAPR_RUNTIME_VERSION}-control-plane"));
-    step(
+    let programs: Vec<(String, &str)> = DAPR_CONTROL_PLANE
+        .iter()
+        .map(|name| (format!("./cmd/{name}"), *name))
+        .collect();
+    module_programs(
+        paths,
         &format!("Dapr {DAPR_RUNTIME_VERSION} control plane"),
-        || {
-            let stamp = dir.join(".built");
-            let built = || {
-                fs::read_to_string(&stamp).ok().as_deref() == Some(DAPR_RUNTIME_VERSION)
-                    && DAPR_CONTROL_PLANE.iter().all(|b| dir.join(b).is_file())
-            };
-            if built() {
-                return Ok(Outcome::Cached);
-            }
-            let _lock = lock(paths)?;
-            let module_dir = download_module(paths, "github.com/dapr/dapr", DAPR_RUNTIME_VERSION)?;
-            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let mut build = go_command(&["build", "-trimpath", "-buildvcs=false"]);
-            build
-                .args([
-                    "-ldflags",
-                    &format!(
-                        "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_RUNTIME_VERSION}"
-                    ),
-                    "-o",
-                ])
-                .arg(format!("{}/", dir.display()));
-            for name in DAPR_CONTROL_PLANE {
-                build.arg(format!("./cmd/{name}"));
-            }
-            build.current_dir(&module_dir);
-            run_logged(
-                &mut build,
-                &paths.provision_logs().join("dapr-control-plane-build.log"),
-                "building Dapr's control plane",
-                "the Go module proxy must serve every dependency of github.com/dapr/dapr",
-            )?;
-            fs::write(&stamp, DAPR_RUNTIME_VERSION)?;
-            Ok(Outcome::Done)
-        },
+        ("github.com/dapr/dapr", DAPR_RUNTIME_VERSION),
+        &programs,
+        &format!("-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={DAPR_RUNTIME_VERSION}"),
+        &dir,
     )?;
     Ok(dir)
+}
+
+/// KEDA's three programs (`keda` the operator, `keda-adapter` the metrics API server,
+/// `keda-admission-webhooks`) from the kedacore/keda module; answers their directory and
+/// the module's directory (its `config/` holds the manifests a release is made from).
+pub fn keda(paths: &Paths) -> Result<(PathBuf, PathBuf)> {
+    let dir = paths.cache.join(format!("keda-{KEDA_VERSION}"));
+    module_programs(
+        paths,
+        &format!("KEDA {KEDA_VERSION}"),
+        ("github.com/kedacore/keda/v2", KEDA_VERSION),
+        &[
+            ("./cmd/operator".into(), "keda"),
+            ("./cmd/adapter".into(), "keda-adapter"),
+            ("./cmd/webhooks".into(), "keda-admission-webhooks"),
+        ],
+        &format!("-s -w -X github.com/kedacore/keda/v2/version.Version={KEDA_VERSION}"),
+        &dir,
+    )?;
+    let module = download_module(paths, "github.com/kedacore/keda/v2", KEDA_VERSION)?;
+    Ok((dir, module))
+}
+
+/// metrics-server from its module; answers its directory and the module's (its
+/// `charts/metrics-server` is the release's Helm chart).
+pub fn metrics_server(paths: &Paths) -> Result<(PathBuf, PathBuf)> {
+    let dir = paths
+        .cache
+        .join(format!("metrics-server-{METRICS_SERVER_VERSION}"));
+    module_programs(
+        paths,
+        &format!("metrics-server {METRICS_SERVER_VERSION}"),
+        ("sigs.k8s.io/metrics-server", METRICS_SERVER_VERSION),
+        &[("./cmd/metrics-server".into(), "metrics-server")],
+        &format!(
+            "-s -w -X sigs.k8s.io/metrics-server/pkg/version.gitVersion=v{METRICS_SERVER_VERSION}"
+        ),
+        &dir,
+    )?;
+    let module = download_module(paths, "sigs.k8s.io/metrics-server", METRICS_SERVER_VERSION)?;
+    Ok((dir, module))
+}
+
+/// Builds `programs` (package in the module, binary name) of `module` at `version` as the
+/// main module (its own go.mod, replaces included) into `dir`; skipped when `dir` has them
+/// from that version. The build log goes to the provisioning logs.
+fn module_programs(
+    paths: &Paths,
+    title: &str,
+    (module, version): (&str, &str),
+    programs: &[(String, &str)],
+    ldflags: &str,
+    dir: &Path,
+) -> Result<()> {
+    step(title, || {
+        let stamp = dir.join(".built");
+        let built = || {
+            fs::read_to_string(&stamp).ok().as_deref() == Some(version)
+                && programs.iter().all(|(_, b)| dir.join(b).is_file())
+        };
+        if built() {
+            return Ok(Outcome::Cached);
+        }
+        let _lock = lock(paths)?;
+        let module_dir = download_module(paths, module, version)?;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let short = module
+            .rsplit('/')
+            .find(|p| !p.starts_with('v'))
+            .unwrap_or(module);
+        for (package, binary) in programs {
+            let log = paths
+                .provision_logs()
+                .join(format!("{short}-{binary}-build.log"));
+            let mut build = go_command(&["build", "-trimpath", "-buildvcs=false"]);
+            build
+                .args(["-ldflags", ldflags, "-o"])
+                .arg(dir.join(binary))
+                .arg(package)
+                .current_dir(&module_dir);
+            run_logged(
+                &mut build,
+                &log,
+                &format!("building {binary} ({module} v{version})"),
+                &format!("the Go module proxy must serve every dependency of {module}"),
+            )?;
+        }
+        fs::write(&stamp, version)?;
+        Ok(Outcome::Done)
+    })
 }
 
 /// The Dapr Helm chart of the release (`charts/dapr` in the dapr module), as `dapr init -k`

@@ -29,7 +29,7 @@ mod go;
 
 pub use cluster::{
     DAPR_CONTROL_PLANE, KUBERNETES_BINARIES, cluster_bin, cluster_parts, dapr_chart,
-    dapr_control_plane,
+    dapr_control_plane, keda, metrics_server,
 };
 
 use go::*;

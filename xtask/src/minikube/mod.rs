@@ -30,14 +30,14 @@ use devstack::Paths;
 
 mod smoke;
 
-use smoke::smoke_test;
+pub(crate) use smoke::{Api, mint_token, smoke_test};
 
-/// The Kubernetes release of a new Minikube cluster; deploy-check validates the manifests
-/// against this release's API schemas.
-pub const KUBERNETES_VERSION: &str = "1.34.4";
 /// The KEDA release installed when the cluster has none; deploy-check validates the
 /// ScaledObjects against its CRDs.
-pub const KEDA_VERSION: &str = "2.20.2";
+use devstack::KEDA_VERSION;
+/// The Kubernetes release of a new Minikube cluster; deploy-check validates the manifests
+/// against this release's API schemas.
+use devstack::KUBERNETES_VERSION;
 
 const NAMESPACE: &str = "todo";
 const OVERLAY: &str = "k8s/overlays/minikube";
@@ -129,9 +129,7 @@ pub fn minikube(args: &[String]) -> Result<()> {
         "kubectl is not installed (or not on PATH): install it from \
          https://kubernetes.io/docs/tasks/tools/ (or link `minikube kubectl --` as kubectl)",
     )?;
-    let kube = Kube {
-        context: opts.profile.clone(),
-    };
+    let kube = Kube::context(&opts.profile);
     let mk = |args: &[&str]| {
         let mut c = Command::new(&minikube);
         c.arg("-p")
@@ -151,7 +149,7 @@ pub fn minikube(args: &[String]) -> Result<()> {
         }
         ensure_dapr(&paths, &kube)?;
         ensure_keda(&kube)?;
-        deploy(&paths, &kube, opts.build).inspect_err(|_| diagnose(&kube))?;
+        deploy(&paths, &kube, OVERLAY, opts.build).inspect_err(|_| diagnose(&kube))?;
     }
     if opts.smoke {
         smoke_test(&kube).inspect_err(|_| diagnose(&kube))?;
@@ -200,7 +198,7 @@ fn show(cmd: &Command) -> String {
 }
 
 /// Runs a command with its output on the terminal; fails on a non-zero exit.
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     println!("    $ {}", show(cmd));
     let status = cmd
         .stdin(Stdio::null())
@@ -224,19 +222,43 @@ fn output(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// kubectl against the Minikube profile's context, never whatever context is current.
-struct Kube {
-    context: String,
+/// kubectl against one cluster, whatever context is current: Minikube's profile (`--context`)
+/// or the cluster of `cargo xtask cluster` (its kubectl and kubeconfig).
+pub(crate) struct Kube {
+    program: PathBuf,
+    global: Vec<String>,
+    /// How a user types it, for messages: `kubectl --context minikube`.
+    pub(crate) shown: String,
 }
 
 impl Kube {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
-        c.arg("--context").arg(&self.context).args(args);
+    fn context(profile: &str) -> Kube {
+        Kube {
+            program: PathBuf::from("kubectl"),
+            global: vec!["--context".into(), profile.into()],
+            shown: format!("kubectl --context {profile}"),
+        }
+    }
+
+    pub(crate) fn kubeconfig(kubectl: &Path, kubeconfig: &Path) -> Kube {
+        Kube {
+            program: kubectl.to_path_buf(),
+            global: vec!["--kubeconfig".into(), kubeconfig.display().to_string()],
+            shown: format!(
+                "{} --kubeconfig {}",
+                kubectl.display(),
+                kubeconfig.display()
+            ),
+        }
+    }
+
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.global).args(args);
         c
     }
 
-    fn ns(&self, args: &[&str]) -> Command {
+    pub(crate) fn ns(&self, args: &[&str]) -> Command {
         let mut c = self.cmd(&["-n", NAMESPACE]);
         c.args(args);
         c
@@ -423,15 +445,17 @@ fn ensure_keda(kube: &Kube) -> Result<()> {
     Ok(())
 }
 
-fn deploy(paths: &Paths, kube: &Kube, rebuilt: bool) -> Result<()> {
-    let t = step(&format!("applying {OVERLAY}"));
+/// Applies `overlay` and waits for the system to run; `rebuilt`: the service images changed
+/// under the same tag (the running pods are restarted onto them).
+pub(crate) fn deploy(paths: &Paths, kube: &Kube, overlay: &str, rebuilt: bool) -> Result<()> {
+    let t = step(&format!("applying {overlay}"));
     let had_services = kube.exists(&["-n", NAMESPACE, "get", "deployment", "-o", "name"]);
     // A finished Job never runs again: delete them so the topics are re-asserted and a new
     // image's migrations run.
     let mut delete = kube.ns(&["delete", "job", "--ignore-not-found"]);
     delete.args(JOBS);
     run(&mut delete)?;
-    run(kube.cmd(&["apply", "-k"]).arg(paths.root.join(OVERLAY)))?;
+    run(kube.cmd(&["apply", "-k"]).arg(paths.root.join(overlay)))?;
     done(t);
 
     let t = step("waiting for Kafka, Redis and PostgreSQL");
@@ -483,14 +507,14 @@ fn deploy(paths: &Paths, kube: &Kube, rebuilt: bool) -> Result<()> {
 }
 
 /// What a user needs to see when a step failed.
-fn diagnose(kube: &Kube) {
+pub(crate) fn diagnose(kube: &Kube) {
     println!("\n==> diagnostics");
     let _ = run(&mut kube.ns(&["get", "pods", "-o", "wide"]));
     let _ = run(&mut kube.ns(&["get", "events", "--sort-by=.lastTimestamp"]));
     println!(
-        "    more: kubectl --context {ctx} -n {NAMESPACE} describe pod <pod>; \
-         kubectl --context {ctx} -n {NAMESPACE} logs deploy/<service> -c <service> (or -c daprd)",
-        ctx = kube.context
+        "    more: {kubectl} -n {NAMESPACE} describe pod <pod>; \
+         {kubectl} -n {NAMESPACE} logs deploy/<service> -c <service> (or -c daprd)",
+        kubectl = kube.shown
     );
 }
 

@@ -49,16 +49,16 @@ fn port_forward(kube: &Kube, api: &mut Api) -> Result<PortForward> {
     }
 }
 
-/// chat-api's REST API through the port-forward, for the smoke test.
-struct Api {
+/// chat-api's REST API (through a port-forward, or a Service's address), for the tests.
+pub(crate) struct Api {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
-    base: String,
-    token: Option<String>,
+    pub(crate) base: String,
+    pub(crate) token: Option<String>,
 }
 
 impl Api {
-    fn new() -> Result<Api> {
+    pub(crate) fn new() -> Result<Api> {
         Ok(Api {
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -74,11 +74,30 @@ impl Api {
     }
 
     /// (status, JSON body; `null` when empty, the text as a string when it is not JSON).
-    fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+    pub(crate) fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        self.request(method, path, body, &[])
+    }
+
+    /// [`Api::call`] with extra request headers.
+    pub(crate) fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value)> {
         self.runtime.block_on(async {
             let mut request = self.client.request(method, format!("{}{path}", self.base));
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);
+            }
+            for (name, value) in headers {
+                request = request.header(*name, *value);
             }
             if let Some(body) = body {
                 request = request.json(body);
@@ -96,6 +115,26 @@ impl Api {
     }
 }
 
+/// A token for `user`, minted by the chat-api binary in its own pod (which holds
+/// JWT_SECRET), valid for 15 minutes.
+pub(crate) fn mint_token(kube: &Kube, user: &str) -> Result<String> {
+    let mut mint = kube.ns(&[
+        "exec",
+        "deploy/chat-api",
+        "-c",
+        "chat-api",
+        "--",
+        "/usr/local/bin/chat-api",
+        "token",
+        user,
+        "900",
+    ]);
+    println!("    $ {}", show(&mint));
+    output(&mut mint)
+        .filter(|t| t.split('.').count() == 3)
+        .context("minting a token in the chat-api pod failed")
+}
+
 /// A pending task of `list` (a page of tasks) other than `first`: (id, due_at).
 fn next_instance(list: &Value, first: &str) -> Option<(String, String)> {
     list["items"].as_array()?.iter().find_map(|task| {
@@ -109,30 +148,13 @@ fn next_instance(list: &Value, first: &str) -> Option<(String, String)> {
     })
 }
 
-pub(super) fn smoke_test(kube: &Kube) -> Result<()> {
+pub(crate) fn smoke_test(kube: &Kube) -> Result<()> {
     let t = step("smoke test: create a daily task, complete it, wait for the next instance");
     let mut api = Api::new()?;
     let forward = port_forward(kube, &mut api)?;
     let user = format!("smoke-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
 
-    // The chat-api binary in its own pod mints the token: the pod holds JWT_SECRET.
-    let mut mint = kube.ns(&[
-        "exec",
-        "deploy/chat-api",
-        "-c",
-        "chat-api",
-        "--",
-        "/usr/local/bin/chat-api",
-        "token",
-        &user,
-        "900",
-    ]);
-    println!("    $ {}", show(&mint));
-    api.token = Some(
-        output(&mut mint)
-            .filter(|t| t.split('.').count() == 3)
-            .context("minting a token in the chat-api pod failed")?,
-    );
+    api.token = Some(mint_token(kube, &user)?);
 
     let title = format!("Minikube smoke test {user}");
     let body = json!({"title": title, "recurrence": "daily", "tags": ["smoke"]});
@@ -173,9 +195,9 @@ pub(super) fn smoke_test(kube: &Kube) -> Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "no next instance within 120 s. Look at: kubectl --context {ctx} -n {NAMESPACE} logs deploy/recurring-tasks -c recurring-tasks; \
-                 ... -c daprd; kubectl --context {ctx} -n {NAMESPACE} logs deploy/chat-api -c chat-api (the outbox relay)",
-                ctx = kube.context
+                "no next instance within 120 s. Look at: {kubectl} -n {NAMESPACE} logs deploy/recurring-tasks -c recurring-tasks; \
+                 ... -c daprd; {kubectl} -n {NAMESPACE} logs deploy/chat-api -c chat-api (the outbox relay)",
+                kubectl = kube.shown
             );
         }
         std::thread::sleep(Duration::from_secs(2));

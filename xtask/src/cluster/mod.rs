@@ -1,0 +1,164 @@
+//! `cargo xtask cluster up | test | status | down`: the whole system on a real single-node
+//! Kubernetes on this machine ([`devstack::cluster`]), deployed as a Minikube user deploys it
+//! (the Minikube overlay through the thin `k8s/overlays/cluster`), and tested there.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+use devstack::{
+    Paths,
+    cluster::{Cluster, system::SERVICES},
+};
+
+use crate::minikube::{self, Kube};
+
+mod checks;
+
+/// The overlay applied on this machine's cluster.
+const OVERLAY: &str = "k8s/overlays/cluster";
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Action {
+    /// The node, Dapr, the images and the system; keeps what already runs.
+    Up,
+    /// The tests against the deployed system.
+    Test,
+    /// What runs, and the check that nothing listens beyond the cluster's own addresses.
+    Status,
+    /// Stops everything and puts the machine back as `up` found it.
+    Down,
+}
+
+pub fn cluster(action: Action) -> Result<()> {
+    let paths = Paths::discover()?;
+    let cluster = Cluster::new(&paths);
+    let kube = Kube::kubeconfig(&cluster.bin.join("kubectl"), &cluster.kubeconfig());
+    match action {
+        Action::Up => {
+            let started = Instant::now();
+            cluster.up(&paths)?;
+            let binaries = release_binaries(&paths)?;
+            let t = step(
+                "the system's images (services from the Dockerfile; Kafka, PostgreSQL, Redis stand-ins)",
+            );
+            let changed = cluster.system_images(&paths, &binaries)?;
+            done(t);
+            minikube::deploy(&paths, &kube, OVERLAY, changed)
+                .inspect_err(|_| minikube::diagnose(&kube))?;
+            cluster.check_listeners()?;
+            println!(
+                "\nThe system runs on the cluster (up in {:.0}s): {} -n todo get pods",
+                started.elapsed().as_secs_f64(),
+                kube.shown
+            );
+            Ok(())
+        }
+        Action::Test => {
+            let started = Instant::now();
+            let model = debug_binary(&paths, "e2e", "scripted-model")?;
+            cluster.scripted_model_image(&model)?;
+            let state = cluster.state.clone();
+            let checks: Vec<(&str, Check)> = vec![
+                (
+                    "every pod Ready, daprd injected beside every service",
+                    Box::new(checks::pods_ready_and_injected),
+                ),
+                (
+                    "/readyz of every service through the cluster",
+                    Box::new(checks::readyz),
+                ),
+                ("the smoke test", Box::new(minikube::smoke_test)),
+                ("the MCP tools listed", Box::new(checks::mcp_tools)),
+                (
+                    "a reminder logged by notifications",
+                    Box::new(checks::reminder_logged),
+                ),
+                (
+                    "a chat turn against a scripted model in the cluster",
+                    Box::new(move |kube: &Kube| checks::chat_turn(kube, &state)),
+                ),
+            ];
+            for (what, check) in checks {
+                let t = step(what);
+                check(&kube)
+                    .inspect_err(|_| minikube::diagnose(&kube))
+                    .with_context(|| format!("cluster test: {what}"))?;
+                done(t);
+            }
+            println!(
+                "\ncluster test passed in {:.0}s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Action::Down => cluster.down(),
+        Action::Status => {
+            println!("processes running: {:?}", cluster.pids());
+            println!(
+                "{}",
+                cluster.kubectl(&["get", "nodes,pods", "-A", "-o", "wide"])?
+            );
+            cluster.check_listeners()
+        }
+    }
+}
+
+/// One check of `cluster test`.
+type Check = Box<dyn Fn(&Kube) -> Result<()>>;
+
+fn step(what: &str) -> Instant {
+    println!("==> {what}");
+    Instant::now()
+}
+
+fn done(started: Instant) {
+    println!("    done in {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// Builds `binary` of `package` (dev profile: a test fixture) and answers its path.
+fn debug_binary(paths: &Paths, package: &str, binary: &str) -> Result<PathBuf> {
+    let t = step(&format!(
+        "{binary} (cargo build -p {package} --bin {binary})"
+    ));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--locked", "-p", package, "--bin", binary])
+        .current_dir(&paths.root)
+        .stdin(Stdio::null())
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build -p {package} --bin {binary} failed ({status})");
+    }
+    done(t);
+    Ok(target_dir(paths).join("debug").join(binary))
+}
+
+/// Cargo's target directory.
+fn target_dir(paths: &Paths) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| paths.root.join("target"), PathBuf::from)
+}
+
+/// Builds the services' release binaries (the Dockerfile's builder stage, on this machine:
+/// the same workspace, lock file and toolchain) and answers where they are.
+fn release_binaries(paths: &Paths) -> Result<PathBuf> {
+    let t = step("the services' release binaries (cargo build --release)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--locked"])
+        .current_dir(&paths.root)
+        .stdin(Stdio::null());
+    for service in SERVICES {
+        cmd.args(["--bin", service]);
+    }
+    let status = cmd.status().context("running cargo build --release")?;
+    if !status.success() {
+        bail!("cargo build --release failed ({status})");
+    }
+    done(t);
+    Ok(target_dir(paths).join("release"))
+}
