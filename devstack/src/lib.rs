@@ -69,8 +69,8 @@ mod versions;
 pub use collector::{Collector, ExportedSpan};
 pub use dapr_install::{DaprRuntime, Origin};
 pub use kafka::{
-    Record, TimedRecord, alter_topic_config, consume, consume_timed, consumer_group_lag,
-    topic_end_offset,
+    Record, TimedRecord, alter_topic_config, console_output_properties, consume, consume_timed,
+    consumer_group_lag, parse_record, topic_end_offset,
 };
 pub use listeners::{Listener, listeners_of, with_descendants};
 pub use paths::Paths;

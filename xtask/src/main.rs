@@ -56,11 +56,15 @@ enum Cli {
     },
     /// Stop what a crashed `up` left running.
     Down,
-    /// A real single-node Kubernetes on this machine, from package registries: `up` builds
-    /// and starts it, `status` shows it, `down` stops it and puts the machine back.
+    /// The whole system on a real single-node Kubernetes on this machine, from package
+    /// registries: `up` builds, starts and deploys it, `test` tests it, `status` shows it,
+    /// `down` stops it and puts the machine back.
     Cluster {
         #[arg(value_enum)]
         action: cluster::Action,
+        /// `test`: only the checks whose title contains this text.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// The whole system on Minikube (`cargo xtask minikube --help` for its options).
     #[command(disable_help_flag = true)]
@@ -93,7 +97,7 @@ fn main() -> ExitCode {
         Cli::Token { user } => tasks::token(&user),
         Cli::Dlq { args } => tasks::dlq(&args),
         Cli::Down => runtime.block_on(tasks::down()),
-        Cli::Cluster { action } => cluster::cluster(action),
+        Cli::Cluster { action, only } => cluster::cluster(action, only.as_deref()),
         Cli::Minikube { args } => minikube::minikube(&args),
     };
     match result {

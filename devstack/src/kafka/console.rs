@@ -107,6 +107,22 @@ pub async fn consume_timed(
     Ok(count)
 }
 
+/// The console consumer's `--property` values that make it print what [`parse_record`]
+/// reads (with the timestamp first when `print_timestamp`).
+pub fn output_properties(print_timestamp: bool) -> Vec<String> {
+    vec![
+        "print.partition=true".to_owned(),
+        "print.offset=true".to_owned(),
+        "print.key=true".to_owned(),
+        "print.value=true".to_owned(),
+        format!("print.timestamp={print_timestamp}"),
+        "print.headers=false".to_owned(),
+        "key.separator=\t".to_owned(),
+        "line.separator=\n".to_owned(),
+        format!("null.literal={NULL_LITERAL}"),
+    ]
+}
+
 /// Runs the console consumer on `topic` from the beginning and hands each output line to
 /// `on_line` until `expected` lines came or the time is up (see [`consume`]).
 async fn run_console_consumer(
@@ -130,17 +146,7 @@ async fn run_console_consumer(
     ])
     .args(["--max-messages", &expected.max(1).to_string()])
     .args(["--timeout-ms", &timeout_ms]);
-    for property in [
-        "print.partition=true".to_owned(),
-        "print.offset=true".to_owned(),
-        "print.key=true".to_owned(),
-        "print.value=true".to_owned(),
-        format!("print.timestamp={print_timestamp}"),
-        "print.headers=false".to_owned(),
-        "key.separator=\t".to_owned(),
-        "line.separator=\n".to_owned(),
-        format!("null.literal={NULL_LITERAL}"),
-    ] {
+    for property in output_properties(print_timestamp) {
         cmd.args(["--property", &property]);
     }
     cmd.arg("--consumer-property")
@@ -208,7 +214,8 @@ async fn run_console_consumer(
 }
 
 /// Parses `Partition:P<TAB>Offset:O<TAB>KEY<TAB>VALUE`.
-fn parse_record(line: &str) -> Result<Record> {
+/// One line of the console consumer's output with [`output_properties`]`(false)`.
+pub fn parse_record(line: &str) -> Result<Record> {
     let mut fields = line.splitn(4, '\t');
     let mut next = |what: &str| fields.next().with_context(|| format!("no {what} field"));
     let partition = next("partition")?

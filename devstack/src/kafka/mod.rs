@@ -11,7 +11,10 @@ mod tools;
 pub use admin::{alter_topic_config, consumer_group_lag, topic_end_offset};
 pub(crate) use admin::{create_topics, describe_topics};
 pub(crate) use broker::{BrokerPorts, start_broker};
-pub use console::{Record, TimedRecord, consume, consume_timed};
+pub use console::{
+    Record, TimedRecord, consume, consume_timed, output_properties as console_output_properties,
+    parse_record,
+};
 pub(crate) use tools::write_tools_log_config;
 
 /// Retention of every topic devstack creates: 7 days.

@@ -21,7 +21,8 @@ const SERVICES: [(&str, u16); 4] = [
     ("reminder-cron", 3003),
 ];
 
-fn json_of(kube: &Kube, args: &[&str]) -> Result<Value> {
+/// kubectl in the system's namespace; its output, or an error with what it said.
+pub fn kubectl_out(kube: &Kube, args: &[&str]) -> Result<String> {
     let out = kube
         .ns(args)
         .output()
@@ -33,7 +34,11 @@ fn json_of(kube: &Kube, args: &[&str]) -> Result<Value> {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    serde_json::from_slice(&out.stdout).context("kubectl's JSON")
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn json_of(kube: &Kube, args: &[&str]) -> Result<Value> {
+    serde_json::from_str(&kubectl_out(kube, args)?).context("kubectl's JSON")
 }
 
 /// The ready condition and containers of a pod, as one line for messages.

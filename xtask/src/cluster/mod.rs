@@ -17,6 +17,7 @@ use devstack::{
 use crate::minikube::{self, Kube};
 
 mod checks;
+mod faults;
 
 /// The overlay applied on this machine's cluster.
 const OVERLAY: &str = "k8s/overlays/cluster";
@@ -33,7 +34,7 @@ pub enum Action {
     Down,
 }
 
-pub fn cluster(action: Action) -> Result<()> {
+pub fn cluster(action: Action, only: Option<&str>) -> Result<()> {
     let paths = Paths::discover()?;
     let cluster = Cluster::new(&paths);
     let kube = Kube::kubeconfig(&cluster.bin.join("kubectl"), &cluster.kubeconfig());
@@ -81,8 +82,35 @@ pub fn cluster(action: Action) -> Result<()> {
                     "a chat turn against a scripted model in the cluster",
                     Box::new(move |kube: &Kube| checks::chat_turn(kube, &state)),
                 ),
+                (
+                    "fault: the chat-api pod deleted under a steady writer",
+                    Box::new(faults::delete_chat_api_pod),
+                ),
+                (
+                    "fault: a recurring-tasks pod deleted during completions",
+                    Box::new(faults::delete_recurring_tasks_pod),
+                ),
+                (
+                    "fault: the Kafka pod deleted under a steady writer",
+                    Box::new(faults::delete_kafka_pod),
+                ),
+                (
+                    "fault: kubectl rollout restart of chat-api under a steady writer",
+                    Box::new(faults::rollout_restart_chat_api),
+                ),
+                (
+                    "two chat-api replicas keep each user's events in order",
+                    Box::new(faults::two_replicas_keep_each_users_order),
+                ),
+                (
+                    "KEDA scales recurring-tasks out on a backlog and in again",
+                    Box::new(faults::keda_scales_on_lag),
+                ),
             ];
             for (what, check) in checks {
+                if only.is_some_and(|only| !what.contains(only)) {
+                    continue;
+                }
                 let t = step(what);
                 check(&kube)
                     .inspect_err(|_| minikube::diagnose(&kube))
