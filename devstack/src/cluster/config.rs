@@ -145,6 +145,11 @@ evictionHard:
   nodefs.available: 1%
   imagefs.available: 1%
   nodefs.inodesFree: 1%
+# No image garbage collection: the images are made on this machine and cannot be pulled
+# again, and the disk it shares with builds fills and empties (the pause image was
+# collected once when a build took the disk to 89 %).
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
 staticPodPath: \"\"
 ",
         socket = containerd_socket(),

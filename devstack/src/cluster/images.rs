@@ -209,7 +209,8 @@ fn apply(store: &Path, container: &str, steps: &[Step], log: &Path) -> Result<()
     Ok(())
 }
 
-/// `buildah run` of a shell command, as a Dockerfile's `RUN` (`/bin/sh -c`).
+/// `buildah run` of a shell command, as a Dockerfile's `RUN` (`/bin/sh -c`, the image's
+/// environment).
 fn run_in(store: &Path, container: &str, command: &str, log: &Path) -> Result<()> {
     let mut out = fs::OpenOptions::new().create(true).append(true).open(log)?;
     writeln!(out, "\n$ RUN {command}")?;
@@ -230,7 +231,6 @@ fn run_in(store: &Path, container: &str, command: &str, log: &Path) -> Result<()
             "-c",
             command,
         ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)

@@ -37,7 +37,8 @@ pub const REDIS_IMAGE: &str = "localhost/todo-eda/redis:7.0";
 /// Installs Debian packages in an image and drops the package lists.
 fn apt_install(packages: &str) -> String {
     format!(
-        "apt-get update && apt-get install -y --no-install-recommends {packages} \
+        "export DEBIAN_FRONTEND=noninteractive && apt-get update \
+         && apt-get install -y --no-install-recommends {packages} \
          && rm -rf /var/lib/apt/lists/*"
     )
 }

@@ -20,24 +20,45 @@ use serde_json::{Value, json};
 use super::checks::{kubectl_out, user_api};
 use crate::minikube::{Api, Kube, run};
 
-/// Every record of `topic`, read in the Kafka pod by Kafka's console consumer (its
-/// advertised address resolves only inside the cluster), as JSON values with their
-/// partition and offset.
+/// Every record of `topic`, read by Kafka's console consumer in a pod of its own (on the
+/// broker's image; the broker's advertised address resolves only inside the cluster, and a
+/// second JVM in the broker's container would share its memory limit), as JSON values with
+/// their partition and offset.
 pub fn topic_events(kube: &Kube, topic: &str) -> Result<Vec<(i32, i64, Value)>> {
+    let image = kubectl_out(
+        kube,
+        &[
+            "get",
+            "statefulset",
+            "kafka",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    )?;
+    let pod = format!(
+        "read-{topic}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
     let mut args: Vec<String> = [
-        "exec",
-        "kafka-0",
-        "-c",
-        "kafka",
+        "run",
+        pod.as_str(),
+        "--image",
+        image.trim(),
+        "--image-pull-policy",
+        "IfNotPresent",
+        "--restart=Never",
+        "--rm",
+        "-i",
+        "--quiet",
+        "--command",
         "--",
         "java",
         "-Xmx256m",
-        "-Dlog4j2.configurationFile=/etc/kafka/config/tools-log4j2.properties",
         "-cp",
         "/opt/kafka/libs/*",
         "org.apache.kafka.tools.consumer.ConsoleConsumer",
         "--bootstrap-server",
-        "localhost:9092",
+        "kafka.todo.svc.cluster.local:9092",
         "--topic",
         topic,
         "--from-beginning",
@@ -55,7 +76,7 @@ pub fn topic_events(kube: &Kube, topic: &str) -> Result<Vec<(i32, i64, Value)>> 
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // The consumer ends on its timeout with a non-zero status: read its output anyway.
-    let out = kube.ns(&args).output().context("running kubectl exec")?;
+    let out = kube.ns(&args).output().context("running kubectl run")?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .filter(|l| l.starts_with("Partition:"))
