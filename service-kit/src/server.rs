@@ -5,6 +5,12 @@
 //! request's headers, counted from when the server starts waiting for them; so a client that
 //! sends them a byte at a time, and a keep-alive connection left idle that long, is closed.
 //!
+//! On shutdown it first drains for `SHUTDOWN_DRAIN_SECONDS` (default 0: not at all): it keeps
+//! accepting and serving, but every HTTP/1 answer says `Connection: close`, so a client on a
+//! keep-alive connection gets its answer and moves to a new connection (on Kubernetes, to
+//! another pod) instead of having an idle connection closed under a request it is sending.
+//! Then it stops accepting, closes idle connections and lets in-flight requests finish.
+//!
 //! Every request runs to completion in a task of its own, whatever the client does: hyper
 //! drops a request's future when its client goes away, and a handler dropped between a
 //! transaction's `BEGIN` and `COMMIT` would leave its write half-done and, with some
@@ -13,6 +19,10 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -73,6 +83,7 @@ impl<S> Service<S> {
 pub struct Listener {
     inner: TcpListener,
     header_timeout: Duration,
+    drain: Duration,
 }
 
 impl Listener {
@@ -83,6 +94,12 @@ impl Listener {
             1..=600,
             "seconds a client may take to send a request's headers",
         )?;
+        let drain = crate::env::env_in(
+            "SHUTDOWN_DRAIN_SECONDS",
+            0,
+            0..=60,
+            "seconds of answering with `Connection: close` before shutting down",
+        )?;
         let addr = SocketAddr::new(host, port);
         let inner = TcpListener::bind(addr)
             .await
@@ -90,7 +107,14 @@ impl Listener {
         Ok(Self {
             inner,
             header_timeout: Duration::from_secs(header_timeout),
+            drain: Duration::from_secs(drain),
         })
+    }
+
+    /// The same listener with another drain period (tests; services read the setting).
+    pub fn with_drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
     }
 
     /// The same listener with another header timeout (tests; services read the setting).
@@ -107,13 +131,15 @@ impl Listener {
             .unwrap_or_default()
     }
 
-    /// Serves `router` until `stop` resolves, then lets in-flight requests finish.
+    /// Serves `router` until `stop` resolves, drains (see the module docs), then lets
+    /// in-flight requests finish.
     pub async fn serve(
         self,
         router: Router,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let router = detached(router);
+        let draining = Arc::new(AtomicBool::new(false));
+        let router = close_when_draining(detached(router), draining.clone());
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -126,10 +152,22 @@ impl Listener {
             .keep_alive_timeout(self.header_timeout);
         let graceful = GracefulShutdown::new();
         let mut stop = std::pin::pin!(stop);
+        let drain_end = tokio::time::sleep(Duration::ZERO);
+        let mut drain_end = std::pin::pin!(drain_end);
         loop {
+            let is_draining = draining.load(Ordering::SeqCst);
             let accepted = tokio::select! {
                 accepted = self.inner.accept() => accepted,
-                () = &mut stop => break,
+                () = &mut stop, if !is_draining => {
+                    if self.drain.is_zero() {
+                        break;
+                    }
+                    tracing::info!(seconds = self.drain.as_secs(), "draining: answers close their connections");
+                    draining.store(true, Ordering::SeqCst);
+                    drain_end.as_mut().reset(tokio::time::Instant::now() + self.drain);
+                    continue;
+                }
+                () = &mut drain_end, if is_draining => break,
             };
             let stream = match accepted {
                 Ok((stream, _)) => stream,
@@ -155,6 +193,27 @@ impl Listener {
         graceful.shutdown().await;
         Ok(())
     }
+}
+
+/// `router` whose HTTP/1 answers say `Connection: close` once `draining` is set (hyper then
+/// closes the connection after the answer).
+fn close_when_draining(router: Router, draining: Arc<AtomicBool>) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let draining = draining.clone();
+            async move {
+                let http1 = request.version() < axum::http::Version::HTTP_2;
+                let mut response = next.run(request).await;
+                if http1 && draining.load(Ordering::SeqCst) {
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                response
+            }
+        },
+    ))
 }
 
 /// `router` with every request handled in its own task, so a client that disconnects
@@ -200,6 +259,58 @@ mod tests {
             let _ = stopped.await;
         }));
         (port, stop)
+    }
+
+    /// One keep-alive request on `stream`: the answer's head and body.
+    async fn ask(stream: &mut TcpStream) -> String {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = vec![0u8; 1024];
+        let n = stream.read(&mut buf).await.expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn while_draining_it_serves_and_tells_keep_alive_clients_to_reconnect() {
+        let listener = Listener::bind(IpAddr::from([127, 0, 0, 1]), 0)
+            .await
+            .expect("bind")
+            .with_drain(Duration::from_secs(1));
+        let port = listener.port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = Router::new().route("/", get(|| async { "hello" }));
+        let server = tokio::spawn(listener.serve(router, async {
+            let _ = stopped.await;
+        }));
+        let mut kept = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let before = ask(&mut kept).await;
+        assert!(
+            before.starts_with("HTTP/1.1 200") && !before.contains("connection: close"),
+            "{before}"
+        );
+        let _ = stop.send(());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The idle keep-alive connection was not closed: its next request is answered, with
+        // the word to close it.
+        let during = ask(&mut kept).await;
+        assert!(during.starts_with("HTTP/1.1 200"), "{during}");
+        assert!(during.contains("connection: close"), "{during}");
+        // New connections are still accepted while draining.
+        let mut fresh = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        assert!(ask(&mut fresh).await.contains("hello"));
+        // Then it stops.
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops after draining")
+            .expect("join")
+            .expect("serve");
+        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
     }
 
     #[tokio::test]

@@ -357,7 +357,31 @@ fn set_chat_model(kube: &Kube, endpoint: &str) -> Result<()> {
         "status",
         "deployment/chat-api",
         "--timeout=300s",
-    ]))
+    ]))?;
+    // The old pods serve (with the old Secret) until they are gone.
+    wait_until_gone_terminating(kube, "app.kubernetes.io/name=chat-api")
+}
+
+/// Waits until no pod matching `selector` is terminating.
+pub fn wait_until_gone_terminating(kube: &Kube, selector: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(200);
+    loop {
+        let pods = json_of(kube, &["get", "pods", "-l", selector, "-o", "json"])?;
+        let terminating = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_string())
+            .count();
+        if terminating == 0 {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{terminating} pods of {selector} still terminating after 200 s"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// A chat turn through chat-api's Service against the scripted model running in the

@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::checks::{kubectl_out, user_api};
+use super::checks::{kubectl_out, user_api, wait_until_gone_terminating};
 use crate::minikube::{Api, Kube, run};
 
 /// Every record of `topic`, read by Kafka's console consumer in a pod of its own (on the
@@ -253,6 +253,7 @@ pub fn delete_chat_api_pod(kube: &Kube) -> Result<()> {
     delete_pods(kube, "app.kubernetes.io/name=chat-api")?;
     std::thread::sleep(Duration::from_secs(3));
     rollout_status(kube, "deployment/chat-api")?;
+    wait_until_gone_terminating(kube, "app.kubernetes.io/name=chat-api")?;
     writer.wait_for_more(20, Duration::from_secs(120))?;
     let (user, written) = writer.stop();
     println!(
@@ -287,7 +288,7 @@ pub fn rollout_restart_chat_api(kube: &Kube) -> Result<()> {
     run(&mut kube.ns(&["rollout", "restart", "deployment/chat-api"]))?;
     rollout_status(kube, "deployment/chat-api")?;
     // Past the old pod's end.
-    std::thread::sleep(Duration::from_secs(10));
+    wait_until_gone_terminating(kube, "app.kubernetes.io/name=chat-api")?;
     writer.wait_for_more(20, Duration::from_secs(60))?;
     let (user, written) = writer.stop();
     ensure!(
