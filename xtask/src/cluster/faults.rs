@@ -190,9 +190,23 @@ impl Writer {
     }
 }
 
+/// Whether an event may reach the topic twice: publishing is at least once, and a broker
+/// that goes away after appending a record but before answering gets it again (the
+/// consumers drop repeats by event id).
+#[derive(Clone, Copy, PartialEq)]
+enum Repeats {
+    Fail,
+    Report,
+}
+
 /// Waits until every acknowledged write of `user` has its `task.created` event on
-/// `task-events`, then checks that no event id appears twice.
-fn every_write_reaches_kafka(kube: &Kube, user: &str, written: &Written) -> Result<()> {
+/// `task-events`, then checks that no event id appears twice (or reports how many did).
+fn every_write_reaches_kafka(
+    kube: &Kube,
+    user: &str,
+    written: &Written,
+    repeats: Repeats,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let events = events_of(kube, &[user])?;
@@ -214,13 +228,14 @@ fn every_write_reaches_kafka(kube: &Kube, user: &str, written: &Written) -> Resu
                 .filter(|id| !seen.insert(*id))
                 .collect();
             ensure!(
-                doubled.is_empty(),
+                doubled.is_empty() || repeats == Repeats::Report,
                 "event ids published twice for {user}: {doubled:?}"
             );
             println!(
-                "    {} acknowledged writes, {} events on task-events, none doubled",
+                "    {} acknowledged writes, {} events on task-events, {} published twice",
                 written.created.len(),
-                events.len()
+                events.len(),
+                doubled.len()
             );
             return Ok(());
         }
@@ -260,11 +275,12 @@ pub fn delete_chat_api_pod(kube: &Kube) -> Result<()> {
         "    {} requests failed while the pod was replaced",
         written.failures.len()
     );
-    every_write_reaches_kafka(kube, &user, &written)
+    every_write_reaches_kafka(kube, &user, &written, Repeats::Fail)
 }
 
 /// The Kafka pod deleted under a steady writer: the writes keep succeeding (the outbox
-/// holds their events) and the events catch up when the broker is back.
+/// holds their events) and the events catch up when the broker is back. An event the broker
+/// appended just before it went can come twice (reported, see [`Repeats`]).
 pub fn delete_kafka_pod(kube: &Kube) -> Result<()> {
     let writer = Writer::start(kube, "del-kafka")?;
     writer.wait_for_more(10, Duration::from_secs(60))?;
@@ -278,7 +294,7 @@ pub fn delete_kafka_pod(kube: &Kube) -> Result<()> {
         "writes failed while Kafka was away: {:?}",
         written.failures
     );
-    every_write_reaches_kafka(kube, &user, &written)
+    every_write_reaches_kafka(kube, &user, &written, Repeats::Report)
 }
 
 /// `kubectl rollout restart` of chat-api under a steady writer: no request fails.
@@ -296,7 +312,7 @@ pub fn rollout_restart_chat_api(kube: &Kube) -> Result<()> {
         "requests failed during the rollout: {:?}",
         written.failures
     );
-    every_write_reaches_kafka(kube, &user, &written)
+    every_write_reaches_kafka(kube, &user, &written, Repeats::Fail)
 }
 
 /// Creates `n` daily tasks for `api`'s user and answers their (id, title).
