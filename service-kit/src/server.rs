@@ -248,17 +248,29 @@ mod tests {
 
     /// A server on a free loopback port with a one-second header timeout.
     async fn serve() -> (u16, tokio::sync::oneshot::Sender<()>) {
-        let listener = Listener::bind(IpAddr::from([127, 0, 0, 1]), 0)
+        let (port, stop, _) = serve_with(|l| l.with_header_timeout(Duration::from_secs(1))).await;
+        (port, stop)
+    }
+
+    /// A server of "hello" on a free loopback port, its listener set up by `set`: its port,
+    /// its stop signal and its task.
+    async fn serve_with(
+        set: impl FnOnce(Listener) -> Listener,
+    ) -> (
+        u16,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
+        let listener = set(Listener::bind(IpAddr::from([127, 0, 0, 1]), 0)
             .await
-            .expect("bind")
-            .with_header_timeout(Duration::from_secs(1));
+            .expect("bind"));
         let port = listener.port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let router = Router::new().route("/", get(|| async { "hello" }));
-        tokio::spawn(listener.serve(router, async {
+        let server = tokio::spawn(listener.serve(router, async {
             let _ = stopped.await;
         }));
-        (port, stop)
+        (port, stop, server)
     }
 
     /// One keep-alive request on `stream`: the answer's head and body.
@@ -274,16 +286,7 @@ mod tests {
 
     #[tokio::test]
     async fn while_draining_it_serves_and_tells_keep_alive_clients_to_reconnect() {
-        let listener = Listener::bind(IpAddr::from([127, 0, 0, 1]), 0)
-            .await
-            .expect("bind")
-            .with_drain(Duration::from_secs(1));
-        let port = listener.port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = Router::new().route("/", get(|| async { "hello" }));
-        let server = tokio::spawn(listener.serve(router, async {
-            let _ = stopped.await;
-        }));
+        let (port, stop, server) = serve_with(|l| l.with_drain(Duration::from_secs(1))).await;
         let mut kept = TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect");

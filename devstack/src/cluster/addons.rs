@@ -4,7 +4,7 @@
 //! (its own Helm chart, with `--kubelet-insecure-tls` as Minikube's addon runs it: the
 //! kubelet serves a self-signed certificate). Both from their modules, images made here.
 
-use std::{fs, path::Path};
+use std::fs;
 
 use anyhow::{Context as _, Result};
 
@@ -25,7 +25,6 @@ impl Cluster {
         let (bin, module) = provision::keda(paths)?;
         self.step(&format!("KEDA {KEDA_VERSION} (its release manifests)"), || {
             let etc = images::distroless_etc(&self.store)?;
-            let ctr = Path::new("/usr/bin/ctr");
             let mut kustomization = String::from(
                 "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - config/default\nimages:\n",
             );
@@ -38,7 +37,7 @@ impl Cluster {
                     &images::distroless_steps(&bin.join(program), &format!("/{program}"), &etc),
                     &self.image_log(),
                 )?;
-                images::load(&self.store, &name, ctr, &self.loaded_images())?;
+                self.load_image(&name)?;
                 kustomization.push_str(&format!(
                     "  - name: ghcr.io/kedacore/{image}\n    newName: localhost/todo-eda/{image}\n    newTag: \"{KEDA_VERSION}\"\n"
                 ));
@@ -95,39 +94,28 @@ impl Cluster {
                     &images::distroless_steps(&bin.join("metrics-server"), "/metrics-server", &etc),
                     &self.image_log(),
                 )?;
-                images::load(
-                    &self.store,
-                    &name,
-                    Path::new("/usr/bin/ctr"),
-                    &self.loaded_images(),
-                )?;
+                self.load_image(&name)?;
                 let chart = module.join("charts/metrics-server");
-                let helm = self.bin.join("helm");
-                let kubeconfig = self.kubeconfig();
-                host::run(
-                    helm.to_str().context("path")?,
-                    &[
-                        "--kubeconfig",
-                        kubeconfig.to_str().context("path")?,
-                        "upgrade",
-                        "--install",
-                        "metrics-server",
-                        chart.to_str().context("path")?,
-                        "--namespace",
-                        "kube-system",
-                        "--set",
-                        &format!("image.repository={METRICS_SERVER_IMAGE}"),
-                        "--set",
-                        &format!("image.tag={METRICS_SERVER_VERSION}"),
-                        "--set",
-                        "image.pullPolicy=Never",
-                        "--set",
-                        "args={--kubelet-insecure-tls}",
-                        "--wait",
-                        "--timeout",
-                        "5m",
-                    ],
-                )
+                self.helm(&[
+                    "upgrade",
+                    "--install",
+                    "metrics-server",
+                    chart.to_str().context("path")?,
+                    "--namespace",
+                    "kube-system",
+                    "--set",
+                    &format!("image.repository={METRICS_SERVER_IMAGE}"),
+                    "--set",
+                    &format!("image.tag={METRICS_SERVER_VERSION}"),
+                    "--set",
+                    "image.pullPolicy=Never",
+                    "--set",
+                    "args={--kubelet-insecure-tls}",
+                    "--wait",
+                    "--timeout",
+                    "5m",
+                ])
+                .map(drop)
             },
         )
     }

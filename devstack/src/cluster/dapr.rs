@@ -3,11 +3,11 @@
 //! built from the same module (the official ones come from ghcr.io, which this machine
 //! cannot reach), like the official distroless ones ([`images::distroless_steps`]).
 
-use std::{fs, path::Path};
+use std::fs;
 
 use anyhow::{Context as _, Result};
 
-use super::{Cluster, host, images};
+use super::{Cluster, images};
 use crate::{DAPR_RUNTIME_VERSION, Paths, provision};
 
 /// The registry part of the images' names: `localhost/dapr/<name>:<release>`.
@@ -36,12 +36,7 @@ impl Cluster {
                     &images::distroless_steps(&binary, &format!("/{name}"), &etc),
                     &self.image_log(),
                 )?;
-                images::load(
-                    &self.store,
-                    &image,
-                    Path::new("/usr/bin/ctr"),
-                    &self.loaded_images(),
-                )?;
+                self.load_image(&image)?;
             }
             Ok(())
         })?;
@@ -51,62 +46,34 @@ impl Cluster {
         )?;
         self.step("Dapr's chart (helm install, mTLS on)", || {
             let chart = provision::dapr_chart(paths)?;
-            let helm = self.bin.join("helm");
-            let kubeconfig = self.kubeconfig();
-            let status = host::output(
-                helm.to_str().context("path")?,
-                &[
-                    "--kubeconfig",
-                    kubeconfig.to_str().context("path")?,
-                    "status",
-                    "dapr",
-                    "-n",
-                    NAMESPACE,
-                ],
-            );
+            let status = self.helm(&["status", "dapr", "-n", NAMESPACE]);
             let installed = status
                 .as_ref()
                 .is_ok_and(|s| s.contains("STATUS: deployed"));
             if status.is_ok() && !installed {
                 // An install that did not finish (interrupted, or timed out): start over.
-                host::run(
-                    helm.to_str().context("path")?,
-                    &[
-                        "--kubeconfig",
-                        kubeconfig.to_str().context("path")?,
-                        "uninstall",
-                        "dapr",
-                        "-n",
-                        NAMESPACE,
-                        "--wait",
-                    ],
-                )?;
+                self.helm(&["uninstall", "dapr", "-n", NAMESPACE, "--wait"])?;
             }
             if !installed {
-                host::run(
-                    helm.to_str().context("path")?,
-                    &[
-                        "--kubeconfig",
-                        kubeconfig.to_str().context("path")?,
-                        "install",
-                        "dapr",
-                        chart.to_str().context("path")?,
-                        "--namespace",
-                        NAMESPACE,
-                        "--create-namespace",
-                        "--set",
-                        &format!("global.registry={REGISTRY}"),
-                        "--set",
-                        &format!("global.tag={DAPR_RUNTIME_VERSION}"),
-                        "--set",
-                        "global.imagePullPolicy=Never",
-                        "--set",
-                        "global.mtls.enabled=true",
-                        "--wait",
-                        "--timeout",
-                        "10m",
-                    ],
-                )?;
+                self.helm(&[
+                    "install",
+                    "dapr",
+                    chart.to_str().context("path")?,
+                    "--namespace",
+                    NAMESPACE,
+                    "--create-namespace",
+                    "--set",
+                    &format!("global.registry={REGISTRY}"),
+                    "--set",
+                    &format!("global.tag={DAPR_RUNTIME_VERSION}"),
+                    "--set",
+                    "global.imagePullPolicy=Never",
+                    "--set",
+                    "global.mtls.enabled=true",
+                    "--wait",
+                    "--timeout",
+                    "10m",
+                ])?;
             }
             self.kubectl(&[
                 "-n",

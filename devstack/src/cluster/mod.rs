@@ -90,6 +90,29 @@ impl Cluster {
         host::output(kubectl.to_str().context("kubectl path")?, &all)
     }
 
+    /// helm against the cluster.
+    pub fn helm(&self, args: &[&str]) -> Result<String> {
+        let helm = self.bin.join("helm");
+        let kubeconfig = self.kubeconfig();
+        let mut all = vec![
+            "--kubeconfig",
+            kubeconfig.to_str().context("kubeconfig path")?,
+        ];
+        all.extend_from_slice(args);
+        host::output(helm.to_str().context("helm path")?, &all)
+    }
+
+    /// Imports image `name` from buildah's store into the node's containerd (see
+    /// [`images::load`]).
+    fn load_image(&self, name: &str) -> Result<()> {
+        images::load(
+            &self.store,
+            name,
+            Path::new("/usr/bin/ctr"),
+            &self.loaded_images(),
+        )
+    }
+
     /// Which images the node's containerd has (see [`images::load`]).
     fn loaded_images(&self) -> PathBuf {
         self.state.join("loaded-images")
@@ -308,7 +331,6 @@ impl Cluster {
 
     fn images(&self) -> Result<()> {
         use images::Step;
-        let ctr = Path::new("/usr/bin/ctr");
         fs::create_dir_all(self.state.join("logs"))?;
         images::build(
             &self.store,
@@ -323,7 +345,7 @@ impl Cluster {
             ],
             &self.image_log(),
         )?;
-        images::load(&self.store, PAUSE_IMAGE, ctr, &self.loaded_images())?;
+        self.load_image(PAUSE_IMAGE)?;
         images::build(
             &self.store,
             COREDNS_IMAGE,
@@ -335,7 +357,7 @@ impl Cluster {
             ],
             &self.image_log(),
         )?;
-        images::load(&self.store, COREDNS_IMAGE, ctr, &self.loaded_images())
+        self.load_image(COREDNS_IMAGE)
     }
 
     fn start_control_plane(&self) -> Result<()> {

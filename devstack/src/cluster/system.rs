@@ -105,7 +105,6 @@ impl Cluster {
     /// node; `binaries` holds the services' release binaries. Answers whether a service's
     /// image changed (its pods run the old one until restarted: the tag stays `dev`).
     pub fn system_images(&self, paths: &Paths, binaries: &Path) -> Result<bool> {
-        let ctr = Path::new("/usr/bin/ctr");
         let log = self.image_log();
         images::debian_base(&self.store, &self.store.join("work"), &log)?;
         let text = std::fs::read_to_string(paths.root.join("Dockerfile"))
@@ -124,7 +123,7 @@ impl Cluster {
         for (name, steps) in &made {
             let changed = images::build(&self.store, name, DEBIAN_BASE, steps, &log)?;
             services_changed |= changed && name.starts_with("docker.io/todo-eda/");
-            images::load(&self.store, name, ctr, &self.loaded_images())?;
+            self.load_image(name)?;
         }
         Ok(services_changed)
     }
@@ -149,11 +148,6 @@ impl Cluster {
             ],
             &self.image_log(),
         )?;
-        images::load(
-            &self.store,
-            SCRIPTED_MODEL_IMAGE,
-            Path::new("/usr/bin/ctr"),
-            &self.loaded_images(),
-        )
+        self.load_image(SCRIPTED_MODEL_IMAGE)
     }
 }
