@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Longest chat message accepted, in characters.
 pub const MESSAGE_MAX_CHARS: usize = 4000;
 
-/// The chat's settings (`CHAT_*`, documented in the README).
+/// The chat's settings (`CHAT_*`, documented in docs/operations.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatSettings {
     /// `CHAT_COMPONENT` (default `chat-model`): the conversation component's name.

@@ -1,4 +1,4 @@
-//! Settings from the environment. Every variable is documented in the README.
+//! Settings from the environment. Every variable is documented in docs/operations.md.
 
 use anyhow::bail;
 use std::time::Duration;

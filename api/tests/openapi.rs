@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use support::{TestApp, apps};
 
-/// What the README promises, operation by operation. The router and the document are built
+/// What docs/api.md promises, operation by operation. The router and the document are built
 /// from the same registrations, so this is the one list that has to be kept by hand.
 const EXPECTED_OPERATIONS: [(&str, &str); 19] = [
     ("POST", "/api/{user_id}/tasks"),
