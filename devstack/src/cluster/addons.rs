@@ -8,7 +8,7 @@ use std::fs;
 
 use anyhow::{Context as _, Result};
 
-use super::{Cluster, host, images};
+use super::{Cluster, host};
 use crate::{KEDA_VERSION, METRICS_SERVER_VERSION, Paths, provision};
 
 /// KEDA's programs and the images the release manifest names (`ghcr.io/kedacore/<image>`).
@@ -24,20 +24,12 @@ impl Cluster {
     pub fn install_keda(&self, paths: &Paths) -> Result<()> {
         let (bin, module) = provision::keda(paths)?;
         self.step(&format!("KEDA {KEDA_VERSION} (its release manifests)"), || {
-            let etc = images::distroless_etc(&self.store)?;
             let mut kustomization = String::from(
                 "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - config/default\nimages:\n",
             );
             for (program, image) in KEDA_IMAGES {
                 let name = format!("localhost/todo-eda/{image}:{KEDA_VERSION}");
-                images::build(
-                    &self.store,
-                    &name,
-                    "scratch",
-                    &images::distroless_steps(&bin.join(program), &format!("/{program}"), &etc),
-                    &self.image_log(),
-                )?;
-                self.load_image(&name)?;
+                self.make_distroless_image(&name, &bin.join(program), &format!("/{program}"))?;
                 kustomization.push_str(&format!(
                     "  - name: ghcr.io/kedacore/{image}\n    newName: localhost/todo-eda/{image}\n    newTag: \"{KEDA_VERSION}\"\n"
                 ));
@@ -85,16 +77,8 @@ impl Cluster {
         self.step(
             &format!("metrics-server {METRICS_SERVER_VERSION} (its chart)"),
             || {
-                let etc = images::distroless_etc(&self.store)?;
                 let name = format!("{METRICS_SERVER_IMAGE}:{METRICS_SERVER_VERSION}");
-                images::build(
-                    &self.store,
-                    &name,
-                    "scratch",
-                    &images::distroless_steps(&bin.join("metrics-server"), "/metrics-server", &etc),
-                    &self.image_log(),
-                )?;
-                self.load_image(&name)?;
+                self.make_distroless_image(&name, &bin.join("metrics-server"), "/metrics-server")?;
                 let chart = module.join("charts/metrics-server");
                 self.helm(&[
                     "upgrade",

@@ -7,7 +7,7 @@ use std::fs;
 
 use anyhow::{Context as _, Result};
 
-use super::{Cluster, images};
+use super::Cluster;
 use crate::{DAPR_RUNTIME_VERSION, Paths, provision};
 
 /// The registry part of the images' names: `localhost/dapr/<name>:<release>`.
@@ -21,7 +21,6 @@ impl Cluster {
         let control_plane = provision::dapr_control_plane(paths)?;
         let daprd = paths.project_daprd();
         self.step("Dapr's images", || {
-            let etc = images::distroless_etc(&self.store)?;
             let mut binaries: Vec<(String, std::path::PathBuf)> = provision::DAPR_CONTROL_PLANE
                 .iter()
                 .map(|n| ((*n).to_owned(), control_plane.join(n)))
@@ -29,14 +28,7 @@ impl Cluster {
             binaries.push(("daprd".to_owned(), daprd.clone()));
             for (name, binary) in binaries {
                 let image = format!("{REGISTRY}/{name}:{DAPR_RUNTIME_VERSION}");
-                images::build(
-                    &self.store,
-                    &image,
-                    "scratch",
-                    &images::distroless_steps(&binary, &format!("/{name}"), &etc),
-                    &self.image_log(),
-                )?;
-                self.load_image(&image)?;
+                self.make_distroless_image(&image, &binary, &format!("/{name}"))?;
             }
             Ok(())
         })?;

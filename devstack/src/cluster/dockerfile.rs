@@ -117,7 +117,10 @@ pub fn service_steps(text: &str, service: &str, binaries: &Path) -> Result<Vec<S
         runtime.from
     );
     let mut steps = Vec::new();
-    for (keyword, rest) in runtime.instructions.iter().chain(&target.instructions) {
+    let instructions = [runtime, target]
+        .into_iter()
+        .flat_map(|stage| stage.instructions.iter().map(move |i| (&stage.name, i)));
+    for (stage, (keyword, rest)) in instructions {
         match keyword.as_str() {
             "RUN" => steps.push(Step::Run(rest.clone())),
             "ENV" => steps.extend(env_pairs(rest)?.into_iter().map(|(k, v)| Step::Env(k, v))),
@@ -128,7 +131,7 @@ pub fn service_steps(text: &str, service: &str, binaries: &Path) -> Result<Vec<S
             "COPY" => {
                 let words: Vec<&str> = rest.split_whitespace().collect();
                 let ["--from=builder", from, to] = words[..] else {
-                    bail!("Dockerfile: `COPY {rest}` in stage {service} is not understood here");
+                    bail!("Dockerfile: `COPY {rest}` in stage {stage} is not understood here");
                 };
                 let binary = from
                     .strip_prefix("/out/")
@@ -136,16 +139,7 @@ pub fn service_steps(text: &str, service: &str, binaries: &Path) -> Result<Vec<S
                 steps.push(Step::Copy(binaries.join(binary), to.to_owned()));
             }
             other => bail!(
-                "Dockerfile: `{other} {rest}` in stage {} is not understood by the images made here",
-                if runtime
-                    .instructions
-                    .iter()
-                    .any(|(k, r)| k == other && r == rest)
-                {
-                    &runtime.name
-                } else {
-                    service
-                }
+                "Dockerfile: `{other} {rest}` in stage {stage} is not understood by the images made here"
             ),
         }
     }

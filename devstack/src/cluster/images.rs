@@ -20,20 +20,47 @@ pub const DEBIAN_RELEASE: &str = "bookworm";
 pub const DEBIAN_BASE: &str = "localhost/todo-eda/debian:bookworm-slim";
 const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
-/// buildah with its storage under `store` (vfs: no overlay mounts to clean up).
+/// buildah's global options for its storage under `store` (vfs: no overlay mounts to clean
+/// up).
+fn storage_options(store: &Path) -> Result<[String; 6]> {
+    let path = |dir: &str| {
+        store
+            .join(dir)
+            .to_str()
+            .map(str::to_owned)
+            .context("store path")
+    };
+    Ok([
+        "--root".into(),
+        path("root")?,
+        "--runroot".into(),
+        path("run")?,
+        "--storage-driver".into(),
+        "vfs".into(),
+    ])
+}
+
+/// buildah with its storage under `store`; its output.
 fn buildah(store: &Path, args: &[&str]) -> Result<String> {
-    let root = store.join("root");
-    let runroot = store.join("run");
-    let mut all = vec![
-        "--root",
-        root.to_str().context("store path")?,
-        "--runroot",
-        runroot.to_str().context("store path")?,
-        "--storage-driver",
-        "vfs",
-    ];
+    let options = storage_options(store)?;
+    let mut all: Vec<&str> = options.iter().map(String::as_str).collect();
     all.extend_from_slice(args);
     host::output("buildah", &all)
+}
+
+/// Runs `command` with its output appended to `log`; fails naming `what`.
+fn run_logged(command: &mut Command, log: &Path, what: &str) -> Result<()> {
+    let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status}); its log: {}", log.display());
+    }
+    Ok(())
 }
 
 /// One instruction of an image's recipe, as a Dockerfile's does it.
@@ -214,59 +241,31 @@ fn apply(store: &Path, container: &str, steps: &[Step], log: &Path) -> Result<()
 fn run_in(store: &Path, container: &str, command: &str, log: &Path) -> Result<()> {
     let mut out = fs::OpenOptions::new().create(true).append(true).open(log)?;
     writeln!(out, "\n$ RUN {command}")?;
-    let root = store.join("root");
-    let runroot = store.join("run");
-    let status = Command::new("buildah")
-        .arg("--root")
-        .arg(&root)
-        .arg("--runroot")
-        .arg(&runroot)
-        .args(["--storage-driver", "vfs", "run", "--isolation", "chroot"])
-        .args([
-            "--network",
-            "host",
-            container,
-            "--",
-            "/bin/sh",
-            "-c",
-            command,
-        ])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .status()
-        .context("running buildah")?;
-    if !status.success() {
-        bail!("`RUN {command}` failed ({status})");
-    }
-    Ok(())
+    let mut run = Command::new("buildah");
+    run.args(storage_options(store)?)
+        .args(["run", "--isolation", "chroot", "--network", "host"])
+        .args([container, "--", "/bin/sh", "-c", command]);
+    run_logged(&mut run, log, &format!("`RUN {command}`"))
 }
 
 /// The Debian base image ([`DEBIAN_BASE`]): debootstrap's minimal variant from the Debian
 /// archive, without the downloaded packages; made once (about 90 s).
-pub fn debian_base(store: &Path, work: &Path, log: &Path) -> Result<()> {
+pub fn debian_base(store: &Path, log: &Path) -> Result<()> {
     if image_id(store, DEBIAN_BASE).is_some() {
         return Ok(());
     }
+    let work = store.join("work");
     let rootfs = work.join("debian-rootfs");
     let _ = fs::remove_dir_all(&rootfs);
-    fs::create_dir_all(work)?;
-    let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
-    let status = Command::new("debootstrap")
-        .args(["--variant=minbase", DEBIAN_RELEASE])
-        .arg(&rootfs)
-        .arg(DEBIAN_MIRROR)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .status()
-        .context("running debootstrap")?;
-    if !status.success() {
-        bail!(
-            "debootstrap of Debian {DEBIAN_RELEASE} failed ({status}); its log: {}",
-            log.display()
-        );
-    }
+    fs::create_dir_all(&work)?;
+    run_logged(
+        Command::new("debootstrap")
+            .args(["--variant=minbase", DEBIAN_RELEASE])
+            .arg(&rootfs)
+            .arg(DEBIAN_MIRROR),
+        log,
+        &format!("debootstrap of Debian {DEBIAN_RELEASE}"),
+    )?;
     // As in container builds: no package starts its service in the image.
     let policy = rootfs.join("usr/sbin/policy-rc.d");
     fs::write(&policy, "#!/bin/sh\nexit 101\n")?;
@@ -311,11 +310,12 @@ pub fn debian_base(store: &Path, work: &Path, log: &Path) -> Result<()> {
 /// `down` as containerd's images are) records the buildah image id each name was loaded as.
 pub fn load(store: &Path, name: &str, ctr: &Path, loaded: &Path) -> Result<()> {
     let id = image_id(store, name).with_context(|| format!("image {name} is not made"))?;
-    let stamp = loaded.join(name.replace(['/', ':'], "_"));
+    let stamp_name = name.replace(['/', ':'], "_");
+    let stamp = loaded.join(&stamp_name);
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == id) {
         return Ok(());
     }
-    let archive: PathBuf = store.join(format!("{}.tar", name.replace(['/', ':'], "_")));
+    let archive: PathBuf = store.join(format!("{}.tar", stamp_name));
     let _ = std::fs::remove_file(&archive);
     buildah(
         store,

@@ -102,15 +102,26 @@ impl Cluster {
         host::output(helm.to_str().context("helm path")?, &all)
     }
 
-    /// Imports image `name` from buildah's store into the node's containerd (see
-    /// [`images::load`]).
-    fn load_image(&self, name: &str) -> Result<()> {
+    /// Makes image `name` from `from` by `steps` when its inputs changed ([`images::build`],
+    /// answering whether it did) and imports it into the node's containerd when that lacks
+    /// it ([`images::load`]).
+    fn make_image(&self, name: &str, from: &str, steps: &[images::Step]) -> Result<bool> {
+        let made = images::build(&self.store, name, from, steps, &self.image_log())?;
         images::load(
             &self.store,
             name,
             Path::new("/usr/bin/ctr"),
             &self.loaded_images(),
-        )
+        )?;
+        Ok(made)
+    }
+
+    /// [`Cluster::make_image`] of one static program at `at`, as distroless images are
+    /// ([`images::distroless_steps`]).
+    fn make_distroless_image(&self, name: &str, binary: &Path, at: &str) -> Result<()> {
+        let etc = images::distroless_etc(&self.store)?;
+        self.make_image(name, "scratch", &images::distroless_steps(binary, at, &etc))
+            .map(drop)
     }
 
     /// Which images the node's containerd has (see [`images::load`]).
@@ -332,8 +343,7 @@ impl Cluster {
     fn images(&self) -> Result<()> {
         use images::Step;
         fs::create_dir_all(self.state.join("logs"))?;
-        images::build(
-            &self.store,
+        self.make_image(
             PAUSE_IMAGE,
             "scratch",
             &[
@@ -343,11 +353,8 @@ impl Cluster {
                         .into(),
                 ),
             ],
-            &self.image_log(),
         )?;
-        self.load_image(PAUSE_IMAGE)?;
-        images::build(
-            &self.store,
+        self.make_image(
             COREDNS_IMAGE,
             "scratch",
             // As root: port 53 needs it (the upstream deployment grants NET_BIND_SERVICE).
@@ -355,9 +362,8 @@ impl Cluster {
                 Step::Copy(self.bin.join("coredns"), "/coredns".into()),
                 Step::Entrypoint(r#"["/coredns"]"#.into()),
             ],
-            &self.image_log(),
-        )?;
-        self.load_image(COREDNS_IMAGE)
+        )
+        .map(drop)
     }
 
     fn start_control_plane(&self) -> Result<()> {

@@ -105,25 +105,16 @@ impl Cluster {
     /// node; `binaries` holds the services' release binaries. Answers whether a service's
     /// image changed (its pods run the old one until restarted: the tag stays `dev`).
     pub fn system_images(&self, paths: &Paths, binaries: &Path) -> Result<bool> {
-        let log = self.image_log();
-        images::debian_base(&self.store, &self.store.join("work"), &log)?;
+        images::debian_base(&self.store, &self.image_log())?;
         let text = std::fs::read_to_string(paths.root.join("Dockerfile"))
             .context("reading the Dockerfile")?;
-        let mut made: Vec<(String, Vec<Step>)> = Vec::new();
+        let mut services_changed = false;
         for service in SERVICES {
             let steps = dockerfile::service_steps(&text, service, binaries)?;
-            made.push((service_image(service), steps));
+            services_changed |= self.make_image(&service_image(service), DEBIAN_BASE, &steps)?;
         }
-        made.extend(
-            stand_ins(paths)
-                .into_iter()
-                .map(|(name, steps)| (name.to_owned(), steps)),
-        );
-        let mut services_changed = false;
-        for (name, steps) in &made {
-            let changed = images::build(&self.store, name, DEBIAN_BASE, steps, &log)?;
-            services_changed |= changed && name.starts_with("docker.io/todo-eda/");
-            self.load_image(name)?;
+        for (name, steps) in stand_ins(paths) {
+            self.make_image(name, DEBIAN_BASE, &steps)?;
         }
         Ok(services_changed)
     }
@@ -136,9 +127,8 @@ pub const SCRIPTED_MODEL_IMAGE: &str = "localhost/todo-eda/scripted-model:test";
 impl Cluster {
     /// Makes and loads [`SCRIPTED_MODEL_IMAGE`] from the `scripted-model` binary.
     pub fn scripted_model_image(&self, binary: &Path) -> Result<()> {
-        images::debian_base(&self.store, &self.store.join("work"), &self.image_log())?;
-        images::build(
-            &self.store,
+        images::debian_base(&self.store, &self.image_log())?;
+        self.make_image(
             SCRIPTED_MODEL_IMAGE,
             DEBIAN_BASE,
             &[
@@ -146,8 +136,7 @@ impl Cluster {
                 Step::User("10001:10001".into()),
                 Step::Entrypoint(r#"["/usr/local/bin/scripted-model", "0.0.0.0:8080"]"#.into()),
             ],
-            &self.image_log(),
-        )?;
-        self.load_image(SCRIPTED_MODEL_IMAGE)
+        )
+        .map(drop)
     }
 }

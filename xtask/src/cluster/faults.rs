@@ -133,9 +133,7 @@ impl Writer {
                 i += 1;
                 let body = json!({"title": format!("steady write {i}")});
                 let outcome = api.call(Method::POST, &format!("/api/{user2}/tasks"), Some(&body));
-                let mut r = record2
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut r = locked(&record2);
                 match outcome {
                     Ok((201, task)) => {
                         r.created
@@ -157,10 +155,7 @@ impl Writer {
     }
 
     fn written(&self) -> Written {
-        self.record
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        locked(&self.record).clone()
     }
 
     /// Waits until `more` further writes were acknowledged (or `within` passed).
@@ -181,11 +176,7 @@ impl Writer {
     fn stop(self) -> (String, Written) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.thread.join();
-        let written = self
-            .record
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let written = locked(&self.record).clone();
         (self.user, written)
     }
 }
@@ -197,6 +188,13 @@ impl Writer {
 enum Repeats {
     Fail,
     Report,
+}
+
+/// The writer's record, also after a panic in its thread (the data stays usable).
+fn locked(record: &Mutex<Written>) -> std::sync::MutexGuard<'_, Written> {
+    record
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Waits until every acknowledged write of `user` has its `task.created` event on

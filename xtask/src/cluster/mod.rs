@@ -14,7 +14,10 @@ use devstack::{
     cluster::{Cluster, system::SERVICES},
 };
 
-use crate::minikube::{self, Kube};
+use crate::{
+    minikube::{self, Kube},
+    tasks::{done, step},
+};
 
 mod checks;
 mod faults;
@@ -138,31 +141,31 @@ pub fn cluster(action: Action, only: Option<&str>) -> Result<()> {
 /// One check of `cluster test`.
 type Check = Box<dyn Fn(&Kube) -> Result<()>>;
 
-fn step(what: &str) -> Instant {
-    println!("==> {what}");
-    Instant::now()
-}
-
-fn done(started: Instant) {
-    println!("    done in {:.1}s", started.elapsed().as_secs_f64());
-}
-
-/// Builds `binary` of `package` (dev profile: a test fixture) and answers its path.
-fn debug_binary(paths: &Paths, package: &str, binary: &str) -> Result<PathBuf> {
-    let t = step(&format!(
-        "{binary} (cargo build -p {package} --bin {binary})"
-    ));
+/// `cargo build --locked` with `args` in the workspace, shown as `title`.
+fn cargo_build(paths: &Paths, title: &str, args: &[&str]) -> Result<()> {
+    let t = step(title);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--locked", "-p", package, "--bin", binary])
+        .args(["build", "--locked"])
+        .args(args)
         .current_dir(&paths.root)
         .stdin(Stdio::null())
         .status()
         .context("running cargo build")?;
     if !status.success() {
-        bail!("cargo build -p {package} --bin {binary} failed ({status})");
+        bail!("cargo build {} failed ({status})", args.join(" "));
     }
     done(t);
+    Ok(())
+}
+
+/// Builds `binary` of `package` (dev profile: a test fixture) and answers its path.
+fn debug_binary(paths: &Paths, package: &str, binary: &str) -> Result<PathBuf> {
+    cargo_build(
+        paths,
+        &format!("{binary} (cargo build -p {package} --bin {binary})"),
+        &["-p", package, "--bin", binary],
+    )?;
     Ok(target_dir(paths).join("debug").join(binary))
 }
 
@@ -174,19 +177,14 @@ fn target_dir(paths: &Paths) -> PathBuf {
 /// Builds the services' release binaries (the Dockerfile's builder stage, on this machine:
 /// the same workspace, lock file and toolchain) and answers where they are.
 fn release_binaries(paths: &Paths) -> Result<PathBuf> {
-    let t = step("the services' release binaries (cargo build --release)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--locked"])
-        .current_dir(&paths.root)
-        .stdin(Stdio::null());
+    let mut args = vec!["--release"];
     for service in SERVICES {
-        cmd.args(["--bin", service]);
+        args.extend(["--bin", service]);
     }
-    let status = cmd.status().context("running cargo build --release")?;
-    if !status.success() {
-        bail!("cargo build --release failed ({status})");
-    }
-    done(t);
+    cargo_build(
+        paths,
+        "the services' release binaries (cargo build --release)",
+        &args,
+    )?;
     Ok(target_dir(paths).join("release"))
 }
