@@ -5,20 +5,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::{Router, extract::DefaultBodyLimit};
+use relay::{OutboxStore, Relay, RelayHealth};
 use service_kit::{Publisher, Shutdown};
-use todo_store::{OutboxStore, TaskStore};
+use todo_store::TaskStore;
 use tokio::{sync::Notify, task::JoinHandle};
 
 use crate::{
-    auth::JwtKeys,
-    chat_model::Chat,
-    config::Settings,
-    dead_letters,
-    extract::BODY_LIMIT_BYTES,
-    mcp,
-    relay::{self, Relay, RelayHealth},
-    routes,
-    state::AppState,
+    auth::JwtKeys, chat_model::Chat, config::Settings, dead_letters, extract::BODY_LIMIT_BYTES,
+    mcp, routes, state::AppState,
 };
 
 /// The HTTP routes over `state`: those of [`routes::table`], each documented in the OpenAPI

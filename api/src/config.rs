@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use service_kit::{Secret, ServiceSettings, env_in, env_opt, env_or};
 
-use crate::relay::RelayConfig;
+use relay::RelayConfig;
 
 pub const DEFAULT_PORT: u16 = 3000;
 /// The sidecar's gRPC port in `dapr.yaml` (daprd sets `DAPR_GRPC_PORT` for the app anyway).
@@ -42,7 +42,7 @@ pub struct Settings {
     pub chat: crate::chat_model::ChatSettings,
 }
 
-pub const DEFAULT_SQLITE_URL: &str = "sqlite://.data/todo.db";
+pub use todo_store::db::DEFAULT_SQLITE_URL;
 
 /// `DATABASE_URL` (default [`DEFAULT_SQLITE_URL`]); for SQLite, the file's directory is
 /// created. All that `chat-api migrate` needs.

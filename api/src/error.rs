@@ -149,10 +149,6 @@ impl ApiError {
         Self::new(ErrorCode::Forbidden, message)
     }
 
-    pub fn not_found() -> Self {
-        Self::new(ErrorCode::NotFound, "no such task")
-    }
-
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidField, message).with_field(field)
     }

@@ -17,7 +17,6 @@ pub mod extract;
 pub mod mcp;
 pub mod metrics;
 pub mod openapi;
-pub mod relay;
 pub mod routes;
 pub mod schema;
 pub mod service;

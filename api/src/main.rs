@@ -101,7 +101,7 @@ async fn connect() -> anyhow::Result<sea_orm::DatabaseConnection> {
 }
 
 async fn outbox(command: OutboxCommand) -> anyhow::Result<()> {
-    let outbox = todo_store::OutboxStore::new(connect().await?);
+    let outbox = relay::OutboxStore::new(connect().await?);
     match command {
         OutboxCommand::Parked => {
             let parked = outbox.parked().await?;

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use todo_store::{OutboxStore, TaskStore};
+use relay::{OutboxStore, RelayHealth};
+use todo_store::TaskStore;
 use tokio::sync::Notify;
 
-use crate::{auth::JwtKeys, chat_model::Chat, relay::RelayHealth};
+use crate::{auth::JwtKeys, chat_model::Chat};
 
 /// What every handler can reach.
 #[derive(Clone)]

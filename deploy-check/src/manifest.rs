@@ -140,13 +140,3 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Object>> {
     }
     Ok(objects)
 }
-
-/// Renders objects back to one YAML stream (for tests that break a copy and re-check it).
-pub fn to_yaml_stream(objects: &[Object]) -> Result<String> {
-    let mut out = String::new();
-    for object in objects {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(&object.0)?);
-    }
-    Ok(out)
-}

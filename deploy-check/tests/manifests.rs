@@ -83,20 +83,48 @@ fn metadata_value<'a>(o: &'a Object, key: &str) -> Option<&'a str> {
 
 // --- the real overlay -----------------------------------------------------------------------
 
-/// The cluster overlay (`cargo xtask cluster`) is the Minikube overlay but for the images of
-/// Kafka, PostgreSQL and Redis and their pull policy: everything else renders the same.
+/// The cluster overlay (`cargo xtask cluster`) is the Minikube overlay with the tracing
+/// component, but for the images of Kafka, PostgreSQL and Redis and their pull policy:
+/// everything else renders the same. The collector applied beside it (`collector/`) is the
+/// one the component's addresses name.
 #[test]
-fn the_cluster_overlay_is_the_minikube_overlay_but_for_the_stand_in_images() {
+fn the_cluster_overlay_is_the_traced_minikube_overlay_but_for_the_stand_in_images() {
     let cluster = render_overlay(&FIXTURE.root.join("k8s/overlays/cluster"));
     let problems = check_objects(&FIXTURE.validator, &cluster).unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(problems.is_empty(), "k8s/overlays/cluster: {problems:?}");
-    let minikube = minikube_objects();
-    assert_eq!(cluster.len(), minikube.len());
+    // Only the collector is missing, which the overlay leaves to `collector/`.
+    assert_eq!(problems.len(), 5, "k8s/overlays/cluster: {problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.contains("no Service \"otel-collector\" in namespace \"observability\"")),
+        "k8s/overlays/cluster: {problems:#?}"
+    );
+    let collector = render_overlay(&FIXTURE.root.join("k8s/overlays/cluster/collector"));
+    let problems =
+        check_objects(&FIXTURE.validator, &collector).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        problems.is_empty(),
+        "k8s/overlays/cluster/collector: {problems:#?}"
+    );
+    let mut kinds: Vec<&str> = collector.iter().map(Object::kind).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["ConfigMap", "Deployment", "Namespace", "Service"]);
+    let service = collector
+        .iter()
+        .find(|o| o.kind() == "Service")
+        .expect("the collector's Service");
+    assert_eq!(
+        (service.name(), service.namespace()),
+        ("otel-collector", Some("observability"))
+    );
+    assert_eq!(service.at("/spec/ports/0/port"), Some(&Value::from(4317)));
+    let traced = traced_objects();
+    assert_eq!(cluster.len(), traced.len());
     let mut differing = 0;
     for (mut c, mut m) in cluster
         .into_iter()
         .map(|o| o.0)
-        .zip(minikube.iter().map(|o| o.0.clone()))
+        .zip(traced.into_iter().map(|o| o.0))
     {
         let blank = |v: &mut Value| {
             for path in ["/spec/template/spec/containers"] {
@@ -128,6 +156,21 @@ fn the_cluster_overlay_is_the_minikube_overlay_but_for_the_stand_in_images() {
     }
     // Kafka, the topics Job, PostgreSQL, Redis.
     assert_eq!(differing, 4);
+}
+
+/// The Minikube overlay with the tracing component added, rendered from a copy of `k8s/`.
+fn traced_objects() -> Vec<Object> {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_tree(&FIXTURE.root.join("k8s"), &tmp.path().join("k8s"));
+    let dir = tmp.path().join("k8s/overlays/traced");
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(
+        dir.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         resources:\n  - ../minikube\ncomponents:\n  - ../../components/tracing\n",
+    )
+    .expect("write");
+    render_overlay(&dir)
 }
 
 #[test]
@@ -164,19 +207,7 @@ fn the_minikube_overlay_renders_matches_the_api_schemas_and_its_references_resol
 
 #[test]
 fn the_tracing_component_exports_from_every_service_and_sidecar() {
-    // An overlay of the Minikube overlay with the tracing component added.
-    let tmp = tempfile::tempdir().expect("tempdir");
-    copy_tree(&FIXTURE.root.join("k8s"), &tmp.path().join("k8s"));
-    let dir = tmp.path().join("k8s/overlays/traced");
-    fs::create_dir_all(&dir).expect("mkdir");
-    fs::write(
-        dir.join("kustomization.yaml"),
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
-         resources:\n  - ../minikube\ncomponents:\n  - ../../components/tracing\n",
-    )
-    .expect("write");
-
-    let objects = render_overlay(&dir);
+    let objects = traced_objects();
     let problems = check_objects(&FIXTURE.validator, &objects).unwrap_or_else(|e| panic!("{e:#}"));
     // The collector is yours, not part of this deployment: the address check names it where
     // it is referred to (the four services and the Configuration), and nothing else is wrong.

@@ -95,15 +95,7 @@ impl Collector {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e).context(format!("reading {}", self.spans_file.display())),
         };
-        let mut spans = Vec::new();
-        // The last line may be half written.
-        for line in text.lines().filter(|l| l.ends_with('}')) {
-            let Ok(batch) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            spans.extend(parse_batch(&batch));
-        }
-        Ok(spans)
+        Ok(parse_spans(&text))
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -113,6 +105,16 @@ impl Collector {
     pub async fn shutdown(&mut self) {
         self.process.shutdown().await;
     }
+}
+
+/// The spans of what the file exporter wrote (JSON lines, one `ExportTraceServiceRequest`
+/// each); a line still being written, or not JSON, is skipped.
+pub fn parse_spans(text: &str) -> Vec<ExportedSpan> {
+    text.lines()
+        .filter(|l| l.ends_with('}'))
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .flat_map(|batch| parse_batch(&batch))
+        .collect()
 }
 
 /// The spans of one OTLP/JSON `ExportTraceServiceRequest`.

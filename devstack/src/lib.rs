@@ -63,10 +63,11 @@ mod redis;
 pub mod run_file;
 mod sidecar;
 mod stack;
+pub mod steps;
 mod tools;
 mod versions;
 
-pub use collector::{Collector, ExportedSpan};
+pub use collector::{Collector, ExportedSpan, parse_spans};
 pub use dapr_install::{DaprRuntime, Origin};
 pub use kafka::{
     Record, TimedRecord, alter_topic_config, console_output_properties, consume, consume_timed,

@@ -22,13 +22,41 @@ use nix::sys::signal::Signal;
 
 use crate::{DaprRuntime, Managed, Paths};
 
-/// The run file's apps: (app id, app port, daprd HTTP port), as in `dapr.yaml`.
-pub const RUN_FILE_APPS: [(&str, u16, u16); 4] = [
-    ("chat-api", 3000, 3500),
-    ("recurring-tasks", 3001, 3501),
-    ("notifications", 3002, 3502),
-    ("reminder-cron", 3003, 3503),
+/// One app of the run file, with its ports as `dapr.yaml` gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunFileApp {
+    pub id: &'static str,
+    pub app_port: u16,
+    pub dapr_http_port: u16,
+    pub dapr_grpc_port: u16,
+}
+
+const fn app(
+    id: &'static str,
+    app_port: u16,
+    dapr_http_port: u16,
+    dapr_grpc_port: u16,
+) -> RunFileApp {
+    RunFileApp {
+        id,
+        app_port,
+        dapr_http_port,
+        dapr_grpc_port,
+    }
+}
+
+/// The run file's apps (a test holds them to `dapr.yaml`).
+pub const RUN_FILE_APPS: [RunFileApp; 4] = [
+    app("chat-api", 3000, 3500, 50001),
+    app("recurring-tasks", 3001, 3501, 50002),
+    app("notifications", 3002, 3502, 50003),
+    app("reminder-cron", 3003, 3503, 50004),
 ];
+
+/// The run file's app `id`.
+pub fn run_file_app(id: &str) -> Option<RunFileApp> {
+    RUN_FILE_APPS.into_iter().find(|a| a.id == id)
+}
 
 /// Flags the launcher adds to every daprd the CLI starts.
 const LOOPBACK_FLAGS: &str =
@@ -113,12 +141,45 @@ pub async fn start(
     // Outbound health: components loaded, publishing works. (The run file turns the
     // scheduler and placement off; the app-facing /v1.0/healthz then answers 204 as well,
     // but a service behind its health check may take longer.)
-    for (_, _, port) in RUN_FILE_APPS {
+    for app in RUN_FILE_APPS {
         dapr.wait_http_ok(
-            &format!("http://127.0.0.1:{port}/v1.0/healthz/outbound"),
+            &format!(
+                "http://127.0.0.1:{}/v1.0/healthz/outbound",
+                app.dapr_http_port
+            ),
             Duration::from_secs(60),
         )
         .await?;
     }
     Ok(dapr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apps_ports_are_those_of_dapr_yaml() {
+        let text = include_str!("../../dapr.yaml");
+        let blocks: Vec<&str> = text.split("  - appID: ").skip(1).collect();
+        assert_eq!(blocks.len(), RUN_FILE_APPS.len());
+        for app in RUN_FILE_APPS {
+            let block = blocks
+                .iter()
+                .find(|b| b.starts_with(&format!("{}\n", app.id)))
+                .unwrap_or_else(|| panic!("no app {} in dapr.yaml", app.id));
+            for line in [
+                format!("appPort: {}", app.app_port),
+                format!("daprHTTPPort: {}", app.dapr_http_port),
+                format!("daprGRPCPort: {}", app.dapr_grpc_port),
+            ] {
+                assert!(block.contains(&line), "dapr.yaml's {}: no `{line}`", app.id);
+            }
+        }
+        assert_eq!(
+            run_file_app("chat-api").map(|a| a.dapr_grpc_port),
+            Some(50001)
+        );
+        assert_eq!(run_file_app("nobody"), None);
+    }
 }

@@ -62,13 +62,16 @@ async fn every_process_of_the_run_file_listens_on_loopback_only_and_stops() {
         daprd.len() >= 16,
         "fewer daprd listeners than four sidecars have: {listeners:#?}"
     );
-    for (app, port, _) in devstack::run_file::RUN_FILE_APPS {
-        assert!(
-            listeners
-                .iter()
-                .any(|l| l.local == format!("127.0.0.1:{port}")),
-            "{app} is not listening on 127.0.0.1:{port}: {listeners:#?}"
-        );
+    for app in devstack::run_file::RUN_FILE_APPS {
+        for port in [app.app_port, app.dapr_grpc_port] {
+            assert!(
+                listeners
+                    .iter()
+                    .any(|l| l.local == format!("127.0.0.1:{port}")),
+                "{} is not listening on 127.0.0.1:{port}: {listeners:#?}",
+                app.id
+            );
+        }
     }
     let exposed: Vec<_> = listeners.iter().filter(|l| !l.on_loopback()).collect();
     assert!(

@@ -461,11 +461,6 @@ impl<P: Publisher, I: IdempotencyStore> Scanner<P, I> {
         let now = Instant::now();
         self.memo().retain(|_, expiry| *expiry > now);
     }
-
-    /// Forgets what this process sent, as after a restart (tests).
-    pub fn forget_sent(&self) {
-        self.memo().clear();
-    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ impl ServiceSettings {
     }
 
     /// For in-process tests: loopback, a free port, no sidecar (port 1), no tokens.
+    #[cfg(feature = "testing")]
     pub fn for_tests() -> Self {
         Self {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),

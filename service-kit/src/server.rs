@@ -218,7 +218,7 @@ fn close_when_draining(router: Router, draining: Arc<AtomicBool>) -> Router {
 
 /// `router` with every request handled in its own task, so a client that disconnects
 /// cannot cancel it halfway (see the module docs). A panic inside is re-raised where the
-/// request was awaited, so panic handling layers inside `router` see it as before.
+/// request was awaited, so panic handling layers inside `router` still see it.
 pub fn detached(router: Router) -> Router {
     router.layer(axum::middleware::from_fn(run_detached))
 }

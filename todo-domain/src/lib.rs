@@ -14,6 +14,7 @@ pub mod event;
 pub mod recurrence;
 #[cfg(feature = "utoipa")]
 pub mod schema;
+pub mod series;
 pub mod task;
 pub use event::topics;
 pub mod time;
@@ -25,4 +26,5 @@ pub use event::{
     TaskSnapshot,
 };
 pub use recurrence::{Frequency, Recurrence, next_due, next_due_date};
+pub use series::{NextOccurrence, next_occurrence};
 pub use task::{Description, Priority, Tags, TimeZone, Title, UserId};

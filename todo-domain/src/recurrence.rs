@@ -238,21 +238,21 @@ pub fn days_in_month(date: NaiveDate) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::NaiveTime;
 
-    fn local(s: &str) -> NaiveDateTime {
+    pub(crate) fn local(s: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("test datetime")
     }
 
-    fn utc(s: &str) -> DateTime<Utc> {
+    pub(crate) fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
             .expect("test instant")
             .with_timezone(&Utc)
     }
 
-    fn day(s: &str) -> NaiveDate {
+    pub(crate) fn day(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("test date")
     }
 

@@ -3,6 +3,10 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, sqlx, sqlx::Connection as _};
 use sea_orm_migration::MigratorTrait;
 
+/// Where the services keep their tasks unless `DATABASE_URL` says otherwise: a SQLite file
+/// in the checkout's `.data/` (the local system's default; `chat-api` migrates it).
+pub const DEFAULT_SQLITE_URL: &str = "sqlite://.data/todo.db";
+
 /// Opens a pool. SQLite URLs get `mode=rwc` (create the file) and WAL with a busy timeout so
 /// readers never block the writer; PostgreSQL gets a bounded pool.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {

@@ -1,8 +1,8 @@
 //! Data access for tasks, users and the transactional outbox, over sea-orm.
 //!
 //! Every task change is written together with its event in one database transaction
-//! ([`tasks::TaskStore`]); the outbox relay in `chat-api` publishes those events later
-//! ([`outbox::OutboxStore`]). The recurring worker's one write, the next instance of a series,
+//! ([`tasks::TaskStore`]); the outbox relay (the `relay` crate, in `chat-api`) publishes
+//! those events later. The recurring worker's one write, the next instance of a series,
 //! is in [`recurring`]; the reminder scanner's read-only query in [`reminders`]. Works on
 //! PostgreSQL and SQLite alike.
 //!
@@ -13,8 +13,6 @@ pub mod db;
 pub mod dead_letters;
 pub mod entity;
 pub mod error;
-pub mod outbox;
-pub mod publisher_lock;
 pub mod recurring;
 pub mod reminders;
 pub mod tasks;
@@ -29,8 +27,6 @@ pub use conversations::{
 pub use db::{connect, connect_read_only, connect_relay, migrate};
 pub use dead_letters::{DeadLetter, DeadLetterStore};
 pub use error::StoreError;
-pub use outbox::{Backlog, OutboxStore, ParkedEvent, PendingEvent};
-pub use publisher_lock::PublisherLock;
 pub use recurring::NextInstance;
 pub use reminders::{DueCursor, DuePage, Firing, FiringCursor, FiringPage};
 pub use tasks::{

@@ -7,18 +7,15 @@
 //! The instance and its `task.created` event are committed in one transaction, so the relay
 //! in `chat-api` publishes it like any other change and the chain continues.
 
-use chrono::{DateTime, Datelike, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    SqlErr, sea_query::OnConflict,
-};
-use todo_domain::{Due, EventType, TaskSnapshot, next_due, next_due_date, time::to_local};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, SqlErr, sea_query::OnConflict};
+use todo_domain::{EventType, TaskSnapshot, next_occurrence};
 use uuid::Uuid;
 
 use crate::{
     StoreError, TaskStore,
-    entity::{tasks, users},
-    tasks::{append_event, encode_anchor, encode_tags, search_text, sync_reminders, to_snapshot},
+    entity::tasks,
+    tasks::{SeriesPlace, TaskContent, append_event, new_row, sync_reminders, to_snapshot},
 };
 
 /// What became of a completion.
@@ -77,7 +74,7 @@ impl TaskStore {
         else {
             return Ok(NextInstance::UnknownTask);
         };
-        if user_deleted(self.db(), &completed.user_id, false).await? {
+        if crate::users::is_deleted(self.db(), &completed.user_id, false).await? {
             return Ok(NextInstance::UserDeleted);
         }
         let stands = completion_stands(&stored, completed);
@@ -88,73 +85,40 @@ impl TaskStore {
             return Ok(NextInstance::Superseded);
         }
         let task = to_snapshot(&stored)?;
-        let Some(recurrence) = &task.recurrence else {
+        let Some(next) = next_occurrence(&task) else {
             return Ok(NextInstance::NotRecurring);
         };
-        let occurrence = recurrence
-            .occurrence
-            .checked_add(1)
-            .and_then(|o| i32::try_from(o).ok())
+        let occurrence = i32::try_from(next.occurrence)
+            .ok()
+            .filter(|_| {
+                task.recurrence
+                    .as_ref()
+                    .is_some_and(|r| r.occurrence < next.occurrence)
+            })
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("task {}: occurrence out of range", task.id))
             })?;
-
-        let tz = task.time_zone.tz();
-        let completed_at = task.completed_at.unwrap_or(task.updated_at);
-        // A series without an anchor (no due time, or recurrence switched on later) is
-        // anchored at the base of this step, so monthly series keep that day from now on.
-        let anchor = recurrence.anchor.unwrap_or_else(|| {
-            task.due_date.map_or_else(
-                || to_local(tz, task.due_at.unwrap_or(completed_at)),
-                |date| date.and_time(chrono::NaiveTime::MIN),
-            )
-        });
-        // An all-day instance is followed by one due on a day; any other by a due time.
-        let due = match task.due_date {
-            Some(date) => Due::on_day(
-                tz,
-                next_due_date(
-                    recurrence.frequency,
-                    anchor.day(),
-                    date,
-                    to_local(tz, completed_at).date(),
-                ),
-            ),
-            None => {
-                let at = next_due(
-                    recurrence.frequency,
-                    tz,
-                    recurrence.anchor,
-                    task.due_at,
-                    completed_at,
-                );
-                Due::at(at, to_local(tz, at))
-            }
-        };
         let id = Uuid::now_v7();
-        let row = tasks::ActiveModel {
-            id: Set(id),
-            user_id: Set(task.user_id.clone()),
-            search_text: Set(search_text(task.title.as_str(), task.description.as_str())),
-            title: Set(task.title.clone()),
-            description: Set(task.description.clone()),
-            priority: Set(task.priority.rank()),
-            tags: Set(encode_tags(&task.tags)),
-            due_at: Set(Some(due.at)),
-            due_date: Set(due.date()),
-            reminders: Set(stored.reminders.clone()),
-            time_zone: Set(task.time_zone.name().to_owned()),
-            recurrence: Set(Some(recurrence.frequency.as_str().to_owned())),
-            series_id: Set(Some(recurrence.series_id)),
-            anchor_local: Set(Some(encode_anchor(anchor))),
-            occurrence: Set(occurrence),
-            completed: Set(false),
-            completed_at: Set(None),
-            version: Set(1),
-            created_at: Set(now),
-            updated_at: Set(now),
-            deleted_at: Set(None),
-        };
+        let row = new_row(
+            id,
+            TaskContent {
+                user_id: &task.user_id,
+                title: &task.title,
+                description: &task.description,
+                priority: task.priority,
+                tags: &task.tags,
+                due: Some(next.due),
+                reminders: stored.reminders.clone(),
+                time_zone: &task.time_zone,
+                recurrence: Some(next.frequency),
+            },
+            Some(SeriesPlace {
+                series_id: next.series_id,
+                anchor: Some(next.anchor),
+                occurrence,
+            }),
+            now,
+        );
 
         let txn = crate::db::begin_write(self.db()).await?;
         let inserted = tasks::Entity::insert(row)
@@ -178,7 +142,7 @@ impl TaskStore {
             Err(e) => return Err(e.into()),
         }
         // Again inside, holding the user row, so an account deleted meanwhile gets nothing.
-        if user_deleted(&txn, &completed.user_id, true).await? {
+        if crate::users::is_deleted(&txn, &completed.user_id, true).await? {
             txn.rollback().await?;
             return Ok(NextInstance::UserDeleted);
         }
@@ -192,19 +156,6 @@ impl TaskStore {
         txn.commit().await?;
         Ok(NextInstance::Created(Box::new(snapshot)))
     }
-}
-
-/// True when the user row is marked deleted. `lock` holds the row until the transaction ends.
-async fn user_deleted<C: ConnectionTrait>(
-    db: &C,
-    user: &str,
-    lock: bool,
-) -> Result<bool, StoreError> {
-    let mut query = users::Entity::find_by_id(user);
-    if lock {
-        query = query.lock_shared();
-    }
-    Ok(query.one(db).await?.is_some_and(|u| u.deleted_at.is_some()))
 }
 
 /// The stored task is still completed from the completion in `event` (not reopened since).

@@ -41,3 +41,18 @@ pub(crate) async fn ensure_active_user<C: ConnectionTrait>(
     }
     Ok(())
 }
+
+/// True when the user's account was deleted (a user never seen is not). With `lock`, the
+/// row stays locked (shared) until the transaction ends, so a deletion cannot slip in
+/// before the caller's write commits.
+pub(crate) async fn is_deleted<C: ConnectionTrait>(
+    db: &C,
+    user: &str,
+    lock: bool,
+) -> Result<bool, StoreError> {
+    let mut query = users::Entity::find_by_id(user);
+    if lock {
+        query = query.lock_shared();
+    }
+    Ok(query.one(db).await?.is_some_and(|u| u.deleted_at.is_some()))
+}

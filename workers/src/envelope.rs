@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 use service_kit::SubscriptionOutcome;
+use todo_domain::{EventType, UserId};
 
 /// The event inside a delivery, with the envelope's attributes when there was one.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +91,86 @@ pub fn unwrap(body: &[u8]) -> Result<Delivery, EnvelopeError> {
     })
 }
 
+/// Why an event is not processed, and what daprd should do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub outcome: SubscriptionOutcome,
+    pub reason: String,
+}
+
+impl Rejected {
+    pub(crate) fn drop(reason: impl Into<String>) -> Self {
+        Self {
+            outcome: SubscriptionOutcome::Drop,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn retry(reason: impl Into<String>) -> Self {
+        Self {
+            outcome: SubscriptionOutcome::Retry,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The checks every versioned event of ours gets before it is decoded: a JSON object, a
+/// `schema_version` from 1 to `max_version`, the `event_type` the route takes, and a valid
+/// `user_id` (checked before full decoding, so a bad one is retried for a while rather than
+/// dropped). Anything else wrong is dropped: the same bytes never decode.
+pub fn check_versioned(
+    data: &Value,
+    max_version: u32,
+    expected: EventType,
+) -> Result<UserId, Rejected> {
+    if !data.is_object() {
+        return Err(Rejected::drop("event is not a JSON object"));
+    }
+    match data.get("schema_version").and_then(Value::as_u64) {
+        Some(v) if (1..=u64::from(max_version)).contains(&v) => {}
+        Some(v) => return Err(Rejected::drop(format!("unknown schema_version {v}"))),
+        None => return Err(Rejected::drop("schema_version missing or not a number")),
+    }
+    let event_type = data.get("event_type").and_then(Value::as_str);
+    if event_type != Some(expected.as_str()) {
+        return Err(Rejected::drop(format!(
+            "event_type {event_type:?} is not {}",
+            expected.as_str()
+        )));
+    }
+    match data.get("user_id") {
+        None | Some(Value::Null) => Err(Rejected::retry("user_id missing")),
+        Some(Value::String(s)) => {
+            UserId::parse(s).map_err(|e| Rejected::retry(format!("user_id invalid: {}", e.message)))
+        }
+        Some(_) => Err(Rejected::retry("user_id is not a string")),
+    }
+}
+
+/// For the handlers' unit tests: bodies as daprd delivers them, and what a decode answers.
+#[cfg(test)]
+pub(crate) mod testing {
+    use serde_json::{Value, json};
+    use service_kit::SubscriptionOutcome;
+
+    use super::Rejected;
+
+    pub fn json_of(event: &impl serde::Serialize) -> Value {
+        serde_json::to_value(event).unwrap_or_default()
+    }
+
+    /// `data` in a CloudEvent envelope of type `kind`.
+    pub fn cloud_event(kind: &str, data: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"specversion": "1.0", "id": "x", "type": kind, "data": data}))
+            .unwrap_or_default()
+    }
+
+    /// What daprd is told for a body that decoded (`Success`) or not.
+    pub fn outcome<T>(decoded: Result<T, Rejected>) -> SubscriptionOutcome {
+        decoded.map_or_else(|r| r.outcome, |_| SubscriptionOutcome::Success)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,52 +225,5 @@ mod tests {
             unwrap(&bytes(json!({"specversion": "1.0", "data": "{oops"}))),
             Err(EnvelopeError::DataNotJson(_))
         ));
-    }
-}
-
-/// Why an event is not processed, and what daprd should do with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    pub outcome: SubscriptionOutcome,
-    pub reason: String,
-}
-
-impl Rejected {
-    pub(crate) fn drop(reason: impl Into<String>) -> Self {
-        Self {
-            outcome: SubscriptionOutcome::Drop,
-            reason: reason.into(),
-        }
-    }
-
-    pub(crate) fn retry(reason: impl Into<String>) -> Self {
-        Self {
-            outcome: SubscriptionOutcome::Retry,
-            reason: reason.into(),
-        }
-    }
-}
-
-/// For the handlers' unit tests: bodies as daprd delivers them, and what a decode answers.
-#[cfg(test)]
-pub(crate) mod testing {
-    use serde_json::{Value, json};
-    use service_kit::SubscriptionOutcome;
-
-    use super::Rejected;
-
-    pub fn json_of(event: &impl serde::Serialize) -> Value {
-        serde_json::to_value(event).unwrap_or_default()
-    }
-
-    /// `data` in a CloudEvent envelope of type `kind`.
-    pub fn cloud_event(kind: &str, data: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({"specversion": "1.0", "id": "x", "type": kind, "data": data}))
-            .unwrap_or_default()
-    }
-
-    /// What daprd is told for a body that decoded (`Success`) or not.
-    pub fn outcome<T>(decoded: Result<T, Rejected>) -> SubscriptionOutcome {
-        decoded.map_or_else(|r| r.outcome, |_| SubscriptionOutcome::Success)
     }
 }

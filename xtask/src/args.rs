@@ -1,4 +1,4 @@
-//! What the tasks that parse their own arguments (`bench`, `minikube`) share.
+//! What the tasks that parse their own arguments (`minikube`) need.
 
 /// A clap error as one message without clap's own `error: ` prefix (`main` adds its own).
 pub(crate) fn clap_message(err: &clap::Error) -> String {

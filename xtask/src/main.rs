@@ -4,8 +4,8 @@
 //! - `up`: run the whole system locally: Kafka, Redis, PostgreSQL, then every service with
 //!   its sidecar through `dapr run -f dapr.yaml`. Ctrl-C stops everything it started.
 //! - `test`: every test: unit and in-process (SQLite and PostgreSQL), then end to end.
-//! - `bench`: the benchmark of the whole pipeline on the real stack (release build); prints
-//!   the report and appends it to `BENCHMARKS.md`.
+//! - `bench`: the benchmark of the whole pipeline on the real stack (the `bench` crate,
+//!   release build); prints the report and appends it to `BENCHMARKS.md`.
 //! - `token <user_id>`: a bearer token for the local system started by `up`.
 //! - `down`: stop what a crashed `up` left running.
 //! - `cluster up | test | status | down`: the whole system on a real single-node Kubernetes
@@ -14,10 +14,10 @@
 //!   `k8s/overlays/minikube`, wait, smoke-test (see `minikube/`).
 
 mod args;
-mod bench;
 mod cluster;
+mod local;
 mod minikube;
-mod tasks;
+mod test;
 
 use std::process::ExitCode;
 
@@ -87,16 +87,16 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli {
-        Cli::Provision => tasks::provision(),
-        Cli::Up => runtime.block_on(tasks::up()),
+        Cli::Provision => devstack::Paths::discover().and_then(|p| devstack::provision::all(&p)),
+        Cli::Up => runtime.block_on(local::up()),
         Cli::Test { args } => {
             let raw: Vec<String> = std::env::args().collect();
-            runtime.block_on(tasks::test(&cargo_test_args(args, &raw)))
+            runtime.block_on(test::test(&cargo_test_args(args, &raw)))
         }
-        Cli::Bench { args } => runtime.block_on(bench::bench(&args)),
-        Cli::Token { user } => tasks::token(&user),
-        Cli::Dlq { args } => tasks::dlq(&args),
-        Cli::Down => runtime.block_on(tasks::down()),
+        Cli::Bench { args } => bench(&args),
+        Cli::Token { user } => local::token(&user),
+        Cli::Dlq { args } => local::dlq(&args),
+        Cli::Down => runtime.block_on(local::down()),
         Cli::Cluster { action, only } => cluster::cluster(action, only.as_deref()),
         Cli::Minikube { args } => minikube::minikube(&args),
     };
@@ -107,6 +107,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo xtask bench ...`: the `bench` crate, with the same arguments.
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let paths = devstack::Paths::discover()?;
+    let mut run = vec!["run", "--quiet", "--locked", "--package", "bench", "--"];
+    run.extend(args.iter().map(String::as_str));
+    devstack::steps::cargo(&paths, &run, &[])
 }
 
 /// The arguments for `cargo test`. Clap takes a `--` right after `test` as its own separator

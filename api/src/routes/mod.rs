@@ -169,7 +169,7 @@ pub async fn replace_task(
     }): ApiPath<TaskPath>,
     ApiJson(input): ApiJson<TaskInput>,
 ) -> ApiResult<Json<TaskView>> {
-    // Parsed before the user is checked, as it always was: a bad body is a 400 either way.
+    // Parsed before the user is checked: a bad body is a 400 either way.
     let patch = input.into_replacement()?;
     let user = auth.require(&user_id)?;
     let id = parse_task_id(&id)?;

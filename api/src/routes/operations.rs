@@ -75,7 +75,7 @@ pub async fn relay_status(State(state): State<AppState>) -> ApiResult<Json<serde
     let now = Utc::now();
     let (backlog, publisher, held) = tokio::try_join!(
         state.outbox.backlog(),
-        todo_store::PublisherLock::current_holder(state.tasks.db(), state.database_url.expose()),
+        relay::PublisherLock::current_holder(state.tasks.db(), state.database_url.expose()),
         crate::dead_letters::held_per_topic(&state.dead_letters)
     )?;
     let dead_letters: serde_json::Map<String, serde_json::Value> = held

@@ -9,7 +9,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use api::{Application, Settings, auth::JwtKeys, relay::RelayConfig};
+use api::{Application, Settings, auth::JwtKeys};
+use relay::RelayConfig;
 use serde_json::Value;
 use service_kit::{Secret, testing::Spawned};
 use todo_domain::{TaskEvent, UserId};

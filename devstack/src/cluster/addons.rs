@@ -9,6 +9,7 @@ use std::fs;
 use anyhow::{Context as _, Result};
 
 use super::{Cluster, host};
+use crate::steps::timed;
 use crate::{KEDA_VERSION, METRICS_SERVER_VERSION, Paths, provision};
 
 /// KEDA's programs and the images the release manifest names (`ghcr.io/kedacore/<image>`).
@@ -23,58 +24,61 @@ const METRICS_SERVER_IMAGE: &str = "localhost/todo-eda/metrics-server";
 impl Cluster {
     pub fn install_keda(&self, paths: &Paths) -> Result<()> {
         let (bin, module) = provision::keda(paths)?;
-        self.step(&format!("KEDA {KEDA_VERSION} (its release manifests)"), || {
-            let mut kustomization = String::from(
-                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - config/default\nimages:\n",
-            );
-            for (program, image) in KEDA_IMAGES {
-                let name = format!("localhost/todo-eda/{image}:{KEDA_VERSION}");
-                self.make_distroless_image(&name, &bin.join(program), &format!("/{program}"))?;
-                kustomization.push_str(&format!(
+        timed(
+            &format!("KEDA {KEDA_VERSION} (its release manifests)"),
+            || {
+                let mut kustomization = String::from(
+                    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - config/default\nimages:\n",
+                );
+                for (program, image) in KEDA_IMAGES {
+                    let name = format!("localhost/todo-eda/{image}:{KEDA_VERSION}");
+                    self.make_distroless_image(&name, &bin.join(program), &format!("/{program}"))?;
+                    kustomization.push_str(&format!(
                     "  - name: ghcr.io/kedacore/{image}\n    newName: localhost/todo-eda/{image}\n    newTag: \"{KEDA_VERSION}\"\n"
                 ));
-            }
-            kustomization.push_str(
+                }
+                kustomization.push_str(
                 "patches:\n  - target:\n      kind: Deployment\n    patch: |-\n      - op: replace\n        path: /spec/template/spec/containers/0/imagePullPolicy\n        value: Never\n",
             );
-            let dir = self.state.join("keda");
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir)?;
-            host::run(
-                "cp",
-                &[
-                    "-r",
-                    module.join("config").to_str().context("path")?,
+                let dir = self.state.join("keda");
+                let _ = fs::remove_dir_all(&dir);
+                fs::create_dir_all(&dir)?;
+                host::run(
+                    "cp",
+                    &[
+                        "-r",
+                        module.join("config").to_str().context("path")?,
+                        dir.to_str().context("path")?,
+                    ],
+                )?;
+                // The module cache's files are read-only; `down` removes this copy.
+                host::run("chmod", &["-R", "u+w", dir.to_str().context("path")?])?;
+                fs::write(dir.join("kustomization.yaml"), kustomization)?;
+                // Server-side: KEDA's CRDs are too large for the last-applied annotation.
+                self.kubectl(&[
+                    "apply",
+                    "--server-side",
+                    "--force-conflicts",
+                    "-k",
                     dir.to_str().context("path")?,
-                ],
-            )?;
-            // The module cache's files are read-only; `down` removes this copy.
-            host::run("chmod", &["-R", "u+w", dir.to_str().context("path")?])?;
-            fs::write(dir.join("kustomization.yaml"), kustomization)?;
-            // Server-side: KEDA's CRDs are too large for the last-applied annotation.
-            self.kubectl(&[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-k",
-                dir.to_str().context("path")?,
-            ])?;
-            self.kubectl(&[
-                "-n",
-                "keda",
-                "wait",
-                "--for=condition=Available",
-                "deployment",
-                "--all",
-                "--timeout=300s",
-            ])
-            .map(drop)
-        })
+                ])?;
+                self.kubectl(&[
+                    "-n",
+                    "keda",
+                    "wait",
+                    "--for=condition=Available",
+                    "deployment",
+                    "--all",
+                    "--timeout=300s",
+                ])
+                .map(drop)
+            },
+        )
     }
 
     pub fn install_metrics_server(&self, paths: &Paths) -> Result<()> {
         let (bin, module) = provision::metrics_server(paths)?;
-        self.step(
+        timed(
             &format!("metrics-server {METRICS_SERVER_VERSION} (its chart)"),
             || {
                 let name = format!("{METRICS_SERVER_IMAGE}:{METRICS_SERVER_VERSION}");

@@ -8,6 +8,7 @@ use std::fs;
 use anyhow::{Context as _, Result};
 
 use super::Cluster;
+use crate::steps::timed;
 use crate::{DAPR_RUNTIME_VERSION, Paths, provision};
 
 /// The registry part of the images' names: `localhost/dapr/<name>:<release>`.
@@ -20,7 +21,7 @@ impl Cluster {
     pub fn install_dapr(&self, paths: &Paths) -> Result<()> {
         let control_plane = provision::dapr_control_plane(paths)?;
         let daprd = paths.project_daprd();
-        self.step("Dapr's images", || {
+        timed("Dapr's images", || {
             let mut binaries: Vec<(String, std::path::PathBuf)> = provision::DAPR_CONTROL_PLANE
                 .iter()
                 .map(|n| ((*n).to_owned(), control_plane.join(n)))
@@ -32,11 +33,11 @@ impl Cluster {
             }
             Ok(())
         })?;
-        self.step(
+        timed(
             "volumes for the Dapr scheduler and the system's stores",
             || self.volumes(),
         )?;
-        self.step("Dapr's chart (helm install, mTLS on)", || {
+        timed("Dapr's chart (helm install, mTLS on)", || {
             let chart = provision::dapr_chart(paths)?;
             let status = self.helm(&["status", "dapr", "-n", NAMESPACE]);
             let installed = status

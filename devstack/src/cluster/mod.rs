@@ -32,6 +32,7 @@ use nix::{
     unistd::Pid,
 };
 
+use crate::steps::timed;
 use crate::{
     Paths, listeners_of,
     process::{kill_stale, pidfile_process},
@@ -189,14 +190,6 @@ impl Cluster {
         Ok(())
     }
 
-    fn step<T>(&self, what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
-        println!("==> {what}");
-        let started = Instant::now();
-        let out = body()?;
-        println!("    done in {:.1}s", started.elapsed().as_secs_f64());
-        Ok(out)
-    }
-
     /// Brings the node up; what runs already (a node up, or half up after a failure) is
     /// kept, and the rest started.
     pub fn up(&self, paths: &Paths) -> Result<()> {
@@ -211,25 +204,25 @@ impl Cluster {
             // Kept from a run that crashed: that is the machine as it was.
             fs::write(&before, serde_json::to_vec_pretty(&host::record()?)?)?;
         }
-        self.step("the node's network (bridge, forwarding)", || {
+        timed("the node's network (bridge, forwarding)", || {
             host::add_node_link(NODE_IP)?;
             host::set_sysctl("net/ipv4/ip_forward", "1")?;
             host::set_sysctl("net/bridge/bridge-nf-call-iptables", "1")
         })?;
         self.write_configs()?;
-        self.step("certificates and kubeconfigs (kubeadm phases)", || {
+        timed("certificates and kubeconfigs (kubeadm phases)", || {
             self.pki()
         })?;
-        self.step("etcd", || self.start_etcd())?;
-        self.step("containerd", || self.start_containerd())?;
-        self.step("images made here (pause, CoreDNS)", || self.images())?;
-        self.step("control plane", || self.start_control_plane())?;
-        self.step("kubelet and kube-proxy; the node Ready", || {
+        timed("etcd", || self.start_etcd())?;
+        timed("containerd", || self.start_containerd())?;
+        timed("images made here (pause, CoreDNS)", || self.images())?;
+        timed("control plane", || self.start_control_plane())?;
+        timed("kubelet and kube-proxy; the node Ready", || {
             self.start_node()
         })?;
-        self.step("CoreDNS", || self.dns())?;
+        timed("CoreDNS", || self.dns())?;
         self.install_dapr(paths)?;
-        self.step("a sidecar injected beside a pod", || self.check_injection())?;
+        timed("a sidecar injected beside a pod", || self.check_injection())?;
         self.install_metrics_server(paths)?;
         self.install_keda(paths)?;
         self.check_listeners()?;

@@ -14,7 +14,7 @@ use super::{
     Cluster, dockerfile,
     images::{self, DEBIAN_BASE, Step},
 };
-use crate::{KAFKA_VERSION, Paths};
+use crate::{KAFKA_VERSION, OTELCOL_VERSION, Paths, provision};
 
 /// The services: Dockerfile target = Deployment = Dapr app id.
 pub const SERVICES: [&str; 4] = [
@@ -33,6 +33,13 @@ pub fn service_image(service: &str) -> String {
 pub const KAFKA_IMAGE: &str = "localhost/todo-eda/kafka:4.1.1";
 pub const POSTGRES_IMAGE: &str = "localhost/todo-eda/postgres:15";
 pub const REDIS_IMAGE: &str = "localhost/todo-eda/redis:7.0";
+
+/// The OpenTelemetry Collector the cluster overlay runs for the tracing component to export
+/// to (`otel-collector.observability`): the build the trace-export tests use, an OTLP
+/// receiver and the file exporter.
+pub fn collector_image() -> String {
+    format!("localhost/todo-eda/otelcol:{OTELCOL_VERSION}")
+}
 
 /// Installs Debian packages in an image and drops the package lists.
 fn apt_install(packages: &str) -> String {
@@ -116,6 +123,16 @@ impl Cluster {
         for (name, steps) in stand_ins(paths) {
             self.make_image(name, DEBIAN_BASE, &steps)?;
         }
+        provision::otel_collector(paths)?;
+        self.make_image(
+            &collector_image(),
+            DEBIAN_BASE,
+            &[
+                Step::Copy(paths.otel_collector(), "/usr/local/bin/otelcol".into()),
+                Step::User("10001:10001".into()),
+                Step::Entrypoint(r#"["/usr/local/bin/otelcol"]"#.into()),
+            ],
+        )?;
         Ok(services_changed)
     }
 }
@@ -138,5 +155,20 @@ impl Cluster {
             ],
         )
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_overlay_runs_the_collector_image_made_here() {
+        let manifest = include_str!("../../../k8s/overlays/cluster/collector/otel-collector.yaml");
+        assert!(
+            manifest.contains(&format!("image: {}", collector_image())),
+            "k8s/overlays/cluster/collector/otel-collector.yaml must name {}",
+            collector_image()
+        );
     }
 }

@@ -20,16 +20,16 @@ use crate::{
     users::ensure_active_user,
 };
 
-/// Local anchor times are stored as text in this format.
 mod rows;
 mod write;
 
 pub use rows::to_snapshot;
 use rows::*;
-pub(crate) use rows::{encode_anchor, encode_reminders, encode_tags, search_text};
+pub(crate) use rows::{SeriesPlace, TaskContent, encode_reminders, new_row};
 use write::*;
 pub(crate) use write::{append_event, sync_reminders};
 
+/// Local anchor times are stored as text in this format.
 const ANCHOR_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 /// How often a write is retried when another writer got in between.
 const CONFLICT_RETRIES: usize = 5;
@@ -177,34 +177,28 @@ impl TaskStore {
         let txn = crate::db::begin_write(&self.db).await?;
         ensure_active_user(&txn, user, now).await?;
         let id = Uuid::now_v7();
-        let recurring = new.recurrence.is_some();
-        let model = tasks::ActiveModel {
-            id: Set(id),
-            user_id: Set(user.as_str().to_owned()),
-            search_text: Set(search_text(new.title.as_str(), new.description.as_str())),
-            title: Set(new.title.into_inner()),
-            description: Set(new.description.into_inner()),
-            priority: Set(new.priority.rank()),
-            tags: Set(encode_tags(new.tags.as_slice())),
-            due_at: Set(new.due.map(|d| d.at)),
-            due_date: Set(new.due.and_then(|d| d.date())),
-            reminders: Set(encode_reminders(&new.reminders)),
-            time_zone: Set(new.time_zone.name().to_owned()),
-            recurrence: Set(new.recurrence.map(|f| f.as_str().to_owned())),
-            series_id: Set(recurring.then_some(id)),
-            anchor_local: Set(if recurring {
-                new.due.map(|d| encode_anchor(d.local))
-            } else {
-                None
-            }),
-            occurrence: Set(0),
-            completed: Set(false),
-            completed_at: Set(None),
-            version: Set(1),
-            created_at: Set(now),
-            updated_at: Set(now),
-            deleted_at: Set(None),
-        }
+        // The first instance of a series: the series is named after it, anchored at its due.
+        let series = new.recurrence.map(|_| SeriesPlace {
+            series_id: id,
+            anchor: new.due.map(|d| d.local),
+            occurrence: 0,
+        });
+        let model = new_row(
+            id,
+            TaskContent {
+                user_id: user.as_str(),
+                title: new.title.as_str(),
+                description: new.description.as_str(),
+                priority: new.priority,
+                tags: new.tags.as_slice(),
+                due: new.due,
+                reminders: encode_reminders(&new.reminders),
+                time_zone: &new.time_zone,
+                recurrence: new.recurrence,
+            },
+            series,
+            now,
+        )
         .insert(&txn)
         .await?;
         sync_reminders(&txn, &model).await?;
@@ -349,10 +343,7 @@ impl TaskStore {
 
     /// True when the user exists and was deleted (consumers skip their late events).
     pub async fn is_user_deleted(&self, user: &str) -> Result<bool, StoreError> {
-        Ok(users::Entity::find_by_id(user)
-            .one(&self.db)
-            .await?
-            .is_some_and(|u| u.deleted_at.is_some()))
+        crate::users::is_deleted(&self.db, user, false).await
     }
 
     /// One page of the user's tasks.
@@ -448,7 +439,8 @@ impl TaskStore {
         Ok(Page { items, next })
     }
 
-    /// Number of live tasks of a user (tests and diagnostics).
+    /// Number of live tasks of a user.
+    #[cfg(feature = "testing")]
     pub async fn count(&self, user: &UserId) -> Result<u64, StoreError> {
         Ok(tasks::Entity::find()
             .filter(tasks::Column::UserId.eq(user.as_str()))

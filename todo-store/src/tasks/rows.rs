@@ -3,6 +3,60 @@
 
 use super::*;
 
+/// What a new task holds.
+pub(crate) struct TaskContent<'a> {
+    pub user_id: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub priority: Priority,
+    pub tags: &'a [String],
+    pub due: Option<Due>,
+    /// As stored ([`encode_reminders`]).
+    pub reminders: Option<String>,
+    pub time_zone: &'a TimeZone,
+    pub recurrence: Option<Frequency>,
+}
+
+/// Where a new task stands in its series.
+pub(crate) struct SeriesPlace {
+    pub series_id: Uuid,
+    pub anchor: Option<NaiveDateTime>,
+    pub occurrence: i32,
+}
+
+/// The row of a new task (open, live, version 1): a task created, or the next instance of a
+/// series. Without `series` the task is in none (occurrence 0).
+pub(crate) fn new_row(
+    id: Uuid,
+    content: TaskContent<'_>,
+    series: Option<SeriesPlace>,
+    now: DateTime<Utc>,
+) -> tasks::ActiveModel {
+    tasks::ActiveModel {
+        id: Set(id),
+        user_id: Set(content.user_id.to_owned()),
+        search_text: Set(search_text(content.title, content.description)),
+        title: Set(content.title.to_owned()),
+        description: Set(content.description.to_owned()),
+        priority: Set(content.priority.rank()),
+        tags: Set(encode_tags(content.tags)),
+        due_at: Set(content.due.map(|d| d.at)),
+        due_date: Set(content.due.and_then(|d| d.date())),
+        reminders: Set(content.reminders),
+        time_zone: Set(content.time_zone.name().to_owned()),
+        recurrence: Set(content.recurrence.map(|f| f.as_str().to_owned())),
+        series_id: Set(series.as_ref().map(|s| s.series_id)),
+        anchor_local: Set(series.as_ref().and_then(|s| s.anchor).map(encode_anchor)),
+        occurrence: Set(series.map_or(0, |s| s.occurrence)),
+        completed: Set(false),
+        completed_at: Set(None),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        deleted_at: Set(None),
+    }
+}
+
 pub(super) fn escape_like(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")

@@ -20,9 +20,8 @@
 
 use axum::{body::Body, extract::State};
 use chrono::Utc;
-use serde_json::Value;
 use service_kit::{IdempotencyStore, SubscriptionOutcome};
-use todo_domain::{EventType, REMINDER_SCHEMA_VERSION, ReminderEvent, UserId};
+use todo_domain::{EventType, REMINDER_SCHEMA_VERSION, ReminderEvent};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -114,50 +113,27 @@ pub fn idempotency_key(event_id: Uuid) -> String {
     format!("reminder-logged:{event_id}")
 }
 
-/// A delivered body as a `reminder.due` event, or why not.
-pub fn decode(body: &[u8]) -> Result<ReminderEvent, Rejected> {
-    envelope::unwrap(body)
-        .map_err(|e| Rejected::drop(e.to_string()))
-        .and_then(decode_delivery)
-}
-
 /// An unwrapped delivery as the event, or why not.
 pub fn decode_delivery(delivery: envelope::Delivery) -> Result<ReminderEvent, Rejected> {
     let data = delivery.data;
-    if !data.is_object() {
-        return Err(Rejected::drop("event is not a JSON object"));
-    }
-    match data.get("schema_version").and_then(Value::as_u64) {
-        Some(v) if (1..=u64::from(REMINDER_SCHEMA_VERSION)).contains(&v) => {}
-        Some(v) => return Err(Rejected::drop(format!("unknown schema_version {v}"))),
-        None => return Err(Rejected::drop("schema_version missing or not a number")),
-    }
-    let event_type = data.get("event_type").and_then(Value::as_str);
-    if event_type != Some(EventType::ReminderDue.as_str()) {
-        return Err(Rejected::drop(format!(
-            "event_type {event_type:?} is not {}",
-            EventType::ReminderDue.as_str()
-        )));
-    }
-    // Checked before full decoding: a bad user id is retried for a while, not dropped.
-    match data.get("user_id") {
-        None | Some(Value::Null) => return Err(Rejected::retry("user_id missing")),
-        Some(Value::String(s)) => {
-            UserId::parse(s)
-                .map_err(|e| Rejected::retry(format!("user_id invalid: {}", e.message)))?;
-        }
-        Some(_) => return Err(Rejected::retry("user_id is not a string")),
-    }
+    envelope::check_versioned(&data, REMINDER_SCHEMA_VERSION, EventType::ReminderDue)?;
     serde_json::from_value(data).map_err(|e| Rejected::drop(format!("not a reminder event: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use chrono::DateTime;
-    use serde_json::json;
+    use serde_json::{Value, json};
     use todo_domain::{Priority, TimeZone};
 
     use super::*;
+
+    /// A delivered body as a `reminder.due` event, or why not.
+    fn decode(body: &[u8]) -> Result<ReminderEvent, Rejected> {
+        envelope::unwrap(body)
+            .map_err(|e| Rejected::drop(e.to_string()))
+            .and_then(decode_delivery)
+    }
     use crate::envelope::testing::{self, json_of};
 
     fn reminder() -> ReminderEvent {

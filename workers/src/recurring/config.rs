@@ -3,7 +3,7 @@
 use service_kit::{Secret, ServiceSettings, env_or, state_store_from_env};
 
 /// The SQLite file `chat-api` uses by default: a local run shares one database.
-pub const DEFAULT_SQLITE_URL: &str = "sqlite://.data/todo.db";
+pub use todo_store::db::DEFAULT_SQLITE_URL;
 pub const DEFAULT_PORT: u16 = 3001;
 /// The sidecar's gRPC port in `dapr.yaml` (daprd sets `DAPR_GRPC_PORT` for the app anyway).
 pub const DEFAULT_DAPR_GRPC_PORT: u16 = 50002;

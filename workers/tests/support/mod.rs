@@ -12,13 +12,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use relay::OutboxStore;
 use service_kit::testing::Spawned;
 use service_kit::{IdempotencyStore, MemoryIdempotencyStore, Secret};
 use todo_domain::{
     Description, EventType, Frequency, Priority, Tags, TaskEvent, TaskSnapshot, TimeZone, Title,
     UserId, time::resolve_local,
 };
-use todo_store::{NewTask, OutboxStore, TaskPatch, TaskStore};
+use todo_store::{NewTask, TaskPatch, TaskStore};
 use workers::recurring::Settings;
 
 pub use todo_store::testing::databases;

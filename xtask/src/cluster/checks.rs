@@ -122,9 +122,18 @@ pub fn pods_ready_and_injected(kube: &Kube) -> Result<()> {
     Ok(())
 }
 
-/// `/readyz` of every service pod at its pod address, and of chat-api at its Service's.
-pub fn readyz(kube: &Kube) -> Result<()> {
-    let mut probe = Api::new()?;
+/// A service pod as the check sees it.
+#[derive(Debug)]
+pub struct ServicePod {
+    pub name: String,
+    pub app: String,
+    pub ip: String,
+    /// Of each container.
+    pub restarts: Vec<i64>,
+}
+
+/// Every service pod that is not going away.
+pub fn service_pods(kube: &Kube) -> Result<Vec<ServicePod>> {
     let pods = json_of(
         kube,
         &[
@@ -136,17 +145,42 @@ pub fn readyz(kube: &Kube) -> Result<()> {
             "json",
         ],
     )?;
+    Ok(pods["items"]
+        .as_array()
+        .context("no pod list")?
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            let restarts = p["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c["restartCount"].as_i64().unwrap_or(-1))
+                .collect();
+            ServicePod {
+                name: p["metadata"]["name"].as_str().unwrap_or("?").to_owned(),
+                app: p["metadata"]["labels"]["app.kubernetes.io/name"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned(),
+                ip: p["status"]["podIP"].as_str().unwrap_or("").to_owned(),
+                restarts,
+            }
+        })
+        .collect())
+}
+
+/// `/readyz` of every service pod at its pod address, and of chat-api at its Service's.
+pub fn readyz(kube: &Kube) -> Result<()> {
+    let mut probe = Api::new()?;
     let mut wrong = Vec::new();
     let mut answered = 0;
-    for pod in pods["items"].as_array().context("no pod list")? {
-        let name = pod["metadata"]["labels"]["app.kubernetes.io/name"]
-            .as_str()
-            .unwrap_or("?");
+    for pod in service_pods(kube)? {
+        let name = pod.app.as_str();
         let Some((_, port)) = SERVICES.iter().find(|(s, _)| *s == name) else {
             continue;
         };
-        let ip = pod["status"]["podIP"].as_str().unwrap_or("");
-        probe.base = format!("http://{ip}:{port}");
+        probe.base = format!("http://{}:{port}", pod.ip);
         match probe.call(Method::GET, "/readyz", None) {
             Ok((200, _)) => answered += 1,
             Ok((status, body)) => wrong.push(format!("{} ({name}): {status} {body}", probe.base)),
@@ -435,4 +469,107 @@ pub fn chat_turn(kube: &Kube, manifest_dir: &std::path::Path) -> Result<()> {
     let restored = set_chat_model(kube, "");
     let removed = crate::minikube::run(&mut kube.cmd(&["delete", "-f", &manifest, "--wait=true"]));
     outcome.and(restored).and(removed)
+}
+
+/// The spans the cluster overlay's collector (`otel-collector.observability`) has kept.
+fn collected_spans(kube: &Kube) -> Result<Vec<devstack::ExportedSpan>> {
+    let out = kube
+        .cmd(&[
+            "-n",
+            "observability",
+            "exec",
+            "deploy/otel-collector",
+            "--",
+            "sh",
+            "-c",
+            "cat /spans/*.jsonl 2>/dev/null || true",
+        ])
+        .output()
+        .context("running kubectl exec")?;
+    ensure!(
+        out.status.success(),
+        "reading the collector's spans: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(devstack::parse_spans(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// With the tracing component, one change's spans reach the collector in the cluster, in
+/// the trace the client started: chat-api's request spans (children of the client's span),
+/// recurring-tasks' sidecar delivering the completion (`pubsub/task-events`), and
+/// recurring-tasks' handling of it.
+pub fn traces_reach_the_collector(kube: &Kube) -> Result<()> {
+    crate::minikube::run(&mut kube.cmd(&[
+        "-n",
+        "observability",
+        "rollout",
+        "status",
+        "deployment/otel-collector",
+        "--timeout=120s",
+    ]))?;
+    let (user, api) = user_api(kube, "traced")?;
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let parent = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    let traceparent = format!("00-{trace}-{parent}-01");
+    let headers = [("traceparent", traceparent.as_str())];
+    let body = json!({"title": "traced", "due_at": "2027-01-04T09:00",
+                      "time_zone": "Europe/Berlin", "recurrence": "daily"});
+    let base = format!("/api/{user}/tasks");
+    let (status, task) = api.request(Method::POST, &base, Some(&body), &headers)?;
+    ensure!(status == 201, "creating the task answered {status}: {task}");
+    let id = task["id"].as_str().context("the created task has no id")?;
+    let (status, done) = api.request(
+        Method::POST,
+        &format!("{base}/{id}/complete"),
+        None,
+        &headers,
+    )?;
+    ensure!(
+        status == 200,
+        "completing the task answered {status}: {done}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let spans = collected_spans(kube)?;
+        let ours: Vec<_> = spans.iter().filter(|s| s.trace_id == trace).collect();
+        let has = |service: Option<&str>, name: &str, parent_of: Option<&str>| {
+            ours.iter().any(|s| {
+                service.is_none_or(|service| s.service == service)
+                    && s.name == name
+                    && parent_of.is_none_or(|p| s.parent_span_id == p)
+            })
+        };
+        let requests = ours
+            .iter()
+            .filter(|s| {
+                s.service == "chat-api" && s.name == "request" && s.parent_span_id == parent
+            })
+            .count();
+        if requests == 2
+            && has(None, "pubsub/task-events", None)
+            && has(Some("recurring-tasks"), "task_completed", None)
+        {
+            println!(
+                "    {} spans of trace {trace} collected, from {:?}",
+                ours.len(),
+                ours.iter()
+                    .map(|s| s.service.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+            );
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "after 90 s the collector has, of trace {trace} (client span {parent}): \
+                 {ours:#?}\n({} spans in all); look at: {} -n observability logs \
+                 deploy/otel-collector",
+                spans.len(),
+                kube.shown
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let _ = api.call(Method::DELETE, &format!("/api/{user}"), None);
+    Ok(())
 }

@@ -14,16 +14,18 @@ use devstack::{
     cluster::{Cluster, system::SERVICES},
 };
 
-use crate::{
-    minikube::{self, Kube},
-    tasks::{done, step},
-};
+use devstack::steps::{done, step};
+
+use crate::minikube::{self, Kube};
 
 mod checks;
 mod faults;
+mod hostile;
 
 /// The overlay applied on this machine's cluster.
 const OVERLAY: &str = "k8s/overlays/cluster";
+/// The collector its tracing component exports to, applied first.
+const COLLECTOR: &str = "k8s/overlays/cluster/collector";
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Action {
@@ -50,6 +52,11 @@ pub fn cluster(action: Action, only: Option<&str>) -> Result<()> {
                 "the system's images (services from the Dockerfile; Kafka, PostgreSQL, Redis stand-ins)",
             );
             let changed = cluster.system_images(&paths, &binaries)?;
+            done(t);
+            let t = step(&format!(
+                "applying {COLLECTOR} (the collector the spans go to)"
+            ));
+            minikube::run(kube.cmd(&["apply", "-k"]).arg(paths.root.join(COLLECTOR)))?;
             done(t);
             minikube::deploy(&paths, &kube, OVERLAY, changed)
                 .inspect_err(|_| minikube::diagnose(&kube))?;
@@ -84,6 +91,14 @@ pub fn cluster(action: Action, only: Option<&str>) -> Result<()> {
                 (
                     "a chat turn against a scripted model in the cluster",
                     Box::new(move |kube: &Kube| checks::chat_turn(kube, &state)),
+                ),
+                (
+                    "a change's spans reach the collector in the cluster",
+                    Box::new(checks::traces_reach_the_collector),
+                ),
+                (
+                    "forged and malformed input to every port, slow and vanishing clients",
+                    Box::new(hostile::forged_and_malformed_input),
                 ),
                 (
                     "fault: the chat-api pod deleted under a steady writer",

@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: throughput and latency of the whole pipeline on the real stack,
-//! against the sidecar's own ceiling.
+//! The benchmark (`cargo xtask bench`, which runs this crate): throughput and latency of the
+//! whole pipeline on the real stack, against the sidecar's own ceiling.
 //!
 //! It builds the services with `--release`, starts PostgreSQL, Redis and Kafka on free
 //! loopback ports and every service beside its own `daprd` through the end-to-end harness
@@ -27,9 +27,10 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::tasks::{cargo, done, step};
+use devstack::steps::{cargo, done, step};
 
 mod chat;
+mod ctx;
 mod drain;
 mod kafka_events;
 mod load;
@@ -43,9 +44,11 @@ mod relay_faults;
 mod reminders;
 mod report;
 mod services;
+mod stats;
 mod tracing;
 mod user_reminders;
 
+use ctx::Ctx;
 use drain::*;
 use kafka_events::*;
 use load::*;
@@ -57,6 +60,7 @@ use recurring::*;
 use reminders::*;
 use report::*;
 use services::*;
+use stats::*;
 use user_reminders::*;
 
 const TASK_EVENTS: &str = "task-events";
@@ -99,11 +103,27 @@ const RAW_WARMUP: Duration = Duration::from_secs(3);
 /// How long the relay and the recurring worker's consumer may take to catch up after a phase.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(bench(&args)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// `cargo xtask bench`: provisions, builds every binary with `--release` (the services and
-/// `xtask` itself, in one build so they share one feature resolution), then runs the
-/// release `xtask` to measure: a load client built without optimisations would take CPU
-/// from the system it measures. Ctrl-C reaches both; this one waits for the other's clean-up.
-pub async fn bench(args: &[String]) -> Result<()> {
+/// this bench, in one build so they share one feature resolution), then runs the release
+/// bench to measure: a load client built without optimisations would take CPU from the
+/// system it measures. Ctrl-C reaches both; this one waits for the other's clean-up.
+async fn bench(args: &[String]) -> Result<()> {
     let started = Instant::now();
     let opts = Options::parse(args)?;
     if opts.measure {
@@ -120,9 +140,8 @@ pub async fn bench(args: &[String]) -> Result<()> {
     )?;
     done(t);
 
-    let mut cmd = tokio::process::Command::new(paths.root.join("target/release/xtask"));
-    cmd.arg("bench")
-        .args(args)
+    let mut cmd = tokio::process::Command::new(paths.root.join("target/release/bench"));
+    cmd.args(args)
         .args([
             "--measure",
             "--budget-ms",
@@ -132,10 +151,10 @@ pub async fn bench(args: &[String]) -> Result<()> {
         ])
         .current_dir(&paths.root)
         .kill_on_drop(true);
-    let mut child = cmd.spawn().context("starting target/release/xtask")?;
+    let mut child = cmd.spawn().context("starting target/release/bench")?;
     let status = loop {
         tokio::select! {
-            status = child.wait() => break status.context("waiting for the measuring xtask")?,
+            status = child.wait() => break status.context("waiting for the measuring bench")?,
             r = tokio::signal::ctrl_c() => {
                 r.context("waiting for Ctrl-C")?;
                 // A terminal's Ctrl-C reaches the child too; a SIGINT sent to this process only
@@ -152,7 +171,7 @@ pub async fn bench(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The measuring half, in the release `xtask`: runs [`measure`] within the time budget, then
+/// The measuring half, in the release bench: runs [`measure`] within the time budget, then
 /// prints the report and appends it to `BENCHMARKS.md`.
 async fn measure_main(opts: Options) -> Result<()> {
     let started = Instant::now();
@@ -160,7 +179,7 @@ async fn measure_main(opts: Options) -> Result<()> {
     let exe = std::env::current_exe()?;
     e2e::use_binaries_from(
         exe.parent()
-            .context("xtask has no directory")?
+            .context("the bench has no directory")?
             .to_path_buf(),
     );
     let budget = opts.budget.unwrap_or(BUDGET).saturating_sub(STOP_RESERVE);
@@ -362,7 +381,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     {
         procs.push(Proc::new(name, *pid, name.starts_with("PostgreSQL")));
     }
-    procs.push(Proc::new("load client (xtask)", std::process::id(), false));
+    procs.push(Proc::new("load client (bench)", std::process::id(), false));
     let procs = Arc::new(procs);
     let clk_tck = clock_ticks_per_second();
 
@@ -509,15 +528,6 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         left_running,
         load_at_end: read_loadavg(),
     })
-}
-
-pub(super) struct Ctx<'a> {
-    pub(super) paths: &'a Paths,
-    pub(super) env: &'a Env,
-    pub(super) api_base: String,
-    pub(super) api_log: std::path::PathBuf,
-    pub(super) client: &'a reqwest::Client,
-    pub(super) bootstrap: String,
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use std::{
 use chrono::Utc;
 use futures::{StreamExt, future, stream};
 use service_kit::{PublishError, Publisher, publish::OutgoingEvent};
-use todo_store::{PendingEvent, PublisherLock, StoreError};
+use todo_store::StoreError;
+
+use crate::{PendingEvent, PublisherLock};
 
 use super::{
     ROUND_SLICE, Relay, Round,

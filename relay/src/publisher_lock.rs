@@ -27,7 +27,7 @@ use sea_orm::{
 };
 use tokio::sync::Mutex;
 
-use crate::StoreError;
+use todo_store::StoreError;
 
 /// The advisory lock's two keys (`pg_try_advisory_lock(int4, int4)`): "todo" and 1.
 const LOCK_CLASS: i32 = 0x746F_646F;

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{StoreError, entity::outbox};
+use todo_store::{StoreError, entity::outbox};
 
 /// An event waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct PendingEvent {
     pub payload: String,
     pub created_at: DateTime<Utc>,
     pub attempts: i32,
-    /// The trace of the write that appended it (`crate::trace`).
+    /// The trace of the write that appended it (`todo_store::trace`).
     pub traceparent: Option<String>,
 }
 

@@ -24,9 +24,13 @@ use sea_orm::DatabaseConnection;
 use serde_json::json;
 use tokio::{io::AsyncWriteExt as _, task::JoinHandle};
 
-use super::{
-    Ctx, Op, Quantiles, Schedule, SeenEvents, Worker, make_workers, relay_drained, run_worker,
-    scalar_i64, user_group,
+use crate::{
+    ctx::Ctx,
+    kafka_events::{SeenEvents, user_group},
+    load::{Op, Schedule, Worker, make_workers, run_worker},
+    recurring::scalar_i64,
+    services::relay_drained,
+    stats::{Quantiles, met},
 };
 
 pub(super) const HEAVY_USER: &str = "x-heavy";
@@ -406,7 +410,7 @@ impl RelayFaults {
             h.during.p95,
             h.during.p99,
             h.during.n,
-            super::met(h.during.n > 0 && h.during.p99 <= 100.0)
+            met(h.during.n > 0 && h.during.p99 <= 100.0)
         );
         let st = &self.storm;
         let _ = writeln!(
@@ -425,11 +429,9 @@ impl RelayFaults {
             st.stormy.p50,
             st.stormy.p95,
             st.stormy.p99,
-            super::met(
-                st.aborted_on_kafka as i64 == st.aborted_committed
-                    && st.stuck == 0
-                    && st.stormy.p99 <= (st.calm.p99 * 1.5).max(st.calm.p99 + 20.0)
-            )
+            met(st.aborted_on_kafka as i64 == st.aborted_committed
+                && st.stuck == 0
+                && st.stormy.p99 <= (st.calm.p99 * 1.5).max(st.calm.p99 + 20.0))
         );
         match self.failover_ms() {
             Some((from_kill, from_answer)) => {
@@ -439,7 +441,7 @@ impl RelayFaults {
                     self.failover.restart_took.as_secs_f64(),
                     from_kill,
                     from_answer,
-                    super::met(from_kill <= 1000.0)
+                    met(from_kill <= 1000.0)
                 );
             }
             None => {

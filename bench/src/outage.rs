@@ -19,8 +19,11 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 
-use super::{
-    Op, Quantiles, Sample, Schedule, SeenEvents, Worker, ms, relay_status, run_worker, user_group,
+use crate::{
+    kafka_events::{SeenEvents, user_group},
+    load::{Op, Sample, Schedule, Worker, run_worker},
+    services::relay_status,
+    stats::{Quantiles, met, ms},
 };
 
 /// Users of the outage scenario: `o-w<worker>-u<n>`.
@@ -247,7 +250,7 @@ impl Outage {
             self.during_latency.p95,
             if delivered { "yes" } else { "**no**" },
             caught_up.as_secs_f64(),
-            super::met(delivered && self.during_errors == 0 && self.during_requests > 0)
+            met(delivered && self.during_errors == 0 && self.during_requests > 0)
         );
     }
 

@@ -1,5 +1,11 @@
-//! The outbox relay: publishes committed events through the sidecar, in commit order per
-//! user, marking each published only after the sidecar confirmed the broker's ack.
+//! The outbox relay, where `task-events` is published: it runs in `chat-api` and publishes
+//! the events committed with each task change (the outbox, [`outbox`]) through the sidecar,
+//! in commit order per user, marking each published only after the sidecar confirmed the
+//! broker's ack. With its queries: the outbox's ([`OutboxStore`]) and the publisher lock's
+//! ([`PublisherLock`]); its metrics in [`metrics`].
+//!
+//! May depend on: the store (the outbox's table and connections), the domain, and
+//! `service-kit`'s publisher. Never on HTTP.
 //!
 //! - **Waking**: at once after each commit (an in-memory signal), and swept periodically, so
 //!   an event is never stranded. Requests only write the database, so they keep succeeding
@@ -39,7 +45,10 @@
 //!   ([`health`]) restarts a relay that makes no progress.
 
 mod health;
+pub mod metrics;
+pub mod outbox;
 mod plan;
+pub mod publisher_lock;
 mod round;
 
 use std::{
@@ -50,8 +59,9 @@ use std::{
 
 use chrono::Utc;
 use futures::FutureExt;
+pub use outbox::{Backlog, OutboxStore, ParkedEvent, PendingEvent};
+pub use publisher_lock::PublisherLock;
 use service_kit::{Publisher, Shutdown};
-use todo_store::{OutboxStore, PublisherLock};
 use tokio::sync::Notify;
 
 pub use health::{HealthView, RelayHealth, supervise};
@@ -60,7 +70,7 @@ pub use health::{HealthView, RelayHealth, supervise};
 /// a long round (a heavy user's backlog) delays nobody's fresh events by more than this.
 pub const ROUND_SLICE: Duration = Duration::from_millis(25);
 
-/// The relay's settings (`RELAY_*`, parsed and checked in [`crate::config`]).
+/// The relay's settings (`RELAY_*`, parsed and checked in chat-api's `config`).
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     /// Events read from the outbox per round.

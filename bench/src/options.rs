@@ -12,7 +12,7 @@ pub(super) struct Options {
     /// Extra environment for chat-api (tuning: `DB_MAX_CONNECTIONS`, `RELAY_*`).
     pub(super) chat_api_env: Vec<(String, String)>,
     pub(super) record: bool,
-    /// Internal: the release build of `xtask` measuring, started by the debug one.
+    /// Internal: the release build of the bench measuring, started by the debug one.
     pub(super) measure: bool,
     /// Internal: the time left for measuring, and how long the build took.
     pub(super) budget: Option<Duration>,
@@ -43,7 +43,7 @@ struct Cli {
     /// Print the report without appending it to BENCHMARKS.md.
     #[arg(long = "no-record")]
     no_record: bool,
-    /// Internal: the release build of xtask measuring, started by the debug one.
+    /// Internal: the release build of the bench measuring, started by the debug one.
     #[arg(long, hide = true)]
     measure: bool,
     /// Internal: the time left for measuring.
@@ -102,7 +102,14 @@ impl Options {
         ) {
             Ok(cli) => cli,
             Err(err) if !err.use_stderr() => err.exit(),
-            Err(err) => bail!("{}", crate::args::clap_message(&err)),
+            // clap's message without its own `error: ` (main adds one).
+            Err(err) => bail!(
+                "{}",
+                err.render()
+                    .to_string()
+                    .trim_start_matches("error: ")
+                    .trim_end()
+            ),
         };
         Ok(Options {
             duration: cli.duration,

@@ -7,7 +7,7 @@ pub(super) const HEADER: &str = "# Benchmarks
 Appended by `cargo xtask bench` (see the README): one dated section per run, every figure
 produced by the command on the machine it names. Definitions:
 
-- **API writes**: a closed-loop load client in `xtask` (reqwest, HTTP/1.1 keep-alive,
+- **API writes**: a closed-loop load client in the bench (reqwest, HTTP/1.1 keep-alive,
   loopback) with a fixed number of workers (the concurrency); each worker has 64 users of
   its own and writes for them in turn, one request at a time. `create` = `POST /api/{user}/tasks`, `complete` =
   `POST /api/{user}/tasks/{id}/complete` of the tasks the create phase made. Each phase runs
@@ -83,34 +83,6 @@ Other work on the machine skews every figure: each run records the load average 
 with.
 ";
 
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Quantiles {
-    pub(super) n: usize,
-    pub(super) p50: f64,
-    pub(super) p95: f64,
-    pub(super) p99: f64,
-}
-
-impl Quantiles {
-    /// Nearest-rank percentiles of `values` (milliseconds).
-    pub(super) fn of(values: Vec<f64>) -> Quantiles {
-        if values.is_empty() {
-            return Quantiles::default();
-        }
-        let at = |p: f64| e2e::percentile(&values, p).unwrap_or_default();
-        Quantiles {
-            n: values.len(),
-            p50: at(50.0),
-            p95: at(95.0),
-            p99: at(99.0),
-        }
-    }
-}
-
-pub(super) fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 pub(super) struct Report {
     pub(super) machine: Machine,
     pub(super) versions: Versions,
@@ -134,10 +106,6 @@ pub(super) struct Report {
     pub(super) kafka_key_mismatches: usize,
     pub(super) left_running: Vec<u32>,
     pub(super) load_at_end: String,
-}
-
-pub(super) fn met(ok: bool) -> &'static str {
-    if ok { "met" } else { "**not met**" }
 }
 
 pub(super) fn cell(v: Option<f64>, digits: usize) -> String {

@@ -5,7 +5,7 @@ use super::*;
 
 /// chat-api's tuning as the benchmark runs it: the service defaults, then `--set`.
 pub(super) fn chat_api_settings(opts: &Options) -> Vec<(String, String)> {
-    let relay = api::relay::RelayConfig::default();
+    let relay = relay::RelayConfig::default();
     let mut settings: Vec<(String, String)> = vec![
         ("DB_MAX_CONNECTIONS".into(), "16".into()),
         ("RELAY_BATCH_SIZE".into(), relay.batch_size.to_string()),

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use todo_store::PendingEvent;
+use crate::PendingEvent;
 
 /// Collects a round's events from reads in commit order, at most `per_user` of each user,
 /// so that one user's backlog (an account deletion of 20,000 tasks) cannot fill a round and
