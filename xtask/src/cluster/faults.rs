@@ -453,19 +453,46 @@ fn annotate_paused(kube: &Kube, paused: bool) -> Result<()> {
     ]))
 }
 
+/// Users and completions each of the KEDA check's backlog. One recurring-tasks replica
+/// works off about 90 completions a second here, so the backlog must outlast KEDA's polling
+/// and the HPA's sync (15 s each) by far: 240 completions were gone in 2.7 s, before the
+/// HPA had looked.
+const KEDA_USERS: usize = 4;
+const KEDA_TASKS_PER_USER: usize = 1_000;
+
 /// A backlog of completions (recurring-tasks held at zero replicas by KEDA's pause while
-/// they pile up) makes KEDA scale recurring-tasks out to three replicas; every completion
-/// gets its one next instance; with the lag gone it scales in to one again.
+/// they pile up, written by several users at once) makes KEDA scale recurring-tasks out to
+/// three replicas; every completion gets its one next instance; with the lag gone it scales
+/// in to one again.
 pub fn keda_scales_on_lag(kube: &Kube) -> Result<()> {
     annotate_paused(kube, true)?;
     let outcome = (|| {
         wait_replicas(kube, "recurring-tasks", 0, Duration::from_secs(120))?;
-        let (user, api) = user_api(kube, "keda")?;
-        let tasks = daily_tasks(&api, &user, 240)?;
-        for (id, _) in &tasks {
-            complete(&api, &user, id)?;
+        let mut writers = Vec::new();
+        for n in 0..KEDA_USERS {
+            let (user, api) = user_api(kube, &format!("keda{n}"))?;
+            writers.push(std::thread::spawn(
+                move || -> Result<(String, Api, Vec<String>)> {
+                    let tasks = daily_tasks(&api, &user, KEDA_TASKS_PER_USER)?;
+                    for (id, _) in &tasks {
+                        complete(&api, &user, id)?;
+                    }
+                    Ok((user, api, tasks.into_iter().map(|(_, t)| t).collect()))
+                },
+            ));
         }
-        println!("    240 completions wait with recurring-tasks at 0 replicas");
+        let mut users = Vec::new();
+        for writer in writers {
+            users.push(
+                writer
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a writer panicked"))??,
+            );
+        }
+        println!(
+            "    {} completions wait with recurring-tasks at 0 replicas",
+            KEDA_USERS * KEDA_TASKS_PER_USER
+        );
         annotate_paused(kube, false)?;
         let t = Instant::now();
         wait_replicas(kube, "recurring-tasks", 3, Duration::from_secs(240))?;
@@ -473,8 +500,9 @@ pub fn keda_scales_on_lag(kube: &Kube) -> Result<()> {
             "    KEDA scaled recurring-tasks out to 3 in {:.0}s",
             t.elapsed().as_secs_f64()
         );
-        let titles: Vec<String> = tasks.into_iter().map(|(_, t)| t).collect();
-        exactly_one_next_instance_each(&api, &user, &titles, Duration::from_secs(300))?;
+        for (user, api, titles) in &users {
+            exactly_one_next_instance_each(api, user, titles, Duration::from_secs(300))?;
+        }
         let t = Instant::now();
         // KEDA's cooldown (120 s) and the HPA's scale-down stabilization (300 s).
         wait_replicas(kube, "recurring-tasks", 1, Duration::from_secs(660))?;
@@ -482,7 +510,9 @@ pub fn keda_scales_on_lag(kube: &Kube) -> Result<()> {
             "    and in to 1 {:.0}s after the backlog was worked off",
             t.elapsed().as_secs_f64()
         );
-        let _ = api.call(Method::DELETE, &format!("/api/{user}"), None);
+        for (user, api, _) in &users {
+            let _ = api.call(Method::DELETE, &format!("/api/{user}"), None);
+        }
         Ok(())
     })();
     // Never leave the worker paused.
