@@ -339,6 +339,21 @@ fn complete(api: &Api, user: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A GET, sent again on a new connection when the one it went out on was closed under it.
+/// A keep-alive connection that sat idle while its chat-api pod was scaled in (the HPA
+/// scales chat-api on CPU while the writers run) is closed by that pod at shutdown; a
+/// request written to it at that moment fails with "connection closed before message
+/// completed". HTTP/1.1 clients retry an idempotent request then (RFC 9112, 9.3.1).
+fn get_idempotent(api: &Api, path: &str) -> Result<(u16, Value)> {
+    match api.call(Method::GET, path, None) {
+        Err(e) => {
+            println!("    GET {path} failed on a pooled connection ({e:#}); sent again");
+            api.call(Method::GET, path, None)
+        }
+        answer => answer,
+    }
+}
+
 /// Waits until `user` has exactly one pending next instance of every title in `titles`
 /// (and no more), within `within`.
 fn exactly_one_next_instance_each(
@@ -356,7 +371,7 @@ fn exactly_one_next_instance_each(
                 Some(c) => format!("/api/{user}/tasks?status=pending&limit=100&cursor={c}"),
                 None => format!("/api/{user}/tasks?status=pending&limit=100"),
             };
-            let (status, page) = api.call(Method::GET, &path, None)?;
+            let (status, page) = get_idempotent(api, &path)?;
             ensure!(status == 200, "listing: {status} {page}");
             for task in page["items"].as_array().into_iter().flatten() {
                 *counts
