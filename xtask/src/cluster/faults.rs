@@ -340,10 +340,12 @@ fn complete(api: &Api, user: &str, id: &str) -> Result<()> {
 }
 
 /// A GET, sent again on a new connection when the one it went out on was closed under it.
-/// A keep-alive connection that sat idle while its chat-api pod was scaled in (the HPA
-/// scales chat-api on CPU while the writers run) is closed by that pod at shutdown; a
-/// request written to it at that moment fails with "connection closed before message
-/// completed". HTTP/1.1 clients retry an idempotent request then (RFC 9112, 9.3.1).
+/// chat-api closes a keep-alive connection that waited 20 s for a request
+/// (`service_kit::server::HEADER_TIMEOUT_DEFAULT`, against slow clients). This client's
+/// runtime runs only during a call, so it notices only when it writes the next request to
+/// that connection, which then fails with "connection closed before message completed"
+/// (seen on every writer's connection after the scale-out wait). HTTP/1.1 clients send an
+/// idempotent request again then (RFC 9112, 9.3.1).
 fn get_idempotent(api: &Api, path: &str) -> Result<(u16, Value)> {
     match api.call(Method::GET, path, None) {
         Err(e) => {
