@@ -123,11 +123,9 @@ pub async fn start(
             // The CLI checks each fixed port by binding it for a moment before it starts
             // that app; now and then the check fails on a port that is free (seen for the
             // fourth app's gRPC port), and the CLI stops the apps it started. Once more.
-            Err(e)
-                if attempt < 3
-                    && !dapr.is_running()
-                    && dapr.log_text().contains("is not available") =>
-            {
+            // (Decided on the log alone: the CLI stops itself after that message, and
+            // `shutdown` below waits for it whatever state it is in by then.)
+            Err(e) if attempt < 3 && dapr.log_text().contains("is not available") => {
                 eprintln!(
                     "dapr run: {e:#}\nstarting it again (attempt {})",
                     attempt + 1
