@@ -1,7 +1,10 @@
 //! How the developer tasks (`cargo xtask`, the bench) show their progress: a title per
 //! step and how long it took; and `cargo` run from them in the workspace.
 
-use std::{process::Command, time::Instant};
+use std::{
+    process::{Command, Stdio},
+    time::Instant,
+};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -26,13 +29,14 @@ pub fn timed<T>(what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
     Ok(out)
 }
 
-/// Runs `cargo <args>` in the workspace root, streaming its output.
+/// Runs `cargo <args>` in the workspace root, streaming its output (its input closed).
 pub fn cargo(paths: &Paths, args: &[&str], envs: &[(&str, String)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(args)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(&paths.root)
+        .stdin(Stdio::null())
         .status()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;
     if !status.success() {

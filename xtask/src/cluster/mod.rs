@@ -2,19 +2,14 @@
 //! Kubernetes on this machine ([`devstack::cluster`]), deployed as a Minikube user deploys it
 //! (the Minikube overlay through the thin `k8s/overlays/cluster`), and tested there.
 
-use std::{
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::Instant,
-};
+use std::{path::PathBuf, time::Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use devstack::{
     Paths,
     cluster::{Cluster, system::SERVICES},
+    steps::{cargo, done, step, timed},
 };
-
-use devstack::steps::{done, step};
 
 use crate::minikube::{self, Kube};
 
@@ -158,20 +153,9 @@ type Check = Box<dyn Fn(&Kube) -> Result<()>>;
 
 /// `cargo build --locked` with `args` in the workspace, shown as `title`.
 fn cargo_build(paths: &Paths, title: &str, args: &[&str]) -> Result<()> {
-    let t = step(title);
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--locked"])
-        .args(args)
-        .current_dir(&paths.root)
-        .stdin(Stdio::null())
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build {} failed ({status})", args.join(" "));
-    }
-    done(t);
-    Ok(())
+    timed(title, || {
+        cargo(paths, &[&["build", "--locked"], args].concat(), &[])
+    })
 }
 
 /// Builds `binary` of `package` (dev profile: a test fixture) and answers its path.
