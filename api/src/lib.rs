@@ -22,6 +22,7 @@ pub mod schema;
 pub mod service;
 pub mod service_error;
 pub mod state;
+pub mod web;
 
 pub use app::{Application, router};
 pub use config::Settings;

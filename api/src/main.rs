@@ -1,4 +1,5 @@
-//! `chat-api` [serve] | migrate | token <user_id> [ttl_seconds] | outbox parked|retry |
+//! `chat-api` [serve] | migrate | token <user_id> [ttl_seconds] [--link <base_url>] |
+//! outbox parked|retry |
 //! dlq list [<dead-letter topic>] | dlq replay <dead-letter topic> [<topic>]
 //! (`chat-api --help` says the same).
 
@@ -28,6 +29,11 @@ enum Command {
         /// Lifetime in seconds, 1 to 2592000 (30 days).
         #[arg(default_value_t = 24 * 3600)]
         ttl_seconds: u64,
+        /// Print a sign-in link to the web page served at this address instead
+        /// (`<base_url>/#token=...`: the token rides in the fragment, which browsers never
+        /// send to a server).
+        #[arg(long, value_name = "BASE_URL")]
+        link: Option<String>,
     },
     /// Events the broker refused every time: list them, or queue them again.
     #[command(subcommand)]
@@ -89,7 +95,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Token {
             user_id,
             ttl_seconds,
-        } => token(&user_id, ttl_seconds),
+            link,
+        } => token(&user_id, ttl_seconds, link.as_deref()),
     }
 }
 
@@ -207,7 +214,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
     }
 }
 
-fn token(user: &str, ttl: u64) -> anyhow::Result<()> {
+fn token(user: &str, ttl: u64, link: Option<&str>) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let user = UserId::parse(user).map_err(|e| anyhow::anyhow!("{e}"))?;
     if ttl == 0 || ttl > api::auth::TOKEN_TTL_MAX_SECONDS {
@@ -221,6 +228,9 @@ fn token(user: &str, ttl: u64) -> anyhow::Result<()> {
         jsonwebtoken::get_current_timestamp(),
         ttl,
     )?;
-    println!("{token}");
+    match link {
+        Some(base) => println!("{}", api::web::sign_in_link(base, &token)?),
+        None => println!("{token}"),
+    }
     Ok(())
 }

@@ -13,7 +13,7 @@ use support::{TestApp, apps};
 
 /// What docs/api.md promises, operation by operation. The router and the document are built
 /// from the same registrations, so this is the one list that has to be kept by hand.
-const EXPECTED_OPERATIONS: [(&str, &str); 19] = [
+const EXPECTED_OPERATIONS: [(&str, &str); 22] = [
     ("POST", "/api/{user_id}/tasks"),
     ("GET", "/api/{user_id}/tasks"),
     ("GET", "/api/{user_id}/tasks/{task_id}"),
@@ -33,6 +33,9 @@ const EXPECTED_OPERATIONS: [(&str, &str); 19] = [
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
+    ("GET", "/"),
+    ("GET", "/app.js"),
+    ("GET", "/app.css"),
 ];
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"];
@@ -331,7 +334,8 @@ async fn the_router_serves_exactly_the_documented_operations() {
             }
         }
         for unrouted in [
-            "/",
+            "/index.html",
+            "/app",
             "/api",
             "/api/alice/task",
             "/api/alice/tasks/x/y/z",
@@ -365,6 +369,27 @@ async fn the_router_serves_exactly_the_documented_operations() {
             page.contains("/openapi.json"),
             "the docs page renders the served document"
         );
+        for (path, kind) in [
+            ("/", "text/html"),
+            ("/app.js", "text/javascript"),
+            ("/app.css", "text/css"),
+        ] {
+            let res = app.client.get(app.url(path)).send().await.unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            let header = |name: &str| {
+                res.headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default()
+            };
+            assert!(header("content-type").starts_with(kind), "{path}");
+            assert_eq!(
+                header("content-security-policy"),
+                api::web::CONTENT_SECURITY_POLICY,
+                "{path}"
+            );
+            assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //!
 //! The binaries must be built first (`cargo xtask test` does `cargo build --bins`).
 
+pub mod browser;
 pub mod load;
 pub mod metrics;
 pub mod model;

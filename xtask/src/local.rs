@@ -110,11 +110,20 @@ pub async fn up() -> Result<()> {
 
     println!();
     println!(
-        "The system is up. chat-api: http://127.0.0.1:3000   (logs: {})",
+        "The system is up. chat-api: {}   (logs: {})",
+        api_url()?,
         log.display()
     );
+    match signed_token(&paths, "alice", true) {
+        Ok(link) => println!("  open:   {link}   (the web page, signed in as alice)"),
+        Err(err) => println!("  (no sign-in link: {err:#})"),
+    }
+    println!("  link:   cargo xtask token <user> --link");
     println!("  token:  cargo xtask token alice");
-    println!("  create: curl -s -X POST http://127.0.0.1:3000/api/alice/tasks \\");
+    println!(
+        "  create: curl -s -X POST {}/api/alice/tasks \\",
+        api_url()?
+    );
     println!("            -H \"Authorization: Bearer $(cargo xtask token alice)\" \\");
     println!("            -H 'content-type: application/json' -d '{{\"title\":\"Try it\"}}'");
     println!("Press Ctrl-C to stop everything.");
@@ -140,9 +149,23 @@ async fn wait_exit(process: &mut Managed) {
     }
 }
 
-pub fn token(user: &str) -> Result<()> {
+/// Where `up` serves chat-api (its port in `dapr.yaml`).
+fn api_url() -> Result<String> {
+    let app =
+        devstack::run_file::run_file_app("chat-api").context("dapr.yaml has no chat-api app")?;
+    Ok(format!("http://127.0.0.1:{}", app.app_port))
+}
+
+pub fn token(user: &str, link: bool) -> Result<()> {
     let paths = Paths::discover()?;
-    let secret = jwt_secret(&paths)?;
+    println!("{}", signed_token(&paths, user, link)?);
+    Ok(())
+}
+
+/// A token for `user` signed with this checkout's JWT secret (by `chat-api token`), or a
+/// sign-in link to the web page of the system `up` runs.
+fn signed_token(paths: &Paths, user: &str, link: bool) -> Result<String> {
+    let secret = jwt_secret(paths)?;
     let bin = paths.root.join("target/debug/chat-api");
     if !bin.is_file() {
         bail!(
@@ -150,15 +173,20 @@ pub fn token(user: &str) -> Result<()> {
             bin.display()
         );
     }
-    let status = Command::new(bin)
-        .args(["token", user])
-        .env("JWT_SECRET", secret)
-        .status()
-        .context("running chat-api token")?;
-    if !status.success() {
-        bail!("chat-api token failed ({status})");
+    let mut command = Command::new(bin);
+    command.args(["token", user]).env("JWT_SECRET", secret);
+    if link {
+        command.args(["--link", &api_url()?]);
     }
-    Ok(())
+    let output = command.output().context("running chat-api token")?;
+    if !output.status.success() {
+        bail!(
+            "chat-api token failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// Writes `text` to `file`, readable by its owner only.

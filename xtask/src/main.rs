@@ -6,7 +6,8 @@
 //! - `test`: every test: unit and in-process (SQLite and PostgreSQL), then end to end.
 //! - `bench`: the benchmark of the whole pipeline on the real stack (the `bench` crate,
 //!   release build); prints the report and appends it to `BENCHMARKS.md`.
-//! - `token <user_id>`: a bearer token for the local system started by `up`.
+//! - `token <user_id> [--link]`: a bearer token for the local system started by `up`, or a
+//!   sign-in link to its web page.
 //! - `down`: stop what a crashed `up` left running.
 //! - `cluster up | test | status | down`: the whole system on a real single-node Kubernetes
 //!   on this machine, built from package registries (`cluster.rs`, `devstack::cluster`).
@@ -48,6 +49,9 @@ enum Cli {
     Token {
         /// The user the token is for.
         user: String,
+        /// Print a sign-in link to the web page instead (the token in its fragment).
+        #[arg(long)]
+        link: bool,
     },
     /// Dead letters of the local system: `list [<dlq>]` or `replay <dlq> [<topic>]`.
     Dlq {
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
             runtime.block_on(test::test(&cargo_test_args(args, &raw)))
         }
         Cli::Bench { args } => bench(&args),
-        Cli::Token { user } => local::token(&user),
+        Cli::Token { user, link } => local::token(&user, link),
         Cli::Dlq { args } => local::dlq(&args),
         Cli::Down => runtime.block_on(local::down()),
         Cli::Cluster { action, only } => cluster::cluster(action, only.as_deref()),

@@ -61,6 +61,7 @@ const SCALAR_SCRIPT: &str = "https://cdn.jsdelivr.net/npm/@scalar/api-reference@
         (name = "chat", description = "Managing tasks by talking to an assistant (a model reached through the Dapr Conversation API)"),
         (name = "operations", description = "Health and the outbox relay"),
         (name = "meta", description = "This document and its viewer"),
+        (name = "web", description = "The web page: tasks and chat in a browser"),
     ),
 )]
 pub struct ApiDoc;

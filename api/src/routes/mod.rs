@@ -49,6 +49,9 @@ pub fn table() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::metrics))
         .routes(routes!(docs::openapi_json))
         .routes(routes!(docs::docs_page))
+        .routes(routes!(crate::web::page))
+        .routes(routes!(crate::web::script))
+        .routes(routes!(crate::web::styles))
 }
 
 /// Create a task.

@@ -214,20 +214,9 @@ fn helm(paths: &Paths, bin: &Path) -> Result<()> {
 }
 
 fn node_packages() -> Result<()> {
-    step(
+    apt_step(
         "node packages (containerd, runc, CNI plugins, buildah, debootstrap, iptables)",
-        || {
-            let missing = missing_node_packages();
-            if missing.is_empty() {
-                return Ok(Outcome::Cached);
-            }
-            apt_install(&missing)?;
-            let still = missing_node_packages();
-            if !still.is_empty() {
-                bail!("apt-get finished but {} is still missing", still.join(", "));
-            }
-            Ok(Outcome::Done)
-        },
+        missing_node_packages,
     )
 }
 

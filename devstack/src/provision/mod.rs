@@ -88,18 +88,56 @@ fn step(title: &str, body: impl FnOnce() -> Result<Outcome>) -> Result<()> {
 /// Installs the Debian packages the stack runs (`redis-server`, `postgresql`, and a Java
 /// runtime and Maven if those are missing) with `apt-get`, only when something is missing.
 pub fn system_packages() -> Result<()> {
-    step("system packages (redis-server, postgresql)", || {
-        let missing = missing_packages();
-        if missing.is_empty() {
+    apt_step(
+        "system packages (redis-server, postgresql)",
+        missing_packages,
+    )
+}
+
+/// A step that installs the Debian packages `missing` names, if any, then asks again.
+fn apt_step(title: &str, missing: impl Fn() -> Vec<&'static str>) -> Result<()> {
+    step(title, || {
+        let needed = missing();
+        if needed.is_empty() {
             return Ok(Outcome::Cached);
         }
-        apt_install(&missing)?;
-        let still = missing_packages();
+        apt_install(&needed)?;
+        let still = missing();
         if !still.is_empty() {
             bail!("apt-get finished but {} is still missing", still.join(", "));
         }
         Ok(Outcome::Done)
     })
+}
+
+/// The browser the web page's tests drive: Chromium and its WebDriver (chromedriver) from
+/// Debian, with a font to render text in, installed with `apt-get` only when missing.
+/// Answers where the two programs are.
+pub fn browser() -> Result<Browser> {
+    fn missing() -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if which("chromium").is_none() {
+            missing.push("chromium");
+        }
+        if which("chromedriver").is_none() {
+            missing.push("chromium-driver");
+        }
+        if !Path::new("/usr/share/fonts/truetype/dejavu").is_dir() {
+            missing.push("fonts-dejavu-core");
+        }
+        missing
+    }
+    apt_step("browser (chromium, chromium-driver)", missing)?;
+    Ok(Browser {
+        chromium: which("chromium").context("chromium is not on PATH")?,
+        chromedriver: which("chromedriver").context("chromedriver is not on PATH")?,
+    })
+}
+
+/// Where [`browser`] found Chromium and its WebDriver.
+pub struct Browser {
+    pub chromium: PathBuf,
+    pub chromedriver: PathBuf,
 }
 
 /// Installs `packages` with apt-get (as root only; otherwise says what to install).
