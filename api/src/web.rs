@@ -116,11 +116,13 @@ mod tests {
     #[test]
     fn a_sign_in_link_carries_the_token_in_its_fragment() {
         assert_eq!(
-            sign_in_link("http://127.0.0.1:3000/", "a.b.c").unwrap(),
+            sign_in_link("http://127.0.0.1:3000/", "a.b.c").expect("a good base URL"),
             "http://127.0.0.1:3000/#token=a.b.c"
         );
         for bad in ["127.0.0.1:3000", "http://x/?a=1", "ftp://x", "http://x/#y"] {
-            let err = sign_in_link(bad, "a.b.c").unwrap_err().to_string();
+            let err = sign_in_link(bad, "a.b.c")
+                .expect_err("a bad base URL")
+                .to_string();
             assert!(err.contains("base URL"), "{bad}: {err}");
         }
     }

@@ -176,6 +176,7 @@ async function api(method, path, body) {
 
 function showView(name) {
   const tasks = name === "tasks";
+  notice("");
   show($("tasks-view"), tasks);
   show($("chat-view"), !tasks);
   $("show-tasks").setAttribute("aria-pressed", String(tasks));
@@ -491,7 +492,7 @@ async function loadConversations() {
 }
 
 function messageItem(message) {
-  const body = message.body;
+  const body = message; // { seq, created_at, role, ... }
   if (body.role === "user") {
     return el("li", { class: "message user" }, el("span", { class: "role", text: "You" }), body.content);
   }
@@ -500,8 +501,10 @@ function messageItem(message) {
     const text = body.content || (calls.length ? `(used ${calls.join(", ")})` : "");
     return el("li", { class: "message assistant" }, el("span", { class: "role", text: "Assistant" }), text);
   }
+  // A tool's result: its first line says what it did (the rest is the task as JSON).
   return el("li", { class: "message tool" },
-    el("span", { class: "role", text: `${body.name}${body.is_error ? " (refused)" : ""}` }), body.content);
+    el("span", { class: "role", text: `${body.name}${body.is_error ? " (refused)" : ""}` }),
+    body.content.split("\n")[0]);
 }
 
 async function openConversation(id) {
@@ -587,6 +590,8 @@ function fillTimeZones() {
 
 function start() {
   fillTimeZones();
+  // On a phone-sized screen the filters start folded away, under the list's heading.
+  if (window.matchMedia("(max-width: 40rem)").matches) $("find").open = false;
   $("sign-in-form").addEventListener("submit", (event) => {
     event.preventDefault();
     signIn($("token-input").value.trim());

@@ -15,7 +15,7 @@ use devstack::Managed;
 use serde_json::{Value, json};
 
 /// The key under which WebDriver names an element.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4a7b8a8c4ec8";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long [`Browser::wait`] waits by default.
 pub const WAIT: Duration = Duration::from_secs(15);
 

@@ -58,6 +58,9 @@ impl Page {
     async fn shot(&self, name: &str) -> Result<()> {
         if let Some(dir) = &self.shots {
             self.browser
+                .script("window.scrollTo(0, 0); return true;", json!([]))
+                .await?;
+            self.browser
                 .screenshot(&dir.join(format!("{name}.png")))
                 .await?;
         }
@@ -94,7 +97,7 @@ impl Page {
                       .map(e => e.textContent).sort(); \
                       return JSON.stringify(seen) === JSON.stringify(arguments[0]) || null;";
         self.browser
-            .wait(&format!("the list showing {want:?}"), script, json!(want))
+            .wait(&format!("the list showing {want:?}"), script, json!([want]))
             .await
             .map(drop)
     }
@@ -191,7 +194,7 @@ async fn a_person_manages_tasks_and_chats_in_a_real_browser() -> Result<()> {
         ("due_kind", "day"),
         ("due_date", "2026-12-24"),
         ("time_zone", "Europe/Berlin"),
-        ("reminders", "1d"),
+        ("reminders", "-1d 18:00"),
     ])
     .await?;
     p.list_shows(&["Buy milk"]).await?;
@@ -205,7 +208,7 @@ async fn a_person_manages_tasks_and_chats_in_a_real_browser() -> Result<()> {
         milk["due_date"] == "2026-12-24" && milk["time_zone"] == "Europe/Berlin",
         "{milk}"
     );
-    ensure!(milk["reminders"] == json!(["1d"]), "{milk}");
+    ensure!(milk["reminders"] == json!(["-1d 18:00"]), "{milk}");
 
     // API errors appear beside the field they name, and nothing is written.
     b.click_css("#new-task").await?;
@@ -435,11 +438,39 @@ async fn a_person_manages_tasks_and_chats_in_a_real_browser() -> Result<()> {
             == json!("add bread")
     );
 
+    // Pages: 12 more tasks, 10 to a page.
+    for n in 1..=12 {
+        p.client
+            .post(format!("{}/api/{USER}/tasks", p.api.base))
+            .bearer_auth(p.env.token(USER)?)
+            .json(&json!({"title": format!("Errand {n:02}")}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    b.click_css("#show-tasks").await?;
+    b.type_into("#f-q", "errand").await?;
+    b.click_css("#filters button[type=submit]").await?;
+    let first: Vec<String> = (1..=10).map(|n| format!("Errand {n:02}")).collect();
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    p.list_shows(&first).await?;
+    b.click_css("#next-page").await?;
+    p.list_shows(&["Errand 11", "Errand 12"]).await?;
+    b.visible("#first-page").await?;
+    b.click_css("#first-page").await?;
+    p.list_shows(&first).await?;
+    b.click_css("#filters button[type=reset]").await?;
+
     // A phone-sized screen: nothing wider than the window.
     b.resize(390, 844).await?;
-    b.click_css("#show-tasks").await?;
-    p.list_shows(&[HOSTILE, "Stretch", "Stretch", "Call mom"])
-        .await?;
+    b.set_value("#f-limit", "200").await?;
+    b.click_css("#filters button[type=submit]").await?;
+    b.wait(
+        "the whole list",
+        "return document.querySelectorAll('#task-list .task').length === 16;",
+        json!([]),
+    )
+    .await?;
     let overflow = b
         .script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth",

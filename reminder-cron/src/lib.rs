@@ -21,18 +21,14 @@ use axum::{
     Json, Router,
     extract::State,
     http::StatusCode,
-    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use chrono::Utc;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
-use service_kit::{
-    DaprIdempotencyStore, DaprPublisher, IdempotencyStore, Publisher, Secret, require_dapr_token,
-};
+use service_kit::{DaprIdempotencyStore, DaprPublisher, IdempotencyStore, Publisher, Secret};
 use todo_store::TaskStore;
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use config::{ScanSettings, Settings};
 pub use scan::{ScanReport, Scanner, Tick, reminder_key};
@@ -58,24 +54,14 @@ impl<P, I> Clone for AppState<P, I> {
 
 /// The HTTP routes over `state`: the cron route (token-checked) and the probes.
 pub fn router<P: Publisher, I: IdempotencyStore>(state: AppState<P, I>) -> Router {
-    let cron = Router::new()
-        .route(CRON_ROUTE, post(cron_tick::<P, I>))
-        .route_layer(middleware::from_fn_with_state(
-            state.app_api_token.clone(),
-            require_dapr_token,
-        ));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route(
-            service_kit::metrics::METRICS_PATH,
-            get(service_kit::metrics::serve),
-        )
-        .route("/readyz", get(readyz::<P, I>))
-        .merge(cron)
-        .layer(CatchPanicLayer::custom(panic_answers_200))
-        .layer(middleware::from_fn(service_kit::metrics::track))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+    let cron = Router::new().route(CRON_ROUTE, post(cron_tick::<P, I>));
+    service_kit::skeleton::router(
+        get(readyz::<P, I>),
+        cron,
+        state.app_api_token.clone(),
+        panic_answers_200,
+    )
+    .with_state(state)
 }
 
 /// `POST /reminder-cron`: one tick. Always 200 (daprd's rule for bindings); the body says
@@ -92,20 +78,12 @@ async fn cron_tick<P: Publisher, I: IdempotencyStore>(
 
 /// A panicking scan is logged; daprd still gets its 200 and the next tick scans again.
 fn panic_answers_200(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(no message)");
+    let message = service_kit::skeleton::panic_message(&*panic);
     tracing::error!(
         panic = message,
         "reminder scan panicked; the next tick retries"
     );
     (StatusCode::OK, Json(json!({ "status": "failed" }))).into_response()
-}
-
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
 }
 
 /// Readiness: the database answers and has the schema (`chat-api` migrates it).

@@ -14,6 +14,7 @@ pub mod secret;
 pub mod server;
 pub mod shutdown;
 pub mod sidecar;
+pub mod skeleton;
 pub mod state;
 pub mod subscription;
 pub mod telemetry;

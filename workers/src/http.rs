@@ -1,5 +1,5 @@
-//! HTTP pieces every consumer shares: probes, reading a delivered body, the panic guard and
-//! the fallback.
+//! HTTP pieces every consumer shares: the database readiness probe, reading a delivered
+//! body, what a panic answers and the fallback.
 //!
 //! daprd reads a 404 from a subscription route as "drop without dead-lettering" and any other
 //! non-2xx as "retry", so nothing here lets either happen by accident: an unknown route
@@ -35,11 +35,6 @@ use crate::envelope::{self, Delivery, Rejected};
 
 /// Largest delivered body accepted. Events are a few KiB; anything this big is not ours.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
-
-/// Liveness: the process answers.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
-}
 
 /// Readiness: the database takes a write like the handler's (`chat-api` migrates the
 /// schema). A probe row is inserted into `users` inside a transaction that is rolled back:
@@ -207,11 +202,7 @@ pub async fn fallback(method: Method, uri: Uri) -> Response {
 
 /// For `CatchPanicLayer`: a handler that panicked answers `RETRY`, once logged.
 pub fn panic_to_retry(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(no message)");
+    let message = service_kit::skeleton::panic_message(&*panic);
     tracing::error!(panic = message, "handler panicked; asking daprd to retry");
     SubscriptionOutcome::Retry.into_response()
 }

@@ -6,8 +6,9 @@
 //! - [`notifications`] (`notifications`): consumes `reminder.due` from `reminders` and logs
 //!   each reminder once (no database).
 //!
-//! Shared by all of them: [`envelope`] (what daprd delivers, unwrapped) and [`http`] (probes,
-//! the panic guard, and the fallback that never answers 404 to daprd).
+//! Shared by both: [`envelope`] (what daprd delivers, unwrapped) and [`http`] (the database
+//! readiness probe, what a panic answers, and the fallback that never answers 404 to
+//! daprd), inside the frame every service shares (`service_kit::skeleton`).
 //!
 //! Events reach a consumer through a declarative subscription in `components/` and an axum
 //! route; handlers answer only `SUCCESS`, `RETRY` or `DROP`. Consumers publish nothing

@@ -348,11 +348,7 @@ pub async fn fallback() -> ApiError {
 /// A handler that panicked gets the API's opaque 500 (the panic is logged once) instead of
 /// a dropped connection.
 pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
-    let why = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(no message)");
+    let why = service_kit::skeleton::panic_message(&*panic);
     ApiError::internal(format!("handler panicked: {why}")).into_response()
 }
 

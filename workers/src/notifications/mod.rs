@@ -15,12 +15,11 @@ pub mod sink;
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Router, middleware,
+    Router,
     routing::{get, post},
 };
-use service_kit::{DaprIdempotencyStore, IdempotencyStore, Secret, require_dapr_token};
+use service_kit::{DaprIdempotencyStore, IdempotencyStore, Secret};
 use todo_store::TaskStore;
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use config::Settings;
 pub use sink::{LogSink, NOTIFICATION_MESSAGE, NotificationSink};
@@ -60,25 +59,16 @@ impl<I> Clone for AppState<I> {
 pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
     let events = Router::new()
         .route(REMINDER_ROUTE, post(handler::reminder_due::<I>))
-        .route_layer(middleware::from_fn_with_state(
-            state.app_api_token.clone(),
-            require_dapr_token,
-        ));
-    Router::new()
-        .route("/healthz", get(http::healthz))
-        .route(
-            service_kit::metrics::METRICS_PATH,
-            get(service_kit::metrics::serve),
-        )
+        .fallback(http::fallback);
+    service_kit::skeleton::router(
         // Nothing to be ready for: the database check fails open (a reminder is logged when
         // it cannot be checked), and the sidecar is daprd's own concern.
-        .route("/readyz", get(http::healthz))
-        .merge(events)
-        .fallback(http::fallback)
-        .layer(CatchPanicLayer::custom(http::panic_to_retry))
-        .layer(middleware::from_fn(service_kit::metrics::track))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        get(service_kit::skeleton::healthz),
+        events,
+        state.app_api_token.clone(),
+        http::panic_to_retry,
+    )
+    .with_state(state)
 }
 
 /// A built, bound, not yet running `notifications`.

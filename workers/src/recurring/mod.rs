@@ -16,13 +16,11 @@ use anyhow::Context as _;
 use axum::{
     Router,
     extract::State,
-    middleware,
     response::Response,
     routing::{get, post},
 };
-use service_kit::{DaprIdempotencyStore, IdempotencyStore, Secret, require_dapr_token};
+use service_kit::{DaprIdempotencyStore, IdempotencyStore, Secret};
 use todo_store::TaskStore;
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use config::Settings;
 
@@ -55,23 +53,14 @@ pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
     let events = Router::new()
         .route("/events/task-completed", post(handler::task_completed::<I>))
         .route("/events/ignored", post(http::ignored))
-        .route_layer(middleware::from_fn_with_state(
-            state.app_api_token.clone(),
-            require_dapr_token,
-        ));
-    Router::new()
-        .route("/healthz", get(http::healthz))
-        .route(
-            service_kit::metrics::METRICS_PATH,
-            get(service_kit::metrics::serve),
-        )
-        .route("/readyz", get(readyz::<I>))
-        .merge(events)
-        .fallback(http::fallback)
-        .layer(CatchPanicLayer::custom(http::panic_to_retry))
-        .layer(middleware::from_fn(service_kit::metrics::track))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .fallback(http::fallback);
+    service_kit::skeleton::router(
+        get(readyz::<I>),
+        events,
+        state.app_api_token.clone(),
+        http::panic_to_retry,
+    )
+    .with_state(state)
 }
 
 async fn readyz<I: IdempotencyStore>(State(state): State<AppState<I>>) -> Response {
