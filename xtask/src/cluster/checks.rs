@@ -271,6 +271,53 @@ pub fn mcp_tools(kube: &Kube) -> Result<()> {
     Ok(())
 }
 
+/// The web page through chat-api's Service, and a sign-in link printed by the chat-api
+/// binary in its pod (`chat-api token <user> --link <address>`) whose token the API takes.
+pub fn web_page(kube: &Kube) -> Result<()> {
+    let base = service_base(kube)?;
+    let user = format!("web-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let link = kubectl_out(
+        kube,
+        &[
+            "exec",
+            "deploy/chat-api",
+            "-c",
+            "chat-api",
+            "--",
+            "/usr/local/bin/chat-api",
+            "token",
+            &user,
+            "900",
+            "--link",
+            &base,
+        ],
+    )?;
+    let link = link.trim();
+    let token = link
+        .strip_prefix(&format!("{base}/#token="))
+        .with_context(|| format!("the pod printed {link:?}, not a sign-in link to {base}/"))?;
+    let mut api = Api::new()?;
+    api.base = base;
+    let (status, page) = api.call(Method::GET, "/", None)?;
+    let page = page.as_str().unwrap_or_default();
+    ensure!(
+        status == 200 && page.contains(r#"<script src="/app.js""#),
+        "GET / answered {status}: {page:.200}"
+    );
+    for asset in ["/app.js", "/app.css"] {
+        let (status, _) = api.call(Method::GET, asset, None)?;
+        ensure!(status == 200, "GET {asset} answered {status}");
+    }
+    api.token = Some(token.to_owned());
+    let (status, listed) = api.call(Method::GET, &format!("/api/{user}/tasks"), None)?;
+    ensure!(
+        status == 200,
+        "the link's token was refused: {status} {listed}"
+    );
+    println!("    the page and its assets answered; the link's token lists {user}'s tasks");
+    Ok(())
+}
+
 /// A task due within the hour makes reminder-cron publish a reminder, which notifications
 /// logs (its log line names the task).
 pub fn reminder_logged(kube: &Kube) -> Result<()> {

@@ -80,6 +80,10 @@ pub fn cluster(action: Action, only: Option<&str>) -> Result<()> {
                 ("the smoke test", Box::new(minikube::smoke_test)),
                 ("the MCP tools listed", Box::new(checks::mcp_tools)),
                 (
+                    "the web page, with a sign-in link printed in the pod",
+                    Box::new(checks::web_page),
+                ),
+                (
                     "a reminder logged by notifications",
                     Box::new(checks::reminder_logged),
                 ),
