@@ -107,7 +107,7 @@ pub async fn start(
     let runtime_path = loopback_runtime(runtime, &paths.data.join("dapr-runtime"))?;
     let pidfile = log.with_extension("pid");
     let mut attempt = 1;
-    let dapr = loop {
+    loop {
         let mut cmd = Command::new(cli);
         cmd.args(["run", "-f", "dapr.yaml"])
             .current_dir(&paths.root)
@@ -115,16 +115,15 @@ pub async fn start(
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let mut dapr = Managed::spawn("dapr run", cmd, log, Some(&pidfile))?
             .with_stop(Signal::SIGINT, Duration::from_secs(20));
-        match dapr
-            .wait_http_ok("http://127.0.0.1:3000/readyz", Duration::from_secs(60))
-            .await
-        {
-            Ok(()) => break dapr,
+        match ready(&mut dapr).await {
+            Ok(()) => return Ok(dapr),
             // The CLI checks each fixed port by binding it for a moment before it starts
-            // that app; now and then the check fails on a port that is free (seen for the
-            // fourth app's gRPC port), and the CLI stops the apps it started. Once more.
-            // (Decided on the log alone: the CLI stops itself after that message, and
-            // `shutdown` below waits for it whatever state it is in by then.)
+            // that app, and stops the apps it started when one is taken. The fixed ports
+            // lie in Linux's ephemeral range (32768-60999), so a busy machine's outbound
+            // connection can hold one for a moment (seen for the second and the fourth
+            // app's gRPC port). Once more, whichever step of the start noticed it. (Decided
+            // on the log alone: the CLI stops itself after that message, and `shutdown`
+            // below waits for it whatever state it is in by then.)
             Err(e) if attempt < 3 && dapr.log_text().contains("is not available") => {
                 eprintln!(
                     "dapr run: {e:#}\nstarting it again (attempt {})",
@@ -135,10 +134,16 @@ pub async fn start(
             }
             Err(e) => return Err(e),
         }
-    };
-    // Outbound health: components loaded, publishing works. (The run file turns the
-    // scheduler and placement off; the app-facing /v1.0/healthz then answers 204 as well,
-    // but a service behind its health check may take longer.)
+    }
+}
+
+/// Waits until chat-api is ready and every sidecar of the run file has loaded its
+/// components and can publish. (The run file turns the scheduler and placement off; the
+/// app-facing /v1.0/healthz then answers 204 as well, but a service behind its health
+/// check may take longer.)
+async fn ready(dapr: &mut Managed) -> Result<()> {
+    dapr.wait_http_ok("http://127.0.0.1:3000/readyz", Duration::from_secs(60))
+        .await?;
     for app in RUN_FILE_APPS {
         dapr.wait_http_ok(
             &format!(
@@ -149,7 +154,7 @@ pub async fn start(
         )
         .await?;
     }
-    Ok(dapr)
+    Ok(())
 }
 
 #[cfg(test)]
