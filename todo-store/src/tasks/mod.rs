@@ -5,7 +5,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Order, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Func},
 };
 use todo_domain::{
@@ -442,6 +442,7 @@ impl TaskStore {
     /// Number of live tasks of a user.
     #[cfg(feature = "testing")]
     pub async fn count(&self, user: &UserId) -> Result<u64, StoreError> {
+        use sea_orm::PaginatorTrait as _;
         Ok(tasks::Entity::find()
             .filter(tasks::Column::UserId.eq(user.as_str()))
             .filter(tasks::Column::DeletedAt.is_null())
