@@ -389,7 +389,7 @@ function openTaskDialog(task) {
   f.title.focus();
 }
 
-function list_of(raw) {
+function listOf(raw) {
   return raw.split(",").map((s) => s.trim()).filter(Boolean);
 }
 
@@ -400,11 +400,11 @@ function formBody() {
     title: f.title.value,
     description: f.description.value,
     priority: f.priority.value,
-    tags: list_of(f.tags.value),
+    tags: listOf(f.tags.value),
     due_at: kind === "time" ? f.due_at.value || null : kind === "day" ? f.due_date.value || null : null,
     time_zone: f.time_zone.value.trim(),
     recurrence: f.recurrence.value || null,
-    reminders: list_of(f.reminders.value),
+    reminders: listOf(f.reminders.value),
   };
 }
 
