@@ -267,13 +267,72 @@ pub fn delete_chat_api_pod(kube: &Kube) -> Result<()> {
     std::thread::sleep(Duration::from_secs(3));
     rollout_status(kube, "deployment/chat-api")?;
     wait_until_gone_terminating(kube, "app.kubernetes.io/name=chat-api")?;
-    writer.wait_for_more(20, Duration::from_secs(120))?;
+    if let Err(e) = writer.wait_for_more(20, Duration::from_secs(120)) {
+        bail!("{e:#}\n{}", service_path(kube));
+    }
     let (user, written) = writer.stop();
     println!(
         "    {} requests failed while the pod was replaced",
         written.failures.len()
     );
     every_write_reaches_kafka(kube, &user, &written, Repeats::Fail)
+}
+
+/// What the way from this machine to chat-api's Service looks like now: its endpoints,
+/// kube-proxy's rules for it, and the Service and each pod asked directly with a new
+/// connection (for a failure in which writes through the Service were refused).
+fn service_path(kube: &Kube) -> String {
+    let endpoints = kubectl_out(
+        kube,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=chat-api",
+            "-o",
+            "wide",
+        ],
+    )
+    .unwrap_or_else(|e| format!("{e:#}"));
+    let rules = std::process::Command::new("iptables-save")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains("todo/chat-api"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|e| e.to_string());
+    let mut asked = Vec::new();
+    if let Ok(mut api) = Api::new() {
+        let mut bases = vec![super::checks::service_base(kube).unwrap_or_default()];
+        let pods = kubectl_out(
+            kube,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app.kubernetes.io/name=chat-api",
+                "-o",
+                "jsonpath={.items[*].status.podIP}",
+            ],
+        )
+        .unwrap_or_default();
+        bases.extend(
+            pods.split_whitespace()
+                .map(|ip| format!("http://{ip}:3000")),
+        );
+        for base in bases {
+            api.base = base.clone();
+            let answer = api.call(Method::GET, "/readyz", None);
+            asked.push(format!("{base}/readyz: {answer:?}"));
+        }
+    }
+    format!(
+        "the way to chat-api now:\n{endpoints}\nkube-proxy's rules:\n{rules}\n{}",
+        asked.join("\n")
+    )
 }
 
 /// The Kafka pod deleted under a steady writer: the writes keep succeeding (the outbox
