@@ -260,6 +260,11 @@ impl Browser {
         std::fs::write(file, png).with_context(|| format!("writing {}", file.display()))
     }
 
+    /// The profile directory of this browser (its processes name it).
+    pub fn profile(&self) -> PathBuf {
+        self.profile.path().to_path_buf()
+    }
+
     /// Ends the session, then stops chromedriver and whatever browser processes are left.
     pub async fn close(mut self) {
         let _ = self.call(reqwest::Method::DELETE, "", None).await;
@@ -301,11 +306,4 @@ pub fn processes_using(profile: &Path) -> Vec<i32> {
                 .then_some(pid)
         })
         .collect()
-}
-
-impl Browser {
-    /// The profile directory of this browser (its processes name it).
-    pub fn profile(&self) -> PathBuf {
-        self.profile.path().to_path_buf()
-    }
 }

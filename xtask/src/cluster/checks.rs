@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::minikube::{Api, Kube, mint_token};
+use crate::minikube::{Api, Kube, chat_api_token, mint_token};
 
 /// The namespace of the system.
 const NAMESPACE: &str = "todo";
@@ -276,22 +276,7 @@ pub fn mcp_tools(kube: &Kube) -> Result<()> {
 pub fn web_page(kube: &Kube) -> Result<()> {
     let base = service_base(kube)?;
     let user = format!("web-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let link = kubectl_out(
-        kube,
-        &[
-            "exec",
-            "deploy/chat-api",
-            "-c",
-            "chat-api",
-            "--",
-            "/usr/local/bin/chat-api",
-            "token",
-            &user,
-            "900",
-            "--link",
-            &base,
-        ],
-    )?;
+    let link = chat_api_token(kube, &user, &["--link", &base])?;
     let link = link.trim();
     let token = link
         .strip_prefix(&format!("{base}/#token="))

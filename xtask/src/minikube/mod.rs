@@ -30,7 +30,7 @@ use devstack::Paths;
 
 mod smoke;
 
-pub(crate) use smoke::{Api, mint_token, smoke_test};
+pub(crate) use smoke::{Api, chat_api_token, mint_token, smoke_test};
 
 /// The KEDA release installed when the cluster has none; deploy-check validates the
 /// ScaledObjects against its CRDs.

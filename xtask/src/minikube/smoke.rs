@@ -118,6 +118,15 @@ impl Api {
 /// A token for `user`, minted by the chat-api binary in its own pod (which holds
 /// JWT_SECRET), valid for 15 minutes.
 pub(crate) fn mint_token(kube: &Kube, user: &str) -> Result<String> {
+    chat_api_token(kube, user, &[])
+        .ok()
+        .filter(|t| t.split('.').count() == 3)
+        .context("minting a token in the chat-api pod failed")
+}
+
+/// What `chat-api token <user> 900 <extra>` prints in the chat-api pod (a token valid for
+/// 15 minutes, or with `--link <address>` a sign-in link).
+pub(crate) fn chat_api_token(kube: &Kube, user: &str, extra: &[&str]) -> Result<String> {
     let mut mint = kube.ns(&[
         "exec",
         "deploy/chat-api",
@@ -129,10 +138,9 @@ pub(crate) fn mint_token(kube: &Kube, user: &str) -> Result<String> {
         user,
         "900",
     ]);
+    mint.args(extra);
     println!("    $ {}", show(&mint));
-    output(&mut mint)
-        .filter(|t| t.split('.').count() == 3)
-        .context("minting a token in the chat-api pod failed")
+    output(&mut mint).context("`chat-api token` failed in the chat-api pod")
 }
 
 /// A pending task of `list` (a page of tasks) other than `first`: (id, due_at).
