@@ -9,14 +9,14 @@ use relay::RelayConfig;
 
 pub const DEFAULT_PORT: u16 = 3000;
 /// The sidecar's gRPC port in `dapr.yaml` (daprd sets `DAPR_GRPC_PORT` for the app anyway).
-pub const DEFAULT_DAPR_GRPC_PORT: u16 = 50001;
+pub const DEFAULT_DAPR_GRPC_PORT: u16 = 3510;
 
 /// Shortest JWT secret accepted (HS256 wants at least 256 bits of key).
 pub const JWT_SECRET_MIN_BYTES: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Host, ports and tokens (defaults: port 3000, the sidecar's gRPC port 50001).
+    /// Host, ports and tokens (defaults: port 3000, the sidecar's gRPC port 3510).
     /// `APP_API_TOKEN`, when set, is required on the dead-letter routes (daprd's deliveries).
     pub service: ServiceSettings,
     /// `DATABASE_URL` (default: SQLite file `.data/todo.db`).

@@ -45,12 +45,16 @@ const fn app(
     }
 }
 
-/// The run file's apps (a test holds them to `dapr.yaml`).
+/// The run file's apps (a test holds them to `dapr.yaml`). Every fixed port lies below
+/// Linux's ephemeral range (32768-60999 by default), so no outbound connection of another
+/// process can be holding one when `dapr run` checks it: the CLI refuses to start while
+/// one of its ports is taken, and a long-lived connection (a broker's, an API server's to
+/// etcd) took 50004 for good when the gRPC ports were 50001-50004.
 pub const RUN_FILE_APPS: [RunFileApp; 4] = [
-    app("chat-api", 3000, 3500, 50001),
-    app("recurring-tasks", 3001, 3501, 50002),
-    app("notifications", 3002, 3502, 50003),
-    app("reminder-cron", 3003, 3503, 50004),
+    app("chat-api", 3000, 3500, 3510),
+    app("recurring-tasks", 3001, 3501, 3511),
+    app("notifications", 3002, 3502, 3512),
+    app("reminder-cron", 3003, 3503, 3513),
 ];
 
 /// The run file's app `id`.
@@ -119,11 +123,11 @@ pub async fn start(
             Ok(()) => return Ok(dapr),
             // The CLI checks each fixed port by binding it for a moment before it starts
             // that app, and stops the apps it started when one is taken. The fixed ports
-            // lie in Linux's ephemeral range (32768-60999), so a busy machine's outbound
-            // connection can hold one for a moment (seen for the second and the fourth
-            // app's gRPC port). Once more, whichever step of the start noticed it. (Decided
-            // on the log alone: the CLI stops itself after that message, and `shutdown`
-            // below waits for it whatever state it is in by then.)
+            // are outside the ephemeral range, but the ports the CLI picks for each
+            // daprd's other listeners are free only when picked. Once more, whichever step
+            // of the start noticed it. (Decided on the log alone: the CLI stops itself after
+            // that message, and `shutdown` below waits for it whatever state it is in by
+            // then.)
             Err(e) if attempt < 3 && dapr.log_text().contains("is not available") => {
                 eprintln!(
                     "dapr run: {e:#}\nstarting it again (attempt {})",
@@ -181,8 +185,28 @@ mod tests {
         }
         assert_eq!(
             run_file_app("chat-api").map(|a| a.dapr_grpc_port),
-            Some(50001)
+            Some(3510)
         );
         assert_eq!(run_file_app("nobody"), None);
+    }
+
+    #[test]
+    fn no_fixed_port_lies_in_the_ephemeral_range() {
+        let range = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap_or_else(|_| "32768 60999".into());
+        let bounds: Vec<u16> = range
+            .split_whitespace()
+            .map(|n| n.parse().expect("a port number"))
+            .collect();
+        let low = bounds[0].min(32768);
+        for app in RUN_FILE_APPS {
+            for port in [app.app_port, app.dapr_http_port, app.dapr_grpc_port] {
+                assert!(
+                    port < low,
+                    "{}'s port {port} is in the ephemeral range ({range:?})",
+                    app.id
+                );
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use service_kit::{Secret, ServiceSettings, env_or, state_store_from_env};
 pub use todo_store::db::DEFAULT_SQLITE_URL;
 pub const DEFAULT_PORT: u16 = 3003;
 /// The sidecar's gRPC port in `dapr.yaml` (daprd sets `DAPR_GRPC_PORT` for the app anyway).
-pub const DEFAULT_DAPR_GRPC_PORT: u16 = 50004;
+pub const DEFAULT_DAPR_GRPC_PORT: u16 = 3513;
 /// The reminder window: tasks due within this much time from now get a reminder.
 pub const DEFAULT_WINDOW_SECONDS: u64 = 24 * 3600;
 /// How long past its due time a task still gets its reminder (one missed while the service
@@ -22,7 +22,7 @@ pub const MAX_WINDOW_SECONDS: u64 = 7 * 24 * 3600;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Host, ports and tokens (defaults: port 3003, the sidecar's gRPC port 50004).
+    /// Host, ports and tokens (defaults: port 3003, the sidecar's gRPC port 3513).
     pub service: ServiceSettings,
     /// `DATABASE_URL` (default: SQLite file `.data/todo.db`, the one `chat-api` migrates).
     /// Only read from; a read-only database role is enough.

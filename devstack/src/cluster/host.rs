@@ -16,10 +16,9 @@ use super::config::{CONTAINERD_RUN, NODE_LINK, POD_BRIDGE};
 
 /// Sysctls the node's processes set (the kubelet: overcommit, panic, keys; kube-proxy:
 /// conntrack, route_localnet), the pod network needs (forwarding, bridged traffic
-/// through iptables), or `up` sets ([`RESERVED_PORTS`]).
-const SYSCTLS: [&str; 13] = [
+/// through iptables).
+const SYSCTLS: [&str; 12] = [
     "net/ipv4/ip_forward",
-    RESERVED_PORTS,
     "net/bridge/bridge-nf-call-iptables",
     "net/bridge/bridge-nf-call-ip6tables",
     "vm/overcommit_memory",
@@ -63,40 +62,6 @@ pub fn record() -> Result<Before> {
 pub fn set_sysctl(name: &str, value: &str) -> Result<()> {
     fs::write(sysctl_path(name), format!("{value}\n"))
         .with_context(|| format!("setting {name} to {value}"))
-}
-
-/// The ports no outbound connection may take as its local port.
-const RESERVED_PORTS: &str = "net/ipv4/ip_local_reserved_ports";
-
-/// Keeps outbound connections off the fixed ports of `cargo xtask up` (the run file's) that
-/// lie in Linux's ephemeral range (its gRPC ports, 50001-50004): the API server's
-/// long-lived connections to etcd take such ports, and `dapr run` refuses to start while
-/// one of its ports is held, for as long as the cluster runs.
-pub fn reserve_run_file_ports() -> Result<()> {
-    let range = fs::read_to_string(sysctl_path("net/ipv4/ip_local_port_range")).unwrap_or_default();
-    let bounds: Vec<u16> = range
-        .split_whitespace()
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let ephemeral = |port: u16| match bounds[..] {
-        [low, high] => (low..=high).contains(&port),
-        _ => true,
-    };
-    let now = fs::read_to_string(sysctl_path(RESERVED_PORTS)).unwrap_or_default();
-    let mut reserved: Vec<String> = now
-        .trim()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    for app in crate::run_file::RUN_FILE_APPS {
-        for port in [app.app_port, app.dapr_http_port, app.dapr_grpc_port] {
-            if ephemeral(port) {
-                reserved.push(port.to_string());
-            }
-        }
-    }
-    set_sysctl(RESERVED_PORTS, &reserved.join(","))
 }
 
 /// Puts back what [`record`] saw; answers what could not be restored.

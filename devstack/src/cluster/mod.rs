@@ -204,15 +204,11 @@ impl Cluster {
             // Kept from a run that crashed: that is the machine as it was.
             fs::write(&before, serde_json::to_vec_pretty(&host::record()?)?)?;
         }
-        timed(
-            "the node's network (bridge, forwarding, reserved ports)",
-            || {
-                host::add_node_link(NODE_IP)?;
-                host::reserve_run_file_ports()?;
-                host::set_sysctl("net/ipv4/ip_forward", "1")?;
-                host::set_sysctl("net/bridge/bridge-nf-call-iptables", "1")
-            },
-        )?;
+        timed("the node's network (bridge, forwarding)", || {
+            host::add_node_link(NODE_IP)?;
+            host::set_sysctl("net/ipv4/ip_forward", "1")?;
+            host::set_sysctl("net/bridge/bridge-nf-call-iptables", "1")
+        })?;
         self.write_configs()?;
         timed("certificates and kubeconfigs (kubeadm phases)", || {
             self.pki()

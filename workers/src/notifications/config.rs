@@ -4,11 +4,11 @@ use service_kit::{Secret, ServiceSettings, env_opt, state_store_from_env};
 
 pub const DEFAULT_PORT: u16 = 3002;
 /// The sidecar's gRPC port in `dapr.yaml` (daprd sets `DAPR_GRPC_PORT` for the app anyway).
-pub const DEFAULT_DAPR_GRPC_PORT: u16 = 50003;
+pub const DEFAULT_DAPR_GRPC_PORT: u16 = 3512;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Host, ports and tokens (defaults: port 3002, the sidecar's gRPC port 50003).
+    /// Host, ports and tokens (defaults: port 3002, the sidecar's gRPC port 3512).
     pub service: ServiceSettings,
     /// `STATE_STORE_NAME` (default `statestore`): where idempotency keys live.
     pub state_store: String,

@@ -6,11 +6,11 @@ use service_kit::{Secret, ServiceSettings, env_or, state_store_from_env};
 pub use todo_store::db::DEFAULT_SQLITE_URL;
 pub const DEFAULT_PORT: u16 = 3001;
 /// The sidecar's gRPC port in `dapr.yaml` (daprd sets `DAPR_GRPC_PORT` for the app anyway).
-pub const DEFAULT_DAPR_GRPC_PORT: u16 = 50002;
+pub const DEFAULT_DAPR_GRPC_PORT: u16 = 3511;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Host, ports and tokens (defaults: port 3001, the sidecar's gRPC port 50002).
+    /// Host, ports and tokens (defaults: port 3001, the sidecar's gRPC port 3511).
     pub service: ServiceSettings,
     /// `DATABASE_URL` (default: SQLite file `.data/todo.db`, the one `chat-api` migrates).
     pub database_url: Secret,
