@@ -481,10 +481,12 @@ impl Cluster {
             self.spawn("kubelet", &self.bin.join("kubelet"), &args)?;
         }
         if self.running("kube-proxy").is_none() {
-            let args = vec![format!(
-                "--config={}",
-                self.state.join("kube-proxy.yaml").display()
-            )];
+            // -v=2: each sync of the rules, and the endpoints it saw, are in its log (read
+            // when a Service stops answering after its pod was replaced).
+            let args = vec![
+                format!("--config={}", self.state.join("kube-proxy.yaml").display()),
+                "--v=2".to_owned(),
+            ];
             self.spawn("kube-proxy", &self.bin.join("kube-proxy"), &args)?;
         }
         self.wait_for("the node Ready", Duration::from_secs(180), || {
