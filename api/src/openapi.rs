@@ -129,14 +129,10 @@ error_responses! {
 
 // ---- Domain values, described from the domain's own constants --------------------------
 
-pub(crate) fn string_enum(
-    values: impl IntoIterator<Item = &'static str>,
-    description: &str,
-) -> Object {
+pub(crate) fn string_enum(values: impl IntoIterator<Item = &'static str>) -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(values))
-        .description(Some(description))
         .build()
 }
 
@@ -144,66 +140,46 @@ fn nullable(ty: Type) -> SchemaType {
     SchemaType::from_iter([ty, Type::Null])
 }
 
-fn text(ty: SchemaType, min: Option<usize>, max: usize, description: &str) -> Object {
+/// The fields' own schemas carry no description: the field's doc comment is its
+/// description, the same text the tools' JSON Schemas show (`dto::tool_schema`).
+fn text(ty: SchemaType, min: Option<usize>, max: usize) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(ty)
         .min_length(min)
         .max_length(Some(max))
-        .description(Some(description))
-        .build()
 }
 
-const TITLE_DOC: &str = "Trimmed; must not be empty or contain control characters.";
-const DESCRIPTION_DOC: &str = "Trimmed; may be empty.";
-
 pub(crate) fn title() -> Object {
-    text(Type::String.into(), Some(1), TITLE_MAX_CHARS, TITLE_DOC)
+    text(Type::String.into(), Some(1), TITLE_MAX_CHARS).build()
 }
 
 pub(crate) fn title_or_null() -> Object {
-    text(nullable(Type::String), Some(1), TITLE_MAX_CHARS, TITLE_DOC)
+    text(nullable(Type::String), Some(1), TITLE_MAX_CHARS).build()
 }
 
 pub(crate) fn description_or_null() -> Object {
-    text(
-        nullable(Type::String),
-        None,
-        DESCRIPTION_MAX_CHARS,
-        DESCRIPTION_DOC,
-    )
+    text(nullable(Type::String), None, DESCRIPTION_MAX_CHARS).build()
 }
 
 pub(crate) fn tags_or_null() -> utoipa::openapi::schema::Array {
     ArrayBuilder::new()
         .schema_type(nullable(Type::Array))
-        .items(text(
-            Type::String.into(),
-            Some(1),
-            TAG_MAX_CHARS,
-            "Letters, digits, - and _; spaces become -; lower-cased.",
-        ))
+        .items(
+            text(Type::String.into(), Some(1), TAG_MAX_CHARS).description(Some(
+                "Letters, digits, - and _; spaces become -; lower-cased.",
+            )),
+        )
         .max_items(Some(TAGS_MAX_COUNT))
-        .description(Some("Normalised to lower case; duplicates are dropped."))
         .build()
 }
 
 pub(crate) fn tag_filter() -> Object {
-    text(
-        Type::String.into(),
-        Some(1),
-        TAG_MAX_CHARS,
-        "Only tasks with this tag (normalised like a task's tags).",
-    )
+    text(Type::String.into(), Some(1), TAG_MAX_CHARS).build()
 }
 
 pub(crate) fn due_at_or_null() -> Object {
     ObjectBuilder::new()
         .schema_type(nullable(Type::String))
-        .description(Some(
-            "RFC 3339 with an offset (`2026-12-01T09:00:00Z`), a local time read in `time_zone` \
-             (`2026-12-01T09:00`), or a date alone (`2026-12-01`): due that day in `time_zone`, \
-             all day (sorted and filtered as due at the day's last second).",
-        ))
         .examples(["2026-12-01T09:00", "2026-12-01T08:00:00Z", "2026-12-01"])
         .build()
 }
@@ -211,21 +187,10 @@ pub(crate) fn due_at_or_null() -> Object {
 pub(crate) fn reminders_or_null() -> utoipa::openapi::schema::Array {
     ArrayBuilder::new()
         .schema_type(nullable(Type::Array))
-        .items(text(
-            Type::String.into(),
-            Some(1),
-            32,
+        .items(text(Type::String.into(), Some(1), 32).description(Some(
             "An offset (`15m`, `1d`, `PT15M`) or a local time (`09:00`, `-1d 18:00`).",
-        ))
-        .max_items(Some(todo_domain::due::REMINDERS_MAX_COUNT))
-        .description(Some(format!(
-            "At most {} reminders. For a task due at a time: offsets before it (`15m`, `1h`, \
-             `1d`, `1h30m`, or ISO 8601 `PT15M`, `P1D`; days are calendar days in the task's zone), \
-             at most {} days. For an all-day task: local times on its day (`09:00`) or days before \
-             it (`-1d 18:00`). Empty or absent: one reminder within a day of the due time.",
-            todo_domain::due::REMINDERS_MAX_COUNT,
-            todo_domain::due::REMINDER_MAX_DAYS
         )))
+        .max_items(Some(todo_domain::due::REMINDERS_MAX_COUNT))
         .examples([json!(["15m", "1d"]), json!(["-1d 18:00", "09:00"])])
         .build()
 }
@@ -233,7 +198,6 @@ pub(crate) fn reminders_or_null() -> utoipa::openapi::schema::Array {
 pub(crate) fn time_zone_or_null() -> Object {
     ObjectBuilder::new()
         .schema_type(nullable(Type::String))
-        .description(Some("IANA time zone name; `UTC` when absent."))
         .default(Some(json!(TimeZone::UTC.name())))
         .examples(["Europe/Berlin"])
         .build()
@@ -243,18 +207,12 @@ pub(crate) fn instant_filter() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
-        .description(Some("RFC 3339 time, such as `2026-12-01T09:00:00Z`."))
         .build()
 }
 
 /// A search text of at most `max_chars`.
 pub(crate) fn search(max_chars: usize) -> Object {
-    text(
-        Type::String.into(),
-        None,
-        max_chars,
-        "Text searched in title and description (case-insensitive).",
-    )
+    text(Type::String.into(), None, max_chars).build()
 }
 
 pub(crate) fn limit() -> Object {
@@ -263,7 +221,6 @@ pub(crate) fn limit() -> Object {
         .minimum(Some(1))
         .maximum(Some(todo_store::tasks::LIST_LIMIT_MAX))
         .default(Some(json!(todo_store::tasks::LIST_LIMIT_DEFAULT)))
-        .description(Some("Page size."))
         .build()
 }
 

@@ -335,6 +335,63 @@ async fn tools_list_shows_the_five_task_tools_with_precise_schemas() {
     assert_eq!(p["completed"]["type"], "boolean");
     assert_eq!(p["task_id"]["format"], "uuid");
 
+    // One shape per input: each tool takes the REST API's own body or query, described
+    // alike (a tool adds only the `task_id` its route has in the path; a new task cannot be
+    // created completed).
+    let doc = serde_json::to_value(api::routes::docs::document()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let described = |props: &Value| -> Vec<(String, String)> {
+        props
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, p)| {
+                let text = p["description"].as_str().unwrap_or_default();
+                (
+                    name.clone(),
+                    text.split_whitespace().collect::<Vec<_>>().join(" "),
+                )
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    let mut body = described(&schemas["TaskInput"]["properties"]);
+    body.retain(|(name, _)| name != "completed");
+    assert_eq!(
+        described(&add["inputSchema"]["properties"]),
+        body,
+        "add_task = POST body"
+    );
+    assert!(add["inputSchema"]["properties"].get("completed").is_none());
+    let mut change = described(&update["inputSchema"]["properties"]);
+    change.retain(|(name, _)| name != "task_id");
+    assert_eq!(
+        change,
+        described(&schemas["TaskPatchInput"]["properties"]),
+        "update_task = PATCH body"
+    );
+    let query: Vec<(String, String)> = doc["paths"]["/api/{user_id}/tasks"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "query")
+        .map(|p| {
+            let text = p["description"].as_str().unwrap_or_default();
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                text.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        described(&list["inputSchema"]["properties"]),
+        query,
+        "list_tasks = GET query"
+    );
+
     for name in ["complete_task", "delete_task"] {
         assert_eq!(
             tool_json(&tools, name)["inputSchema"]["required"],

@@ -2,56 +2,88 @@
 //! `list_tasks` tool), its parsing into a store query, the opaque cursors, and the page.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use todo_domain::{Priority, Tags, Title};
 use todo_store::{
     ListQuery, Page, SortKey, StatusFilter,
-    tasks::{After, SortValue},
+    tasks::{After, LIST_LIMIT_DEFAULT, SortValue},
 };
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{TaskView, text_without_nul};
+use super::{TaskView, text_without_nul, tool_schema};
 use crate::{error::ApiError, openapi as doc};
 
-/// Query of `GET /api/{user_id}/tasks`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+/// The listing's filters, sort and page: the query of `GET /api/{user_id}/tasks`, and the
+/// arguments of the `list_tasks` tool. Every filter is optional; with none, all tasks are
+/// listed, oldest first, 50 at a time.
+#[derive(Debug, Default, Deserialize, IntoParams, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = tool_schema::tidy)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Text searched in title and description (case-insensitive).
+    /// Text searched in title and description, case-insensitive, e.g. "plants".
+    #[serde(default)]
     #[param(schema_with = search)]
+    #[schemars(schema_with = "tool_schema::search")]
     pub q: Option<String>,
-    /// `all` (default), `pending` or `completed`.
+    /// Which tasks by completion: `pending` (not done yet), `completed`, or `all` (default).
+    #[serde(default)]
     #[param(schema_with = status_filter)]
+    #[schemars(schema_with = "tool_schema::status")]
     pub status: Option<String>,
     /// Only tasks of this priority.
+    #[serde(default)]
     #[param(value_type = Option<Priority>)]
+    #[schemars(schema_with = "tool_schema::priority")]
     pub priority: Option<String>,
-    /// Only tasks with this tag.
+    /// Only tasks carrying this tag, e.g. "home".
+    #[serde(default)]
     #[param(schema_with = doc::tag_filter)]
+    #[schemars(schema_with = "tool_schema::tag")]
     pub tag: Option<String>,
-    /// Only tasks due before this time.
+    /// Only tasks due before this instant: RFC 3339 with an offset, e.g.
+    /// "2026-12-01T00:00:00Z".
+    #[serde(default)]
     #[param(schema_with = doc::instant_filter)]
+    #[schemars(schema_with = "tool_schema::instant")]
     pub due_before: Option<String>,
-    /// Only tasks due at or after this time.
+    /// Only tasks due at or after this instant: RFC 3339 with an offset, e.g.
+    /// "2026-11-24T00:00:00+01:00".
+    #[serde(default)]
     #[param(schema_with = doc::instant_filter)]
+    #[schemars(schema_with = "tool_schema::instant")]
     pub due_after: Option<String>,
-    /// Only pending tasks whose due time has passed.
+    /// `true`: only pending tasks whose due time has passed.
+    #[serde(default)]
+    #[schemars(schema_with = "tool_schema::boolean")]
     pub overdue: Option<bool>,
-    /// Only recurring (`true`) or only one-off (`false`) tasks.
+    /// `true`: only repeating tasks; `false`: only one-off tasks.
+    #[serde(default)]
+    #[schemars(schema_with = "tool_schema::boolean")]
     pub recurring: Option<bool>,
-    /// `created` (default), `due`, `priority` or `title`.
+    /// Sort key: `created` (default), `due` (tasks without a due time last), `priority` or
+    /// `title`.
+    #[serde(default)]
     #[param(schema_with = sort_key)]
+    #[schemars(schema_with = "tool_schema::sort")]
     pub sort: Option<String>,
-    /// `asc` (default) or `desc`.
+    /// Sort direction: `asc` (default) or `desc`.
+    #[serde(default)]
     #[param(schema_with = sort_order)]
+    #[schemars(schema_with = "tool_schema::order")]
     pub order: Option<String>,
     /// Page size, 1 to 200 (50 by default).
+    #[serde(default)]
     #[param(schema_with = doc::limit)]
+    #[schemars(schema_with = "tool_schema::limit", extend("default" = LIST_LIMIT_DEFAULT))]
     pub limit: Option<u64>,
-    /// `next_cursor` of the previous page, with the same `sort`. It marks the last task
-    /// seen, so changes between pages never make a page skip or repeat a task.
+    /// To get the next page, pass the `next_cursor` of the previous page unchanged (with the
+    /// same filters and sort). It marks the last task seen, so changes between pages never
+    /// make a page skip or repeat a task.
+    #[serde(default)]
+    #[schemars(schema_with = "tool_schema::cursor")]
     pub cursor: Option<String>,
 }
 
@@ -238,24 +270,15 @@ fn decode_cursor(raw: &str, descending: bool) -> Result<After, ApiError> {
 
 /// Status, sort and order are documented from the same tables the parser reads.
 fn status_filter() -> utoipa::openapi::schema::Object {
-    doc::string_enum(
-        STATUS_FILTERS.map(|(name, _)| name),
-        "Which tasks by completion; `all` by default.",
-    )
+    doc::string_enum(STATUS_FILTERS.map(|(name, _)| name))
 }
 
 fn sort_key() -> utoipa::openapi::schema::Object {
-    doc::string_enum(
-        SORT_KEYS.map(|(name, _)| name),
-        "Sort key; `created` by default. Tasks without a due time come last.",
-    )
+    doc::string_enum(SORT_KEYS.map(|(name, _)| name))
 }
 
 fn sort_order() -> utoipa::openapi::schema::Object {
-    doc::string_enum(
-        SORT_ORDERS.map(|(name, _)| name),
-        "Sort direction; `asc` by default.",
-    )
+    doc::string_enum(SORT_ORDERS.map(|(name, _)| name))
 }
 
 fn search() -> utoipa::openapi::schema::Object {

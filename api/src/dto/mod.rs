@@ -1,6 +1,7 @@
 //! Request and response bodies, and their parsing into domain values at the edge.
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use todo_domain::{
     Description, Due, Frequency, Priority, Reminders, Tags, TaskSnapshot, TimeZone, Title,
@@ -11,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 mod listing;
+pub(crate) mod tool_schema;
 
 pub use listing::{
     ListParams, SEARCH_MAX_CHARS, SORT_KEYS, SORT_ORDERS, STATUS_FILTERS, TaskPageView,
@@ -43,88 +45,139 @@ pub struct TaskPath {
     pub task_id: String,
 }
 
-/// Body of `POST /api/{user_id}/tasks` and `PUT /api/{user_id}/tasks/{id}`. Absent optional
-/// fields take their defaults (on PUT too: it replaces the whole task).
-#[derive(Debug, Deserialize, ToSchema)]
+/// A task as a client writes it: the body of `POST /api/{user_id}/tasks` and
+/// `PUT /api/{user_id}/tasks/{id}`, and the arguments of the `add_task` tool (without
+/// `completed`). Absent optional fields take their defaults (on PUT too: it replaces the
+/// whole task). The doc comments are the fields' descriptions in the OpenAPI document and
+/// in the tool's JSON Schema alike.
+#[derive(Debug, Deserialize, ToSchema, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = tool_schema::tidy)]
 #[schema(examples(json!({"title": "Water the plants", "priority": "high", "tags": ["home"],
     "due_at": "2026-12-01T09:00", "time_zone": "Europe/Berlin", "recurrence": "weekly"})))]
 pub struct TaskInput {
+    /// What the task is, e.g. "Water the plants". Surrounding spaces are trimmed; it must
+    /// not be empty or contain control characters.
     #[schema(schema_with = doc::title)]
+    #[schemars(schema_with = "tool_schema::title")]
     pub title: String,
+    /// Longer notes; empty when absent.
     #[serde(default)]
     #[schema(schema_with = doc::description_or_null)]
+    #[schemars(schema_with = "tool_schema::description")]
     pub description: Option<String>,
-    /// `medium` when absent.
+    /// How urgent the task is; `medium` when absent.
     #[serde(default)]
     #[schema(value_type = Option<Priority>)]
+    #[schemars(schema_with = "tool_schema::priority")]
     pub priority: Option<String>,
+    /// Labels such as ["home", "garden"]; stored in lower case, spaces become `-`,
+    /// duplicates are dropped.
     #[serde(default)]
     #[schema(schema_with = doc::tags_or_null)]
+    #[schemars(schema_with = "tool_schema::tags")]
     pub tags: Option<Vec<String>>,
-    /// RFC 3339 with an offset (`2026-12-01T09:00:00Z`), a local time in `time_zone`
-    /// (`2026-12-01T09:00`), or a date alone (`2026-12-01`: due that day, all day).
+    /// When the task is due: an RFC 3339 time with an offset ("2026-12-01T09:00:00Z",
+    /// "2026-12-01T09:00:00+01:00"), a local wall-clock time without offset
+    /// ("2026-12-01T09:00"), which is read in `time_zone`, or a date alone ("2026-12-01")
+    /// for a task due that day with no time (sorted and filtered as due at the day's last
+    /// second). No due time when absent.
     #[serde(default)]
     #[schema(schema_with = doc::due_at_or_null)]
+    #[schemars(schema_with = "tool_schema::due_at")]
     pub due_at: Option<String>,
+    /// The user's IANA time zone name, e.g. "Europe/Berlin", "America/New_York",
+    /// "Asia/Tokyo"; `UTC` when absent. A local `due_at` is read in it, and a recurring task
+    /// keeps its local time across daylight-saving changes.
     #[serde(default)]
     #[schema(schema_with = doc::time_zone_or_null)]
+    #[schemars(schema_with = "tool_schema::time_zone")]
     pub time_zone: Option<String>,
-    /// No recurrence when absent.
+    /// Makes the task repeat: when it is completed, the next instance is created (daily +1
+    /// day, weekly +7 days, monthly the same day of the month, capped at the month's end).
+    /// No repetition when absent.
     #[serde(default)]
     #[schema(value_type = Option<Frequency>)]
+    #[schemars(schema_with = "tool_schema::recurrence")]
     pub recurrence: Option<String>,
-    /// When to be reminded; absent or empty: the default reminder within a day of the due time.
+    /// When to remind the user. For a task due at a time: offsets before it, such as "15m",
+    /// "1h", "1d", "1h30m" or ISO 8601 "PT15M" (a day is a calendar day in `time_zone`), at
+    /// most 30 days. For a task due on a date: local times such as "09:00" (on the day) or
+    /// "-1d 18:00" (the evening before). At most 5; absent or empty: one reminder within a
+    /// day of the due time.
     #[serde(default)]
     #[schema(schema_with = doc::reminders_or_null)]
+    #[schemars(schema_with = "tool_schema::reminders")]
     pub reminders: Option<Vec<String>>,
-    /// Only for PUT: a new task cannot be created completed.
+    /// Only for PUT: `true` replaces the task as completed. A new task cannot be created
+    /// completed.
     #[serde(default)]
+    #[schemars(schema_with = "tool_schema::boolean")]
     pub completed: Option<bool>,
 }
 
-/// Body of `PATCH /api/{user_id}/tasks/{id}`: every field optional; `null` clears
-/// `due_at` and `recurrence`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// A change to a task as a client writes it: the body of
+/// `PATCH /api/{user_id}/tasks/{id}`, and the arguments of the `update_task` tool (with
+/// its `task_id`). Every field is optional, and what is left out stays; `null` clears
+/// `due_at`, `recurrence` and `reminders`.
+#[derive(Debug, Default, Deserialize, ToSchema, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = tool_schema::tidy)]
 #[schema(examples(json!({"title": "Water all the plants", "due_at": null})))]
 pub struct TaskPatchInput {
+    /// New title.
     #[serde(default)]
     #[schema(schema_with = doc::title_or_null)]
+    #[schemars(schema_with = "tool_schema::title")]
     pub title: Option<String>,
+    /// New notes; "" empties them.
     #[serde(default)]
     #[schema(schema_with = doc::description_or_null)]
+    #[schemars(schema_with = "tool_schema::description")]
     pub description: Option<String>,
+    /// New priority.
     #[serde(default)]
     #[schema(value_type = Option<Priority>)]
+    #[schemars(schema_with = "tool_schema::priority")]
     pub priority: Option<String>,
+    /// The new complete list of tags (replaces the old list; [] removes all).
     #[serde(default)]
     #[schema(schema_with = doc::tags_or_null)]
+    #[schemars(schema_with = "tool_schema::tags")]
     pub tags: Option<Vec<String>>,
-    /// `null` clears the due time. A local time is read in the new `time_zone` if one is
-    /// given, else in the task's.
+    /// New due time, in the same formats as a new task's: RFC 3339 with an offset
+    /// ("2026-12-01T09:00:00Z"), a local time ("2026-12-01T09:00") read in the new
+    /// `time_zone` if given, else in the task's, or a date ("2026-12-01"). `null` removes
+    /// the due time.
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = doc::due_at_or_null)]
+    #[schemars(schema_with = "tool_schema::due_at_or_null")]
     pub due_at: Option<Option<String>>,
-    /// Changing only the zone keeps the due instant and moves its local time.
+    /// New IANA time zone name, e.g. "Europe/Berlin". Changing only the zone keeps the due
+    /// instant and shows it at the new zone's local time (an all-day task keeps its day).
     #[serde(default)]
     #[schema(schema_with = doc::time_zone_or_null)]
+    #[schemars(schema_with = "tool_schema::time_zone")]
     pub time_zone: Option<String>,
-    /// `null` stops the task repeating.
+    /// New repetition; `null` stops the task repeating.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Frequency>)]
+    #[schemars(schema_with = "tool_schema::recurrence_or_null")]
     pub recurrence: Option<Option<String>>,
-    /// Replaces the reminders; `null` or `[]` clears them.
+    /// The new complete list of reminders, in the formats of a new task's (replaces the old
+    /// list); `null` or [] removes them.
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = doc::reminders_or_null)]
+    #[schemars(schema_with = "tool_schema::reminders_or_null")]
     pub reminders: Option<Option<Vec<String>>>,
+    /// `true` completes the task; `false` reopens a completed task.
     #[serde(default)]
+    #[schemars(schema_with = "tool_schema::boolean")]
     pub completed: Option<bool>,
 }
 
-/// Distinguishes a field set to `null` (`Some(None)`) from an absent one (`None`). Also used
-/// by the MCP tools' arguments.
-pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+/// Distinguishes a field set to `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

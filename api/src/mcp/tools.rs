@@ -19,12 +19,12 @@ use todo_domain::{TaskSnapshot, UserId};
 use tracing::Instrument as _;
 
 use super::{
-    args::{AddTaskArgs, ListTasksArgs, Parameters, TaskIdArgs, UpdateTaskArgs},
+    args::{AddTaskArgs, Parameters, TaskIdArgs, ToolArguments, UpdateTaskArgs},
     output,
 };
 use crate::{
     auth::AuthUser,
-    dto::{ListParams, TaskInput, TaskPageView, parse_task_id},
+    dto::{ListParams, TaskPageView, parse_task_id},
     error::ApiError,
     service::{self, ServiceError},
     state::AppState,
@@ -101,7 +101,7 @@ async fn run(body: impl Future<Output = Result<Outcome, Failure>>) -> Outcome {
 
 pub async fn add_task(state: &AppState, user: &UserId, args: AddTaskArgs) -> Outcome {
     run(async {
-        let new = TaskInput::from(args).into_creation()?;
+        let new = args.0.into_creation()?;
         let task = service::create(state, user, new).await?;
         Ok(Outcome::changed(
             output::task("Created", task.clone()),
@@ -112,9 +112,9 @@ pub async fn add_task(state: &AppState, user: &UserId, args: AddTaskArgs) -> Out
     .await
 }
 
-pub async fn list_tasks(state: &AppState, user: &UserId, args: ListTasksArgs) -> Outcome {
+pub async fn list_tasks(state: &AppState, user: &UserId, args: ListParams) -> Outcome {
     run(async {
-        let query = ListParams::from(args).into_query(Utc::now())?;
+        let query = args.into_query(Utc::now())?;
         let page = service::list(state, user, &query).await?;
         Ok(Outcome::unchanged(output::page(TaskPageView::new(
             page, &query,
@@ -125,10 +125,9 @@ pub async fn list_tasks(state: &AppState, user: &UserId, args: ListTasksArgs) ->
 
 pub async fn update_task(state: &AppState, user: &UserId, args: UpdateTaskArgs) -> Outcome {
     run(async {
-        let (id, input) = args.into_parts();
-        let id = parse_task_id(&id)?;
+        let id = parse_task_id(&args.task_id)?;
         let task = service::change(state, user, id, |current| {
-            Ok::<_, Failure>(input.into_patch(current)?)
+            Ok::<_, Failure>(args.change.into_patch(current)?)
         })
         .await?;
         Ok(Outcome::changed(
@@ -174,12 +173,12 @@ pub async fn call(
     name: &str,
     arguments: serde_json::Value,
 ) -> Outcome {
-    async fn with<T: serde::de::DeserializeOwned, F: Future<Output = Outcome>>(
+    async fn with<T: ToolArguments, F: Future<Output = Outcome>>(
         name: &str,
         arguments: serde_json::Value,
         run: impl FnOnce(T) -> F,
     ) -> Outcome {
-        match super::args::parse::<T>(arguments) {
+        match T::from_arguments(arguments) {
             Ok(args) => run(args).await,
             Err(why) => Outcome::unchanged(output::bad_arguments(name, &why)),
         }
@@ -263,7 +262,7 @@ impl TaskTools {
     async fn list_tasks(
         &self,
         Caller(user): Caller,
-        Parameters(args): Parameters<ListTasksArgs>,
+        Parameters(args): Parameters<ListParams>,
     ) -> CallToolResult {
         list_tasks(&self.state, &user, args).await.result
     }

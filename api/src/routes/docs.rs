@@ -11,11 +11,16 @@ use axum::{
     http::header,
     response::{Html, IntoResponse, Response},
 };
+use schemars::JsonSchema;
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        RefOr, Schema,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 
+use crate::dto::{ListParams, TaskInput, TaskPatchInput};
 use crate::openapi::{
     BEARER_SCHEME, BadRequest, Conflict, ErrorBody, Forbidden, Gone, NotFound, PayloadTooLarge,
     Unauthorized, Unavailable, UnsupportedMediaType, UserIdSchema,
@@ -86,7 +91,71 @@ impl Modify for BearerScheme {
 
 /// The whole document, as served at [`OPENAPI_PATH`].
 pub fn document() -> utoipa::openapi::OpenApi {
-    super::table().into_openapi()
+    let mut doc = super::table().into_openapi();
+    describe_fields::<TaskInput>(&mut doc, "TaskInput");
+    describe_fields::<TaskPatchInput>(&mut doc, "TaskPatchInput");
+    describe_query::<ListParams>(&mut doc, "/api/{user_id}/tasks");
+    doc
+}
+
+/// The doc comments of `T`'s fields, as schemars reads them.
+fn field_texts<T: JsonSchema>() -> serde_json::Map<String, serde_json::Value> {
+    let schema = schemars::schema_for!(T);
+    let texts = schema.get("properties").and_then(|p| p.as_object());
+    texts
+        .into_iter()
+        .flatten()
+        .filter_map(|(field, p)| Some((field.clone(), p.get("description")?.clone())))
+        .collect()
+}
+
+/// Describes each query parameter of `GET path` by its field's doc comment, as
+/// [`describe_fields`] does for a body.
+fn describe_query<T: JsonSchema>(doc: &mut utoipa::openapi::OpenApi, path: &str) {
+    let texts = field_texts::<T>();
+    let parameters = doc
+        .paths
+        .paths
+        .get_mut(path)
+        .and_then(|item| item.get.as_mut())
+        .and_then(|op| op.parameters.as_mut());
+    for parameter in parameters.into_iter().flatten() {
+        let RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        if let Some(text) = texts.get(&parameter.name).and_then(|t| t.as_str()) {
+            parameter.description = Some(text.to_owned());
+        }
+    }
+}
+
+/// Describes each field of the request body `name` by its doc comment, as schemars reads
+/// it for the tools' schemas (utoipa leaves out the doc comment of a field with a schema of
+/// its own): one text per field for the REST document and the MCP tools alike.
+fn describe_fields<T: JsonSchema>(doc: &mut utoipa::openapi::OpenApi, name: &str) {
+    let texts = field_texts::<T>();
+    let Some(RefOr::T(Schema::Object(body))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut(name))
+    else {
+        return;
+    };
+    for (field, schema) in &mut body.properties {
+        let Some(text) = texts.get(field).and_then(|t| t.as_str()) else {
+            continue;
+        };
+        let text = text.to_owned();
+        match schema {
+            RefOr::Ref(reference) => reference.description = text,
+            RefOr::T(Schema::Object(s)) => s.description = Some(text),
+            RefOr::T(Schema::Array(s)) => s.description = Some(text),
+            RefOr::T(Schema::OneOf(s)) => s.description = Some(text),
+            RefOr::T(Schema::AllOf(s)) => s.description = Some(text),
+            RefOr::T(Schema::AnyOf(s)) => s.description = Some(text),
+            RefOr::T(_) => {}
+        }
+    }
 }
 
 /// The document is a function of the code only, so it is rendered once.
