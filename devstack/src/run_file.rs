@@ -45,7 +45,7 @@ const fn app(
     }
 }
 
-/// The run file's apps (a test holds them to `dapr.yaml`). Every fixed port lies below
+/// The run file's apps (a test holds them to `dapr.yaml`), chat-api first. Every fixed port lies below
 /// Linux's ephemeral range (32768-60999 by default), so no outbound connection of another
 /// process can be holding one when `dapr run` checks it: the CLI refuses to start while
 /// one of its ports is taken, and a long-lived connection (a broker's, an API server's to
@@ -146,8 +146,12 @@ pub async fn start(
 /// app-facing /v1.0/healthz then answers 204 as well, but a service behind its health
 /// check may take longer.)
 async fn ready(dapr: &mut Managed) -> Result<()> {
-    dapr.wait_http_ok("http://127.0.0.1:3000/readyz", Duration::from_secs(60))
-        .await?;
+    let api = RUN_FILE_APPS[0];
+    dapr.wait_http_ok(
+        &format!("http://127.0.0.1:{}/readyz", api.app_port),
+        Duration::from_secs(60),
+    )
+    .await?;
     for app in RUN_FILE_APPS {
         dapr.wait_http_ok(
             &format!(
@@ -188,6 +192,7 @@ mod tests {
             Some(3510)
         );
         assert_eq!(run_file_app("nobody"), None);
+        assert_eq!(RUN_FILE_APPS[0].id, "chat-api", "readiness asks it first");
     }
 
     #[test]
