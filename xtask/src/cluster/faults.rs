@@ -113,6 +113,7 @@ struct Writer {
     record: Arc<Mutex<Written>>,
     thread: JoinHandle<()>,
     user: String,
+    token: Option<String>,
 }
 
 #[derive(Default, Clone)]
@@ -124,6 +125,7 @@ struct Written {
 impl Writer {
     fn start(kube: &Kube, prefix: &str) -> Result<Writer> {
         let (user, api) = user_api(kube, prefix)?;
+        let token = api.token.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let record = Arc::new(Mutex::new(Written::default()));
         let (stop2, record2, user2) = (stop.clone(), record.clone(), user.clone());
@@ -151,6 +153,7 @@ impl Writer {
             record,
             thread,
             user,
+            token,
         })
     }
 
@@ -165,8 +168,8 @@ impl Writer {
         while self.written().created.len() < target {
             ensure!(
                 Instant::now() < deadline,
-                "the writer got fewer than {more} writes acknowledged within {within:?}; failures: {:?}",
-                self.written().failures
+                "the writer got fewer than {more} writes acknowledged within {within:?}; {}",
+                summary(&self.written().failures)
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -268,7 +271,12 @@ pub fn delete_chat_api_pod(kube: &Kube) -> Result<()> {
     rollout_status(kube, "deployment/chat-api")?;
     wait_until_gone_terminating(kube, "app.kubernetes.io/name=chat-api")?;
     if let Err(e) = writer.wait_for_more(20, Duration::from_secs(120)) {
-        bail!("{e:#}\n{}", service_path(kube));
+        let failures = writer.written().failures;
+        bail!(
+            "{}\n{}",
+            failed_writes(&e, &failures),
+            service_path(kube, &writer.user, writer.token.as_deref())
+        );
     }
     let (user, written) = writer.stop();
     println!(
@@ -278,10 +286,29 @@ pub fn delete_chat_api_pod(kube: &Kube) -> Result<()> {
     every_write_reaches_kafka(kube, &user, &written, Repeats::Fail)
 }
 
+/// `failures` in short: how many, the first and the last few.
+fn summary(failures: &[String]) -> String {
+    let n = failures.len();
+    let shown: Vec<&String> = if n <= 10 {
+        failures.iter().collect()
+    } else {
+        failures[..5].iter().chain(&failures[n - 5..]).collect()
+    };
+    format!("{n} failures, the first and last: {shown:?}")
+}
+
+fn failed_writes(e: &anyhow::Error, failures: &[String]) -> String {
+    let empty_404 = failures
+        .iter()
+        .filter(|f| f.ends_with(": 404 null"))
+        .count();
+    format!("{e:#} ({empty_404} of them 404 with an empty body, which chat-api never sends)")
+}
+
 /// What the way from this machine to chat-api's Service looks like now: its endpoints,
 /// kube-proxy's rules for it, and the Service and each pod asked directly with a new
 /// connection (for a failure in which writes through the Service were refused).
-fn service_path(kube: &Kube) -> String {
+fn service_path(kube: &Kube, user: &str, token: Option<&str>) -> String {
     let endpoints = kubectl_out(
         kube,
         &[
@@ -323,14 +350,44 @@ fn service_path(kube: &Kube) -> String {
             pods.split_whitespace()
                 .map(|ip| format!("http://{ip}:3000")),
         );
+        let write = json!({"title": "a write on a new connection"});
         for base in bases {
             api.base = base.clone();
+            api.token = None;
             let answer = api.call(Method::GET, "/readyz", None);
             asked.push(format!("{base}/readyz: {answer:?}"));
+            // The writer's own request, on a new connection.
+            api.token = token.map(str::to_owned);
+            let path = format!("/api/{user}/tasks");
+            let answer = api.call(Method::POST, &path, Some(&write));
+            asked.push(format!("POST {base}{path}: {answer:?}"));
         }
     }
+    // Where this machine's connections to the Service were sent: the reply's source in each
+    // conntrack entry is the pod (address and port) the connection really reached.
+    let service_ip = super::checks::service_base(kube)
+        .unwrap_or_default()
+        .trim_start_matches("http://")
+        .trim_end_matches(":3000")
+        .to_owned();
+    let tracked = std::fs::read_to_string("/proc/net/nf_conntrack")
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.contains(&format!("dst={service_ip} ")) && l.contains("dport=3000 "))
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|e| e.to_string());
+    let every_pod = kube
+        .ns(&["get", "pods", "-A", "-o", "wide"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| e.to_string());
     format!(
-        "the way to chat-api now:\n{endpoints}\nkube-proxy's rules:\n{rules}\n{}",
+        "the way to chat-api now:\n{endpoints}\nkube-proxy's rules:\n{rules}\n{}\n\
+         connections to the Service ({service_ip}:3000) as conntrack has them:\n{tracked}\n\
+         every pod:\n{every_pod}",
         asked.join("\n")
     )
 }
