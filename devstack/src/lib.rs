@@ -71,7 +71,7 @@ pub use collector::{Collector, ExportedSpan, parse_spans};
 pub use dapr_install::{DaprRuntime, Origin};
 pub use kafka::{
     Record, TimedRecord, alter_topic_config, console_output_properties, consume, consume_timed,
-    consumer_group_lag, parse_record, topic_end_offset,
+    consumer_group_lag, parse_record, seed_broker, topic_end_offset,
 };
 pub use listeners::{Listener, listeners_of, with_descendants};
 pub use paths::Paths;

@@ -14,7 +14,7 @@ pub mod reminders;
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -115,12 +115,14 @@ pub(crate) struct SidecarOptions<'a> {
 }
 
 impl Env {
-    /// Starts PostgreSQL, Redis and Kafka on free ports, creates the topics and renders
+    /// Starts PostgreSQL, Redis and Kafka (with the topics) on free ports and renders
     /// `components/` for them.
     pub async fn start() -> Result<Env> {
         let turn = ONE_STACK_AT_A_TIME.lock().await;
         let paths = Paths::discover()?;
         let dir = tempfile::Builder::new().prefix("todo-e2e-").tempdir()?;
+        // The broker starts from a copy of a formatted directory that holds the topics.
+        devstack::seed_broker(&paths, &dir.path().join("stack"), &TOPICS, TOPIC_PARTITIONS).await?;
         let stack = Stack::start(
             &paths,
             StackConfig {
@@ -130,7 +132,6 @@ impl Env {
         )
         .await
         .context("starting the stack")?;
-        stack.create_topics(&TOPICS, TOPIC_PARTITIONS).await?;
         let resources = dir.path().join("components");
         render_components(
             &paths.root.join("components"),
@@ -386,6 +387,38 @@ impl Env {
 
     /// Every record on `topic`, read with Kafka's own console consumer: waits for
     /// `expected` records (or `timeout`).
+    /// How many records `topic` holds: each test's broker starts empty, and nothing
+    /// compacts or expires a record within a test.
+    pub async fn end_offset(&self, topic: &str) -> Result<usize> {
+        let end =
+            devstack::topic_end_offset(&self.stack.kafka_bootstrap(), &self.paths, topic).await?;
+        Ok(usize::try_from(end)?)
+    }
+
+    /// Waits until `topic` holds at least `at_least` records and no more arrive between two
+    /// looks a second apart (or `deadline` passes), and answers how many it holds: a read
+    /// of exactly that many returns as soon as it has them, where a read of more would wait
+    /// out its whole timeout.
+    pub async fn settled_end_offset(
+        &self,
+        topic: &str,
+        at_least: usize,
+        deadline: Instant,
+    ) -> Result<usize> {
+        let mut last = self.end_offset(topic).await?;
+        loop {
+            if Instant::now() >= deadline {
+                return Ok(last);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.end_offset(topic).await?;
+            if now >= at_least && now == last {
+                return Ok(now);
+            }
+            last = now;
+        }
+    }
+
     pub async fn records(
         &self,
         topic: &str,

@@ -145,15 +145,17 @@ pub async fn verify_all_delivered(
     }
     let want: BTreeSet<&String> = expected.values().flatten().collect();
     let deadline = Instant::now() + timeout;
-    // Every record that may be there from the start: the events of other writers (up to
-    // `unknown_allowed`) come before some of ours on their partitions, and asking for fewer
-    // reads the topic again and again, one JVM start for each few records found.
-    let mut asked = want.len() + unknown_allowed;
+    // Read exactly what the topic holds once it has at least ours and stopped growing (the
+    // events of other writers, up to `unknown_allowed`, are among them): asking for more
+    // would wait out the whole timeout, asking for fewer would read the topic again.
     let seen = loop {
+        let holds = env
+            .settled_end_offset(topics_task_events(), want.len(), deadline)
+            .await?;
         let records = env
             .records(
                 topics_task_events(),
-                asked,
+                holds.max(1),
                 deadline
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_secs(5)),
@@ -165,7 +167,6 @@ pub async fn verify_all_delivered(
         if missing == 0 || Instant::now() >= deadline {
             break seen;
         }
-        asked = records.len() + missing;
     };
 
     let mut by_task: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

@@ -20,6 +20,9 @@ use todo_domain::topics;
 const TICK: Duration = Duration::from_secs(2);
 /// How late a reminder may be logged: one tick, plus publishing and delivery.
 const LATE_AT_MOST: chrono::Duration = chrono::Duration::seconds(12);
+/// How far the moved task moves once its first reminder was logged (which is at most
+/// [`LATE_AT_MOST`] late): its second reminder is still ahead.
+const MOVED_BY: chrono::Duration = chrono::Duration::seconds(30);
 
 struct Api<'a> {
     env: &'a Env,
@@ -52,20 +55,15 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// A zone where 09:00 today comes between 70 s and 4 min from now, if one exists; otherwise
-/// UTC with the whole minute two minutes from now. Returns (zone, local date, time of day).
+/// An all-day reminder soon: in a zone half an hour off whole hours, the first whole minute
+/// at least 25 s from now. Returns (zone, local date, time of day).
 fn day_reminder_zone(now: DateTime<Utc>) -> (String, chrono::NaiveDate, NaiveTime) {
-    let nine = NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default();
-    for tz in chrono_tz::TZ_VARIANTS {
-        let local = now.with_timezone(&tz).naive_local();
-        let until = local.date().and_time(nine) - local;
-        if until >= chrono::Duration::seconds(70) && until <= chrono::Duration::minutes(4) {
-            return (tz.name().to_owned(), local.date(), nine);
-        }
-    }
-    let at = now + chrono::Duration::minutes(2);
-    let time = NaiveTime::from_hms_opt(at.hour(), at.minute(), 0).unwrap_or_default();
-    ("UTC".to_owned(), at.date_naive(), time)
+    let zone = chrono_tz::Asia::Kolkata;
+    let local = (now + chrono::Duration::seconds(25 + 59))
+        .with_timezone(&zone)
+        .naive_local();
+    let time = NaiveTime::from_hms_opt(local.hour(), local.minute(), 0).unwrap_or_default();
+    (zone.name().to_owned(), local.date(), time)
 }
 
 fn the_one(lines: &[Notification], what: &str) -> Result<Notification> {
@@ -111,18 +109,19 @@ async fn reminders_users_set_fire_once_at_their_time_and_again_when_the_task_mov
     };
     let log = || notifier.process.log_text();
 
-    // Due in 3 minutes, reminded 2 minutes before: a minute from now.
+    // Reminded 2 minutes before a due time 2 min 20 s away: in 20 s.
     let created = Utc::now().with_nanosecond(0).unwrap_or_default();
-    let due = created + chrono::Duration::minutes(3);
+    let due = created + chrono::Duration::seconds(140);
     let soon = tasks
         .create(json!({"title": "Stand-up", "due_at": rfc3339(due), "reminders": ["2m"]}))
         .await?;
-    // Due in 2 minutes, reminded a minute before; moved a minute later once reminded.
-    let moving_due = created + chrono::Duration::minutes(2);
+    // Reminded a minute before a due time 85 s away (in 25 s); moved 30 s later once
+    // reminded.
+    let moving_due = created + chrono::Duration::seconds(85);
     let moving = tasks
         .create(json!({"title": "Call back", "due_at": rfc3339(moving_due), "reminders": ["1m"]}))
         .await?;
-    // All day today in a zone where it is shortly before 09:00 (if any), reminded then.
+    // All day in another zone, reminded at a local time of that day.
     let (zone, day, time) = day_reminder_zone(Utc::now());
     let at = time.format("%H:%M").to_string();
     let all_day = tasks
@@ -149,12 +148,12 @@ async fn reminders_users_set_fire_once_at_their_time_and_again_when_the_task_mov
         .send(
             reqwest::Method::PATCH,
             &format!("/{moving}"),
-            json!({"due_at": rfc3339(moving_due + chrono::Duration::minutes(1))}),
+            json!({"due_at": rfc3339(moving_due + MOVED_BY)}),
         )
         .await?;
     let lines = wait_for_notifications(log, Some(&moving), 2, Duration::from_secs(90)).await;
     ensure!(lines.len() == 2, "moved: {lines:#?}");
-    on_time(&lines[1], moving_fires + chrono::Duration::minutes(1))?;
+    on_time(&lines[1], moving_fires + MOVED_BY)?;
     ensure!(
         lines[0].event_id != lines[1].event_id,
         "a moved task's reminder is a new one"
@@ -178,10 +177,16 @@ async fn reminders_users_set_fire_once_at_their_time_and_again_when_the_task_mov
         by_first + by_second == 4,
         "{by_first} + {by_second} publishes for 4 reminders"
     );
+    // After those ticks: exactly four records (read just those, then count what is there).
     let records = env
-        .records(topics::REMINDERS, 5, Duration::from_secs(5))
+        .records(topics::REMINDERS, 4, Duration::from_secs(30))
         .await?;
-    ensure!(records.len() == 4, "{} records on reminders", records.len());
+    let held = env.end_offset(topics::REMINDERS).await?;
+    ensure!(
+        records.len() == 4 && held == 4,
+        "{} records read, {held} on reminders",
+        records.len()
+    );
 
     // What /metrics says of it, read with the Prometheus Python client's parser.
     let notified = scrape(&env, &notifier.base).await?;

@@ -6,6 +6,7 @@
 mod admin;
 mod broker;
 mod console;
+mod template;
 mod tools;
 
 pub use admin::{alter_topic_config, consumer_group_lag, topic_end_offset};
@@ -15,6 +16,7 @@ pub use console::{
     Record, TimedRecord, consume, consume_timed, output_properties as console_output_properties,
     parse_record,
 };
+pub use template::seed as seed_broker;
 pub(crate) use tools::write_tools_log_config;
 
 /// Retention of every topic devstack creates: 7 days.

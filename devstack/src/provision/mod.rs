@@ -545,7 +545,7 @@ fn command_works(cmd: &mut Command, args: &[&str]) -> bool {
 }
 
 /// Copies a directory tree, making the copy writable (module cache files are read-only).
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     fs::set_permissions(to, fs::Permissions::from_mode(0o755))
