@@ -64,9 +64,19 @@ pub fn set_sysctl(name: &str, value: &str) -> Result<()> {
         .with_context(|| format!("setting {name} to {value}"))
 }
 
-/// Puts back what [`record`] saw; answers what could not be restored.
+/// Puts back what [`record`] saw; answers what could not be restored. The rules of both
+/// address families are emptied first (each table flushed, its own chains deleted), so
+/// what the node added goes even where the record is empty: `ip6tables-save` printed
+/// nothing before `up` on a machine without IPv6 rules, and there was nothing to restore
+/// over kube-proxy's and the kubelet's IPv6 chains.
 pub fn restore(before: &Before) -> Vec<String> {
     let mut failed = Vec::new();
+    for program in ["iptables", "ip6tables"] {
+        for table in ["filter", "nat", "mangle", "raw"] {
+            let _ = run(program, &["-t", table, "-F"]);
+            let _ = run(program, &["-t", table, "-X"]);
+        }
+    }
     for (name, value) in &before.sysctls {
         let now = fs::read_to_string(sysctl_path(name)).unwrap_or_default();
         if now.trim() != value && set_sysctl(name, value).is_err() {
@@ -84,7 +94,21 @@ pub fn restore(before: &Before) -> Vec<String> {
             failed.push(format!("{restore}: {e:#}"));
         }
     }
+    for (save, saved) in [
+        ("iptables-save", &before.iptables),
+        ("ip6tables-save", &before.ip6tables),
+    ] {
+        let now = output(save, &[]).unwrap_or_default();
+        if kube_chains(&now) > kube_chains(saved) {
+            failed.push(format!("{save}: KUBE-* chains the machine did not have"));
+        }
+    }
     failed
+}
+
+/// How many chains named `KUBE-*` an `iptables-save` text declares.
+fn kube_chains(save: &str) -> usize {
+    save.lines().filter(|l| l.starts_with(":KUBE-")).count()
 }
 
 /// Adds the bridge holding the node's address.

@@ -581,10 +581,6 @@ impl Cluster {
         let before_file = self.state.join("host-before.json");
         if let Ok(text) = fs::read(&before_file) {
             let before: host::Before = serde_json::from_slice(&text)?;
-            for table in ["filter", "nat", "mangle", "raw"] {
-                let _ = host::run("iptables", &["-t", table, "-F"]);
-                let _ = host::run("iptables", &["-t", table, "-X"]);
-            }
             left.extend(host::restore(&before));
         }
         if left.iter().all(|l| !l.starts_with("still mounted")) {
