@@ -166,13 +166,14 @@ mod tests {
         let args = UpdateTaskArgs::from_arguments(
             json!({"task_id": "t1", "due_at": null, "title": "New"}),
         )
-        .unwrap();
+        .expect("good arguments");
         assert_eq!(args.task_id, "t1");
         assert_eq!(args.change.due_at, Some(None), "null clears");
         assert_eq!(args.change.recurrence, None, "absent stays");
         assert_eq!(args.change.title.as_deref(), Some("New"));
 
-        let refused = |arguments| UpdateTaskArgs::from_arguments(arguments).unwrap_err();
+        let refused =
+            |arguments| UpdateTaskArgs::from_arguments(arguments).expect_err("arguments to refuse");
         assert_eq!(refused(json!({"title": "x"})), "missing field `task_id`");
         assert!(
             refused(json!({"task_id": 5})).starts_with("task_id: invalid type: integer `5`"),
@@ -189,13 +190,14 @@ mod tests {
 
     #[test]
     fn add_task_takes_the_post_body_and_does_not_offer_completed() {
-        let args =
-            AddTaskArgs::from_arguments(json!({"title": "Water", "tags": ["home"]})).unwrap();
+        let args = AddTaskArgs::from_arguments(json!({"title": "Water", "tags": ["home"]}))
+            .expect("good arguments");
         assert_eq!(args.0.title, "Water");
-        let schema = serde_json::to_value(schemars::schema_for!(AddTaskArgs)).unwrap();
+        let schema =
+            serde_json::to_value(schemars::schema_for!(AddTaskArgs)).expect("a JSON schema");
         assert!(schema["properties"].get("title").is_some());
         assert!(schema["properties"].get("completed").is_none());
-        let e = AddTaskArgs::from_arguments(json!({"title": 1})).unwrap_err();
+        let e = AddTaskArgs::from_arguments(json!({"title": 1})).expect_err("a number title");
         assert!(e.starts_with("title: invalid type"), "{e}");
     }
 }
