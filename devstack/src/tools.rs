@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 
 /// The first `program` on `PATH`.
 pub(crate) fn which(program: &str) -> Option<PathBuf> {
@@ -66,4 +66,26 @@ pub(crate) fn java_command() -> Command {
         .filter(|java| java.is_file())
         .unwrap_or_else(|| PathBuf::from("java"));
     Command::new(java)
+}
+
+/// Copies a directory tree, making the copy writable (module cache files are read-only).
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} writable", to.display()))?;
+    for entry in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", from.display()))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().context("reading a file type")?;
+        if kind.is_dir() {
+            copy_tree(&source, &target)?;
+        } else if kind.is_file() {
+            fs::copy(&source, &target)
+                .with_context(|| format!("copying {} to {}", source.display(), target.display()))?;
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
+                .with_context(|| format!("making {} writable", target.display()))?;
+        }
+    }
+    Ok(())
 }

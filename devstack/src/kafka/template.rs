@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::{BrokerPorts, RETENTION_MS, admin::create_topics, broker::BrokerDirs, start_broker};
-use crate::{Paths, process::free_port, provision::copy_tree};
+use crate::{Paths, process::free_port, tools::copy_tree};
 
 /// Bumped when what a template holds changes in a way its key does not show.
 const LAYOUT: u32 = 1;

@@ -18,7 +18,7 @@ use crate::dapr_install::{self, ANY_DAPR_ENV, UserInstall, installed_version};
 use crate::kafka;
 use crate::paths::Paths;
 use crate::process::{describe_command, tail_lines};
-use crate::tools::{java_command, postgres_bindir, which};
+use crate::tools::{copy_tree, java_command, postgres_bindir, which};
 use crate::versions::{
     DAPR_CLI_BUILD_RUNTIME, DAPR_CLI_VERSION, DAPR_RUNTIME_VERSION, DAPRD_BUILD_TAGS,
     KAFKA_VERSION, OTELCOL_VERSION,
@@ -542,28 +542,6 @@ fn command_works(cmd: &mut Command, args: &[&str]) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Copies a directory tree, making the copy writable (module cache files are read-only).
-pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    fs::set_permissions(to, fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("making {} writable", to.display()))?;
-    for entry in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry.with_context(|| format!("reading {}", from.display()))?;
-        let (source, target) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type().context("reading a file type")?;
-        if kind.is_dir() {
-            copy_tree(&source, &target)?;
-        } else if kind.is_file() {
-            fs::copy(&source, &target)
-                .with_context(|| format!("copying {} to {}", source.display(), target.display()))?;
-            fs::set_permissions(&target, fs::Permissions::from_mode(0o644))
-                .with_context(|| format!("making {} writable", target.display()))?;
-        }
-    }
-    Ok(())
 }
 
 fn remove_dir_if_exists(dir: &Path) -> Result<()> {
