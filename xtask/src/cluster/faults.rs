@@ -305,6 +305,22 @@ fn failed_writes(e: &anyhow::Error, failures: &[String]) -> String {
     format!("{e:#} ({empty_404} of them 404 with an empty body, which chat-api never sends)")
 }
 
+/// One field (`status.podIP`, `metadata.name`) of every chat-api pod, space-separated.
+fn chat_api_pods(kube: &Kube, field: &str) -> Result<String> {
+    let jsonpath = format!("jsonpath={{.items[*].{field}}}");
+    kubectl_out(
+        kube,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=chat-api",
+            "-o",
+            &jsonpath,
+        ],
+    )
+}
+
 /// What the way from this machine to chat-api's Service looks like now: its endpoints,
 /// kube-proxy's rules for it, and the Service and each pod asked directly with a new
 /// connection (for a failure in which writes through the Service were refused).
@@ -331,21 +347,11 @@ fn service_path(kube: &Kube, user: &str, token: Option<&str>) -> String {
                 .join("\n")
         })
         .unwrap_or_else(|e| e.to_string());
+    let service = super::checks::service_base(kube).unwrap_or_default();
     let mut asked = Vec::new();
     if let Ok(mut api) = Api::new() {
-        let mut bases = vec![super::checks::service_base(kube).unwrap_or_default()];
-        let pods = kubectl_out(
-            kube,
-            &[
-                "get",
-                "pods",
-                "-l",
-                "app.kubernetes.io/name=chat-api",
-                "-o",
-                "jsonpath={.items[*].status.podIP}",
-            ],
-        )
-        .unwrap_or_default();
+        let mut bases = vec![service.clone()];
+        let pods = chat_api_pods(kube, "status.podIP").unwrap_or_default();
         bases.extend(
             pods.split_whitespace()
                 .map(|ip| format!("http://{ip}:3000")),
@@ -365,8 +371,7 @@ fn service_path(kube: &Kube, user: &str, token: Option<&str>) -> String {
     }
     // Where this machine's connections to the Service were sent: the reply's source in each
     // conntrack entry is the pod (address and port) the connection really reached.
-    let service_ip = super::checks::service_base(kube)
-        .unwrap_or_default()
+    let service_ip = service
         .trim_start_matches("http://")
         .trim_end_matches(":3000")
         .to_owned();
@@ -702,17 +707,7 @@ pub fn two_replicas_keep_each_users_order(kube: &Kube) -> Result<()> {
                 .map_err(|_| anyhow::anyhow!("a writer panicked"))??;
             expected.insert(user, (id, updates));
         }
-        let serving = kubectl_out(
-            kube,
-            &[
-                "get",
-                "pods",
-                "-l",
-                "app.kubernetes.io/name=chat-api",
-                "-o",
-                "jsonpath={.items[*].metadata.name}",
-            ],
-        )?;
+        let serving = chat_api_pods(kube, "metadata.name")?;
         let user_refs: Vec<&str> = users.iter().map(String::as_str).collect();
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
