@@ -1,7 +1,7 @@
 //! The chat routes in-process, on SQLite and PostgreSQL: everything decided before the model
 //! is called (auth, input, conversations), and the 503 when the sidecar cannot be reached
 //! (this harness runs no daprd: `DAPR_GRPC_PORT` points at a closed port). Turns with a
-//! model are end to end (`e2e/tests/chat.rs`).
+//! model are end to end (`e2e/tests/end_to_end/chat.rs`).
 
 #![allow(clippy::unwrap_used)]
 

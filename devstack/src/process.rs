@@ -333,7 +333,7 @@ pub(crate) fn kill_stale(pidfile: &Path, program: &str, dir: &Path, stop: Signal
     }
     if let Some(pid) = pidfile_process(pidfile, program, dir) {
         eprintln!(
-            "    stopping {program} (pid {pid}) left running by an earlier run ({})",
+            "    stopping {program} (pid {pid}, recorded in {})",
             pidfile.display()
         );
         signal(pid, stop);

@@ -46,15 +46,39 @@ pub struct Env {
     /// ([`Env::export_traces`]).
     pub tracing: Option<Tracing>,
     /// This test's turn: dropped last, after the stack.
-    _turn: tokio::sync::MutexGuard<'static, ()>,
+    _turn: StackTurn,
 }
 
-/// The tests of a test binary run in parallel, but those that start a whole stack (Kafka,
-/// PostgreSQL, Redis and sidecars: more than a 2-core machine carries twice) take turns:
-/// [`Env::start`] waits for the previous one's [`Env`] to be dropped. Drop a test's
-/// [`Service`]s before its `Env` (declare them after it, or after it in a struct's fields
-/// last), so the next test's stack does not start beside their sidecars.
-static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The tests of the suite run in parallel, but at most [`stacks_at_once`] of those that
+/// start a whole stack (Kafka, PostgreSQL, Redis and sidecars) at a time: [`Env::start`]
+/// waits for a turn, which its [`Env`] gives back when dropped. Drop a test's [`Service`]s
+/// before its `Env` (declare them after it, or after it in a struct's fields last), so the
+/// next test's stack does not start beside their sidecars.
+static STACK_TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+/// How many stacks may run at once: `E2E_STACKS`, by default 2. Most of a stack's time is
+/// spent waiting (for a broker, a cron tick, a redelivery), so two fit on 2 cores; 1 runs
+/// the tests one after another.
+pub fn stacks_at_once() -> usize {
+    std::env::var("E2E_STACKS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
+
+/// A turn to run a whole stack (see [`STACK_TURNS`]), held until dropped.
+pub type StackTurn = tokio::sync::SemaphorePermit<'static>;
+
+/// Waits for a turn to run a whole stack; a test that starts one without [`Env::start`]
+/// (the run file's) holds it while its stack runs.
+pub async fn stack_turn() -> StackTurn {
+    STACK_TURNS
+        .get_or_init(|| tokio::sync::Semaphore::new(stacks_at_once()))
+        .acquire()
+        .await
+        .expect("the semaphore of stack turns is never closed")
+}
 
 /// An OpenTelemetry Collector receiving the spans of the services and their sidecars.
 pub struct Tracing {
@@ -118,7 +142,7 @@ impl Env {
     /// Starts PostgreSQL, Redis and Kafka (with the topics) on free ports and renders
     /// `components/` for them.
     pub async fn start() -> Result<Env> {
-        let turn = ONE_STACK_AT_A_TIME.lock().await;
+        let turn = stack_turn().await;
         let paths = Paths::discover()?;
         let dir = tempfile::Builder::new().prefix("todo-e2e-").tempdir()?;
         // The broker starts from a copy of a formatted directory that holds the topics.

@@ -11,9 +11,9 @@ use devstack::{
 /// Every test, in one `cargo test --workspace` (one build, one feature resolution): unit
 /// and in-process tests on SQLite and on a real PostgreSQL started here, and the end-to-end
 /// suite, each test of which starts its own real stack. Then property-based fuzzing of the
-/// API from its OpenAPI document. Tests run in parallel within each test binary, except
-/// those that start a whole stack (Kafka, PostgreSQL, Redis and sidecars): they take turns
-/// (`e2e::Env` holds the turn), which is what a 2-core machine can carry.
+/// API from its OpenAPI document. Tests run in parallel within each test binary; those of
+/// the end-to-end binary start a whole stack each (Kafka, PostgreSQL, Redis and sidecars),
+/// at most `E2E_STACKS` (2) at a time (`e2e::Env` holds the turn).
 pub async fn test(extra: &[String]) -> Result<()> {
     let paths = Paths::discover()?;
     prov::all(&paths)?;
@@ -68,12 +68,14 @@ pub async fn test(extra: &[String]) -> Result<()> {
             let t = step(
                 "property-based API fuzzing from the OpenAPI document (schemathesis; SQLite and PostgreSQL)",
             );
+            // Side by side: each run is bounded in time and uses about one core. Both run to
+            // their end (neither is left running when the other fails).
             let sqlite = format!("sqlite://{}/fuzz.db", tmp.display());
-            let fuzzed = async {
-                fuzz_api(&paths, &sqlite).await?;
-                fuzz_api(&paths, &stack.create_database("fuzz").await?).await
-            }
-            .await;
+            let (on_sqlite, on_postgres) =
+                tokio::join!(fuzz_api(&paths, "sqlite", &sqlite), async {
+                    fuzz_api(&paths, "postgres", &stack.create_database("fuzz").await?).await
+                });
+            let fuzzed = on_sqlite.and(on_postgres);
             if fuzzed.is_ok() {
                 done(t);
             }
@@ -89,7 +91,9 @@ pub async fn test(extra: &[String]) -> Result<()> {
 }
 
 /// Runs `tools/fuzz-api.sh` against a chat-api of its own on `database_url`: any 5xx fails.
-async fn fuzz_api(paths: &Paths, database_url: &str) -> Result<()> {
+/// Its output goes to `.data/fuzz-<name>.log` and is printed when it ends, whole, so two
+/// runs at once do not interleave.
+async fn fuzz_api(paths: &Paths, name: &str, database_url: &str) -> Result<()> {
     const SECRET: &str = "fuzz-secret-fuzz-secret-fuzz-secret-fuzz";
     const FUZZ_SECONDS: &str = "60";
     let port = devstack::free_port();
@@ -105,10 +109,11 @@ async fn fuzz_api(paths: &Paths, database_url: &str) -> Result<()> {
     let mut cmd = Command::new(&bin);
     cmd.arg("serve")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let server_log = paths.data.join(format!("fuzz-chat-api-{name}.log"));
     let mut server = Managed::spawn(
-        "chat-api (fuzz target)",
+        &format!("chat-api (fuzz target, {name})"),
         cmd,
-        &paths.data.join("fuzz-chat-api.log"),
+        &server_log,
         None,
     )?;
     let base = format!("http://127.0.0.1:{port}");
@@ -121,17 +126,25 @@ async fn fuzz_api(paths: &Paths, database_url: &str) -> Result<()> {
         .output()
         .context("minting the fuzzer's token")?;
     let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
-    let status = Command::new("bash")
+    let fuzz_log = paths.data.join(format!("fuzz-{name}.log"));
+    let out =
+        fs::File::create(&fuzz_log).with_context(|| format!("creating {}", fuzz_log.display()))?;
+    let status = tokio::process::Command::new("bash")
         .arg(paths.root.join("tools/fuzz-api.sh"))
         .args([base.as_str(), token.as_str(), FUZZ_SECONDS])
         .current_dir(&paths.root)
+        .stdout(out.try_clone()?)
+        .stderr(out)
         .status()
+        .await
         .context("running tools/fuzz-api.sh")?;
     server.shutdown().await;
+    println!("--- the fuzzer on {name} ({}):", fuzz_log.display());
+    print!("{}", fs::read_to_string(&fuzz_log).unwrap_or_default());
     if !status.success() {
         bail!(
-            "the API fuzzer found server errors ({status}); the server's log: {}",
-            paths.data.join("fuzz-chat-api.log").display()
+            "the API fuzzer found server errors on {name} ({status}); the server's log: {}",
+            server_log.display()
         );
     }
     Ok(())

@@ -45,8 +45,11 @@ pub async fn seed(paths: &Paths, data_dir: &Path, topics: &[&str], partitions: u
 
 async fn make(paths: &Paths, template: &Path, topics: &[&str], partitions: u32) -> Result<()> {
     // Made beside its final place and renamed into it: a crash leaves no half template, and
-    // a second process making the same one at the same time only wastes its own work.
-    let building = template.with_extension(format!("building-{}", std::process::id()));
+    // a second maker at the same time (another process, or another test of this one) only
+    // wastes its own work.
+    static MAKERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let maker = MAKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let building = template.with_extension(format!("building-{}-{maker}", std::process::id()));
     if building.exists() {
         fs::remove_dir_all(&building)?;
     }

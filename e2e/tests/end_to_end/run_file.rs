@@ -8,6 +8,7 @@ use devstack::{Paths, Ports, Stack, StackConfig, listeners_of, pid_alive, with_d
 
 #[tokio::test]
 async fn every_process_of_the_run_file_listens_on_loopback_only_and_stops() {
+    let _turn = e2e::stack_turn().await;
     let paths = Paths::discover().expect("paths");
     let dir = tempfile::Builder::new()
         .prefix("todo-run-file-")
