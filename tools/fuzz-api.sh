@@ -23,17 +23,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.data/venv"
 schemathesis="$venv/bin/schemathesis"
 
-# Two runs may start at once (`cargo xtask test` fuzzes SQLite and PostgreSQL side by
-# side): one installs, the other waits for it.
-mkdir -p "$(dirname "$venv")"
-exec 9>"$venv.lock"
-flock 9
-if ! "$schemathesis" --version 2>/dev/null | grep -qF "version $SCHEMATHESIS_VERSION"; then
-    echo "fuzz-api: installing schemathesis $SCHEMATHESIS_VERSION into $venv" >&2
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-fi
-exec 9>&-
+source "$root/tools/lib/pinned-venv.sh"
+pinned_venv "$venv" schemathesis "$SCHEMATHESIS_VERSION"
 
 # The token's subject (JWT payload `sub`) is the user whose paths the fuzzer may use.
 FUZZ_USER_ID="$("$venv/bin/python" - "$token" <<'PY'

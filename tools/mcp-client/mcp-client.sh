@@ -21,16 +21,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="${MCP_CLIENT_VENV:-$root/.data/venv-mcp}"
 python="$venv/bin/python"
 
-# Tests running side by side may call this at once: one installs, the others wait for it.
-mkdir -p "$(dirname "$venv")"
-exec 9>"$venv.lock"
-flock 9
-installed="$("$python" -c 'import importlib.metadata as m; print(m.version("mcp"))' 2>/dev/null || true)"
-if [[ "$installed" != "$MCP_VERSION" ]]; then
-    echo "mcp-client: installing the mcp SDK $MCP_VERSION into $venv" >&2
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "mcp==$MCP_VERSION" >&2
-fi
-exec 9>&-
+source "$root/tools/lib/pinned-venv.sh"
+pinned_venv "$venv" mcp "$MCP_VERSION"
 
 exec "$python" "$root/tools/mcp-client/client.py" "$@"

@@ -10,7 +10,10 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use super::{BrokerPorts, RETENTION_MS, admin::create_topics, broker::BrokerDirs, start_broker};
+use super::{
+    BrokerPorts, RETENTION_MS, admin::create_topics, broker::BrokerDirs, start_broker,
+    tools::unique_suffix,
+};
 use crate::{Paths, process::free_port, tools::copy_tree};
 
 /// Bumped when what a template holds changes in a way its key does not show.
@@ -47,12 +50,7 @@ async fn make(paths: &Paths, template: &Path, topics: &[&str], partitions: u32) 
     // Made beside its final place and renamed into it: a crash leaves no half template, and
     // a second maker at the same time (another process, or another test of this one) only
     // wastes its own work.
-    static MAKERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let maker = MAKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let building = template.with_extension(format!("building-{}-{maker}", std::process::id()));
-    if building.exists() {
-        fs::remove_dir_all(&building)?;
-    }
+    let building = template.with_extension(format!("building-{}", unique_suffix()));
     fs::create_dir_all(&building)?;
     let ports = BrokerPorts {
         kafka: free_port(),

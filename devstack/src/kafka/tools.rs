@@ -55,7 +55,8 @@ pub(super) fn write_atomically(path: &Path, contents: &str) -> Result<()> {
     fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
 }
 
-fn unique_suffix() -> String {
+/// `<pid>-<uuid>`: a name no other process, or other caller in this one, uses at once.
+pub(super) fn unique_suffix() -> String {
     format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())
 }
 
