@@ -12,9 +12,10 @@
 //!   whatever the sidecar or Kafka do.
 //! - **Rounds** ([`round`]): a round reads pending events in commit order, at most
 //!   [`RelayConfig::per_user`] of each user, reading past users who reached that (so an
-//!   account deletion of 20,000 tasks cannot hold up anybody else), and publishes them in
-//!   waves: each wave sends the oldest unpublished event of every user in the round, many
-//!   users per bulk call, so no two events of one user are ever in flight together. A round
+//!   account deletion of 20,000 tasks cannot hold up anybody else), and publishes each
+//!   user's events as a pipeline of its own: one event of a user in flight at a time, the
+//!   next sent as soon as that one is acknowledged, whatever the other users' calls do;
+//!   whatever is ready at a moment goes in one bulk call, many users per call. A round
 //!   that runs longer than [`ROUND_SLICE`] while new commits wait ends early, so those are
 //!   read at once. What a round published is marked by the next round, on the relay's
 //!   second connection while it reads.
@@ -35,7 +36,7 @@
 //! - **One publisher**: with several replicas on one database only the holder of the
 //!   [`PublisherLock`] publishes; the lock dies with its holder's database session (or
 //!   process), so a crashed replica's successor publishes within about a second. The relay
-//!   confirms it still holds the lock before every wave, so a process that was frozen
+//!   confirms it still holds the lock before every call, so a process that was frozen
 //!   publishes nothing more once another took over. A holder whose own sidecar stays
 //!   unreachable for [`RelayConfig::handover_after`] gives the lock up so a replica with a
 //!   working sidecar can publish (a broker outage is no reason: every sidecar fails
@@ -66,8 +67,9 @@ use tokio::sync::Notify;
 
 pub use health::{HealthView, RelayHealth, supervise};
 
-/// A round that has run this long ends after its current wave when new commits wait, so
-/// a long round (a heavy user's backlog) delays nobody's fresh events by more than this.
+/// A round that has run this long sends nothing more when new commits wait (its calls in
+/// flight finish), so a long round (a heavy user's backlog) delays nobody's fresh events
+/// by more than this.
 pub const ROUND_SLICE: Duration = Duration::from_millis(25);
 
 /// The relay's settings (`RELAY_*`, parsed and checked in chat-api's `config`).
@@ -290,12 +292,7 @@ impl<P: Publisher> Relay<P> {
                 aside_until = Some(tokio::time::Instant::now() + self.config.handover_pause);
                 continue;
             }
-            // After a round that got nothing through, probe with one bulk call's worth.
-            let limit = if failures > 0 {
-                self.config.bulk_size.max(1) as u64
-            } else {
-                self.config.batch_size
-            };
+            let limit = self.config.batch_size;
             // After calls that got no answer, publish only once the sidecar answers again.
             let round = if unreachable_since.is_some() && !self.publisher.answers().await {
                 Round {
@@ -303,6 +300,9 @@ impl<P: Publisher> Relay<P> {
                     unreachable: true,
                     ..Round::default()
                 }
+            } else if failures > 0 {
+                // After a round that got nothing through, probe with one bulk call's worth.
+                self.probe(held, &mut unmarked).await
             } else {
                 self.round(held, &mut unmarked, limit).await
             };

@@ -87,29 +87,26 @@ impl Picker {
 /// inside daprd's 4 MiB gRPC request limit whatever the tasks hold.
 pub(crate) const BULK_BYTES_MAX: usize = 1024 * 1024;
 
-/// Splits `users` (in order) into bulk calls of at most `bulk_size` events and
-/// [`BULK_BYTES_MAX`] payload bytes, `size(user)` being the size of that user's next event.
-pub(crate) fn bulk_calls(
-    users: &[usize],
+/// Takes the next bulk call off the front of `ready` (users in order): at most `bulk_size`
+/// users and [`BULK_BYTES_MAX`] payload bytes, `size(user)` being the size of that user's
+/// next event; a single larger event still goes, alone.
+pub(crate) fn next_call(
+    ready: &mut VecDeque<usize>,
     size: impl Fn(usize) -> usize,
     bulk_size: usize,
-) -> Vec<Vec<usize>> {
-    let mut calls: Vec<Vec<usize>> = Vec::new();
+) -> Vec<usize> {
+    let mut call = Vec::new();
     let mut bytes = 0;
-    for &user in users {
+    while let Some(&user) = ready.front() {
         let event = size(user);
-        match calls.last_mut() {
-            Some(call) if call.len() < bulk_size.max(1) && bytes + event <= BULK_BYTES_MAX => {
-                call.push(user);
-                bytes += event;
-            }
-            _ => {
-                calls.push(vec![user]);
-                bytes = event;
-            }
+        if !call.is_empty() && (call.len() >= bulk_size.max(1) || bytes + event > BULK_BYTES_MAX) {
+            break;
         }
+        ready.pop_front();
+        call.push(user);
+        bytes += event;
     }
-    calls
+    call
 }
 
 /// Capped exponential backoff with full jitter in the upper half: `initial` after the first
@@ -194,25 +191,35 @@ mod tests {
         assert_eq!(queues[0].iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
     }
 
+    /// Every call [`next_call`] takes until `users` is used up.
+    fn calls(users: &[usize], size: impl Fn(usize) -> usize, bulk_size: usize) -> Vec<Vec<usize>> {
+        let mut ready: VecDeque<usize> = users.iter().copied().collect();
+        let mut calls = Vec::new();
+        while !ready.is_empty() {
+            calls.push(next_call(&mut ready, &size, bulk_size));
+        }
+        calls
+    }
+
     #[test]
     fn bulk_calls_are_bounded_by_count_and_bytes_and_keep_the_order() {
         let users: Vec<usize> = (0..10).collect();
         assert_eq!(
-            bulk_calls(&users, |_| 10, 4),
+            calls(&users, |_| 10, 4),
             vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]
         );
         let big = BULK_BYTES_MAX / 3;
         assert_eq!(
-            bulk_calls(&users[..5], |_| big, 100),
+            calls(&users[..5], |_| big, 100),
             vec![vec![0, 1, 2], vec![3, 4]]
         );
         // An event larger than the byte bound still goes, on its own.
         let sizes = [10, BULK_BYTES_MAX * 2, 10, 10];
         assert_eq!(
-            bulk_calls(&[0, 1, 2, 3], |u| sizes[u], 100),
+            calls(&[0, 1, 2, 3], |u| sizes[u], 100),
             vec![vec![0], vec![1], vec![2, 3]]
         );
-        assert!(bulk_calls(&[], |_| 1, 4).is_empty());
+        assert!(next_call(&mut VecDeque::new(), |_| 1, 4).is_empty());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One round of the relay: read fairly, publish in waves, keep score of refused events.
+//! One round of the relay: read fairly, publish each user's events as a pipeline of its
+//! own, keep score of refused events.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -46,7 +47,7 @@ impl Refused {
     }
 }
 
-/// Single publishes in flight at once, over all bulk calls of a wave, when bulk calls are
+/// Single publishes in flight at once, over all bulk calls of a round, when bulk calls are
 /// refused as a whole and retried event by event.
 pub(super) const FALLBACK_IN_FLIGHT: usize = 16;
 
@@ -70,7 +71,26 @@ impl<P: Publisher> Relay<P> {
         unmarked: &mut Vec<i64>,
         max_events: u64,
     ) -> Round {
-        let (queues, saturated) = match self.read(unmarked, max_events).await {
+        self.round_of(lock, unmarked, max_events, self.config.per_user)
+            .await
+    }
+
+    /// The round after one that got nothing through: one bulk call's worth, one event per
+    /// user, so that it reaches every user with something pending and not only the oldest
+    /// user's backlog (whose partition may be the one that is down).
+    pub(super) async fn probe(&self, lock: &PublisherLock, unmarked: &mut Vec<i64>) -> Round {
+        let max_events = self.config.bulk_size.max(1) as u64;
+        self.round_of(lock, unmarked, max_events, 1).await
+    }
+
+    async fn round_of(
+        &self,
+        lock: &PublisherLock,
+        unmarked: &mut Vec<i64>,
+        max_events: u64,
+        per_user: usize,
+    ) -> Round {
+        let (queues, saturated) = match self.read(unmarked, max_events, per_user).await {
             Ok(q) => q,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox relay: cannot read the outbox");
@@ -87,7 +107,7 @@ impl<P: Publisher> Relay<P> {
         }
         Round {
             saturated,
-            ..self.publish_waves(lock, queues, read, unmarked).await
+            ..self.publish_pipelined(lock, queues, read, unmarked).await
         }
     }
 
@@ -99,6 +119,7 @@ impl<P: Publisher> Relay<P> {
         &self,
         unmarked: &mut Vec<i64>,
         max_events: u64,
+        per_user: usize,
     ) -> Result<(Vec<VecDeque<PendingEvent>>, bool), StoreError> {
         let mut except: HashSet<String> = self.outbox.parked_users().await?.into_iter().collect();
         except.extend(self.waiting_refused());
@@ -119,7 +140,7 @@ impl<P: Publisher> Relay<P> {
         marked?;
         unmarked.clear();
         let mut batch = batch?;
-        let mut picker = Picker::new(self.config.per_user);
+        let mut picker = Picker::new(per_user);
         let cap = usize::try_from(max_events).unwrap_or(usize::MAX);
         for _ in 0..=SKIP_READS_MAX {
             let full = batch.len() as u64 >= limit;
@@ -140,11 +161,15 @@ impl<P: Publisher> Relay<P> {
         Ok((picker.into_queues(), saturated))
     }
 
-    /// Wave after wave: the oldest unpublished event of every user still going, at most one
-    /// per user in flight, so a user's next event is sent only once the one before it was
-    /// acknowledged. A user whose event failed is done for this round: nothing of theirs
+    /// Each user's events as a pipeline of its own: at most one event per user in flight,
+    /// the next sent as soon as the one before it was acknowledged, while the other users'
+    /// calls go on (no wave waits for its slowest call). Whatever is ready at a moment goes
+    /// in one bulk call, many users per call, at most [`RelayConfig::concurrency`] calls
+    /// in flight. A user whose event failed is done for this round: nothing of theirs
     /// overtakes it.
-    async fn publish_waves(
+    ///
+    /// [`RelayConfig::concurrency`]: super::RelayConfig::concurrency
+    async fn publish_pipelined(
         &self,
         lock: &PublisherLock,
         mut queues: Vec<VecDeque<PendingEvent>>,
@@ -157,90 +182,91 @@ impl<P: Publisher> Relay<P> {
             ..Round::default()
         };
         let mut unreachable = false;
-        let mut refused: Vec<(PendingEvent, PublishError)> = Vec::new();
+        let mut failures: Vec<(PendingEvent, PublishError)> = Vec::new();
         let mut went: HashSet<String> = HashSet::new();
-        let mut waves = 0;
+        // Users whose next event may go now, oldest first.
+        let mut ready: VecDeque<usize> = (0..queues.len())
+            .filter(|&u| !queues[u].is_empty())
+            .collect();
+        let mut in_flight = stream::FuturesUnordered::new();
+        let mut calls = 0usize;
+        let mut stopping = false;
         loop {
-            let heads: Vec<usize> = (0..queues.len())
-                .filter(|&i| !queues[i].is_empty())
-                .collect();
-            if heads.is_empty() {
-                break;
+            while !stopping && !ready.is_empty() && in_flight.len() < self.config.concurrency.max(1)
+            {
+                if calls > 0 && started.elapsed() >= ROUND_SLICE && self.woken() {
+                    round.cut_short = true;
+                    stopping = true;
+                    break;
+                }
+                // A relay that was frozen, or whose lock session ended, must not publish
+                // after another replica took over.
+                if !lock.still_held().await {
+                    round.lost_lock = true;
+                    stopping = true;
+                    break;
+                }
+                let call = plan::next_call(
+                    &mut ready,
+                    |u| queues[u].front().map_or(0, |e| e.payload.len()),
+                    self.config.bulk_size,
+                );
+                let heads: Vec<(usize, PendingEvent)> = call
+                    .into_iter()
+                    .filter_map(|u| queues[u].pop_front().map(|e| (u, e)))
+                    .collect();
+                calls += 1;
+                in_flight.push(self.publish_heads(heads));
             }
-            if waves > 0 && started.elapsed() >= ROUND_SLICE && self.woken() {
-                round.cut_short = true;
+            let Some(outcomes) = in_flight.next().await else {
                 break;
-            }
-            // A relay that was frozen, or whose lock session ended, must not publish a
-            // wave after another replica took over.
-            if !lock.still_held().await {
-                round.lost_lock = true;
-                break;
-            }
-            waves += 1;
-            let chunks = plan::bulk_calls(
-                &heads,
-                |u| queues[u].front().map_or(0, |e| e.payload.len()),
-                self.config.bulk_size,
-            );
-            let outcomes: Vec<Vec<(usize, Result<(), PublishError>)>> = stream::iter(chunks)
-                .map(|chunk| self.publish_heads(&queues, chunk))
-                .buffer_unordered(self.config.concurrency.max(1))
-                .collect()
-                .await;
-            let mut failures = Vec::new();
-            for (user, result) in outcomes.into_iter().flatten() {
-                let head = queues[user].pop_front();
+            };
+            for (user, event, result) in outcomes {
                 match result {
                     Ok(()) => {
-                        if let Some(e) = head {
-                            round.published += 1;
-                            crate::metrics::PUBLISHED.inc();
-                            unmarked.push(e.seq);
-                            went.insert(e.user_id);
+                        round.published += 1;
+                        crate::metrics::PUBLISHED.inc();
+                        unmarked.push(event.seq);
+                        went.insert(event.user_id);
+                        if !queues[user].is_empty() {
+                            ready.push_back(user);
                         }
                     }
                     Err(e) => {
                         crate::metrics::PUBLISH_FAILURES.inc();
                         round.failed = true;
                         unreachable |= matches!(e, PublishError::Unavailable(_));
-                        failures.extend(head.map(|event| (event, e)));
+                        failures.push((event, e));
                         queues[user].clear();
                     }
                 }
             }
-            stream::iter(&failures)
-                .for_each_concurrent(self.config.concurrency.max(1), |(event, e)| async move {
-                    self.note_failure(event, e).await;
-                })
-                .await;
-            refused.extend(failures);
         }
+        stream::iter(&failures)
+            .for_each_concurrent(self.config.concurrency.max(1), |(event, e)| async move {
+                self.note_failure(event, e).await;
+            })
+            .await;
         // One call that got no answer is enough: the other failures of the round may be
         // older refusals, and counting them must not hide a dead sidecar.
         round.unreachable = unreachable && round.published == 0;
-        round.only_refusals = !refused.is_empty()
-            && refused
+        round.only_refusals = !failures.is_empty()
+            && failures
                 .iter()
                 .all(|(_, e)| matches!(e, PublishError::Refused(_)));
-        self.score_failures(refused, &went).await;
+        self.score_failures(failures, &went).await;
         round
     }
 
-    /// Publishes the oldest unpublished event of each user in `users` (indices into
-    /// `queues`) in one call: different users, so no order is at stake inside it. If the
-    /// sidecar refuses a bulk call as a whole at once, each event gets one more try on its
-    /// own, so an event the broker refuses holds back only its own user.
+    /// Publishes `heads` (the oldest unpublished event of each of their users) in one
+    /// call: different users, so no order is at stake inside it. If the sidecar refuses a
+    /// bulk call as a whole at once, each event gets one more try on its own, so an event
+    /// the broker refuses holds back only its own user.
     async fn publish_heads(
         &self,
-        queues: &[VecDeque<PendingEvent>],
-        users: Vec<usize>,
-    ) -> Vec<(usize, Result<(), PublishError>)> {
-        let picked: Vec<(usize, &PendingEvent)> = users
-            .iter()
-            .filter_map(|&u| queues[u].front().map(|e| (u, e)))
-            .collect();
-        let events: Vec<OutgoingEvent<'_>> = picked.iter().map(|(_, e)| outgoing(e)).collect();
+        heads: Vec<(usize, PendingEvent)>,
+    ) -> Vec<(usize, PendingEvent, Result<(), PublishError>)> {
+        let events: Vec<OutgoingEvent<'_>> = heads.iter().map(|(_, e)| outgoing(e)).collect();
         let sent = tokio::time::Instant::now();
         let mut results = self.publisher.publish_all(&events).await;
         // Only a quick refusal: a call that ran into the sidecar's timeout (broker down)
@@ -251,7 +277,7 @@ impl<P: Publisher> Relay<P> {
                 .iter()
                 .all(|r| matches!(r, Err(PublishError::Failed(_) | PublishError::Refused(_))));
         if rejected_whole {
-            // Bounded over the whole wave: a broker that refuses every bulk call must not
+            // Bounded over the whole round: a broker that refuses every bulk call must not
             // turn each into hundreds of calls at once.
             results = future::join_all(events.iter().map(|e| async {
                 let _turn = self.fallback.acquire().await;
@@ -265,7 +291,12 @@ impl<P: Publisher> Relay<P> {
                 "the publisher gave no result for this event".into(),
             ))
         });
-        picked.into_iter().map(|(u, _)| u).zip(results).collect()
+        drop(events);
+        heads
+            .into_iter()
+            .zip(results)
+            .map(|((u, e), r)| (u, e, r))
+            .collect()
     }
 
     async fn note_failure(&self, event: &PendingEvent, e: &PublishError) {

@@ -28,6 +28,8 @@ struct ScriptedSidecar {
     hang: std::sync::atomic::AtomicBool,
     /// How long each call takes.
     latency: Mutex<Duration>,
+    /// How long each call with an event of one of these users takes, instead.
+    slow: Mutex<std::collections::HashMap<String, Duration>>,
     in_flight: std::sync::atomic::AtomicUsize,
     max_in_flight: std::sync::atomic::AtomicUsize,
 }
@@ -60,7 +62,11 @@ impl ScriptedSidecar {
         guard(&self.calls).push(call);
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
         self.max_in_flight.fetch_max(now, SeqCst);
-        let latency = *guard(&self.latency);
+        let latency = events
+            .iter()
+            .filter_map(|e| guard(&self.slow).get(e.partition_key).copied())
+            .max()
+            .unwrap_or(*guard(&self.latency));
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -597,7 +603,7 @@ async fn a_bulk_call_refused_as_a_whole_is_retried_event_by_event_so_only_the_re
     assert_eq!(
         first.len(),
         3,
-        "the first wave goes out in one bulk call: {calls:?}"
+        "the first call carries every user: {calls:?}"
     );
     assert!(
         calls.iter().any(|c| c.len() == 1 && c[0].1 == "ann 1"),
@@ -631,7 +637,7 @@ async fn one_users_large_backlog_does_not_hold_up_the_other_users_events() {
             assert!(
                 sent.first_chunk::<4>()
                     .is_some_and(|first| first.iter().any(|(u, _)| u == user)),
-                "{label}: {user}'s event went in the first wave, beside the heavy user's: {:?}",
+                "{label}: {user}'s event went in the first call, beside the heavy user's: {:?}",
                 &sent[..sent.len().min(8)]
             );
         }
@@ -642,6 +648,109 @@ async fn one_users_large_backlog_does_not_hold_up_the_other_users_events() {
         );
         assert_eq!(round.published, 19, "{label}: {round:?}");
     }
+}
+
+/// The round after one that got nothing through probes with one bulk call's worth: one
+/// event per user, so a user whose partition is down and who has more than that pending
+/// cannot fill the probe and make every later round look like an outage too.
+#[tokio::test]
+async fn a_probe_round_reaches_the_users_behind_one_users_failing_backlog() {
+    for (label, db) in each_database().await {
+        for n in 1..=5 {
+            create(&db.tasks, "stuck", &format!("stuck {n}")).await;
+        }
+        create(&db.tasks, "ann", "ann 1").await;
+        let sidecar = Arc::new(ScriptedSidecar::default());
+        guard(&sidecar.failing).insert(
+            "stuck".into(),
+            PublishError::Failed("kafka server: Leader not available".into()),
+        );
+        let config = RelayConfig {
+            bulk_size: 2,
+            ..RelayConfig::default()
+        };
+        let relay = relay_on(&db, &sidecar, config);
+        let lock = take_lock(&db, &relay.holder).await;
+
+        let round = relay.probe(&lock, &mut Vec::new()).await;
+
+        assert_eq!(round.published, 1, "{label}: {round:?}");
+        assert!(
+            sidecar.sent().iter().any(|(_, t)| t == "ann 1"),
+            "{label}: the probe reached ann: {:?}",
+            sidecar.sent()
+        );
+        assert!(
+            sidecar
+                .sent()
+                .iter()
+                .all(|(u, t)| u != "stuck" || t == "stuck 1"),
+            "{label}: one event of stuck's in the probe: {:?}",
+            sidecar.sent()
+        );
+    }
+}
+
+/// Each user's events go as a pipeline of their own: a user whose every call is slow
+/// (its partition's leader is far away) does not slow anybody else down, as a wave that
+/// waits for its slowest call did.
+#[tokio::test]
+async fn a_slow_users_calls_do_not_hold_up_the_next_events_of_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sqlite_with_events(dir.path()).await;
+    for n in 4..=10 {
+        create(&db.tasks, "ann", &format!("ann {n}")).await;
+    }
+    let sidecar = Arc::new(ScriptedSidecar::default());
+    let slow = Duration::from_millis(300);
+    guard(&sidecar.slow).insert("bob".into(), slow);
+    // One user per call, so that bob's calls are his own.
+    let config = RelayConfig {
+        bulk_size: 1,
+        ..RelayConfig::default()
+    };
+    let relay = relay_on(&db, &sidecar, config);
+    let lock = take_lock(&db, &relay.holder).await;
+
+    let started = Instant::now();
+    let round = relay
+        .round(&lock, &mut Vec::new(), relay.config.batch_size)
+        .await;
+    let took = started.elapsed();
+
+    assert_eq!(round.published, 16, "{round:?}");
+    let sent = sidecar.sent();
+    let ann: Vec<&str> = sent
+        .iter()
+        .filter(|(u, _)| u == "ann")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    let expected: Vec<String> = (1..=10).map(|n| format!("ann {n}")).collect();
+    assert_eq!(ann, expected, "ann's events in commit order, each once");
+    // ann's ten events and cy's three went while bob's first call was in flight.
+    let first_bob = sent
+        .iter()
+        .position(|(u, _)| u == "bob")
+        .expect("bob's first call");
+    let second_bob = sent
+        .iter()
+        .enumerate()
+        .filter(|(_, (u, _))| u == "bob")
+        .nth(1)
+        .map(|(i, _)| i)
+        .expect("bob's second call");
+    let between: Vec<&(String, String)> = sent[first_bob + 1..second_bob].iter().collect();
+    assert!(
+        between.iter().filter(|(u, _)| u == "ann").count() >= 9
+            && between.iter().filter(|(u, _)| u == "cy").count() >= 2,
+        "the others' next events waited for bob's slow call: {sent:?}"
+    );
+    // Bob's three calls one after another are the round's length: nobody added to it.
+    assert!(
+        took >= slow * 3,
+        "bob's events went one at a time: {took:?}"
+    );
+    assert!(took < slow * 4, "the round took {took:?}");
 }
 
 /// Once nobody else writes, one user's backlog larger than the per-user cap goes round
@@ -1137,7 +1246,7 @@ async fn the_watchdog_leaves_a_relay_that_stepped_aside_alone() {
 }
 
 /// Bulk calls refused as a whole are retried event by event, but never more than a bound
-/// at once over the whole wave.
+/// at once over the whole round.
 #[tokio::test]
 async fn single_publishes_after_refused_bulk_calls_are_bounded() {
     let dir = tempfile::tempdir().expect("tempdir");
