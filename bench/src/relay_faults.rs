@@ -97,7 +97,7 @@ pub(super) struct RelayFaults {
 }
 
 /// Paced creates by `workers` at `rate` per second in all, until `stop` is set.
-fn paced(
+pub(super) fn paced(
     ctx: &Ctx<'_>,
     workers: Vec<Worker>,
     rate: u32,
@@ -123,7 +123,7 @@ fn paced(
         .collect()
 }
 
-async fn stop_all(stop: &AtomicBool, handles: Vec<JoinHandle<usize>>) -> usize {
+pub(super) async fn stop_all(stop: &AtomicBool, handles: Vec<JoinHandle<usize>>) -> usize {
     stop.store(true, Ordering::SeqCst);
     let mut sent = 0;
     for h in handles {

@@ -94,6 +94,7 @@ pub(super) struct Report {
     pub(super) scan: Result<ScanCost, String>,
     pub(super) chat: super::chat::ChatBench,
     pub(super) tracing: super::tracing::TracingBench,
+    pub(super) relay_cost: super::relay_cost::RelayCost,
     pub(super) raw_single: RawResult,
     pub(super) raw_bulk: RawResult,
     pub(super) raw_payload_bytes: usize,
@@ -321,6 +322,7 @@ impl Report {
         let _ = writeln!(s);
         self.chat.render(&mut s);
         self.tracing.render(&mut s);
+        self.relay_cost.render(&mut s);
         let _ = writeln!(s);
 
         let _ = writeln!(
@@ -509,7 +511,10 @@ impl Report {
             met(off > 0.0 && on >= 0.95 * off)
         );
 
-        // 8. chat-api memory at the top load.
+        // 8. One user's drain, and publishing's cost.
+        self.relay_cost.render_targets(s);
+
+        // 9. chat-api memory at the top load.
         let rss = self
             .phases
             .iter()

@@ -1,0 +1,403 @@
+//! What publishing costs, and how fast one user's backlog goes:
+//!
+//! - **One user's drain**: an account deletion of [`SOLO_TASKS`] tasks, published with
+//!   nobody else writing, then again beside paced writers. Its rate is set against one
+//!   event per single-publish round trip (raw `PublishEvent` calls to the same sidecar, one
+//!   in flight, same run, alone and beside the same writers): the most a user's events can
+//!   go when one of them is in flight at a time.
+//! - **Relay on and off**: closed-loop creates through two more chat-api instances of the
+//!   same build, each on a database of its own, one with its relay off (the same writes,
+//!   task and outbox rows committed, nothing published), taking turns (on, off, on, off);
+//!   requests/s, latency, and every process's CPU per 1,000 writes, so it shows where
+//!   publishing costs: the relay's queries, the sidecars, the broker, the consumers.
+
+use std::{fmt::Write as _, sync::atomic::AtomicBool};
+
+use anyhow::ensure;
+
+use super::*;
+use crate::relay_faults::{paced, stop_all};
+
+/// Tasks of the account deleted to measure one user's drain.
+pub(super) const SOLO_TASKS: usize = 2_000;
+/// The users of this module: `o-...`.
+pub(super) const PREFIX: &str = "o-";
+/// The paced writers beside the loaded drain, and their rate in all.
+const BESIDE_WORKERS: usize = 10;
+const BESIDE_RATE: u32 = 400;
+/// Concurrency of the relay on/off turns (as `wrk -t2 -c32`).
+pub(super) const PAIR_CLIENTS: usize = 32;
+const PAIR_TURNS: usize = 4;
+/// Round-trip baseline: single publishes, one in flight, this long.
+const RTT_WINDOW: Duration = Duration::from_secs(8);
+
+pub(super) struct SoloDrain {
+    /// From the deletion's answer until nothing was pending.
+    pub(super) alone: Duration,
+    pub(super) loaded: Duration,
+    /// Single publishes per second with one in flight: alone, and beside the writers.
+    pub(super) rtt_alone: RawResult,
+    pub(super) rtt_loaded: RawResult,
+}
+
+impl SoloDrain {
+    fn rate(took: Duration) -> f64 {
+        SOLO_TASKS as f64 / took.as_secs_f64().max(1e-9)
+    }
+    pub(super) fn alone_ratio(&self) -> f64 {
+        Self::rate(self.alone) / self.rtt_alone.rate.max(1e-9)
+    }
+    pub(super) fn loaded_ratio(&self) -> f64 {
+        Self::rate(self.loaded) / self.rtt_loaded.rate.max(1e-9)
+    }
+}
+
+pub(super) struct Turn {
+    pub(super) relay_on: bool,
+    pub(super) phase: Phase,
+    /// After a relay-on turn: until its outbox was empty.
+    pub(super) drained: Option<Duration>,
+}
+
+pub(super) struct RelayCost {
+    pub(super) solo: SoloDrain,
+    pub(super) turns: Vec<Turn>,
+    pub(super) duration: Duration,
+}
+
+/// One user's drain, alone and loaded, on chat-api itself.
+pub(super) async fn solo_drain(
+    ctx: &Ctx<'_>,
+    api: &Service,
+    payload: Arc<Vec<u8>>,
+) -> Result<SoloDrain> {
+    let rtt_alone = raw_publish(api, payload.clone(), 1, 1, RTT_WINDOW).await?;
+    let alone = delete_and_time(ctx, &format!("{PREFIX}solo-1")).await?;
+    println!(
+        "    alone: {SOLO_TASKS} events in {:.2} s; single publish round trips {:.0}/s",
+        alone.as_secs_f64(),
+        rtt_alone.rate
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = make_workers(ctx, &format!("{PREFIX}b1-"), BESIDE_WORKERS, &ctx.api_base)?;
+    let handles = paced(ctx, writers, BESIDE_RATE, &stop);
+    let rtt_loaded = raw_publish(api, payload, 1, 1, RTT_WINDOW).await;
+    stop_all(&stop, handles).await;
+    let rtt_loaded = rtt_loaded?;
+    relay_drained(ctx).await?;
+
+    let user = format!("{PREFIX}solo-2");
+    create_tasks(ctx, &user).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = make_workers(ctx, &format!("{PREFIX}b2-"), BESIDE_WORKERS, &ctx.api_base)?;
+    let handles = paced(ctx, writers, BESIDE_RATE, &stop);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = delete_and_drain(ctx, &user).await;
+    stop_all(&stop, handles).await;
+    let loaded = loaded?;
+    relay_drained(ctx).await?;
+    println!(
+        "    beside {BESIDE_RATE} writes/s: {SOLO_TASKS} events in {:.2} s; single publish round trips {:.0}/s",
+        loaded.as_secs_f64(),
+        rtt_loaded.rate
+    );
+    Ok(SoloDrain {
+        alone,
+        loaded,
+        rtt_alone,
+        rtt_loaded,
+    })
+}
+
+async fn create_tasks(ctx: &Ctx<'_>, user: &str) -> Result<()> {
+    let token = ctx.env.token(user)?;
+    let url = format!("{}/api/{user}/tasks", ctx.api_base);
+    let mut made = 0;
+    while made < SOLO_TASKS {
+        let batch = (SOLO_TASKS - made).min(32);
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..batch {
+            let call = ctx
+                .client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({ "title": format!("solo {}", made + i) }))
+                .send();
+            calls.spawn(call);
+        }
+        while let Some(r) = calls.join_next().await {
+            let status = r??.status();
+            ensure!(status == 201, "creating {user}'s tasks: {status}");
+        }
+        made += batch;
+    }
+    relay_drained(ctx).await?;
+    Ok(())
+}
+
+async fn delete_and_time(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
+    create_tasks(ctx, user).await?;
+    delete_and_drain(ctx, user).await
+}
+
+/// Deletes `user`'s account and answers how long from its answer until the outbox was
+/// empty again.
+async fn delete_and_drain(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
+    let status = ctx
+        .client
+        .delete(format!("{}/api/{user}", ctx.api_base))
+        .bearer_auth(ctx.env.token(user)?)
+        .send()
+        .await?
+        .status();
+    ensure!(status == 204, "deleting {user}: {status}");
+    let deleted = Instant::now();
+    loop {
+        if relay_pending_at(ctx, &ctx.api_base).await? == 0 {
+            return Ok(deleted.elapsed());
+        }
+        ensure!(
+            deleted.elapsed() < SETTLE_TIMEOUT,
+            "{user}'s deletion still pending after {SETTLE_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The relay on/off turns. `common` are the processes both modes share (consumers,
+/// PostgreSQL, Redis, Kafka, the load client).
+pub(super) async fn on_off(
+    ctx: &Ctx<'_>,
+    api_settings: &[(String, String)],
+    common: &[Proc],
+    clk_tck: f64,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<Vec<Turn>> {
+    let mut instances = Vec::new();
+    for relay_on in [true, false] {
+        let url = ctx.env.database().await?;
+        let mut vars: Vec<(&str, String)> = vec![
+            ("DATABASE_URL", url),
+            ("MIGRATE_ON_START", "true".into()),
+            ("RELAY_ENABLED", relay_on.to_string()),
+        ];
+        vars.extend(
+            api_settings
+                .iter()
+                .filter(|(k, _)| k != "RELAY_ENABLED")
+                .map(|(k, v)| (k.as_str(), v.clone())),
+        );
+        instances.push(ctx.env.start_service("chat-api", "chat-api", &vars).await?);
+    }
+    let result = turns(ctx, &instances, common, clk_tck, warmup, duration).await;
+    for mut service in instances {
+        service.process.shutdown().await;
+        service.sidecar.shutdown().await;
+    }
+    result
+}
+
+async fn turns(
+    ctx: &Ctx<'_>,
+    instances: &[Service],
+    common: &[Proc],
+    clk_tck: f64,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<Vec<Turn>> {
+    let mut turns = Vec::new();
+    for turn in 0..PAIR_TURNS {
+        let relay_on = turn % 2 == 0;
+        let api = &instances[usize::from(!relay_on)];
+        let mut procs = vec![
+            Proc::new("chat-api", api.process.pid(), false),
+            Proc::new("daprd (chat-api)", api.sidecar.pid(), false),
+        ];
+        procs.extend(common.iter().cloned());
+        let procs = Arc::new(procs);
+        let workers = make_workers(ctx, &format!("{PREFIX}t{turn}-"), PAIR_CLIENTS, &api.base)?;
+        let (_, phase) = run_phase(
+            ctx,
+            workers,
+            Op::Create,
+            PAIR_CLIENTS,
+            warmup,
+            duration,
+            Some((&procs, clk_tck)),
+        )
+        .await;
+        let drained = if relay_on {
+            let started = Instant::now();
+            while relay_pending_at(ctx, &api.base).await? > 0 {
+                ensure!(
+                    started.elapsed() < SETTLE_TIMEOUT,
+                    "the relay-on instance still has events pending {SETTLE_TIMEOUT:?} after its turn"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Some(started.elapsed())
+        } else {
+            None
+        };
+        println!(
+            "    relay {}: {:.0} req/s, p99 {:.1} ms, {} errors",
+            if relay_on { "on " } else { "off" },
+            phase.rps(),
+            phase.latency.p99,
+            phase.errors
+        );
+        turns.push(Turn {
+            relay_on,
+            phase,
+            drained,
+        });
+    }
+    Ok(turns)
+}
+
+impl RelayCost {
+    /// Mean requests/s and p99 of the turns with the relay on, then off.
+    pub(super) fn means(&self) -> ((f64, f64), (f64, f64)) {
+        let mean = |on: bool| {
+            let turns: Vec<&Turn> = self.turns.iter().filter(|t| t.relay_on == on).collect();
+            let n = turns.len().max(1) as f64;
+            (
+                turns.iter().map(|t| t.phase.rps()).sum::<f64>() / n,
+                turns.iter().map(|t| t.phase.latency.p99).sum::<f64>() / n,
+            )
+        };
+        (mean(true), mean(false))
+    }
+
+    /// CPU milliseconds (one core) per 1,000 writes of each process, mean over the turns
+    /// of one mode, in the processes' order.
+    fn cpu_per_thousand(&self, on: bool) -> Vec<(String, f64)> {
+        let turns: Vec<&Turn> = self.turns.iter().filter(|t| t.relay_on == on).collect();
+        let mut rows: Vec<(String, f64)> = Vec::new();
+        for turn in &turns {
+            let writes = turn.phase.requests.max(1) as f64 / 1000.0;
+            let secs = turn.phase.window.as_secs_f64();
+            for u in &turn.phase.usage {
+                let ms = u.cpu_percent / 100.0 * secs * 1000.0 / writes / turns.len() as f64;
+                match rows.iter_mut().find(|(n, _)| *n == u.name) {
+                    Some((_, v)) => *v += ms,
+                    None => rows.push((u.name.clone(), ms)),
+                }
+            }
+        }
+        rows
+    }
+
+    pub(super) fn render(&self, s: &mut String) {
+        let solo = &self.solo;
+        let _ = writeln!(
+            s,
+            "\n### One user's backlog\n\nAn account deletion of {SOLO_TASKS} tasks on chat-api (one user: one event in flight at a time), published with nobody else writing, then beside {BESIDE_WORKERS} paced writers ({BESIDE_RATE} creates/s in all). The baseline: raw single publishes to the same sidecar, one in flight, for {:.0} s, alone and beside the same writers, in the same run.\n",
+            RTT_WINDOW.as_secs_f64()
+        );
+        let _ = writeln!(
+            s,
+            "| | drain | events/s | single publishes/s (one in flight), p50 ms | ratio |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for (label, took, rtt, ratio) in [
+            ("alone", solo.alone, &solo.rtt_alone, solo.alone_ratio()),
+            (
+                "beside the writers",
+                solo.loaded,
+                &solo.rtt_loaded,
+                solo.loaded_ratio(),
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {label} | {:.2} s | {:.0} | {:.0}, {:.2} | {ratio:.2} |",
+                took.as_secs_f64(),
+                SoloDrain::rate(took),
+                rtt.rate,
+                rtt.latency.p50
+            );
+        }
+
+        let ((on_rps, on_p99), (off_rps, off_p99)) = self.means();
+        let _ = writeln!(
+            s,
+            "\n### Publishing's cost: relay on and off\n\nTwo more chat-api instances of this build, each on a database of its own, one with `RELAY_ENABLED=false` (the same task and outbox rows committed, nothing published). {PAIR_CLIENTS} closed-loop clients creating tasks for {:.0} s per turn, taking turns (on, off, on, off); after each relay-on turn, the time until its outbox was empty.\n",
+            self.duration.as_secs_f64()
+        );
+        let _ = writeln!(
+            s,
+            "| turn | relay | requests/s | p50 ms | p99 ms | errors | drained after |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+        for (i, t) in self.turns.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {:.1} | {:.1} | {} | {} |",
+                i + 1,
+                if t.relay_on { "on" } else { "off" },
+                t.phase.rps(),
+                t.phase.latency.p50,
+                t.phase.latency.p99,
+                t.phase.errors,
+                t.drained
+                    .map_or("–".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nMean: on {on_rps:.0} requests/s ({:.3} × off), p99 {on_p99:.1} ms ({:.2} × off); off {off_rps:.0} requests/s, p99 {off_p99:.1} ms.\n",
+            on_rps / off_rps.max(1e-9),
+            on_p99 / off_p99.max(1e-9)
+        );
+        let on = self.cpu_per_thousand(true);
+        let off = self.cpu_per_thousand(false);
+        let _ = writeln!(
+            s,
+            "CPU per 1,000 writes (milliseconds of one core, mean of the turns):\n"
+        );
+        let _ = writeln!(s, "| process | relay on | relay off | on − off |");
+        let _ = writeln!(s, "|---|---|---|---|");
+        let (mut total_on, mut total_off) = (0.0, 0.0);
+        for (name, v_on) in &on {
+            let v_off = off.iter().find(|(n, _)| n == name).map_or(0.0, |(_, v)| *v);
+            total_on += v_on;
+            total_off += v_off;
+            let _ = writeln!(
+                s,
+                "| {name} | {v_on:.0} | {v_off:.0} | {:+.0} |",
+                v_on - v_off
+            );
+        }
+        let _ = writeln!(
+            s,
+            "| **all** | {total_on:.0} | {total_off:.0} | {:+.0} |",
+            total_on - total_off
+        );
+    }
+
+    pub(super) fn render_targets(&self, s: &mut String) {
+        let solo = &self.solo;
+        let _ = writeln!(
+            s,
+            "| one user's drain ≥ 0.8 × one event per single-publish round trip, alone and under load | alone {:.2} × ({:.0} against {:.0}/s), beside {BESIDE_RATE} writes/s {:.2} × ({:.0} against {:.0}/s) | {} |",
+            solo.alone_ratio(),
+            SoloDrain::rate(solo.alone),
+            solo.rtt_alone.rate,
+            solo.loaded_ratio(),
+            SoloDrain::rate(solo.loaded),
+            solo.rtt_loaded.rate,
+            met(solo.alone_ratio() >= 0.8 && solo.loaded_ratio() >= 0.8)
+        );
+        let ((on_rps, on_p99), (off_rps, off_p99)) = self.means();
+        let _ = writeln!(
+            s,
+            "| relay on ≥ 0.8 × relay off throughput, p99 ≤ 3 × | {:.3} × ({on_rps:.0} against {off_rps:.0} requests/s, {PAIR_CLIENTS} clients); p99 {:.2} × ({on_p99:.1} against {off_p99:.1} ms) | {} |",
+            on_rps / off_rps.max(1e-9),
+            on_p99 / off_p99.max(1e-9),
+            met(off_rps > 0.0 && on_rps >= 0.8 * off_rps && on_p99 <= 3.0 * off_p99)
+        );
+    }
+}
