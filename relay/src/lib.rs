@@ -12,7 +12,9 @@
 //!   whatever the sidecar or Kafka do.
 //! - **Rounds** ([`round`]): a round reads pending events in commit order, at most
 //!   [`RelayConfig::per_user`] of each user, reading past users who reached that (so an
-//!   account deletion of 20,000 tasks cannot hold up anybody else), and publishes each
+//!   account deletion of 20,000 tasks cannot hold up anybody else), fills the rest of the
+//!   round with the events already read beyond that cap (so one user's backlog goes in
+//!   long rounds when nobody else waits), and publishes each
 //!   user's events as a pipeline of its own: one event of a user in flight at a time, the
 //!   next sent as soon as that one is acknowledged, whatever the other users' calls do;
 //!   whatever is ready at a moment goes in one bulk call, many users per call. A round
@@ -82,8 +84,8 @@ pub struct RelayConfig {
     /// Events per publish call, each of a different user: above 1, the next events of many
     /// users go to the sidecar in one bulk call ([`Publisher::publish_all`]).
     pub bulk_size: usize,
-    /// Events of one user per round at most: the rest of a large backlog waits for the next
-    /// round, and the round reads on past it to reach the other users.
+    /// Events of one user a round takes before it reads on past them to reach the other
+    /// users; what it read beyond that fills the round's remaining room afterwards.
     pub per_user: usize,
     /// How often the outbox is swept when nothing woke the relay.
     pub sweep_interval: Duration,

@@ -19,6 +19,9 @@ pub(crate) struct Picker {
     saturated: Vec<String>,
     /// Saturated users not yet handed out by [`Picker::newly_saturated`].
     fresh: usize,
+    /// Events read beyond their user's cap, in commit order: what [`Picker::top_up`] may
+    /// add once every user had their share.
+    over: Vec<PendingEvent>,
 }
 
 impl Picker {
@@ -29,6 +32,7 @@ impl Picker {
             kept: Vec::new(),
             saturated: Vec::new(),
             fresh: 0,
+            over: Vec::new(),
         }
     }
 
@@ -38,6 +42,7 @@ impl Picker {
         for event in rows {
             let count = self.counts.entry(event.user_id.clone()).or_default();
             if *count >= self.per_user {
+                self.over.push(event);
                 continue;
             }
             *count += 1;
@@ -62,6 +67,18 @@ impl Picker {
 
     pub(crate) fn len(&self) -> usize {
         self.kept.len()
+    }
+
+    /// Fills the round up to `cap` events with the events already read beyond their
+    /// users' cap, in commit order, once every user reached had their share: one user's
+    /// backlog then goes in long rounds when nobody else is waiting, instead of a round,
+    /// and a read of the same rows again, per `per_user` events. Each user's events stay
+    /// a prefix of their pending events (a user's rows are read in one stretch: once
+    /// saturated, they are left out of later reads).
+    pub(crate) fn top_up(&mut self, cap: usize) {
+        let room = cap.saturating_sub(self.kept.len());
+        let over = std::mem::take(&mut self.over);
+        self.kept.extend(over.into_iter().take(room));
     }
 
     /// The kept events as one queue per user, each in commit order; users in order of
@@ -179,6 +196,21 @@ mod tests {
                 ("bob".to_owned(), vec![12]),
             ]
         );
+    }
+
+    #[test]
+    fn a_round_is_filled_up_with_the_events_read_beyond_the_cap_in_commit_order() {
+        let mut picker = Picker::new(3);
+        picker.take((1..=10).map(|s| event(s, "heavy")));
+        assert_eq!(picker.newly_saturated(), ["heavy".to_owned()]);
+        picker.take([event(11, "ann")]);
+        picker.top_up(8);
+        let queues = picker.into_queues();
+        let seqs: Vec<Vec<i64>> = queues
+            .iter()
+            .map(|q| q.iter().map(|e| e.seq).collect())
+            .collect();
+        assert_eq!(seqs, vec![vec![1, 2, 3, 4, 5, 6, 7], vec![11]]);
     }
 
     #[test]

@@ -158,6 +158,10 @@ impl<P: Publisher> Relay<P> {
                 .await?;
         }
         let saturated = picker.any_saturated();
+        // A probe stays one event per user.
+        if per_user > 1 {
+            picker.top_up(cap);
+        }
         Ok((picker.into_queues(), saturated))
     }
 
