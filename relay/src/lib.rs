@@ -19,8 +19,8 @@
 //!   next sent as soon as that one is acknowledged, whatever the other users' calls do;
 //!   whatever is ready at a moment goes in one bulk call, many users per call. A round
 //!   that runs longer than [`ROUND_SLICE`] while new commits wait ends early, so those are
-//!   read at once. What a round published is marked by the next round, on the relay's
-//!   second connection while it reads.
+//!   read at once, and none runs longer than [`ROUND_MAX`]. What a round published is
+//!   marked by the next round, on the relay's second connection while it reads.
 //! - **Failures** are told apart by what the sidecar answered
 //!   ([`service_kit::PublishError`]):
 //!   - *no answer* (its sidecar is down, dead mid-call, frozen): the round is an outage of
@@ -73,6 +73,12 @@ pub use health::{HealthView, RelayHealth, supervise};
 /// flight finish), so a long round (a heavy user's backlog) delays nobody's fresh events
 /// by more than this.
 pub const ROUND_SLICE: Duration = Duration::from_millis(25);
+
+/// A round sends nothing more after this long even when nobody else waits: what a round
+/// published is marked by the next round's read, and until then it counts as pending (and
+/// would be sent again after a crash). Long enough that the next round's read costs little
+/// beside it.
+pub const ROUND_MAX: Duration = Duration::from_millis(100);
 
 /// The relay's settings (`RELAY_*`, parsed and checked in chat-api's `config`).
 #[derive(Debug, Clone)]
@@ -176,7 +182,7 @@ struct Round {
     unreachable: bool,
     /// The publisher lock turned out lost: the round stopped before publishing more.
     lost_lock: bool,
-    /// Ended after [`ROUND_SLICE`] because new commits were waiting.
+    /// Ended after [`ROUND_SLICE`] because new commits were waiting, or after [`ROUND_MAX`].
     cut_short: bool,
     /// Some user reached the per-user cap: more of theirs may be waiting, so the next
     /// round starts at once rather than after the sweep interval.

@@ -14,7 +14,7 @@ use todo_store::StoreError;
 use crate::{PendingEvent, PublisherLock};
 
 use super::{
-    ROUND_SLICE, Relay, Round,
+    ROUND_MAX, ROUND_SLICE, Relay, Round,
     plan::{self, Picker},
 };
 
@@ -198,7 +198,8 @@ impl<P: Publisher> Relay<P> {
         loop {
             while !stopping && !ready.is_empty() && in_flight.len() < self.config.concurrency.max(1)
             {
-                if calls > 0 && started.elapsed() >= ROUND_SLICE && self.woken() {
+                let elapsed = started.elapsed();
+                if calls > 0 && (elapsed >= ROUND_MAX || (elapsed >= ROUND_SLICE && self.woken())) {
                     round.cut_short = true;
                     stopping = true;
                     break;
