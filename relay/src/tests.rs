@@ -698,6 +698,21 @@ async fn a_probe_round_reaches_the_users_behind_one_users_failing_backlog() {
     }
 }
 
+/// One whole round of a relay on `db` with `config`, and how long it took.
+async fn timed_round(
+    db: &Db,
+    sidecar: &Arc<ScriptedSidecar>,
+    config: RelayConfig,
+) -> (Round, Duration) {
+    let relay = relay_on(db, sidecar, config);
+    let lock = take_lock(db, &relay.holder).await;
+    let started = Instant::now();
+    let round = relay
+        .round(&lock, &mut Vec::new(), relay.config.batch_size)
+        .await;
+    (round, started.elapsed())
+}
+
 /// A round filled with one user's backlog still ends after [`ROUND_MAX`]: what it
 /// published is marked by the next round, so a round of a thousand slow publishes would
 /// leave the first of them (and other users' events) shown as pending for seconds.
@@ -710,14 +725,7 @@ async fn a_round_of_one_users_long_backlog_ends_in_time_for_its_events_to_be_mar
     }
     let sidecar = Arc::new(ScriptedSidecar::default());
     *guard(&sidecar.latency) = Duration::from_millis(5);
-    let relay = relay_on(&db, &sidecar, RelayConfig::default());
-    let lock = take_lock(&db, &relay.holder).await;
-
-    let started = Instant::now();
-    let round = relay
-        .round(&lock, &mut Vec::new(), relay.config.batch_size)
-        .await;
-    let took = started.elapsed();
+    let (round, took) = timed_round(&db, &sidecar, RelayConfig::default()).await;
 
     assert!(round.cut_short, "{round:?}");
     assert!(
@@ -746,14 +754,7 @@ async fn a_slow_users_calls_do_not_hold_up_the_next_events_of_the_others() {
         bulk_size: 1,
         ..RelayConfig::default()
     };
-    let relay = relay_on(&db, &sidecar, config);
-    let lock = take_lock(&db, &relay.holder).await;
-
-    let started = Instant::now();
-    let round = relay
-        .round(&lock, &mut Vec::new(), relay.config.batch_size)
-        .await;
-    let took = started.elapsed();
+    let (round, took) = timed_round(&db, &sidecar, config).await;
 
     assert_eq!(round.published, 16, "{round:?}");
     let sent = sidecar.sent();
