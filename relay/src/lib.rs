@@ -20,7 +20,8 @@
 //!   whatever is ready at a moment goes in one bulk call, many users per call. A round
 //!   that runs longer than [`ROUND_SLICE`] while new commits wait ends early, so those are
 //!   read at once, and none runs longer than [`ROUND_MAX`]. What a round published is
-//!   marked by the next round, on the relay's second connection while it reads.
+//!   marked as it goes (every [`ROUND_SLICE`]) and, for the rest, by the next round while
+//!   it reads, on the relay's second connection.
 //! - **Failures** are told apart by what the sidecar answered
 //!   ([`service_kit::PublishError`]):
 //!   - *no answer* (its sidecar is down, dead mid-call, frozen): the round is an outage of
@@ -74,10 +75,9 @@ pub use health::{HealthView, RelayHealth, supervise};
 /// by more than this.
 pub const ROUND_SLICE: Duration = Duration::from_millis(25);
 
-/// A round sends nothing more after this long even when nobody else waits: what a round
-/// published is marked by the next round's read, and until then it counts as pending (and
-/// would be sent again after a crash). Long enough that the next round's read costs little
-/// beside it.
+/// A round sends nothing more after this long even when nobody else waits, so the next
+/// round's read comes soon (new commits, the events a round leaves unmarked); long enough
+/// that the read costs little beside it.
 pub const ROUND_MAX: Duration = Duration::from_millis(100);
 
 /// The relay's settings (`RELAY_*`, parsed and checked in chat-api's `config`).

@@ -47,6 +47,14 @@ impl Refused {
     }
 }
 
+/// A mark of published events in flight during a round: its sequence numbers and the outcome.
+type Marking<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Vec<i64>, Result<(), StoreError>)> + Send + 'a>,
+>;
+
+/// How often a round marks what it published so far.
+const MARK_EVERY: std::time::Duration = ROUND_SLICE;
+
 /// Single publishes in flight at once, over all bulk calls of a round, when bulk calls are
 /// refused as a whole and retried event by event.
 pub(super) const FALLBACK_IN_FLIGHT: usize = 16;
@@ -195,6 +203,10 @@ impl<P: Publisher> Relay<P> {
         let mut in_flight = stream::FuturesUnordered::new();
         let mut calls = 0usize;
         let mut stopping = false;
+        // What the round published is marked while it goes on, every `MARK_EVERY`, on the
+        // relay's second connection; what is left, by the next round's read.
+        let mut marking: Option<Marking<'_>> = None;
+        let mut next_mark = tokio::time::Instant::now() + MARK_EVERY;
         loop {
             while !stopping && !ready.is_empty() && in_flight.len() < self.config.concurrency.max(1)
             {
@@ -223,29 +235,54 @@ impl<P: Publisher> Relay<P> {
                 calls += 1;
                 in_flight.push(self.publish_heads(heads));
             }
-            let Some(outcomes) = in_flight.next().await else {
+            if in_flight.is_empty() {
                 break;
-            };
-            for (user, event, result) in outcomes {
-                match result {
-                    Ok(()) => {
-                        round.published += 1;
-                        crate::metrics::PUBLISHED.inc();
-                        unmarked.push(event.seq);
-                        went.insert(event.user_id);
-                        if !queues[user].is_empty() {
-                            ready.push_back(user);
+            }
+            tokio::select! {
+                Some(outcomes) = in_flight.next() => {
+                    for (user, event, result) in outcomes {
+                        match result {
+                            Ok(()) => {
+                                round.published += 1;
+                                crate::metrics::PUBLISHED.inc();
+                                unmarked.push(event.seq);
+                                went.insert(event.user_id);
+                                if !queues[user].is_empty() {
+                                    ready.push_back(user);
+                                }
+                            }
+                            Err(e) => {
+                                crate::metrics::PUBLISH_FAILURES.inc();
+                                round.failed = true;
+                                unreachable |= matches!(e, PublishError::Unavailable(_));
+                                failures.push((event, e));
+                                queues[user].clear();
+                            }
                         }
                     }
-                    Err(e) => {
-                        crate::metrics::PUBLISH_FAILURES.inc();
-                        round.failed = true;
-                        unreachable |= matches!(e, PublishError::Unavailable(_));
-                        failures.push((event, e));
-                        queues[user].clear();
+                }
+                (seqs, marked) = async {
+                    match marking.as_mut() {
+                        Some(m) => m.await,
+                        None => std::future::pending().await,
                     }
+                } => {
+                    marking = None;
+                    self.marked(seqs, marked, unmarked);
+                    next_mark = tokio::time::Instant::now() + MARK_EVERY;
+                }
+                () = tokio::time::sleep_until(next_mark), if marking.is_none() && !unmarked.is_empty() => {
+                    let seqs = std::mem::take(unmarked);
+                    marking = Some(Box::pin(async move {
+                        let marked = self.outbox.mark_published(&seqs, Utc::now()).await;
+                        (seqs, marked)
+                    }));
                 }
             }
+        }
+        if let Some(m) = marking {
+            let (seqs, marked) = m.await;
+            self.marked(seqs, marked, unmarked);
         }
         stream::iter(&failures)
             .for_each_concurrent(self.config.concurrency.max(1), |(event, e)| async move {
@@ -302,6 +339,14 @@ impl<P: Publisher> Relay<P> {
             .zip(results)
             .map(|((u, e), r)| (u, e, r))
             .collect()
+    }
+
+    /// After an in-round mark: on failure its events wait for the next mark.
+    fn marked(&self, seqs: Vec<i64>, marked: Result<(), StoreError>, unmarked: &mut Vec<i64>) {
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, count = seqs.len(), "outbox relay: cannot mark events published");
+            unmarked.extend(seqs);
+        }
     }
 
     async fn note_failure(&self, event: &PendingEvent, e: &PublishError) {

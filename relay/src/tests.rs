@@ -713,9 +713,10 @@ async fn timed_round(
     (round, started.elapsed())
 }
 
-/// A round filled with one user's backlog still ends after [`ROUND_MAX`]: what it
-/// published is marked by the next round, so a round of a thousand slow publishes would
-/// leave the first of them (and other users' events) shown as pending for seconds.
+/// A round filled with one user's backlog still ends after [`ROUND_MAX`], and marks what
+/// it published every few milliseconds as it goes: a round of a thousand slow publishes
+/// marked only by the next round's read left the first of them (and other users' events)
+/// shown as pending for seconds.
 #[tokio::test]
 async fn a_round_of_one_users_long_backlog_ends_in_time_for_its_events_to_be_marked() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -733,6 +734,12 @@ async fn a_round_of_one_users_long_backlog_ends_in_time_for_its_events_to_be_mar
         "a round of 300 publishes of 5 ms ran {took:?}"
     );
     assert!(round.published >= 9 && round.published < 300, "{round:?}");
+    // And it marked what it published as it went, not only at the next round's read.
+    let pending = db.outbox.pending(0, 1000).await.expect("pending").len();
+    assert!(
+        pending < 300,
+        "nothing marked during a round of {round:?}: {pending} pending"
+    );
 }
 
 /// Each user's events go as a pipeline of their own: a user whose every call is slow
