@@ -10,7 +10,8 @@
 //! - **Waking**: at once after each commit (an in-memory signal), and swept periodically, so
 //!   an event is never stranded. Requests only write the database, so they keep succeeding
 //!   whatever the sidecar or Kafka do.
-//! - **Rounds** ([`round`]): a round reads pending events in commit order, at most
+//! - **Rounds** ([`round`]): a round reads pending events in commit order (pages of about
+//!   twice what the last round published, up to [`RelayConfig::batch_size`]), at most
 //!   [`RelayConfig::per_user`] of each user, reading past users who reached that (so an
 //!   account deletion of 20,000 tasks cannot hold up anybody else), fills the rest of the
 //!   round with the events already read beyond that cap (so one user's backlog goes in
@@ -169,6 +170,8 @@ pub struct Relay<P> {
     refused: Mutex<HashMap<String, round::Refused>>,
     /// Turns for single publishes when bulk calls are refused as a whole.
     fallback: tokio::sync::Semaphore,
+    /// Events the last full round published: the next one reads about twice that.
+    pace: std::sync::atomic::AtomicUsize,
 }
 
 /// What one round achieved.
@@ -184,8 +187,8 @@ struct Round {
     lost_lock: bool,
     /// Ended after [`ROUND_SLICE`] because new commits were waiting, or after [`ROUND_MAX`].
     cut_short: bool,
-    /// Some user reached the per-user cap: more of theirs may be waiting, so the next
-    /// round starts at once rather than after the sweep interval.
+    /// Some user reached the per-user cap, or the last read was full: more may be
+    /// waiting, so the next round starts at once rather than after the sweep interval.
     saturated: bool,
     /// The outbox could not be read or written (the database, not the broker).
     database_failed: bool,
@@ -224,6 +227,7 @@ impl<P: Publisher> Relay<P> {
             health,
             refused: Mutex::new(HashMap::new()),
             fallback: tokio::sync::Semaphore::new(round::FALLBACK_IN_FLIGHT),
+            pace: std::sync::atomic::AtomicUsize::new(usize::MAX / 4),
         }
     }
 

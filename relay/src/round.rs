@@ -3,6 +3,7 @@
 
 use std::{
     collections::{HashSet, VecDeque},
+    sync::atomic::Ordering,
     time::Instant,
 };
 
@@ -21,8 +22,11 @@ use super::{
 /// A bulk call refused faster than this is retried event by event within the round.
 const BULK_FALLBACK_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Reads past saturated users at most this many times per round.
-const SKIP_READS_MAX: usize = 4;
+/// Reads after the first, per round, at most (past saturated users, or further pages).
+const READS_MAX: usize = 4;
+
+/// A round reads at least this many rows per user it may take (`per_user`) at a time.
+const PAGE_MIN_USERS: u64 = 4;
 
 /// A user whose oldest event failed while the sidecar answered: the broker did not take it
 /// now, or refused it.
@@ -79,8 +83,18 @@ impl<P: Publisher> Relay<P> {
         unmarked: &mut Vec<i64>,
         max_events: u64,
     ) -> Round {
-        self.round_of(lock, unmarked, max_events, self.config.per_user)
-            .await
+        // Read what this round can publish, not more: after a round that published little
+        // (one user's backlog, sent one event per round trip while others' commits cut
+        // the rounds short), a page of a thousand rows read again each round costs more
+        // than the round itself on a busy machine.
+        let most = max_events.max(1);
+        let least = (PAGE_MIN_USERS * self.config.per_user as u64).min(most);
+        let page = (2 * self.pace.load(Ordering::Relaxed) as u64).clamp(least, most);
+        let round = self
+            .round_of(lock, unmarked, max_events, page, self.config.per_user)
+            .await;
+        self.pace.store(round.published, Ordering::Relaxed);
+        round
     }
 
     /// The round after one that got nothing through: one bulk call's worth, one event per
@@ -88,7 +102,8 @@ impl<P: Publisher> Relay<P> {
     /// user's backlog (whose partition may be the one that is down).
     pub(super) async fn probe(&self, lock: &PublisherLock, unmarked: &mut Vec<i64>) -> Round {
         let max_events = self.config.bulk_size.max(1) as u64;
-        self.round_of(lock, unmarked, max_events, 1).await
+        self.round_of(lock, unmarked, max_events, max_events, 1)
+            .await
     }
 
     async fn round_of(
@@ -96,9 +111,10 @@ impl<P: Publisher> Relay<P> {
         lock: &PublisherLock,
         unmarked: &mut Vec<i64>,
         max_events: u64,
+        page: u64,
         per_user: usize,
     ) -> Round {
-        let (queues, saturated) = match self.read(unmarked, max_events, per_user).await {
+        let (queues, saturated) = match self.read(unmarked, max_events, page, per_user).await {
             Ok(q) => q,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox relay: cannot read the outbox");
@@ -119,21 +135,24 @@ impl<P: Publisher> Relay<P> {
         }
     }
 
-    /// The round's events, one queue per user in commit order: those of users not parked
-    /// and not waiting out a refusal, at most `per_user` of each, reading past users who
-    /// reached that; and whether anyone reached it. The previous round's events
+    /// The round's events (at most `max_events`, read `page` rows at a time), one queue per
+    /// user in commit order: those of users not parked and not waiting out a refusal, at
+    /// most `per_user` of each, reading past users who reached that, then as many more of
+    /// what was read as there is room for; and whether more may be pending (someone
+    /// reached the cap, or the last read was full). The previous round's events
     /// (`unmarked`) are marked meanwhile.
     async fn read(
         &self,
         unmarked: &mut Vec<i64>,
         max_events: u64,
+        page: u64,
         per_user: usize,
     ) -> Result<(Vec<VecDeque<PendingEvent>>, bool), StoreError> {
         let mut except: HashSet<String> = self.outbox.parked_users().await?.into_iter().collect();
         except.extend(self.waiting_refused());
         // The read may still see the previous round's events as pending (their mark runs
         // alongside): they are left out by sequence number, so read that many more.
-        let limit = max_events + unmarked.len() as u64;
+        let limit = page + unmarked.len() as u64;
         let marking = async {
             if unmarked.is_empty() {
                 Ok(())
@@ -150,22 +169,24 @@ impl<P: Publisher> Relay<P> {
         let mut batch = batch?;
         let mut picker = Picker::new(per_user);
         let cap = usize::try_from(max_events).unwrap_or(usize::MAX);
-        for _ in 0..=SKIP_READS_MAX {
-            let full = batch.len() as u64 >= limit;
+        let mut full = false;
+        for _ in 0..=READS_MAX {
+            full = batch.len() as u64 >= limit;
             let last = batch.last().map(|e| e.seq);
             picker.take(batch.into_iter().filter(|e| !previous.contains(&e.seq)));
-            let saturated = plan::without(picker.newly_saturated(), &except);
-            if !full || saturated.is_empty() || picker.len() >= cap {
+            if !full || picker.len() >= cap {
                 break;
             }
-            except.extend(saturated);
+            // On past the users who reached the cap (their next rows would only be left
+            // out), or the next page of everyone's.
+            except.extend(plan::without(picker.newly_saturated(), &except));
             let except_list: Vec<String> = except.iter().cloned().collect();
             batch = self
                 .outbox
-                .pending_except(last.unwrap_or(0), limit, &except_list)
+                .pending_except(last.unwrap_or(0), page, &except_list)
                 .await?;
         }
-        let saturated = picker.any_saturated();
+        let saturated = picker.any_saturated() || full;
         // A probe stays one event per user.
         if per_user > 1 {
             picker.top_up(cap);

@@ -742,6 +742,47 @@ async fn a_round_of_one_users_long_backlog_ends_in_time_for_its_events_to_be_mar
     );
 }
 
+/// After a round that published little (one user's backlog going one event per round
+/// trip while other users' commits cut the rounds short), the next reads a page of about
+/// what it can publish, not a thousand rows again.
+#[tokio::test]
+async fn after_a_round_that_published_little_the_next_reads_a_small_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sqlite_with_events(dir.path()).await;
+    for n in 0..300 {
+        create(&db.tasks, "heavy", &format!("heavy {n}")).await;
+    }
+    let sidecar = Arc::new(ScriptedSidecar::default());
+    let config = RelayConfig {
+        per_user: 4,
+        ..RelayConfig::default()
+    };
+    let relay = relay_on(&db, &sidecar, config);
+    let lock = take_lock(&db, &relay.holder).await;
+    relay.pace.store(2, std::sync::atomic::Ordering::Relaxed);
+
+    let round = relay
+        .round(&lock, &mut Vec::new(), relay.config.batch_size)
+        .await;
+
+    // Pages of 16 rows (4 per user at least), five reads at most: ann's, bob's and cy's
+    // events, and some of the heavy user's, not all 309.
+    assert!(round.read < 309, "read everything: {round:?}");
+    assert!(round.saturated, "more is waiting: {round:?}");
+    assert_eq!(
+        relay.pace.load(std::sync::atomic::Ordering::Relaxed),
+        round.published
+    );
+    let sent = sidecar.sent();
+    for user in ["ann", "bob", "cy"] {
+        assert_eq!(
+            sent.iter().filter(|(u, _)| u == user).count(),
+            3,
+            "{user}'s events went: {sent:?}"
+        );
+    }
+}
+
 /// Each user's events go as a pipeline of their own: a user whose every call is slow
 /// (its partition's leader is far away) does not slow anybody else down, as a wave that
 /// waits for its slowest call did.
