@@ -259,9 +259,16 @@ async fn an_account_deletion_does_not_delay_other_users_events() -> Result<()> {
     drained(&api, Duration::from_secs(120)).await?;
 
     let db = todo_store::connect(&url, 1).await?;
-    let lag = |sql: &str| {
+    // Count, slowest and 95th percentile of the publish lags (commit → marked published,
+    // in ms) of `users`' events.
+    let lags = |users: &str| {
         let db = &db;
-        let sql = sql.to_owned();
+        let sql = format!(
+            "SELECT count(*), max(lag)::float8, \
+             (percentile_cont(0.95) WITHIN GROUP (ORDER BY lag))::float8 \
+             FROM (SELECT EXTRACT(EPOCH FROM (published_at - created_at)) * 1000 AS lag \
+             FROM outbox WHERE user_id IN ({users})) AS l"
+        );
         async move {
             let row = db
                 .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
@@ -270,29 +277,29 @@ async fn an_account_deletion_does_not_delay_other_users_events() -> Result<()> {
             anyhow::Ok((
                 row.try_get_by_index::<i64>(0)?,
                 row.try_get_by_index::<Option<f64>>(1)?.unwrap_or(0.0),
+                row.try_get_by_index::<Option<f64>>(2)?.unwrap_or(0.0),
             ))
         }
     };
-    let worst = "max(EXTRACT(EPOCH FROM (published_at - created_at)) * 1000)::float8";
-    let (baseline_count, baseline_ms) = lag(&format!(
-        "SELECT count(*), {worst} FROM outbox WHERE user_id IN ('ann', 'ben', 'cat')"
-    ))
-    .await?;
-    let (count, worst_ms) = lag(&format!(
-        "SELECT count(*), {worst} FROM outbox WHERE user_id IN ('dan', 'eve', 'fay')"
-    ))
-    .await?;
+    let (baseline_count, baseline_worst, baseline_p95) = lags("'ann', 'ben', 'cat'").await?;
+    let (count, worst_ms, p95_ms) = lags("'dan', 'eve', 'fay'").await?;
     // How long the deletion's backlog took to publish: what another user's event would
     // have waited behind it without the relay's fairness.
-    let (heavy_deleted, backlog_ms) = lag(
-        "SELECT count(*), (EXTRACT(EPOCH FROM (max(published_at) - min(created_at))) * 1000)::float8 \
-         FROM outbox WHERE user_id = 'heavy' AND event_type = 'task.deleted'",
-    )
-    .await?;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*), (EXTRACT(EPOCH FROM (max(published_at) - min(created_at))) * 1000)::float8 \
+             FROM outbox WHERE user_id = 'heavy' AND event_type = 'task.deleted'",
+        ))
+        .await?
+        .context("a row")?;
+    let (heavy_deleted, backlog_ms): (i64, f64) =
+        (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
     eprintln!(
         "account deletion: {pending_after_delete} events pending after the delete, published in {backlog_ms:.0} ms; \
-         {count} other users' events meanwhile, the slowest published {worst_ms:.0} ms after its commit; \
-         baseline without the backlog: {baseline_count} events, the slowest {baseline_ms:.0} ms"
+         {count} other users' events meanwhile, published {p95_ms:.0} ms after their commit at the 95th percentile, \
+         {worst_ms:.0} ms the slowest; baseline without the backlog: {baseline_count} events, \
+         {baseline_p95:.0} ms at the 95th percentile, {baseline_worst:.0} ms the slowest"
     );
     ensure!(
         pending_after_delete > 1_000,
@@ -302,15 +309,19 @@ async fn an_account_deletion_does_not_delay_other_users_events() -> Result<()> {
         heavy_deleted == HEAVY as i64 && baseline_count > 0 && count > 0,
         "{heavy_deleted} deletion events in the outbox, {baseline_count} baseline and {count} other events"
     );
+    // Without fairness, the others' events wait for the backlog: most of its time.
     ensure!(
         worst_ms < backlog_ms / 2.0,
         "another user's event waited {worst_ms:.0} ms: behind the deleted account's backlog ({backlog_ms:.0} ms to publish)"
     );
-    let bound = (3.0 * baseline_ms).max(1_000.0);
+    // And the others' events go about as fast as without the backlog, on this machine as
+    // busy as it is now (the 95th percentile: one scheduling stall of a loaded machine is
+    // not the relay's).
+    let bound = (3.0 * baseline_p95).max(1_000.0);
     ensure!(
-        worst_ms < bound,
-        "another user's event waited {worst_ms:.0} ms while the deletion's events were published; \
-         {baseline_ms:.0} ms at most without them (bound {bound:.0} ms)"
+        p95_ms < bound,
+        "other users' events waited {p95_ms:.0} ms at the 95th percentile while the deletion's events were published; \
+         {baseline_p95:.0} ms without them (bound {bound:.0} ms)"
     );
     outcomes.extend(baseline_outcomes);
     // Everything reached Kafka: the deletion's events and the others' creations.
