@@ -21,7 +21,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use dapr::dapr::proto::runtime::v1 as dapr_v1;
-use devstack::{Paths, provision as prov};
+use devstack::{BrokerJvm, Paths, provision as prov};
 use e2e::{Env, Service};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::{Value, json};
@@ -221,7 +221,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     let machine = Machine::read();
 
     let t = step("starting PostgreSQL, Redis and Kafka on free loopback ports");
-    let mut env = Env::start().await?;
+    let mut env = Env::start_with(BrokerJvm::Server).await?;
     env.stack
         .create_topics(&[RAW_TOPIC], e2e::TOPIC_PARTITIONS)
         .await?;

@@ -24,12 +24,13 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use devstack::{Paths, Ports, Stack, StackConfig};
+//! use devstack::{BrokerJvm, Paths, Ports, Stack, StackConfig};
 //! let paths = Paths::discover()?;
 //! devstack::provision::all(&paths)?; // blocking; minutes on a fresh machine, ~1 s warm
 //! let stack = Stack::start(&paths, StackConfig {
 //!     data_dir: paths.data.join("local"),
 //!     ports: Ports::default_local(),
+//!     broker_jvm: BrokerJvm::Server,
 //! }).await?;
 //! stack.create_topics(&["task-events", "reminders"], 3).await?;
 //! // ... run services against stack.database_url(), stack.kafka_bootstrap(), ...
@@ -70,8 +71,8 @@ mod versions;
 pub use collector::{Collector, ExportedSpan, parse_spans};
 pub use dapr_install::{DaprRuntime, Origin};
 pub use kafka::{
-    Record, TimedRecord, alter_topic_config, console_output_properties, consume, consume_timed,
-    consumer_group_lag, parse_record, seed_broker, topic_end_offset,
+    BrokerJvm, Record, TimedRecord, alter_topic_config, console_output_properties, consume,
+    consume_timed, consumer_group_lag, parse_record, seed_broker, topic_end_offset,
 };
 pub use listeners::{Listener, listeners_of, with_descendants};
 pub use paths::Paths;

@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 use crate::paths::Paths;
 use crate::postgres::{DATABASE, DATABASE_PASSWORD, DATABASE_USER};
 use crate::process::{Managed, free_port, kill_stale, pid_alive};
-use crate::{kafka, postgres, redis};
+use crate::{kafka, kafka::BrokerJvm, postgres, redis};
 
 /// Ports for one stack, all on 127.0.0.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,8 @@ impl Ports {
 pub struct StackConfig {
     pub data_dir: PathBuf,
     pub ports: Ports,
+    /// How the broker's JVM is tuned: [`BrokerJvm::QuickStart`] for tests.
+    pub broker_jvm: BrokerJvm,
 }
 
 /// PostgreSQL, Redis and Kafka, running. Stopped by PID on [`Stack::stop`] or on drop.
@@ -99,10 +101,7 @@ impl Stack {
             .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
         let data_dir = fs::canonicalize(&cfg.data_dir)
             .with_context(|| format!("resolving {}", cfg.data_dir.display()))?;
-        let cfg = StackConfig {
-            data_dir,
-            ports: cfg.ports,
-        };
+        let cfg = StackConfig { data_dir, ..cfg };
         let dir = &cfg.data_dir;
         kill_stale(&dir.join("postgres.pid"), "postgres", dir, Signal::SIGINT)?;
         kill_stale(&dir.join("redis.pid"), "redis-server", dir, Signal::SIGTERM)?;
@@ -118,7 +117,14 @@ impl Stack {
         let (postgres, redis, kafka) = tokio::try_join!(
             postgres::start_postgres(dir, ports.postgres),
             redis::start_redis(dir, ports.redis),
-            kafka::start_broker(paths, dir, ports.broker(), &kafka_log, &kafka_pidfile),
+            kafka::start_broker(
+                paths,
+                dir,
+                ports.broker(),
+                &kafka_log,
+                &kafka_pidfile,
+                cfg.broker_jvm
+            ),
         )?;
         Ok(Stack {
             paths: paths.clone(),
@@ -229,6 +235,7 @@ impl Stack {
             self.cfg.ports.broker(),
             &dir.join("kafka.log"),
             &dir.join("kafka.pid"),
+            self.cfg.broker_jvm,
         )
         .await?;
         self.kafka = Some(kafka);

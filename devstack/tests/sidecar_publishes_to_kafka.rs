@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use devstack::{
-    Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig, consume, free_port, pid_alive,
-    provision, render_components,
+    BrokerJvm, Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig, consume, free_port,
+    pid_alive, provision, render_components,
 };
 
 /// The tests here each start a whole stack: they take turns.
@@ -60,6 +60,7 @@ async fn a_sidecar_publishes_keyed_records_to_kafka_and_saves_state_in_redis() -
         StackConfig {
             data_dir: dir.path().join("stack"),
             ports: Ports::free(),
+            broker_jvm: BrokerJvm::QuickStart,
         },
     )
     .await?;

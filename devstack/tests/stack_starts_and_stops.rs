@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use devstack::{Paths, Ports, Stack, StackConfig, pid_alive, provision};
+use devstack::{BrokerJvm, Paths, Ports, Stack, StackConfig, pid_alive, provision};
 
 /// The tests here each start a whole stack: they take turns.
 static ONE_STACK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -23,6 +23,7 @@ async fn stack_starts_creates_topics_survives_a_kafka_restart_and_stops_cleanly(
         StackConfig {
             data_dir: dir.path().join("stack"),
             ports: Ports::free(),
+            broker_jvm: BrokerJvm::QuickStart,
         },
     )
     .await?;
@@ -105,6 +106,7 @@ async fn dropping_a_stack_stops_its_processes() -> Result<()> {
         StackConfig {
             data_dir: dir.path().to_path_buf(),
             ports: Ports::free(),
+            broker_jvm: BrokerJvm::QuickStart,
         },
     )
     .await?;

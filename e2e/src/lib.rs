@@ -20,7 +20,8 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use api::auth::JwtKeys;
 use devstack::{
-    Collector, Managed, Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig, render_components,
+    BrokerJvm, Collector, Managed, Paths, Ports, Sidecar, SidecarConfig, Stack, StackConfig,
+    render_components,
 };
 use serde::Deserialize;
 use todo_domain::{TaskEvent, UserId, topics};
@@ -140,8 +141,13 @@ pub(crate) struct SidecarOptions<'a> {
 
 impl Env {
     /// Starts PostgreSQL, Redis and Kafka (with the topics) on free ports and renders
-    /// `components/` for them.
+    /// `components/` for them; the broker's JVM tuned to start quickly.
     pub async fn start() -> Result<Env> {
+        Env::start_with(BrokerJvm::QuickStart).await
+    }
+
+    /// As [`Env::start`], the broker's JVM tuned as `broker_jvm` says.
+    pub async fn start_with(broker_jvm: BrokerJvm) -> Result<Env> {
         let turn = stack_turn().await;
         let paths = Paths::discover()?;
         let dir = tempfile::Builder::new().prefix("todo-e2e-").tempdir()?;
@@ -152,6 +158,7 @@ impl Env {
             StackConfig {
                 data_dir: dir.path().join("stack"),
                 ports: Ports::free(),
+                broker_jvm,
             },
         )
         .await

@@ -1188,10 +1188,20 @@ async fn a_partition_that_is_down_while_others_work_parks_nothing_and_its_events
             "{label}: an event whose partition is down is not parked"
         );
         let ann_last = format!("ann {}", n - 1);
+        // Sent, then marked (the relay marks what went in batches, during and after a round).
+        let others = ["stuck".to_owned()];
         wait_until(
             &format!("{label}: ann's events flow meanwhile"),
             Duration::from_secs(3),
-            || async { sidecar.sent().iter().any(|(_, t)| *t == ann_last) },
+            || async {
+                sidecar.sent().iter().any(|(_, t)| *t == ann_last)
+                    && db
+                        .outbox
+                        .pending_except(0, 100, &others)
+                        .await
+                        .expect("pending")
+                        .is_empty()
+            },
         )
         .await;
         let backlog = db.outbox.backlog().await.expect("backlog");

@@ -6,7 +6,7 @@ use std::{fs, path::Path, process::Command, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use devstack::{
-    Managed, Paths, Ports, Stack, StackConfig, provision as prov,
+    BrokerJvm, Managed, Paths, Ports, Stack, StackConfig, provision as prov,
     steps::{cargo, done, step},
 };
 use nix::sys::signal::Signal;
@@ -60,6 +60,7 @@ pub async fn up() -> Result<()> {
         StackConfig {
             data_dir: paths.data.join("stack"),
             ports: Ports::default_local(),
+            broker_jvm: BrokerJvm::Server,
         },
     )
     .await?;

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use devstack::{
-    Managed, Paths, Ports, Stack, StackConfig, provision as prov,
+    BrokerJvm, Managed, Paths, Ports, Stack, StackConfig, provision as prov,
     steps::{cargo, done, step},
 };
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -30,14 +30,23 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 /// `cargo test --workspace <extra>` as it is, then the fuzzing.
 pub async fn test(extra: &[String]) -> Result<()> {
     let paths = Paths::discover()?;
-    prov::all(&paths)?;
-
     let t = step("cargo fmt --check: the tree is formatted with rustfmt's defaults");
     cargo(&paths, &["fmt", "--all", "--check"], &[])
         .context("the tree is not formatted: run `cargo fmt --all`")?;
     done(t);
 
+    // On a new machine provisioning is mostly downloads and Go builds: it runs beside the
+    // Rust build (their lines interleave), and the tests start once both are done.
     let lints = clippy_in_build()?;
+    let provisioning = std::thread::spawn({
+        let paths = paths.clone();
+        move || prov::all(&paths)
+    });
+    let built = extra.is_empty().then(|| build(&paths, &lints));
+    provisioning
+        .join()
+        .map_err(|_| anyhow::anyhow!("provisioning panicked"))??;
+    let binaries = built.transpose()?;
 
     let t = step("starting PostgreSQL for the in-process suites");
     let tmp = paths.data.join("test-stack");
@@ -47,6 +56,7 @@ pub async fn test(extra: &[String]) -> Result<()> {
         StackConfig {
             data_dir: tmp.clone(),
             ports: Ports::free(),
+            broker_jvm: BrokerJvm::QuickStart,
         },
     )
     .await?;
@@ -54,8 +64,8 @@ pub async fn test(extra: &[String]) -> Result<()> {
     let mut env = lints.clone();
     env.push(("TEST_POSTGRES_URL", stack.admin_database_url()));
 
-    let result = if extra.is_empty() {
-        every_suite(&paths, &stack, &env).await
+    let result = if let Some(binaries) = binaries {
+        every_suite(&paths, &stack, binaries, &env).await
     } else {
         let t = step(&format!("cargo test --workspace {}", extra.join(" ")));
         let mut args = vec!["test", "--workspace"];
@@ -180,8 +190,8 @@ fn test_binaries(messages: &str) -> Result<Vec<TestBinary>> {
     Ok(found)
 }
 
-/// The default run: one build, then the end-to-end suite beside the rest.
-async fn every_suite(paths: &Paths, stack: &Stack, env: &[(&str, String)]) -> Result<()> {
+/// `cargo test --workspace --no-run` under `lints`: every test binary, built once.
+fn build(paths: &Paths, lints: &[(&str, String)]) -> Result<Vec<TestBinary>> {
     let t = step(
         "cargo test --workspace --no-run: every crate and test built, clippy's lints denied in each",
     );
@@ -193,7 +203,7 @@ async fn every_suite(paths: &Paths, stack: &Stack, env: &[(&str, String)]) -> Re
             "--no-run",
             "--message-format=json-render-diagnostics",
         ])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(lints.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(&paths.root)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
@@ -206,13 +216,26 @@ async fn every_suite(paths: &Paths, stack: &Stack, env: &[(&str, String)]) -> Re
         );
     }
     let binaries = test_binaries(&String::from_utf8_lossy(&built.stdout))?;
+    done(t);
+    Ok(binaries)
+}
+
+/// The default run: the end-to-end suite beside the rest.
+async fn every_suite(
+    paths: &Paths,
+    stack: &Stack,
+    binaries: Vec<TestBinary>,
+    env: &[(&str, String)],
+) -> Result<()> {
     let (end_to_end, in_process): (Vec<_>, Vec<_>) =
         binaries.into_iter().partition(TestBinary::is_end_to_end);
     if end_to_end.is_empty() || in_process.is_empty() {
-        bail!("cargo reported no end-to-end or no in-process test binary: {built:?}");
+        bail!(
+            "cargo reported {} end-to-end and {} in-process test binaries: expected some of each",
+            end_to_end.len(),
+            in_process.len()
+        );
     }
-    done(t);
-
     let t = step(&format!(
         "the end-to-end suite, and meanwhile {} in-process test binaries, the doc tests and the API fuzzing",
         in_process.len()
@@ -221,22 +244,73 @@ async fn every_suite(paths: &Paths, stack: &Stack, env: &[(&str, String)]) -> Re
         run_streamed(paths, &end_to_end, env),
         run_rest(paths, stack, &in_process, env)
     );
-    let failures: Vec<String> = e2e.into_iter().chain(rest).collect();
-    if !failures.is_empty() {
-        bail!("failed: {}", failures.join("; "));
+    let tally = e2e.and(rest);
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    if !tally.failures.is_empty() {
+        bail!("failed: {}", tally.failures.join("; "));
     }
     done(t);
     Ok(())
 }
 
-/// Runs each binary with its output streamed, line by line, prefixed `[e2e]`. Answers what
-/// failed.
-async fn run_streamed(
-    paths: &Paths,
-    binaries: &[TestBinary],
-    env: &[(&str, String)],
-) -> Vec<String> {
-    let mut failures = Vec::new();
+/// What the test binaries said: libtest's counts, and what failed.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    /// Adds the counts of libtest's closing lines in `output`
+    /// (`test result: ok. 3 passed; 0 failed; ...`).
+    fn count(&mut self, output: &str) {
+        for line in output.lines() {
+            let Some(result) = line.trim_start().strip_prefix("test result: ") else {
+                continue;
+            };
+            for part in result.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let n: usize = n.parse().unwrap_or(0);
+                match what {
+                    "passed" => self.passed += n,
+                    "failed" => self.failed += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Prints how a run ended and keeps it when it failed.
+    fn report(&mut self, label: &str, started: Instant, outcome: Result<std::process::ExitStatus>) {
+        let took = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(status) if status.success() => println!("    {label}: passed in {took:.1}s"),
+            Ok(status) => {
+                println!("    {label}: FAILED ({status}) after {took:.1}s");
+                self.failures.push(format!("{label} ({status})"));
+            }
+            Err(e) => {
+                println!("    {label}: could not run: {e:#}");
+                self.failures.push(format!("{label}: {e:#}"));
+            }
+        }
+    }
+
+    fn and(mut self, other: Tally) -> Tally {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.failures.extend(other.failures);
+        self
+    }
+}
+
+/// Runs each binary with its output streamed, line by line, prefixed `[e2e]`.
+async fn run_streamed(paths: &Paths, binaries: &[TestBinary], env: &[(&str, String)]) -> Tally {
+    let mut tally = Tally::default();
     for binary in binaries {
         let label = binary.label(&paths.root);
         let started = Instant::now();
@@ -248,98 +322,83 @@ async fn run_streamed(
                 .spawn()
                 .with_context(|| format!("starting {}", binary.path.display()))?;
             let (out, err) = (child.stdout.take(), child.stderr.take());
-            let (status, (), ()) = tokio::join!(child.wait(), prefixed(out), prefixed(err));
-            anyhow::Ok(status?)
+            let (status, out, err) =
+                tokio::join!(child.wait(), prefixed(out, started), prefixed(err, started));
+            anyhow::Ok((status?, out + &err))
         }
         .await;
-        report(&label, started, outcome, &mut failures);
+        let outcome = outcome.map(|(status, output)| {
+            tally.count(&output);
+            status
+        });
+        tally.report(&label, started, outcome);
     }
-    failures
+    tally
 }
 
-/// Prints each line of `stream` prefixed `[e2e] `, so it stands out among the other
-/// binaries' blocks.
-async fn prefixed(stream: Option<impl tokio::io::AsyncRead + Unpin>) {
-    let Some(stream) = stream else { return };
+/// Prints each line of `stream` prefixed `[e2e <seconds since started>s]`, so it stands out
+/// among the other binaries' blocks and shows when each test ended; answers the lines.
+async fn prefixed(stream: Option<impl tokio::io::AsyncRead + Unpin>, started: Instant) -> String {
+    let mut seen = String::new();
+    let Some(stream) = stream else { return seen };
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        println!("[e2e] {line}");
+        println!("[e2e {:3.0}s] {line}", started.elapsed().as_secs_f64());
+        seen.push_str(&line);
+        seen.push('\n');
     }
+    seen
+}
+
+/// Runs `cmd` to its end and prints its output whole under `label`; counts its tests.
+async fn run_whole(tally: &mut Tally, label: &str, cmd: &mut tokio::process::Command) {
+    let started = Instant::now();
+    let outcome = cmd
+        .output()
+        .await
+        .with_context(|| format!("running {label}"))
+        .map(|out| {
+            let output = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            println!("--- {label}:\n{output}");
+            tally.count(&output);
+            out.status
+        });
+    tally.report(label, started, outcome);
 }
 
 /// The in-process test binaries one after another, each one's output printed whole when it
-/// ends; then the doc tests; then the fuzzing. Answers what failed.
+/// ends; then the doc tests; then the fuzzing.
 async fn run_rest(
     paths: &Paths,
     stack: &Stack,
     binaries: &[TestBinary],
     env: &[(&str, String)],
-) -> Vec<String> {
-    let mut failures = Vec::new();
+) -> Tally {
+    let mut tally = Tally::default();
     for binary in binaries {
-        let label = binary.label(&paths.root);
-        let started = Instant::now();
-        let outcome = binary
-            .command(env)
-            .output()
-            .await
-            .with_context(|| format!("running {}", binary.path.display()));
-        let outcome = outcome.map(|out| {
-            println!(
-                "--- {label}:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.status
-        });
-        report(&label, started, outcome, &mut failures);
+        run_whole(
+            &mut tally,
+            &binary.label(&paths.root),
+            &mut binary.command(env),
+        )
+        .await;
     }
-
-    let started = Instant::now();
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let doc = tokio::process::Command::new(cargo_bin)
-        .args(["test", "--workspace", "--doc"])
+    let mut doc = tokio::process::Command::new(cargo_bin);
+    doc.args(["test", "--workspace", "--doc"])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(&paths.root)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .context("running cargo test --doc")
-        .map(|out| {
-            println!(
-                "--- doc tests:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.status
-        });
-    report("the doc tests", started, doc, &mut failures);
+        .stdin(Stdio::null());
+    run_whole(&mut tally, "the doc tests", &mut doc).await;
 
     if let Err(e) = fuzz_both(paths, stack).await {
-        failures.push(format!("{e:#}"));
+        tally.failures.push(format!("{e:#}"));
     }
-    failures
-}
-
-/// Prints how a test binary ended and keeps it when it failed.
-fn report(
-    label: &str,
-    started: Instant,
-    outcome: Result<std::process::ExitStatus>,
-    failures: &mut Vec<String>,
-) {
-    let took = started.elapsed().as_secs_f64();
-    match outcome {
-        Ok(status) if status.success() => println!("    {label}: passed in {took:.1}s"),
-        Ok(status) => {
-            println!("    {label}: FAILED ({status}) after {took:.1}s");
-            failures.push(format!("{label} ({status})"));
-        }
-        Err(e) => {
-            println!("    {label}: could not run: {e:#}");
-            failures.push(format!("{label}: {e:#}"));
-        }
-    }
+    tally
 }
 
 /// The API fuzzing on SQLite and on PostgreSQL, one after the other (each is bounded in time
@@ -420,4 +479,51 @@ async fn fuzz_api(paths: &Paths, name: &str, database_url: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::{Tally, test_binaries};
+
+    #[test]
+    fn the_tally_adds_libtests_closing_lines_and_nothing_else() {
+        let mut tally = Tally::default();
+        tally.count(
+            "running 4 tests\ntest a ... ok\n\
+             test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n\
+             test result: ok. 34 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 390.24s\n\
+             the test result: of nothing\n",
+        );
+        assert_eq!((tally.passed, tally.failed), (37, 1));
+    }
+
+    #[test]
+    fn test_binaries_are_the_artifacts_built_for_testing_with_an_executable() {
+        let messages = [
+            r#"{"reason":"compiler-artifact","manifest_path":"/w/e2e/Cargo.toml","target":{"kind":["test"],"name":"end_to_end"},"profile":{"test":true},"executable":"/w/target/debug/deps/end_to_end-1"}"#,
+            r#"{"reason":"compiler-artifact","manifest_path":"/w/api/Cargo.toml","target":{"kind":["bin"],"name":"chat-api"},"profile":{"test":false},"executable":"/w/target/debug/chat-api"}"#,
+            r#"{"reason":"compiler-artifact","manifest_path":"/w/api/Cargo.toml","target":{"kind":["lib"],"name":"api"},"profile":{"test":true},"executable":"/w/target/debug/deps/api-2"}"#,
+            r#"{"reason":"compiler-artifact","manifest_path":"/w/api/Cargo.toml","target":{"kind":["lib"],"name":"api"},"profile":{"test":false},"executable":null}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        let found = test_binaries(&messages).expect("cargo's messages parse");
+        let seen: Vec<(PathBuf, &str, bool)> = found
+            .iter()
+            .map(|b| (b.path.clone(), b.kind.as_str(), b.is_end_to_end()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (PathBuf::from("/w/target/debug/deps/api-2"), "lib", false),
+                (
+                    PathBuf::from("/w/target/debug/deps/end_to_end-1"),
+                    "test",
+                    true
+                ),
+            ]
+        );
+    }
 }

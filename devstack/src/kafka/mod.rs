@@ -11,6 +11,7 @@ mod tools;
 
 pub use admin::{alter_topic_config, consumer_group_lag, topic_end_offset};
 pub(crate) use admin::{create_topics, describe_topics};
+pub use broker::BrokerJvm;
 pub(crate) use broker::{BrokerPorts, start_broker};
 pub use console::{
     Record, TimedRecord, consume, consume_timed, output_properties as console_output_properties,

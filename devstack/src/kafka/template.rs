@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::{
-    BrokerPorts, RETENTION_MS, admin::create_topics, broker::BrokerDirs, start_broker,
+    BrokerJvm, BrokerPorts, RETENTION_MS, admin::create_topics, broker::BrokerDirs, start_broker,
     tools::unique_suffix,
 };
 use crate::{Paths, process::free_port, tools::copy_tree};
@@ -62,6 +62,7 @@ async fn make(paths: &Paths, template: &Path, topics: &[&str], partitions: u32) 
         ports,
         &building.join("kafka.log"),
         &building.join("kafka.pid"),
+        BrokerJvm::QuickStart,
     )
     .await?;
     let created = create_topics(

@@ -4,7 +4,9 @@
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
-use devstack::{Paths, Ports, Stack, StackConfig, listeners_of, pid_alive, with_descendants};
+use devstack::{
+    BrokerJvm, Paths, Ports, Stack, StackConfig, listeners_of, pid_alive, with_descendants,
+};
 
 #[tokio::test]
 async fn every_process_of_the_run_file_listens_on_loopback_only_and_stops() {
@@ -20,6 +22,7 @@ async fn every_process_of_the_run_file_listens_on_loopback_only_and_stops() {
         StackConfig {
             data_dir: dir.path().join("stack"),
             ports: Ports::default_local(),
+            broker_jvm: BrokerJvm::QuickStart,
         },
     )
     .await
