@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use devstack::{
     BrokerJvm, Managed, Paths, Ports, Stack, StackConfig, provision as prov,
-    steps::{cargo, done, step},
+    steps::{cargo, cargo_command, done, step},
 };
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
@@ -195,8 +195,7 @@ fn build(paths: &Paths, lints: &[(&str, String)]) -> Result<Vec<TestBinary>> {
     let t = step(
         "cargo test --workspace --no-run: every crate and test built, clippy's lints denied in each",
     );
-    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo_bin)
+    let built = cargo_command()
         .args([
             "test",
             "--workspace",
@@ -387,8 +386,7 @@ async fn run_rest(
         )
         .await;
     }
-    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut doc = tokio::process::Command::new(cargo_bin);
+    let mut doc = tokio::process::Command::from(cargo_command());
     doc.args(["test", "--workspace", "--doc"])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(&paths.root)

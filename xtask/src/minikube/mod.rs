@@ -279,8 +279,7 @@ fn validate(paths: &Paths) -> Result<()> {
         );
         return Ok(());
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
+    run(devstack::steps::cargo_command()
         .args(["run", "--quiet", "-p", "deploy-check", "--"])
         .arg(paths.root.join(OVERLAY))
         .current_dir(&paths.root))?;
