@@ -152,17 +152,14 @@ async fn delete_and_drain(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
         .await?
         .status();
     ensure!(status == 204, "deleting {user}: {status}");
-    let deleted = Instant::now();
-    loop {
-        if relay_pending_at(ctx, &ctx.api_base).await? == 0 {
-            return Ok(deleted.elapsed());
-        }
-        ensure!(
-            deleted.elapsed() < SETTLE_TIMEOUT,
-            "{user}'s deletion still pending after {SETTLE_TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    relay_drained_at(
+        ctx,
+        &ctx.api_base,
+        Some(&ctx.api_log),
+        Duration::from_millis(10),
+    )
+    .await
+    .with_context(|| format!("{user}'s deletion"))
 }
 
 /// The relay on/off turns. `common` are the processes both modes share (consumers,
@@ -229,15 +226,8 @@ async fn turns(
         )
         .await;
         let drained = if relay_on {
-            let started = Instant::now();
-            while relay_pending_at(ctx, &api.base).await? > 0 {
-                ensure!(
-                    started.elapsed() < SETTLE_TIMEOUT,
-                    "the relay-on instance still has events pending {SETTLE_TIMEOUT:?} after its turn"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Some(started.elapsed())
+            let drained = relay_drained_at(ctx, &api.base, None, Duration::from_millis(20)).await;
+            Some(drained.context("the relay-on instance after its turn")?)
         } else {
             None
         };

@@ -1,6 +1,8 @@
 //! The system under test: chat-api's settings, the reminder services, waiting for the
 //! relay to settle, and stopping it all.
 
+use std::path::Path;
+
 use super::*;
 
 /// chat-api's tuning as the benchmark runs it: the service defaults, then `--set`.
@@ -75,27 +77,45 @@ pub(super) async fn settle(ctx: &Ctx<'_>) -> Result<Settle> {
 
 /// Waits until chat-api's relay has nothing pending; returns how long that took.
 pub(super) async fn relay_drained(ctx: &Ctx<'_>) -> Result<Duration> {
-    let started = Instant::now();
-    loop {
-        let pending = relay_pending(ctx).await?;
-        if pending == 0 {
-            break;
-        }
-        if started.elapsed() > SETTLE_TIMEOUT {
-            let log = fs::read_to_string(&ctx.api_log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            bail!(
-                "the relay still has {pending} events pending {SETTLE_TIMEOUT:?} after the phase; end of chat-api's log:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(started.elapsed())
+    relay_drained_at(
+        ctx,
+        &ctx.api_base,
+        Some(&ctx.api_log),
+        Duration::from_millis(50),
+    )
+    .await
 }
 
-pub(super) async fn relay_pending(ctx: &Ctx<'_>) -> Result<u64> {
-    relay_pending_at(ctx, &ctx.api_base).await
+/// Waits until the relay of the chat-api at `base` has nothing pending, asking every `poll`;
+/// returns how long that took. On timeout the error ends with the tail of `log`, if given.
+pub(super) async fn relay_drained_at(
+    ctx: &Ctx<'_>,
+    base: &str,
+    log: Option<&Path>,
+    poll: Duration,
+) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let pending = relay_pending_at(ctx, base).await?;
+        if pending == 0 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > SETTLE_TIMEOUT {
+            let tail = log.map_or_else(String::new, |log| {
+                let text = fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                format!(
+                    "; end of {}:\n{}",
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            });
+            bail!(
+                "the relay at {base} still has {pending} events pending after {SETTLE_TIMEOUT:?}{tail}"
+            );
+        }
+        tokio::time::sleep(poll).await;
+    }
 }
 
 pub(super) async fn relay_pending_at(ctx: &Ctx<'_>, base: &str) -> Result<u64> {

@@ -134,7 +134,7 @@ struct TestBinary {
 }
 
 impl TestBinary {
-    /// `e2e/tests/end_to_end`-style name for the output.
+    /// How the output names it: `<package directory> <kind> <name>`, e.g. `e2e test end_to_end`.
     fn label(&self, root: &Path) -> String {
         let dir = self.dir.strip_prefix(root).unwrap_or(&self.dir).display();
         format!("{dir} {} {}", self.kind, self.name)
