@@ -27,7 +27,8 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 /// and property-based fuzzing of the API from its OpenAPI document.
 ///
 /// With `extra` arguments (a package, a test, libtest's options), it runs
-/// `cargo test --workspace <extra>` as it is, then the fuzzing.
+/// `cargo test --workspace <extra>` as it is (without `--workspace` when `extra` chooses a
+/// package), then the fuzzing.
 pub async fn test(extra: &[String]) -> Result<()> {
     let paths = Paths::discover()?;
     let t = step("cargo fmt --check: the tree is formatted with rustfmt's defaults");
@@ -67,9 +68,17 @@ pub async fn test(extra: &[String]) -> Result<()> {
     let result = if let Some(binaries) = binaries {
         every_suite(&paths, &stack, binaries, &env).await
     } else {
-        let t = step(&format!("cargo test --workspace {}", extra.join(" ")));
-        let mut args = vec!["test", "--workspace"];
+        // `--workspace` would override a package chosen with `-p`.
+        let chosen = extra
+            .iter()
+            .take_while(|a| *a != "--")
+            .any(|a| a.starts_with("-p") || a.starts_with("--package"));
+        let mut args = vec!["test"];
+        if !chosen {
+            args.push("--workspace");
+        }
         args.extend(extra.iter().map(String::as_str));
+        let t = step(&format!("cargo {}", args.join(" ")));
         match cargo(&paths, &args, &env).context(CLIPPY_OR_TESTS) {
             Ok(()) => {
                 done(t);
@@ -405,10 +414,8 @@ async fn fuzz_both(paths: &Paths, stack: &Stack) -> Result<()> {
     let t = step(
         "property-based API fuzzing from the OpenAPI document (schemathesis; SQLite, then PostgreSQL)",
     );
-    let sqlite = format!(
-        "sqlite://{}/fuzz.db",
-        paths.data.join("test-stack").display()
-    );
+    // Beside the stack's own files, removed with them.
+    let sqlite = format!("sqlite://{}/fuzz.db", stack.config().data_dir.display());
     let on_sqlite = fuzz_api(paths, "sqlite", &sqlite).await;
     let on_postgres =
         async { fuzz_api(paths, "postgres", &stack.create_database("fuzz").await?).await }.await;

@@ -17,11 +17,10 @@ use crate::tools::java_command;
 const BROKER_HEAP: &[&str] = &["-Xms256m", "-Xmx768m"];
 
 /// How the broker's JVM is tuned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerJvm {
     /// For the running system and the benchmark: G1 and the optimizing compiler, the
     /// settings Kafka's own start script uses.
-    #[default]
     Server,
     /// For tests, which start dozens of short-lived brokers on 2 cores: the serial
     /// collector and the quick compiler only (as Kafka's command-line tools here), which
