@@ -186,7 +186,10 @@ async fn measure_main(opts: Options) -> Result<()> {
     let budget = opts.budget.unwrap_or(BUDGET).saturating_sub(STOP_RESERVE);
     let report = tokio::select! {
         r = tokio::time::timeout(budget, measure(&paths, &opts)) => match r {
-            Ok(report) => report?,
+            Ok(report) => match report? {
+                Some(report) => report,
+                None => return Ok(()),
+            },
             Err(_) => bail!("the benchmark ran out of its time budget ({:.1} minutes of measuring); everything it started was stopped", BUDGET.as_secs_f64() / 60.0),
         },
         r = tokio::signal::ctrl_c() => {
@@ -217,7 +220,69 @@ async fn measure_main(opts: Options) -> Result<()> {
 
 // The run
 
-async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
+/// Stops the services and the stack ([`stop_everything`]); answers what is still running.
+async fn stop_services(
+    paths: &Paths,
+    env: Env,
+    api: Service,
+    worker: Service,
+    reminder_services: Result<(Service, Service), String>,
+) -> Result<Vec<u32>> {
+    let t = step("stopping every process");
+    let mut services = vec![api, worker];
+    if let Ok((cron, notifications)) = reminder_services {
+        services.push(cron);
+        services.push(notifications);
+    }
+    let left_running = stop_everything(paths, env, services).await?;
+    done(t);
+    Ok(left_running)
+}
+
+/// The processes whose CPU and memory the bench reports: the services and their sidecars,
+/// the stack's servers, and the bench itself.
+fn service_procs(
+    api: &Service,
+    worker: &Service,
+    reminder_services: &Result<(Service, Service), String>,
+    stack_pids: &[u32],
+) -> Vec<Proc> {
+    let mut procs = vec![
+        Proc::new("chat-api", api.process.pid(), false),
+        Proc::new("daprd (chat-api)", api.sidecar.pid(), false),
+        Proc::new("recurring-tasks", worker.process.pid(), false),
+        Proc::new("daprd (recurring-tasks)", worker.sidecar.pid(), false),
+    ];
+    if let Ok((cron, notifications)) = reminder_services {
+        procs.push(Proc::new("reminder-cron", cron.process.pid(), false));
+        procs.push(Proc::new(
+            "daprd (reminder-cron)",
+            cron.sidecar.pid(),
+            false,
+        ));
+        procs.push(Proc::new(
+            "notifications",
+            notifications.process.pid(),
+            false,
+        ));
+        procs.push(Proc::new(
+            "daprd (notifications)",
+            notifications.sidecar.pid(),
+            false,
+        ));
+    }
+    for (name, pid) in ["PostgreSQL (all processes)", "Redis", "Kafka"]
+        .iter()
+        .zip(stack_pids)
+    {
+        procs.push(Proc::new(name, *pid, name.starts_with("PostgreSQL")));
+    }
+    procs.push(Proc::new("load client (bench)", std::process::id(), false));
+    procs
+}
+
+/// The whole run's report, or `None` with `--relay-only` (which prints its own).
+async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
     let machine = Machine::read();
 
     let t = step("starting PostgreSQL, Redis and Kafka on free loopback ports");
@@ -273,6 +338,34 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         client: &client,
         bootstrap: bootstrap.clone(),
     };
+
+    if opts.relay_only {
+        let cost = async {
+            relay_cost::create_one(&ctx).await?;
+            let payload = sample_payload(&db).await?;
+            let procs = service_procs(&api, &worker, &reminder_services, &stack_pids);
+            relay_cost::measure(
+                &ctx,
+                &api,
+                payload,
+                &api_settings,
+                &procs,
+                clock_ticks_per_second(),
+                opts,
+            )
+            .await
+        }
+        .await;
+        drop(db);
+        let left_running = stop_services(paths, env, api, worker, reminder_services).await?;
+        let mut text = String::new();
+        cost?.render(&mut text);
+        println!("{text}");
+        if !left_running.is_empty() {
+            bail!("processes still running after the stop: {left_running:?}");
+        }
+        return Ok(None);
+    }
 
     // Reminders are due within the window at once; the cron tick publishes them while the
     // recurring scenario runs.
@@ -352,66 +445,24 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     .await?;
     done(t);
 
-    let mut procs = vec![
-        Proc::new("chat-api", api.process.pid(), false),
-        Proc::new("daprd (chat-api)", api.sidecar.pid(), false),
-        Proc::new("recurring-tasks", worker.process.pid(), false),
-        Proc::new("daprd (recurring-tasks)", worker.sidecar.pid(), false),
-    ];
-    if let Ok((cron, notifications)) = &reminder_services {
-        procs.push(Proc::new("reminder-cron", cron.process.pid(), false));
-        procs.push(Proc::new(
-            "daprd (reminder-cron)",
-            cron.sidecar.pid(),
-            false,
-        ));
-        procs.push(Proc::new(
-            "notifications",
-            notifications.process.pid(),
-            false,
-        ));
-        procs.push(Proc::new(
-            "daprd (notifications)",
-            notifications.sidecar.pid(),
-            false,
-        ));
-    }
-    for (name, pid) in ["PostgreSQL (all processes)", "Redis", "Kafka"]
-        .iter()
-        .zip(&stack_pids)
-    {
-        procs.push(Proc::new(name, *pid, name.starts_with("PostgreSQL")));
-    }
-    procs.push(Proc::new("load client (bench)", std::process::id(), false));
-    let procs = Arc::new(procs);
+    let procs = Arc::new(service_procs(
+        &api,
+        &worker,
+        &reminder_services,
+        &stack_pids,
+    ));
     let clk_tck = clock_ticks_per_second();
 
-    let t = step(&format!(
-        "one user's backlog: an account deletion of {} tasks, alone and beside paced writers",
-        relay_cost::SOLO_TASKS
-    ));
-    let solo = relay_cost::solo_drain(&ctx, &api, payload.clone()).await?;
-    done(t);
-    let t = step(&format!(
-        "publishing's cost: relay on and off, {} clients, taking turns",
-        relay_cost::PAIR_CLIENTS
-    ));
-    let turns = relay_cost::on_off(
+    let relay_cost = relay_cost::measure(
         &ctx,
+        &api,
+        payload.clone(),
         &api_settings,
-        &procs[2..],
+        &procs,
         clk_tck,
-        opts.warmup,
-        opts.duration,
+        opts,
     )
     .await?;
-    settle(&ctx).await?;
-    done(t);
-    let relay_cost = relay_cost::RelayCost {
-        solo,
-        turns,
-        duration: opts.duration,
-    };
 
     let top = opts.levels.iter().copied().max().unwrap_or(0);
     let mut phases = Vec::new();
@@ -522,17 +573,10 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
     }
     done(t);
 
-    let t = step("stopping every process");
-    let mut services = vec![api, worker];
-    if let Ok((cron, notifications)) = reminder_services {
-        services.push(cron);
-        services.push(notifications);
-    }
     drop(db);
-    let left_running = stop_everything(paths, env, services).await?;
-    done(t);
+    let left_running = stop_services(paths, env, api, worker, reminder_services).await?;
 
-    Ok(Report {
+    Ok(Some(Report {
         machine,
         versions,
         api_settings,
@@ -556,7 +600,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Report> {
         kafka_key_mismatches: seen.key_mismatches,
         left_running,
         load_at_end: read_loadavg(),
-    })
+    }))
 }
 
 #[cfg(test)]

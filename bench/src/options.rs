@@ -3,7 +3,7 @@
 use super::*;
 
 /// Command-line options: `cargo xtask bench [--duration S] [--warmup S] [--levels 8,32,128]
-/// [--set KEY=VALUE]... [--no-record]`.
+/// [--set KEY=VALUE]... [--no-record] [--relay-only]`.
 #[derive(Debug, Clone)]
 pub(super) struct Options {
     pub(super) duration: Duration,
@@ -12,6 +12,8 @@ pub(super) struct Options {
     /// Extra environment for chat-api (tuning: `DB_MAX_CONNECTIONS`, `RELAY_*`).
     pub(super) chat_api_env: Vec<(String, String)>,
     pub(super) record: bool,
+    /// Only the relay's cost: one user's drain and relay on/off (printed, not recorded).
+    pub(super) relay_only: bool,
     /// Internal: the release build of the bench measuring, started by the debug one.
     pub(super) measure: bool,
     /// Internal: the time left for measuring, and how long the build took.
@@ -43,6 +45,10 @@ struct Cli {
     /// Print the report without appending it to BENCHMARKS.md.
     #[arg(long = "no-record")]
     no_record: bool,
+    /// Measure only what publishing costs (one user's drain, relay on and off) and print
+    /// it, without recording: for working on the relay.
+    #[arg(long = "relay-only")]
+    relay_only: bool,
     /// Internal: the release build of the bench measuring, started by the debug one.
     #[arg(long, hide = true)]
     measure: bool,
@@ -116,7 +122,8 @@ impl Options {
             warmup: cli.warmup,
             levels: cli.levels,
             chat_api_env: cli.set,
-            record: !cli.no_record,
+            record: !cli.no_record && !cli.relay_only,
+            relay_only: cli.relay_only,
             measure: cli.measure,
             budget: cli.budget,
             build: cli.build,

@@ -28,6 +28,10 @@ const BESIDE_RATE: u32 = 400;
 /// Concurrency of the relay on/off turns (as `wrk -t2 -c32`).
 pub(super) const PAIR_CLIENTS: usize = 32;
 const PAIR_TURNS: usize = 4;
+/// How often the drain's end is polled (`/relay/status`, whose count of pending rows is
+/// itself work for the database the relay uses): at most this much late on a drain of
+/// seconds. Polled every 10 ms, the polls took CPU from the drain they measured.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// Round-trip baseline: single publishes, one in flight, this long.
 const RTT_WINDOW: Duration = Duration::from_secs(8);
 
@@ -63,6 +67,58 @@ pub(super) struct RelayCost {
     pub(super) solo: SoloDrain,
     pub(super) turns: Vec<Turn>,
     pub(super) duration: Duration,
+}
+
+/// Both measures, one after the other. `procs` are every process of the stack
+/// ([`service_procs`]), chat-api and its sidecar first.
+pub(super) async fn measure(
+    ctx: &Ctx<'_>,
+    api: &Service,
+    payload: Arc<Vec<u8>>,
+    api_settings: &[(String, String)],
+    procs: &[Proc],
+    clk_tck: f64,
+    opts: &Options,
+) -> Result<RelayCost> {
+    let t = step(&format!(
+        "one user's backlog: an account deletion of {SOLO_TASKS} tasks, alone and beside paced writers"
+    ));
+    let solo = solo_drain(ctx, api, payload).await?;
+    done(t);
+    let t = step(&format!(
+        "publishing's cost: relay on and off, {PAIR_CLIENTS} clients, taking turns"
+    ));
+    let turns = on_off(
+        ctx,
+        api_settings,
+        &procs[2..],
+        clk_tck,
+        opts.warmup,
+        opts.duration,
+    )
+    .await?;
+    settle(ctx).await?;
+    done(t);
+    Ok(RelayCost {
+        solo,
+        turns,
+        duration: opts.duration,
+    })
+}
+
+/// One task, so that the outbox has an event to copy as the raw publishes' payload.
+pub(super) async fn create_one(ctx: &Ctx<'_>) -> Result<()> {
+    let user = format!("{PREFIX}sample");
+    let status = ctx
+        .client
+        .post(format!("{}/api/{user}/tasks", ctx.api_base))
+        .bearer_auth(ctx.env.token(&user)?)
+        .json(&json!({ "title": "sample" }))
+        .send()
+        .await?
+        .status();
+    ensure!(status == 201, "creating a sample task: {status}");
+    relay_drained(ctx).await.map(drop)
 }
 
 /// One user's drain, alone and loaded, on chat-api itself.
@@ -152,14 +208,9 @@ async fn delete_and_drain(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
         .await?
         .status();
     ensure!(status == 204, "deleting {user}: {status}");
-    relay_drained_at(
-        ctx,
-        &ctx.api_base,
-        Some(&ctx.api_log),
-        Duration::from_millis(10),
-    )
-    .await
-    .with_context(|| format!("{user}'s deletion"))
+    relay_drained_at(ctx, &ctx.api_base, Some(&ctx.api_log), DRAIN_POLL)
+        .await
+        .with_context(|| format!("{user}'s deletion"))
 }
 
 /// The relay on/off turns. `common` are the processes both modes share (consumers,

@@ -18,11 +18,14 @@
 //!   long rounds when nobody else waits), and publishes each
 //!   user's events as a pipeline of its own: one event of a user in flight at a time, the
 //!   next sent as soon as that one is acknowledged, whatever the other users' calls do;
-//!   whatever is ready at a moment goes in one bulk call, many users per call. A round
-//!   that runs longer than [`ROUND_SLICE`] while new commits wait ends early, so those are
-//!   read at once, and none runs longer than [`ROUND_MAX`]. What a round published is
-//!   marked as it goes (every [`ROUND_SLICE`]) and, for the rest, by the next round while
-//!   it reads, on the relay's second connection.
+//!   whatever is ready at a moment goes in one bulk call, many users per call. While a
+//!   round runs, what is committed meanwhile is read in (woken by the commit, at most every
+//!   [`ROUND_SLICE`], the users with nothing queued or in flight) and joins the pipelines,
+//!   so a heavy user's backlog is not stopped for the others' new events; a round sends
+//!   nothing more after [`ROUND_MAX`], and the next one reads everything pending again
+//!   (which also finds rows that became visible out of id order). What a round published
+//!   is marked as it goes (every [`ROUND_SLICE`]) and, for the rest, by the next round
+//!   while it reads, on the relay's second connection.
 //! - **Failures** are told apart by what the sidecar answered
 //!   ([`service_kit::PublishError`]):
 //!   - *no answer* (its sidecar is down, dead mid-call, frozen): the round is an outage of
@@ -71,9 +74,9 @@ use tokio::sync::Notify;
 
 pub use health::{HealthView, RelayHealth, supervise};
 
-/// A round that has run this long sends nothing more when new commits wait (its calls in
-/// flight finish), so a long round (a heavy user's backlog) delays nobody's fresh events
-/// by more than this.
+/// A round reads in what was committed while it runs at most this often (so a fresh event
+/// waits at most this long for its read, and the commits in between go together), and
+/// marks what it published this often.
 pub const ROUND_SLICE: Duration = Duration::from_millis(25);
 
 /// A round sends nothing more after this long even when nobody else waits, so the next
@@ -179,13 +182,15 @@ pub struct Relay<P> {
 struct Round {
     read: usize,
     published: usize,
+    /// Publish calls the round made.
+    calls: usize,
     failed: bool,
     /// Nothing went through and some call got no answer from this relay's own sidecar
     /// (the broker's errors come as answers).
     unreachable: bool,
     /// The publisher lock turned out lost: the round stopped before publishing more.
     lost_lock: bool,
-    /// Ended after [`ROUND_SLICE`] because new commits were waiting, or after [`ROUND_MAX`].
+    /// Stopped sending at [`ROUND_MAX`] (more may be queued).
     cut_short: bool,
     /// Some user reached the per-user cap, or the last read was full: more may be
     /// waiting, so the next round starts at once rather than after the sweep interval.

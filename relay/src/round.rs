@@ -2,7 +2,7 @@
 //! own, keep score of refused events.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::atomic::Ordering,
     time::Instant,
 };
@@ -55,6 +55,31 @@ impl Refused {
 type Marking<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = (Vec<i64>, Result<(), StoreError>)> + Send + 'a>,
 >;
+
+/// A read, during a round, of what was committed since: the rows and the read's limit.
+type Reading<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<(Vec<PendingEvent>, usize), StoreError>>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// Reads during a round start at least this far apart: the commits in between are read,
+/// and mostly published, together (fewer, larger calls cost the sidecar and the broker
+/// less per event), and a fresh event waits at most this long for its read.
+const FRESH_READ_EVERY: std::time::Duration = ROUND_SLICE;
+
+/// What a round needs to read in what is committed while it runs.
+struct Fresh {
+    /// Users with a parked event (as the round's first read found them).
+    parked: Vec<String>,
+    /// Rows per read, as the round's first read.
+    page: u64,
+    /// Events the round may still take.
+    room: usize,
+    per_user: usize,
+}
 
 /// How often a round marks what it published so far.
 const MARK_EVERY: std::time::Duration = ROUND_SLICE;
@@ -114,25 +139,53 @@ impl<P: Publisher> Relay<P> {
         page: u64,
         per_user: usize,
     ) -> Round {
-        let (queues, saturated) = match self.read(unmarked, max_events, page, per_user).await {
-            Ok(q) => q,
-            Err(e) => {
-                tracing::warn!(error = %e, "outbox relay: cannot read the outbox");
-                return Round {
-                    failed: true,
-                    database_failed: true,
-                    ..Round::default()
-                };
-            }
-        };
+        let reading = Instant::now();
+        let (queues, saturated, parked) =
+            match self.read(unmarked, max_events, page, per_user).await {
+                Ok(q) => q,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: cannot read the outbox");
+                    return Round {
+                        failed: true,
+                        database_failed: true,
+                        ..Round::default()
+                    };
+                }
+            };
         let read = queues.iter().map(VecDeque::len).sum();
+        let users = queues.len();
         if read == 0 {
             return Round::default();
         }
-        Round {
-            saturated,
-            ..self.publish_pipelined(lock, queues, read, unmarked).await
-        }
+        let read_ms = reading.elapsed().as_secs_f64() * 1e3;
+        let publishing = Instant::now();
+        // A probe stays what it read; a round takes in what is committed while it runs.
+        let fresh = (per_user > 1).then(|| Fresh {
+            parked,
+            page,
+            room: usize::try_from(max_events)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(read),
+            per_user,
+        });
+        let round = self
+            .publish_pipelined(lock, queues, read, unmarked, fresh)
+            .await;
+        let round = Round {
+            saturated: saturated || round.saturated,
+            ..round
+        };
+        tracing::debug!(
+            read = round.read,
+            published = round.published,
+            calls = round.calls,
+            users,
+            read_ms,
+            publish_ms = publishing.elapsed().as_secs_f64() * 1e3,
+            cut_short = round.cut_short,
+            "outbox relay round"
+        );
+        round
     }
 
     /// The round's events (at most `max_events`, read `page` rows at a time), one queue per
@@ -147,8 +200,9 @@ impl<P: Publisher> Relay<P> {
         max_events: u64,
         page: u64,
         per_user: usize,
-    ) -> Result<(Vec<VecDeque<PendingEvent>>, bool), StoreError> {
-        let mut except: HashSet<String> = self.outbox.parked_users().await?.into_iter().collect();
+    ) -> Result<(Vec<VecDeque<PendingEvent>>, bool, Vec<String>), StoreError> {
+        let parked = self.outbox.parked_users().await?;
+        let mut except: HashSet<String> = parked.iter().cloned().collect();
         except.extend(self.waiting_refused());
         // The read may still see the previous round's events as pending (their mark runs
         // alongside): they are left out by sequence number, so read that many more.
@@ -191,7 +245,7 @@ impl<P: Publisher> Relay<P> {
         if per_user > 1 {
             picker.top_up(cap);
         }
-        Ok((picker.into_queues(), saturated))
+        Ok((picker.into_queues(), saturated, parked))
     }
 
     /// Each user's events as a pipeline of its own: at most one event per user in flight,
@@ -201,6 +255,11 @@ impl<P: Publisher> Relay<P> {
     /// in flight. A user whose event failed is done for this round: nothing of theirs
     /// overtakes it.
     ///
+    /// With `fresh`, what is committed while the round runs is read in as it goes (a
+    /// commit wakes it; one read at a time, at least [`FRESH_READ_EVERY`] apart) and joins
+    /// its user's pipeline, so no user's events wait for a round to end: a heavy user's
+    /// backlog keeps going while the others' new events are read beside it.
+    ///
     /// [`RelayConfig::concurrency`]: super::RelayConfig::concurrency
     async fn publish_pipelined(
         &self,
@@ -208,6 +267,7 @@ impl<P: Publisher> Relay<P> {
         mut queues: Vec<VecDeque<PendingEvent>>,
         read: usize,
         unmarked: &mut Vec<i64>,
+        mut fresh: Option<Fresh>,
     ) -> Round {
         let started = Instant::now();
         let mut round = Round {
@@ -217,26 +277,76 @@ impl<P: Publisher> Relay<P> {
         let mut unreachable = false;
         let mut failures: Vec<(PendingEvent, PublishError)> = Vec::new();
         let mut went: HashSet<String> = HashSet::new();
+        // Every event this round took (queued, in flight, published), so a read during the
+        // round does not take them again; and each user's queue.
+        let mut known: HashSet<i64> = queues.iter().flatten().map(|e| e.seq).collect();
+        let mut index: HashMap<String, usize> = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(u, q)| q.front().map(|e| (e.user_id.clone(), u)))
+            .collect();
+        // Users whose event failed this round: nothing more of theirs goes in it.
+        let mut closed: HashSet<String> = HashSet::new();
         // Users whose next event may go now, oldest first.
         let mut ready: VecDeque<usize> = (0..queues.len())
             .filter(|&u| !queues[u].is_empty())
             .collect();
         let mut in_flight = stream::FuturesUnordered::new();
+        // Users with an event in flight.
+        let mut busy: HashSet<usize> = HashSet::new();
         let mut calls = 0usize;
         let mut stopping = false;
         // What the round published is marked while it goes on, every `MARK_EVERY`, on the
         // relay's second connection; what is left, by the next round's read.
         let mut marking: Option<Marking<'_>> = None;
+        // Events in the mark in flight.
+        let mut marking_len = 0usize;
         let mut next_mark = tokio::time::Instant::now() + MARK_EVERY;
+        let mut reading: Option<Reading<'_>> = None;
+        let mut next_read = tokio::time::Instant::now() + FRESH_READ_EVERY;
+        let mut woken = false;
         loop {
+            if !stopping && calls > 0 && started.elapsed() >= ROUND_MAX {
+                round.cut_short = true;
+                stopping = true;
+            }
+            // Read what was committed since, when woken, one read at a time.
+            if !stopping
+                && woken
+                && reading.is_none()
+                && tokio::time::Instant::now() >= next_read
+                && let Some(f) = fresh.as_ref()
+            {
+                let room = f.room.saturating_sub(round.read - read);
+                if room == 0 {
+                    // The round is full: the next one reads the rest at once.
+                    fresh = None;
+                    round.saturated = true;
+                } else {
+                    woken = false;
+                    let mut except: Vec<String> = f.parked.clone();
+                    except.extend(self.waiting_refused());
+                    except.extend(closed.iter().cloned());
+                    // Users with events queued or in flight get their next ones from the
+                    // next round's read: this one looks for the others' new events only.
+                    except.extend(
+                        index
+                            .iter()
+                            .filter(|&(_, &u)| !queues[u].is_empty() || busy.contains(&u))
+                            .map(|(user, _)| user.clone()),
+                    );
+                    // Rows this round published and has not seen marked yet come back too.
+                    let limit = (f.page as usize).min(room) + unmarked.len() + marking_len;
+                    reading = Some(Box::pin(async move {
+                        self.outbox
+                            .pending_except(0, limit as u64, &except)
+                            .await
+                            .map(|rows| (rows, limit))
+                    }));
+                }
+            }
             while !stopping && !ready.is_empty() && in_flight.len() < self.config.concurrency.max(1)
             {
-                let elapsed = started.elapsed();
-                if calls > 0 && (elapsed >= ROUND_MAX || (elapsed >= ROUND_SLICE && self.woken())) {
-                    round.cut_short = true;
-                    stopping = true;
-                    break;
-                }
                 // A relay that was frozen, or whose lock session ended, must not publish
                 // after another replica took over.
                 if !lock.still_held().await {
@@ -254,14 +364,17 @@ impl<P: Publisher> Relay<P> {
                     .filter_map(|u| queues[u].pop_front().map(|e| (u, e)))
                     .collect();
                 calls += 1;
+                round.calls = calls;
+                busy.extend(heads.iter().map(|(u, _)| *u));
                 in_flight.push(self.publish_heads(heads));
             }
-            if in_flight.is_empty() {
+            if in_flight.is_empty() && reading.is_none() {
                 break;
             }
             tokio::select! {
                 Some(outcomes) = in_flight.next() => {
                     for (user, event, result) in outcomes {
+                        busy.remove(&user);
                         match result {
                             Ok(()) => {
                                 round.published += 1;
@@ -276,12 +389,58 @@ impl<P: Publisher> Relay<P> {
                                 crate::metrics::PUBLISH_FAILURES.inc();
                                 round.failed = true;
                                 unreachable |= matches!(e, PublishError::Unavailable(_));
+                                closed.insert(event.user_id.clone());
                                 failures.push((event, e));
                                 queues[user].clear();
                             }
                         }
                     }
                 }
+                result = async {
+                    match reading.as_mut() {
+                        Some(r) => r.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    reading = None;
+                    next_read = tokio::time::Instant::now() + FRESH_READ_EVERY;
+                    match result {
+                        Ok((rows, limit)) => {
+                            round.saturated |= rows.len() >= limit;
+                            let per_user = fresh.as_ref().map_or(1, |f| f.per_user);
+                            for event in rows {
+                                if known.contains(&event.seq) || closed.contains(&event.user_id) {
+                                    continue;
+                                }
+                                let u = *index.entry(event.user_id.clone()).or_insert_with(|| {
+                                    queues.push(VecDeque::new());
+                                    queues.len() - 1
+                                });
+                                if queues[u].len() >= per_user {
+                                    round.saturated = true;
+                                    continue;
+                                }
+                                // A user with nothing queued and nothing in flight is ready.
+                                let idle = queues[u].is_empty() && !busy.contains(&u);
+                                known.insert(event.seq);
+                                queues[u].push_back(event);
+                                round.read += 1;
+                                if idle {
+                                    ready.push_back(u);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "outbox relay: cannot read new events during a round");
+                            // Read again at the next round.
+                            fresh = None;
+                        }
+                    }
+                }
+                () = self.wake.notified(), if !stopping && !woken && fresh.is_some() => {
+                    woken = true;
+                }
+                () = tokio::time::sleep_until(next_read), if woken && reading.is_none() && !stopping && fresh.is_some() => {}
                 (seqs, marked) = async {
                     match marking.as_mut() {
                         Some(m) => m.await,
@@ -289,18 +448,23 @@ impl<P: Publisher> Relay<P> {
                     }
                 } => {
                     marking = None;
+                    marking_len = 0;
                     self.marked(seqs, marked, unmarked);
                     next_mark = tokio::time::Instant::now() + MARK_EVERY;
                 }
                 () = tokio::time::sleep_until(next_mark), if marking.is_none() && !unmarked.is_empty() => {
                     let seqs = std::mem::take(unmarked);
+                    marking_len = seqs.len();
                     marking = Some(Box::pin(async move {
                         let marked = self.outbox.mark_published(&seqs, Utc::now()).await;
                         (seqs, marked)
                     }));
                 }
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(started + ROUND_MAX)), if !stopping && calls > 0 => {}
             }
         }
+        // A commit that came in after the round stopped reading: the next round starts at once.
+        round.saturated |= woken;
         if let Some(m) = marking {
             let (seqs, marked) = m.await;
             self.marked(seqs, marked, unmarked);

@@ -299,6 +299,8 @@ async fn a_round_that_gets_nothing_through_tells_an_unreachable_sidecar_from_a_b
             round,
             Round {
                 read: 9,
+                // One bulk call with every user's first event.
+                calls: 1,
                 failed: true,
                 unreachable,
                 ..Round::default()
@@ -480,6 +482,8 @@ async fn a_round_sends_each_user_one_event_per_call_in_commit_order_and_holds_ba
         Round {
             read: 9,
             published: 6,
+            // ann's and bob's first events with cy's, then each one's second and third.
+            calls: 3,
             failed: true,
             only_refusals: true,
             ..Round::default()
@@ -536,6 +540,7 @@ async fn a_round_sends_each_user_one_event_per_call_in_commit_order_and_holds_ba
         Round {
             read: 3,
             published: 3,
+            calls: 3,
             ..Round::default()
         }
     );
@@ -835,6 +840,58 @@ async fn a_slow_users_calls_do_not_hold_up_the_next_events_of_the_others() {
         took >= slow * 3,
         "bob's events went one at a time: {took:?}"
     );
+}
+
+/// What is committed while a round runs is read in and published in that round, beside a
+/// heavy user's backlog, which keeps going: a round used to stop at the first commit after
+/// 25 ms (its calls in flight finishing, then a new read), so a heavy user's events waited
+/// for every other user's commits (a 2,000-event deletion went at a tenth of the sidecar's
+/// round trip under 400 writes/s).
+#[tokio::test]
+async fn events_committed_during_a_round_join_it_beside_a_heavy_users_backlog() {
+    for (label, db) in each_database().await {
+        for n in 0..60 {
+            create(&db.tasks, "heavy", &format!("heavy {n}")).await;
+        }
+        let sidecar = Arc::new(ScriptedSidecar::default());
+        *guard(&sidecar.latency) = Duration::from_millis(4);
+        let relay = relay_on(&db, &sidecar, RelayConfig::default());
+        let lock = take_lock(&db, &relay.holder).await;
+        let wake = relay.wake.clone();
+        let writer = async {
+            // Well inside the round (60 publishes of 4 ms), past ROUND_SLICE.
+            tokio::time::sleep(ROUND_SLICE + Duration::from_millis(10)).await;
+            create(&db.tasks, "ann", "ann 1").await;
+            wake.notify_one();
+        };
+        let mut unmarked = Vec::new();
+        let (round, ()) = tokio::join!(
+            relay.round(&lock, &mut unmarked, relay.config.batch_size),
+            writer
+        );
+
+        let sent = sidecar.sent();
+        assert!(
+            sent.iter().any(|(u, t)| u == "ann" && t == "ann 1"),
+            "{label}: ann's event, committed during the round, went in it: {round:?}"
+        );
+        let heavy: Vec<&str> = sent
+            .iter()
+            .filter(|(u, _)| u == "heavy")
+            .map(|(_, t)| t.as_str())
+            .collect();
+        let expected: Vec<String> = (0..heavy.len()).map(|n| format!("heavy {n}")).collect();
+        assert_eq!(heavy, expected, "{label}: the heavy user's events in order");
+        let after_ann = sent
+            .iter()
+            .position(|(u, _)| u == "ann")
+            .map(|i| &sent[i + 1..]);
+        assert!(
+            after_ann.is_some_and(|rest| rest.iter().any(|(u, _)| u == "heavy")),
+            "{label}: the heavy user's events went on after ann's commit: {round:?}"
+        );
+        assert_eq!(round.read, 61, "{label}: {round:?}");
+    }
 }
 
 /// Once nobody else writes, one user's backlog larger than the per-user cap goes round

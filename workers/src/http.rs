@@ -73,7 +73,8 @@ pub async fn database_ready(db: &DatabaseConnection) -> Response {
 
 /// The body of a delivery, or `None` when it is too large or cannot be read (then the
 /// caller answers `DROP`: the same bytes would fail again).
-async fn read_body(body: Body) -> Option<Bytes> {
+/// The delivered body, or `None` (logged) when it cannot be read or is over [`MAX_EVENT_BYTES`].
+pub async fn read_body(body: Body) -> Option<Bytes> {
     match axum::body::to_bytes(body, MAX_EVENT_BYTES).await {
         Ok(bytes) => Some(bytes),
         Err(e) => {
@@ -94,7 +95,16 @@ pub async fn receive<T>(
     let Some(bytes) = read_body(body).await else {
         return Err(SubscriptionOutcome::Drop);
     };
-    let delivery = envelope::unwrap(&bytes).map_err(|e| Rejected::drop(e.to_string()));
+    decode_body(&bytes, what, decode)
+}
+
+/// As [`receive`], for a body already read.
+pub fn decode_body<T>(
+    bytes: &[u8],
+    what: &str,
+    decode: impl FnOnce(Delivery) -> Result<T, Rejected>,
+) -> Result<(T, Option<TraceContext>), SubscriptionOutcome> {
+    let delivery = envelope::unwrap(bytes).map_err(|e| Rejected::drop(e.to_string()));
     let trace = delivery
         .as_ref()
         .ok()
@@ -105,7 +115,7 @@ pub async fn receive<T>(
         .map(|event| (event, trace))
         .map_err(|rejected| {
             let outcome = match rejected.outcome {
-                SubscriptionOutcome::Retry => INVALID_EVENTS.outcome(&bytes, Instant::now()),
+                SubscriptionOutcome::Retry => INVALID_EVENTS.outcome(bytes, Instant::now()),
                 other => other,
             };
             if outcome == SubscriptionOutcome::Drop

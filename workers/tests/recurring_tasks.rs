@@ -398,21 +398,29 @@ async fn undecodable_bodies_and_unknown_schema_versions_are_dropped() {
             .complete("ivan", first.id, utc("2026-07-01T07:00:00Z"))
             .await;
 
-        assert_eq!(
-            bed.worker
-                .deliver(b"{\"specversion\": \"1.0\", \"data\": {".to_vec())
-                .await,
-            "DROP"
-        );
+        let truncated = b"{\"specversion\": \"1.0\", \"data\": {".to_vec();
+        assert_eq!(bed.worker.deliver(truncated.clone()).await, "DROP");
         assert_eq!(bed.worker.deliver(b"".to_vec()).await, "DROP");
         let mut future_schema = serde_json::to_value(&event).unwrap();
         future_schema["schema_version"] =
             serde_json::json!(todo_domain::TASK_EVENT_SCHEMA_VERSION + 1);
         let body = serde_json::to_vec(&serde_json::json!({"specversion": "1.0", "type": "task.completed", "data": future_schema})).unwrap();
-        assert_eq!(bed.worker.deliver(body).await, "DROP");
+        assert_eq!(bed.worker.deliver(body.clone()).await, "DROP");
         // An event of another type sent to this route is not ours to handle.
         let created = bed.events(EventType::TaskCreated).await.remove(0);
         assert_eq!(bed.worker.deliver(cloud_event(&created)).await, "DROP");
+        // Each dropped delivery went to the dead-letter topic first, as it came.
+        assert_eq!(
+            bed.worker.dead_letters.sent(),
+            vec![truncated, Vec::new(), body.clone(), cloud_event(&created)],
+            "[{}] every drop dead-lettered",
+            bed.label
+        );
+        // A drop that cannot be dead-lettered yet is retried, not lost.
+        bed.worker.dead_letters.failing(true);
+        assert_eq!(bed.worker.deliver(body).await, "RETRY");
+        bed.worker.dead_letters.failing(false);
+        assert_eq!(bed.worker.dead_letters.sent().len(), 4);
 
         assert_eq!(
             bed.series("ivan", first.id).await.len(),
@@ -776,6 +784,12 @@ async fn other_event_types_are_acknowledged_and_unknown_routes_dead_letter() {
                 .post("/events/nowhere", cloud_event(&created), None)
                 .await,
             (200, "DROP".into())
+        );
+        assert_eq!(
+            bed.worker.dead_letters.sent(),
+            vec![cloud_event(&created)],
+            "[{}] a misrouted delivery is dead-lettered",
+            bed.label
         );
     }
 }

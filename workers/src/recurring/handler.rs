@@ -5,8 +5,8 @@
 //!
 //! | what arrived | answer |
 //! |---|---|
-//! | not JSON, not an event, unknown `schema_version`, another event type, a snapshot that breaks the task rules | `DROP` (dead-lettered) |
-//! | `user_id` missing, empty, malformed, or not the task's owner | `RETRY` for 7 s from its first delivery, then `DROP` (dead-lettered; `http::RetryBudget`) |
+//! | not JSON, not an event, unknown `schema_version`, another event type, a snapshot that breaks the task rules | published to `task-events-dlq`, then `DROP` (`RETRY` while that fails) |
+//! | `user_id` missing, empty, malformed, or not the task's owner | `RETRY` for 7 s from its first delivery, then as above (`http::RetryBudget`) |
 //! | a task that does not recur | `SUCCESS`, nothing created |
 //! | an event already handled (idempotency key) | `SUCCESS` |
 //! | a deleted user, an unknown task, a completion since undone by a reopen | `SUCCESS`, logged, nothing created |
@@ -42,8 +42,13 @@ pub async fn task_completed<I: IdempotencyStore>(
 }
 
 async fn receive<I: IdempotencyStore>(state: &AppState<I>, body: Body) -> SubscriptionOutcome {
-    let (event, parent) = match http::receive(body, "task.completed", decode_delivery).await {
+    let Some(bytes) = http::read_body(body).await else {
+        // Nothing to keep: only a body over the size limit, which no relay publishes.
+        return SubscriptionOutcome::Drop;
+    };
+    let (event, parent) = match http::decode_body(&bytes, "task.completed", decode_delivery) {
         Ok(received) => received,
+        Err(SubscriptionOutcome::Drop) => return dead_letter(state, &bytes).await,
         Err(outcome) => return outcome,
     };
     let span = tracing::info_span!(
@@ -58,6 +63,37 @@ async fn receive<I: IdempotencyStore>(state: &AppState<I>, body: Body) -> Subscr
     todo_store::trace::scope(Some(trace.to_string()), handle(state, &event))
         .instrument(span)
         .await
+}
+
+/// Any other route: as [`http::fallback`], and a delivery (`POST`) is dead-lettered here
+/// first, since daprd does not for this subscription.
+pub async fn misrouted<I: IdempotencyStore>(
+    State(state): State<AppState<I>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    body: Body,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if method != axum::http::Method::POST {
+        return http::fallback(method, uri).await;
+    }
+    tracing::warn!(path = %uri.path(), "delivery to an unknown route; dead-lettering it");
+    match http::read_body(body).await {
+        Some(bytes) => dead_letter(&state, &bytes).await.into_response(),
+        None => SubscriptionOutcome::Drop.into_response(),
+    }
+}
+
+/// A delivery this handler drops goes to `task-events-dlq` first (the subscription has no
+/// dead-letter topic in daprd: [`crate::dead_letters`]); `RETRY` while that fails.
+async fn dead_letter<I>(state: &AppState<I>, body: &[u8]) -> SubscriptionOutcome {
+    match state.dead_letters.send(body).await {
+        Ok(()) => SubscriptionOutcome::Drop,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot dead-letter a dropped event yet; daprd delivers it again");
+            SubscriptionOutcome::Retry
+        }
+    }
 }
 
 /// Handles one decoded completion. Idempotent: any number of deliveries of the same event,

@@ -36,6 +36,8 @@ pub fn settings(url: &str) -> Settings {
 pub struct Worker {
     pub label: &'static str,
     pub served: Spawned,
+    /// What the worker dead-lettered.
+    pub dead_letters: Arc<workers::dead_letters::RecordingDeadLetters>,
 }
 
 impl Worker {
@@ -44,12 +46,14 @@ impl Worker {
         settings: &Settings,
         keys: Arc<I>,
     ) -> Self {
-        let app = workers::recurring::build_with(settings, keys)
+        let dead_letters = Arc::new(workers::dead_letters::RecordingDeadLetters::default());
+        let app = workers::recurring::build_with(settings, keys, Arc::new(dead_letters.clone()))
             .await
             .expect("worker builds");
         Self {
             label,
             served: Spawned::service(app),
+            dead_letters,
         }
     }
 
