@@ -731,6 +731,32 @@ async fn with_an_app_token_the_event_routes_require_the_sidecars_header() {
                 .0,
             401
         );
+        // An unknown path dead-letters what it gets, so it needs the token too.
+        for token in [None, Some("wrong")] {
+            assert_eq!(
+                worker
+                    .post("/events/nowhere", b"forged".to_vec(), token)
+                    .await
+                    .0,
+                401
+            );
+        }
+        assert!(
+            worker.dead_letters.sent().is_empty(),
+            "[{}] nothing dead-lettered without the token",
+            bed.label
+        );
+        assert_eq!(
+            worker
+                .post(
+                    "/events/nowhere",
+                    b"misrouted".to_vec(),
+                    Some("sidecar-secret")
+                )
+                .await,
+            (200, "DROP".into())
+        );
+        assert_eq!(worker.dead_letters.sent(), vec![b"misrouted".to_vec()]);
         assert_eq!(
             bed.series("quinn", first.id).await.len(),
             1,

@@ -66,16 +66,22 @@ async fn receive<I: IdempotencyStore>(state: &AppState<I>, body: Body) -> Subscr
 }
 
 /// Any other route: as [`http::fallback`], and a delivery (`POST`) is dead-lettered here
-/// first, since daprd does not for this subscription.
+/// first, since daprd does not for this subscription. Only from daprd: a fallback is not
+/// behind the event routes' token check, so it checks `dapr-api-token` itself (a body
+/// posted by anyone else must never reach the dead-letter topic, which can be replayed).
 pub async fn misrouted<I: IdempotencyStore>(
     State(state): State<AppState<I>>,
     method: axum::http::Method,
     uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     if method != axum::http::Method::POST {
         return http::fallback(method, uri).await;
+    }
+    if !service_kit::subscription::dapr_token_ok(state.app_api_token.as_ref(), &headers) {
+        return service_kit::subscription::unauthorized();
     }
     tracing::warn!(path = %uri.path(), "delivery to an unknown route; dead-lettering it");
     match http::read_body(body).await {
