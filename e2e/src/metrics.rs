@@ -16,6 +16,11 @@ pub struct Scraped {
 }
 
 impl Scraped {
+    /// Every sample: name, labels, value.
+    pub fn samples(&self) -> impl Iterator<Item = &(String, HashMap<String, String>, f64)> {
+        self.samples.iter()
+    }
+
     /// The sum of the samples named `name` whose labels include `labels`; 0 when none.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.samples

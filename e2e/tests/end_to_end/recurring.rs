@@ -202,6 +202,35 @@ async fn completing_daily_weekly_and_monthly_tasks_creates_one_next_instance_eac
         m["due_at"] == "2037-03-31T09:00:00Z",
         "monthly keeps the anchor day: {m}"
     );
+
+    // daprd called the worker for the five completions only, not for the `task.created`
+    // events around them (its subscription routes nothing else; with a default route to
+    // `/events/ignored` this counts 8 calls).
+    let metrics = e2e::metrics::scrape(&s.env, &s.worker.base).await?;
+    let calls = |route: &str| {
+        metrics.value(
+            "http_requests_total",
+            &[("route", route), ("method", "POST")],
+        )
+    };
+    ensure!(
+        calls("/events/task-completed") >= 5.0,
+        "the completions reached the worker: {}",
+        calls("/events/task-completed")
+    );
+    let others: f64 = metrics
+        .samples()
+        .filter(|(n, l, _)| {
+            n == "http_requests_total"
+                && l.get("method").map(String::as_str) == Some("POST")
+                && l.get("route").map(String::as_str) != Some("/events/task-completed")
+        })
+        .map(|(_, _, v)| v)
+        .sum();
+    ensure!(
+        others == 0.0,
+        "daprd delivered other events to the worker ({others} calls)"
+    );
     Ok(())
 }
 
