@@ -76,8 +76,8 @@ struct Fresh {
     parked: Vec<String>,
     /// Rows per read, as the round's first read.
     page: u64,
-    /// Events the round may still take.
-    room: usize,
+    /// Events the round may take in all.
+    cap: usize,
     per_user: usize,
 }
 
@@ -163,9 +163,7 @@ impl<P: Publisher> Relay<P> {
         let fresh = (per_user > 1).then(|| Fresh {
             parked,
             page,
-            room: usize::try_from(max_events)
-                .unwrap_or(usize::MAX)
-                .saturating_sub(read),
+            cap: usize::try_from(max_events).unwrap_or(usize::MAX),
             per_user,
         });
         let round = self
@@ -305,6 +303,10 @@ impl<P: Publisher> Relay<P> {
         let mut reading: Option<Reading<'_>> = None;
         let mut next_read = tokio::time::Instant::now() + FRESH_READ_EVERY;
         let mut woken = false;
+        // One timer for the round's end, not a new one per turn of the loop (per event).
+        let round_end =
+            tokio::time::sleep_until(tokio::time::Instant::from_std(started + ROUND_MAX));
+        tokio::pin!(round_end);
         loop {
             if !stopping && calls > 0 && started.elapsed() >= ROUND_MAX {
                 round.cut_short = true;
@@ -317,7 +319,7 @@ impl<P: Publisher> Relay<P> {
                 && tokio::time::Instant::now() >= next_read
                 && let Some(f) = fresh.as_ref()
             {
-                let room = f.room.saturating_sub(round.read - read);
+                let room = f.cap.saturating_sub(round.read);
                 if room == 0 {
                     // The round is full: the next one reads the rest at once.
                     fresh = None;
@@ -460,7 +462,7 @@ impl<P: Publisher> Relay<P> {
                         (seqs, marked)
                     }));
                 }
-                () = tokio::time::sleep_until(tokio::time::Instant::from_std(started + ROUND_MAX)), if !stopping && calls > 0 => {}
+                () = &mut round_end, if !stopping && calls > 0 => {}
             }
         }
         // A commit that came in after the round stopped reading: the next round starts at once.

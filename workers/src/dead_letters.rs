@@ -5,12 +5,7 @@
 //! it answers `DROP` to `task-events-dlq` through its sidecar, before answering; if that
 //! fails it answers `RETRY` instead, so nothing it drops is lost.
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    pin::Pin,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Mutex};
 
 use service_kit::{DaprPublisher, Secret};
 use todo_domain::topics;
@@ -95,7 +90,7 @@ impl RecordingDeadLetters {
     }
 }
 
-impl DeadLetterSink for Arc<RecordingDeadLetters> {
+impl DeadLetterSink for RecordingDeadLetters {
     fn send<'a>(&'a self, body: &'a [u8]) -> SinkFuture<'a> {
         Box::pin(async move {
             if self.failing.load(std::sync::atomic::Ordering::SeqCst) {

@@ -47,7 +47,7 @@ impl Worker {
         keys: Arc<I>,
     ) -> Self {
         let dead_letters = Arc::new(workers::dead_letters::RecordingDeadLetters::default());
-        let app = workers::recurring::build_with(settings, keys, Arc::new(dead_letters.clone()))
+        let app = workers::recurring::build_with(settings, keys, dead_letters.clone())
             .await
             .expect("worker builds");
         Self {
