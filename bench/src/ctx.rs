@@ -3,6 +3,7 @@
 
 use devstack::Paths;
 use e2e::Env;
+use sea_orm::DatabaseConnection;
 
 pub(crate) struct Ctx<'a> {
     pub(crate) paths: &'a Paths,
@@ -11,4 +12,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) api_log: std::path::PathBuf,
     pub(crate) client: &'a reqwest::Client,
     pub(crate) bootstrap: String,
+    /// chat-api's database.
+    pub(crate) db: &'a DatabaseConnection,
 }

@@ -337,6 +337,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
         api_log: api.process.log_file().to_path_buf(),
         client: &client,
         bootstrap: bootstrap.clone(),
+        db: &db,
     };
 
     if opts.relay_only {
@@ -526,6 +527,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
         api_log,
         client: &client,
         bootstrap,
+        db: &db,
     };
     relay_drained(&ctx).await?;
     done(t);

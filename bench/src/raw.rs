@@ -14,13 +14,36 @@ pub(super) struct RawResult {
 
 /// Publishes straight to chat-api's sidecar over gRPC (`entries_per_call` 1: `PublishEvent`;
 /// more: `BulkPublishEvent`) with `concurrency` calls in flight, each entry with its
-/// own partition key and CloudEvent id.
+/// own partition key and CloudEvent id, to a topic nobody consumes.
 pub(super) async fn raw_publish(
     api: &Service,
     payload: Arc<Vec<u8>>,
     concurrency: usize,
     entries_per_call: usize,
     duration: Duration,
+) -> Result<RawResult> {
+    raw_publish_to(
+        api,
+        payload,
+        concurrency,
+        entries_per_call,
+        duration,
+        RAW_TOPIC,
+        None,
+    )
+    .await
+}
+
+/// As [`raw_publish`], to `topic`, and every entry with partition key `key` if given (one
+/// user's events: one partition).
+pub(super) async fn raw_publish_to(
+    api: &Service,
+    payload: Arc<Vec<u8>>,
+    concurrency: usize,
+    entries_per_call: usize,
+    duration: Duration,
+    topic: &str,
+    key: Option<&str>,
 ) -> Result<RawResult> {
     let client = dapr_v1::dapr_client::DaprClient::connect(api.sidecar.grpc_url())
         .await
@@ -32,6 +55,7 @@ pub(super) async fn raw_publish(
     for w in 0..concurrency {
         let mut client = client.clone();
         let payload = payload.clone();
+        let (topic, key) = (topic.to_owned(), key.map(str::to_owned));
         handles.push(tokio::spawn(async move {
             let mut samples: Vec<(Sample, usize)> = Vec::new();
             let mut n = 0usize;
@@ -39,7 +63,10 @@ pub(super) async fn raw_publish(
                 let started = Instant::now();
                 let meta = |k: usize| {
                     HashMap::from([
-                        ("partitionKey".to_owned(), format!("raw-{w}-{}", k % 64)),
+                        (
+                            "partitionKey".to_owned(),
+                            key.clone().unwrap_or_else(|| format!("raw-{w}-{}", k % 64)),
+                        ),
                         ("cloudevent.id".to_owned(), uuid::Uuid::new_v4().to_string()),
                         ("cloudevent.type".to_owned(), "bench.raw".to_owned()),
                     ])
@@ -47,7 +74,7 @@ pub(super) async fn raw_publish(
                 let acked = if entries_per_call == 1 {
                     let req = dapr_v1::PublishEventRequest {
                         pubsub_name: PUBSUB.into(),
-                        topic: RAW_TOPIC.into(),
+                        topic: topic.clone(),
                         data: payload.to_vec(),
                         data_content_type: "application/json".into(),
                         metadata: meta(n),
@@ -64,7 +91,7 @@ pub(super) async fn raw_publish(
                         .collect();
                     let req = dapr_v1::BulkPublishRequest {
                         pubsub_name: PUBSUB.into(),
-                        topic: RAW_TOPIC.into(),
+                        topic: topic.clone(),
                         entries,
                         metadata: HashMap::new(),
                     };

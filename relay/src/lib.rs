@@ -80,9 +80,11 @@ pub use health::{HealthView, RelayHealth, supervise};
 pub const ROUND_SLICE: Duration = Duration::from_millis(25);
 
 /// A round sends nothing more after this long even when nobody else waits, so the next
-/// round's read comes soon (new commits, the events a round leaves unmarked); long enough
-/// that the read costs little beside it.
-pub const ROUND_MAX: Duration = Duration::from_millis(100);
+/// round's read comes soon (the users whose events failed in it, rows that became visible
+/// out of id order); long enough that the gap between two rounds (the last call's answer,
+/// then the next read, a few milliseconds in which a heavy user has nothing in flight)
+/// costs little beside it. New commits do not wait for it: a round reads them in.
+pub const ROUND_MAX: Duration = Duration::from_millis(250);
 
 /// The relay's settings (`RELAY_*`, parsed and checked in chat-api's `config`).
 #[derive(Debug, Clone)]

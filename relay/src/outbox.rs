@@ -76,11 +76,37 @@ impl OutboxStore {
         limit: u64,
         except: &[String],
     ) -> Result<Vec<PendingEvent>, StoreError> {
+        self.read_pending(after_seq, limit, except, false).await
+    }
+
+    /// What the relay may publish: as [`OutboxStore::pending_except`], leaving out as well
+    /// every user with a parked event (nothing of theirs goes until it is retried), in the
+    /// same statement (the parked rows' partial index answers that part at no cost while
+    /// none are parked).
+    pub async fn publishable(
+        &self,
+        after_seq: i64,
+        limit: u64,
+        except: &[String],
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        self.read_pending(after_seq, limit, except, true).await
+    }
+
+    async fn read_pending(
+        &self,
+        after_seq: i64,
+        limit: u64,
+        except: &[String],
+        unparked: bool,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
         let mut query = outbox::Entity::find()
             .filter(outbox::Column::PublishedAt.is_null())
             .filter(outbox::Column::Id.gt(after_seq));
         if !except.is_empty() {
             query = query.filter(outbox::Column::UserId.is_not_in(except.iter().cloned()));
+        }
+        if unparked {
+            query = query.filter(outbox::Column::UserId.not_in_subquery(parked_users_query()));
         }
         let rows = query
             .order_by_asc(outbox::Column::Id)
@@ -169,20 +195,6 @@ impl OutboxStore {
         Ok(())
     }
 
-    /// The users with a parked event: the relay leaves all their events alone.
-    pub async fn parked_users(&self) -> Result<Vec<String>, StoreError> {
-        let users: Vec<String> = outbox::Entity::find()
-            .select_only()
-            .column(outbox::Column::UserId)
-            .distinct()
-            .filter(outbox::Column::ParkedAt.is_not_null())
-            .filter(outbox::Column::PublishedAt.is_null())
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        Ok(users)
-    }
-
     /// Every parked event, oldest first.
     pub async fn parked(&self) -> Result<Vec<ParkedEvent>, StoreError> {
         let rows = outbox::Entity::find()
@@ -229,4 +241,14 @@ impl OutboxStore {
             .await?;
         Ok(res.rows_affected)
     }
+}
+
+/// The users with a parked event, as a subquery.
+fn parked_users_query() -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(outbox::Column::UserId)
+        .from(outbox::Entity)
+        .and_where(outbox::Column::ParkedAt.is_not_null())
+        .and_where(outbox::Column::PublishedAt.is_null())
+        .to_owned()
 }

@@ -72,8 +72,6 @@ const FRESH_READ_EVERY: std::time::Duration = ROUND_SLICE;
 
 /// What a round needs to read in what is committed while it runs.
 struct Fresh {
-    /// Users with a parked event (as the round's first read found them).
-    parked: Vec<String>,
     /// Rows per read, as the round's first read.
     page: u64,
     /// Events the round may take in all.
@@ -140,18 +138,17 @@ impl<P: Publisher> Relay<P> {
         per_user: usize,
     ) -> Round {
         let reading = Instant::now();
-        let (queues, saturated, parked) =
-            match self.read(unmarked, max_events, page, per_user).await {
-                Ok(q) => q,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay: cannot read the outbox");
-                    return Round {
-                        failed: true,
-                        database_failed: true,
-                        ..Round::default()
-                    };
-                }
-            };
+        let (queues, saturated) = match self.read(unmarked, max_events, page, per_user).await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox relay: cannot read the outbox");
+                return Round {
+                    failed: true,
+                    database_failed: true,
+                    ..Round::default()
+                };
+            }
+        };
         let read = queues.iter().map(VecDeque::len).sum();
         let users = queues.len();
         if read == 0 {
@@ -161,7 +158,6 @@ impl<P: Publisher> Relay<P> {
         let publishing = Instant::now();
         // A probe stays what it read; a round takes in what is committed while it runs.
         let fresh = (per_user > 1).then(|| Fresh {
-            parked,
             page,
             cap: usize::try_from(max_events).unwrap_or(usize::MAX),
             per_user,
@@ -198,10 +194,8 @@ impl<P: Publisher> Relay<P> {
         max_events: u64,
         page: u64,
         per_user: usize,
-    ) -> Result<(Vec<VecDeque<PendingEvent>>, bool, Vec<String>), StoreError> {
-        let parked = self.outbox.parked_users().await?;
-        let mut except: HashSet<String> = parked.iter().cloned().collect();
-        except.extend(self.waiting_refused());
+    ) -> Result<(Vec<VecDeque<PendingEvent>>, bool), StoreError> {
+        let mut except: HashSet<String> = self.waiting_refused().into_iter().collect();
         // The read may still see the previous round's events as pending (their mark runs
         // alongside): they are left out by sequence number, so read that many more.
         let limit = page + unmarked.len() as u64;
@@ -214,7 +208,7 @@ impl<P: Publisher> Relay<P> {
         };
         let except_list: Vec<String> = except.iter().cloned().collect();
         let (batch, marked) =
-            tokio::join!(self.outbox.pending_except(0, limit, &except_list), marking);
+            tokio::join!(self.outbox.publishable(0, limit, &except_list), marking);
         let previous: HashSet<i64> = unmarked.iter().copied().collect();
         marked?;
         unmarked.clear();
@@ -235,7 +229,7 @@ impl<P: Publisher> Relay<P> {
             let except_list: Vec<String> = except.iter().cloned().collect();
             batch = self
                 .outbox
-                .pending_except(last.unwrap_or(0), page, &except_list)
+                .publishable(last.unwrap_or(0), page, &except_list)
                 .await?;
         }
         let saturated = picker.any_saturated() || full;
@@ -243,7 +237,7 @@ impl<P: Publisher> Relay<P> {
         if per_user > 1 {
             picker.top_up(cap);
         }
-        Ok((picker.into_queues(), saturated, parked))
+        Ok((picker.into_queues(), saturated))
     }
 
     /// Each user's events as a pipeline of its own: at most one event per user in flight,
@@ -326,8 +320,7 @@ impl<P: Publisher> Relay<P> {
                     round.saturated = true;
                 } else {
                     woken = false;
-                    let mut except: Vec<String> = f.parked.clone();
-                    except.extend(self.waiting_refused());
+                    let mut except: Vec<String> = self.waiting_refused();
                     except.extend(closed.iter().cloned());
                     // Users with events queued or in flight get their next ones from the
                     // next round's read: this one looks for the others' new events only.
@@ -341,7 +334,7 @@ impl<P: Publisher> Relay<P> {
                     let limit = (f.page as usize).min(room) + unmarked.len() + marking_len;
                     reading = Some(Box::pin(async move {
                         self.outbox
-                            .pending_except(0, limit as u64, &except)
+                            .publishable(0, limit as u64, &except)
                             .await
                             .map(|rows| (rows, limit))
                     }));
