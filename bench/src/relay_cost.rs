@@ -36,7 +36,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 const RTT_WINDOW: Duration = Duration::from_secs(8);
 
 pub(super) struct SoloDrain {
-    /// From the deletion's answer until nothing was pending.
+    /// From the deletion's answer until none of the user's events was pending.
     pub(super) alone: Duration,
     pub(super) loaded: Duration,
     /// Single publishes with one in flight, just before and just after each drain: alone,
@@ -218,8 +218,8 @@ async fn create_tasks(ctx: &Ctx<'_>, user: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes `user`'s account and answers how long from its answer until the outbox was
-/// empty again.
+/// Deletes `user`'s account and answers how long from its answer until none of `user`'s
+/// events was pending.
 async fn delete_and_drain(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
     let status = ctx
         .client
@@ -238,28 +238,26 @@ async fn delete_and_drain(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
 /// not the whole outbox's: beside writers committing 400 events a second, the outbox is
 /// seldom empty at the instant of a poll, so waiting for that measured the writers.
 async fn user_drained(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
-    let started = Instant::now();
     let count = Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT count(*) AS n FROM outbox WHERE user_id = $1 AND published_at IS NULL",
         [user.into()],
     );
-    loop {
-        let row = ctx
-            .db
-            .query_one_raw(count.clone())
-            .await?
-            .context("count of pending events without a row")?;
-        let pending: i64 = row.try_get("", "n")?;
-        if pending == 0 {
-            return Ok(started.elapsed());
-        }
-        ensure!(
-            started.elapsed() < SETTLE_TIMEOUT,
-            "{pending} of {user}'s events still pending after {SETTLE_TIMEOUT:?}"
-        );
-        tokio::time::sleep(DRAIN_POLL).await;
-    }
+    drained(
+        &format!("{user}'s backlog"),
+        Some(&ctx.api_log),
+        DRAIN_POLL,
+        || async {
+            let row = ctx
+                .db
+                .query_one_raw(count.clone())
+                .await?
+                .context("count of pending events without a row")?;
+            let pending: i64 = row.try_get("", "n")?;
+            Ok(u64::try_from(pending)?)
+        },
+    )
+    .await
 }
 
 /// The relay on/off turns. `common` are the processes both modes share (consumers,

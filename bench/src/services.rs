@@ -94,9 +94,23 @@ pub(super) async fn relay_drained_at(
     log: Option<&Path>,
     poll: Duration,
 ) -> Result<Duration> {
+    drained(&format!("the relay at {base}"), log, poll, || {
+        relay_pending_at(ctx, base)
+    })
+    .await
+}
+
+/// Asks `pending` every `poll` until it answers 0; returns how long that took. After
+/// [`SETTLE_TIMEOUT`] it fails, naming `what` and ending with the tail of `log`, if given.
+pub(super) async fn drained<F: Future<Output = Result<u64>>>(
+    what: &str,
+    log: Option<&Path>,
+    poll: Duration,
+    mut pending: impl FnMut() -> F,
+) -> Result<Duration> {
     let started = Instant::now();
     loop {
-        let pending = relay_pending_at(ctx, base).await?;
+        let pending = pending().await?;
         if pending == 0 {
             return Ok(started.elapsed());
         }
@@ -110,9 +124,7 @@ pub(super) async fn relay_drained_at(
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )
             });
-            bail!(
-                "the relay at {base} still has {pending} events pending after {SETTLE_TIMEOUT:?}{tail}"
-            );
+            bail!("{what} still has {pending} events pending after {SETTLE_TIMEOUT:?}{tail}");
         }
         tokio::time::sleep(poll).await;
     }
