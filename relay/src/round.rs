@@ -251,6 +251,9 @@ impl<P: Publisher> Relay<P> {
     /// commit wakes it; one read at a time, at least [`FRESH_READ_EVERY`] apart) and joins
     /// its user's pipeline, so no user's events wait for a round to end: a heavy user's
     /// backlog keeps going while the others' new events are read beside it.
+    /// A round whose calls were all answered waits for a read that is due (a commit woke
+    /// it) instead of ending: under steady writes, each call then carries a slice's
+    /// commits, not the one or two of the moment.
     ///
     /// [`RelayConfig::concurrency`]: super::RelayConfig::concurrency
     async fn publish_pipelined(
@@ -363,7 +366,10 @@ impl<P: Publisher> Relay<P> {
                 busy.extend(heads.iter().map(|(u, _)| *u));
                 in_flight.push(self.publish_heads(heads));
             }
-            if in_flight.is_empty() && reading.is_none() {
+            // Nothing in flight, nothing being read: the round is over unless a commit came
+            // in, whose read is due at `next_read`.
+            let read_due = woken && !stopping && fresh.is_some();
+            if in_flight.is_empty() && reading.is_none() && !read_due {
                 break;
             }
             tokio::select! {
