@@ -21,7 +21,8 @@
 //!   whatever is ready at a moment goes in one bulk call, many users per call. While a
 //!   round runs, what is committed meanwhile is read in (woken by the commit, at most every
 //!   [`ROUND_SLICE`], the users with nothing queued or in flight) and joins the pipelines,
-//!   so a heavy user's backlog is not stopped for the others' new events; a round sends
+//!   so a heavy user's backlog is not stopped for the others' new events (a round whose
+//!   calls were all answered waits for such a read rather than ending); a round sends
 //!   nothing more after [`ROUND_MAX`], and the next one reads everything pending again
 //!   (which also finds rows that became visible out of id order). What a round published
 //!   is marked as it goes (every [`ROUND_SLICE`]) and, for the rest, by the next round
@@ -76,7 +77,11 @@ pub use health::{HealthView, RelayHealth, supervise};
 
 /// A round reads in what was committed while it runs at most this often (so a fresh event
 /// waits at most this long for its read, and the commits in between go together), and
-/// marks what it published this often.
+/// marks what it published this often. Under steady writes each bulk call carries one
+/// slice of commits (about 45 events at 1,500 writes/s, 80 with 50 ms: the sidecar's and
+/// the broker's CPU per event fell by a fifth more, within the noise of relay on/off
+/// throughput, for 25 ms more publish lag, so 25 ms it is). A commit after a quiet spell
+/// is read at once.
 pub const ROUND_SLICE: Duration = Duration::from_millis(25);
 
 /// A round sends nothing more after this long even when nobody else waits, so the next

@@ -275,6 +275,12 @@ impl<P: Publisher> Relay<P> {
         // Every event this round took (queued, in flight, published), so a read during the
         // round does not take them again; and each user's queue.
         let mut known: HashSet<i64> = queues.iter().flatten().map(|e| e.seq).collect();
+        // Reads during the round start at the round's oldest event: below it the pending
+        // index holds only what this relay published and marked lately (entries PostgreSQL
+        // keeps until its next vacuum, which a read from the start would step over each
+        // time), the events of users left out, and rows that became visible since with a
+        // lower id, which the next round's read, from the start, finds.
+        let floor = known.iter().min().map_or(0, |seq| seq - 1);
         let mut index: HashMap<String, usize> = queues
             .iter()
             .enumerate()
@@ -337,7 +343,7 @@ impl<P: Publisher> Relay<P> {
                     let limit = (f.page as usize).min(room) + unmarked.len() + marking_len;
                     reading = Some(Box::pin(async move {
                         self.outbox
-                            .publishable(0, limit as u64, &except)
+                            .publishable(floor, limit as u64, &except)
                             .await
                             .map(|rows| (rows, limit))
                     }));
