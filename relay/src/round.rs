@@ -275,12 +275,6 @@ impl<P: Publisher> Relay<P> {
         // Every event this round took (queued, in flight, published), so a read during the
         // round does not take them again; and each user's queue.
         let mut known: HashSet<i64> = queues.iter().flatten().map(|e| e.seq).collect();
-        // Reads during the round start at the round's oldest event: below it the pending
-        // index holds only what this relay published and marked lately (entries PostgreSQL
-        // keeps until its next vacuum, which a read from the start would step over each
-        // time), the events of users left out, and rows that became visible since with a
-        // lower id, which the next round's read, from the start, finds.
-        let floor = known.iter().min().map_or(0, |seq| seq - 1);
         let mut index: HashMap<String, usize> = queues
             .iter()
             .enumerate()
@@ -342,8 +336,13 @@ impl<P: Publisher> Relay<P> {
                     // Rows this round published and has not seen marked yet come back too.
                     let limit = (f.page as usize).min(room) + unmarked.len() + marking_len;
                     reading = Some(Box::pin(async move {
+                        // From the start, as the round's first read: a user's oldest pending
+                        // event may lie below this round's events (its user was waiting out
+                        // a backoff at the round's start, or it became visible since with a
+                        // lower number), and a read from a later point would send that
+                        // user's newer events before it.
                         self.outbox
-                            .publishable(floor, limit as u64, &except)
+                            .publishable(0, limit as u64, &except)
                             .await
                             .map(|rows| (rows, limit))
                     }));
