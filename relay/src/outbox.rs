@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    AccessMode, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    IsolationLevel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -76,41 +76,57 @@ impl OutboxStore {
         limit: u64,
         except: &[String],
     ) -> Result<Vec<PendingEvent>, StoreError> {
-        read_pending(&self.db, after_seq, limit, except, false).await
+        self.read_pending(after_seq, limit, except, false).await
     }
 
     /// What the relay may publish: as [`OutboxStore::pending_except`], leaving out as well
     /// every user with a parked event (nothing of theirs goes until it is retried), in the
     /// same statement (the parked rows' partial index answers that part at no cost while
-    /// none are parked). In `snapshot` when given ([`OutboxStore::snapshot`]).
+    /// none are parked).
     pub async fn publishable(
         &self,
-        snapshot: Option<&OutboxSnapshot>,
         after_seq: i64,
         limit: u64,
         except: &[String],
     ) -> Result<Vec<PendingEvent>, StoreError> {
-        match snapshot {
-            Some(s) => read_pending(&s.txn, after_seq, limit, except, true).await,
-            None => read_pending(&self.db, after_seq, limit, except, true).await,
-        }
+        self.read_pending(after_seq, limit, except, true).await
     }
 
-    /// A view of the outbox that several reads share: a row committed between two of
-    /// them is seen by neither (PostgreSQL: one read-only repeatable-read transaction;
-    /// SQLite: one read transaction). End it with [`OutboxSnapshot::close`].
-    pub async fn snapshot(&self) -> Result<OutboxSnapshot, StoreError> {
-        let txn = if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
-            self.db
-                .begin_with_config(
-                    Some(IsolationLevel::RepeatableRead),
-                    Some(AccessMode::ReadOnly),
-                )
-                .await?
-        } else {
-            self.db.begin().await?
-        };
-        Ok(OutboxSnapshot { txn })
+    async fn read_pending(
+        &self,
+        after_seq: i64,
+        limit: u64,
+        except: &[String],
+        unparked: bool,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        let mut query = outbox::Entity::find()
+            .filter(outbox::Column::PublishedAt.is_null())
+            .filter(outbox::Column::Id.gt(after_seq));
+        if !except.is_empty() {
+            query = query.filter(outbox::Column::UserId.is_not_in(except.iter().cloned()));
+        }
+        if unparked {
+            query = query.filter(outbox::Column::UserId.not_in_subquery(parked_users_query()));
+        }
+        let rows = query
+            .order_by_asc(outbox::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PendingEvent {
+                seq: r.id,
+                event_id: r.event_id,
+                user_id: r.user_id,
+                topic: r.topic,
+                event_type: r.event_type,
+                payload: r.payload,
+                created_at: r.created_at,
+                attempts: r.attempts,
+                traceparent: r.traceparent,
+            })
+            .collect())
     }
 
     /// Marks events published (after the sidecar confirmed the broker acknowledged them).
@@ -225,56 +241,6 @@ impl OutboxStore {
             .await?;
         Ok(res.rows_affected)
     }
-}
-
-/// Reads of the outbox in one snapshot ([`OutboxStore::snapshot`]).
-pub struct OutboxSnapshot {
-    txn: DatabaseTransaction,
-}
-
-impl OutboxSnapshot {
-    /// Ends the snapshot (it only read).
-    pub async fn close(self) -> Result<(), StoreError> {
-        self.txn.commit().await?;
-        Ok(())
-    }
-}
-
-async fn read_pending(
-    db: &impl ConnectionTrait,
-    after_seq: i64,
-    limit: u64,
-    except: &[String],
-    unparked: bool,
-) -> Result<Vec<PendingEvent>, StoreError> {
-    let mut query = outbox::Entity::find()
-        .filter(outbox::Column::PublishedAt.is_null())
-        .filter(outbox::Column::Id.gt(after_seq));
-    if !except.is_empty() {
-        query = query.filter(outbox::Column::UserId.is_not_in(except.iter().cloned()));
-    }
-    if unparked {
-        query = query.filter(outbox::Column::UserId.not_in_subquery(parked_users_query()));
-    }
-    let rows = query
-        .order_by_asc(outbox::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| PendingEvent {
-            seq: r.id,
-            event_id: r.event_id,
-            user_id: r.user_id,
-            topic: r.topic,
-            event_type: r.event_type,
-            payload: r.payload,
-            created_at: r.created_at,
-            attempts: r.attempts,
-            traceparent: r.traceparent,
-        })
-        .collect())
 }
 
 /// The users with a parked event, as a subquery.

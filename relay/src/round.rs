@@ -207,15 +207,8 @@ impl<P: Publisher> Relay<P> {
             }
         };
         let except_list: Vec<String> = except.iter().cloned().collect();
-        // Every page in one snapshot: a page read later, from the last row of the one
-        // before, would miss a row that became visible meanwhile below that row (a slow
-        // transaction's commit) while taking in its user's next event, committed after it.
-        let snapshot = self.outbox.snapshot().await?;
-        let (batch, marked) = tokio::join!(
-            self.outbox
-                .publishable(Some(&snapshot), 0, limit, &except_list),
-            marking
-        );
+        let (batch, marked) =
+            tokio::join!(self.outbox.publishable(0, limit, &except_list), marking);
         let previous: HashSet<i64> = unmarked.iter().copied().collect();
         marked?;
         unmarked.clear();
@@ -236,10 +229,9 @@ impl<P: Publisher> Relay<P> {
             let except_list: Vec<String> = except.iter().cloned().collect();
             batch = self
                 .outbox
-                .publishable(Some(&snapshot), last.unwrap_or(0), page, &except_list)
+                .publishable(last.unwrap_or(0), page, &except_list)
                 .await?;
         }
-        snapshot.close().await?;
         let saturated = picker.any_saturated() || full;
         // A probe stays one event per user.
         if per_user > 1 {
@@ -350,7 +342,7 @@ impl<P: Publisher> Relay<P> {
                         // lower number), and a read from a later point would send that
                         // user's newer events before it.
                         self.outbox
-                            .publishable(None, 0, limit as u64, &except)
+                            .publishable(0, limit as u64, &except)
                             .await
                             .map(|rows| (rows, limit))
                     }));
