@@ -203,6 +203,16 @@ async fn with_an_app_token_only_the_sidecar_may_deliver() {
         .await;
     assert_eq!((status, answer.as_str()), (200, "SUCCESS"));
     assert_eq!(svc.sink.notified().len(), 1);
+    // A path nobody serves answers daprd DROP (dead-letter it); anyone else gets no answer
+    // from the subscription at all, as on the event route.
+    for token in [None, Some("wrong")] {
+        let (status, _) = svc.post("/events/elsewhere", cloud_event(&r), token).await;
+        assert_eq!(status, 401, "unknown route, token {token:?}");
+    }
+    let (status, answer) = svc
+        .post("/events/elsewhere", cloud_event(&r), Some("sidecar-secret"))
+        .await;
+    assert_eq!((status, answer.as_str()), (200, "DROP"));
     for probe in ["/healthz", "/readyz"] {
         let status = svc
             .served

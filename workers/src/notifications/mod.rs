@@ -59,7 +59,7 @@ impl<I> Clone for AppState<I> {
 pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
     let events = Router::new()
         .route(REMINDER_ROUTE, post(handler::reminder_due::<I>))
-        .fallback(http::fallback);
+        .fallback(misrouted::<I>);
     service_kit::skeleton::router(
         // Nothing to be ready for: the database check fails open (a reminder is logged when
         // it cannot be checked), and the sidecar is daprd's own concern.
@@ -69,6 +69,24 @@ pub fn router<I: IdempotencyStore>(state: AppState<I>) -> Router {
         http::panic_to_retry,
     )
     .with_state(state)
+}
+
+/// Any other route: [`http::fallback`], whose `DROP` to a delivery is an answer for daprd
+/// only. A fallback is not behind the event route's token check, so a `POST` without
+/// daprd's token is refused here as it is there (before, anyone got `DROP` and a warning in
+/// the log).
+async fn misrouted<I: IdempotencyStore>(
+    axum::extract::State(state): axum::extract::State<AppState<I>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if method == axum::http::Method::POST
+        && !service_kit::subscription::dapr_token_ok(state.app_api_token.as_ref(), &headers)
+    {
+        return service_kit::subscription::unauthorized();
+    }
+    http::fallback(method, uri).await
 }
 
 /// A built, bound, not yet running `notifications`.
