@@ -182,6 +182,9 @@ pub struct Relay<P> {
     fallback: tokio::sync::Semaphore,
     /// Events the last full round published: the next one reads about twice that.
     pace: std::sync::atomic::AtomicUsize,
+    /// Runs once between two pages of a round's first read: a test commits rows there.
+    #[cfg(test)]
+    between_pages: Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
 }
 
 /// What one round achieved.
@@ -240,6 +243,8 @@ impl<P: Publisher> Relay<P> {
             refused: Mutex::new(HashMap::new()),
             fallback: tokio::sync::Semaphore::new(round::FALLBACK_IN_FLIGHT),
             pace: std::sync::atomic::AtomicUsize::new(usize::MAX / 4),
+            #[cfg(test)]
+            between_pages: Mutex::new(None),
         }
     }
 

@@ -129,6 +129,29 @@ impl OutboxStore {
             .collect())
     }
 
+    /// The sequence numbers of the unpublished events of `users` up to `up_to`, in commit
+    /// order, with their users: no payloads, only what checks a read for gaps.
+    pub async fn pending_seqs(
+        &self,
+        users: &[String],
+        up_to: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Id)
+            .column(outbox::Column::UserId)
+            .filter(outbox::Column::PublishedAt.is_null())
+            .filter(outbox::Column::Id.lte(up_to))
+            .filter(outbox::Column::UserId.is_in(users.iter().cloned()))
+            .order_by_asc(outbox::Column::Id)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
     /// Marks events published (after the sidecar confirmed the broker acknowledged them).
     pub async fn mark_published(&self, seqs: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
         if seqs.is_empty() {

@@ -1,7 +1,7 @@
 //! What a round publishes and how: pure functions, tested without a database or sidecar.
 
 use std::{
-    collections::{BTreeMap, HashSet, VecDeque},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     time::Duration,
 };
 
@@ -135,6 +135,42 @@ pub(crate) fn backoff(initial: Duration, max: Duration, failures: u32) -> Durati
     half + half.mul_f64(rand::random::<f64>())
 }
 
+/// Cuts each queue before its first gap: an unpublished event of its user (`pending`, with
+/// sequence numbers ascending) that is not the queue's next one. A read taken in pages
+/// misses a row that becomes visible between two pages below where the next page starts,
+/// while that user's later events can be in the next page; they must not go before it.
+/// Drops the queues left empty. Returns whether any queue was cut.
+pub(crate) fn cut_at_gaps(
+    queues: &mut Vec<VecDeque<PendingEvent>>,
+    pending: &[(i64, String)],
+) -> bool {
+    let mut by_user: HashMap<&str, Vec<i64>> = HashMap::new();
+    for (seq, user) in pending {
+        by_user.entry(user.as_str()).or_default().push(*seq);
+    }
+    let mut cut = false;
+    for queue in queues.iter_mut() {
+        let (Some(first), Some(last)) = (queue.front(), queue.back()) else {
+            continue;
+        };
+        let Some(seqs) = by_user.get(first.user_id.as_str()) else {
+            continue;
+        };
+        let up_to = last.seq;
+        let unbroken = queue
+            .iter()
+            .zip(seqs.iter().filter(|&&s| s <= up_to))
+            .take_while(|(event, seq)| event.seq == **seq)
+            .count();
+        if unbroken < queue.len() {
+            queue.truncate(unbroken);
+            cut = true;
+        }
+    }
+    queues.retain(|q| !q.is_empty());
+    cut
+}
+
 /// The users among `users` that are not in `except`.
 pub(crate) fn without<'a>(
     users: impl IntoIterator<Item = &'a String>,
@@ -196,6 +232,46 @@ mod tests {
                 ("bob".to_owned(), vec![12]),
             ]
         );
+    }
+
+    #[test]
+    fn a_queue_is_cut_before_an_event_of_its_user_that_the_read_missed() {
+        let seqs = |queues: &[VecDeque<PendingEvent>]| -> Vec<(String, Vec<i64>)> {
+            queues
+                .iter()
+                .map(|q| (q[0].user_id.clone(), q.iter().map(|e| e.seq).collect()))
+                .collect()
+        };
+        let mut queues: Vec<VecDeque<PendingEvent>> = vec![
+            [event(2, "ann"), event(5, "ann"), event(9, "ann")].into(),
+            [event(12, "bob")].into(),
+            [event(3, "cy"), event(11, "cy")].into(),
+        ];
+        // ann's 7 and bob's 1 became visible between two pages; cy's 14 is after the read.
+        let pending: Vec<(i64, String)> = [
+            (1, "bob"),
+            (2, "ann"),
+            (3, "cy"),
+            (5, "ann"),
+            (7, "ann"),
+            (9, "ann"),
+            (11, "cy"),
+            (12, "bob"),
+            (14, "cy"),
+        ]
+        .into_iter()
+        .map(|(s, u)| (s, u.to_owned()))
+        .collect();
+        assert!(cut_at_gaps(&mut queues, &pending));
+        assert_eq!(
+            seqs(&queues),
+            [
+                ("ann".to_owned(), vec![2, 5]),
+                ("cy".to_owned(), vec![3, 11]),
+            ],
+            "ann stops before 7, bob has nothing before 1, cy is whole"
+        );
+        assert!(!cut_at_gaps(&mut queues, &pending), "nothing more to cut");
     }
 
     #[test]

@@ -216,6 +216,8 @@ impl<P: Publisher> Relay<P> {
         let mut picker = Picker::new(per_user);
         let cap = usize::try_from(max_events).unwrap_or(usize::MAX);
         let mut full = false;
+        // Where the first page ended, once a second page was read.
+        let mut paged_after: Option<i64> = None;
         for _ in 0..=READS_MAX {
             full = batch.len() as u64 >= limit;
             let last = batch.last().map(|e| e.seq);
@@ -227,17 +229,48 @@ impl<P: Publisher> Relay<P> {
             // out), or the next page of everyone's.
             except.extend(plan::without(picker.newly_saturated(), &except));
             let except_list: Vec<String> = except.iter().cloned().collect();
-            batch = self
-                .outbox
-                .publishable(last.unwrap_or(0), page, &except_list)
-                .await?;
+            let after = last.unwrap_or(0);
+            paged_after.get_or_insert(after);
+            #[cfg(test)]
+            self.between_pages().await;
+            batch = self.outbox.publishable(after, page, &except_list).await?;
         }
-        let saturated = picker.any_saturated() || full;
+        let mut saturated = picker.any_saturated() || full;
         // A probe stays one event per user.
         if per_user > 1 {
             picker.top_up(cap);
         }
-        Ok((picker.into_queues(), saturated))
+        let mut queues = picker.into_queues();
+        if let Some(first_page_end) = paged_after {
+            saturated |= self.cut_at_gaps(&mut queues, first_page_end).await?;
+        }
+        Ok((queues, saturated))
+    }
+
+    /// Each page is a statement of its own: a row committed between two of them below
+    /// where the later one starts is in neither, while its user's next event, committed
+    /// after it, can be in the later page. So the queues holding events read after the
+    /// first page (`first_page_end`) are checked against their users' unpublished events
+    /// and cut before any they lack; what was cut goes next (a read during the round, or
+    /// the next round's). Returns whether anything was cut.
+    async fn cut_at_gaps(
+        &self,
+        queues: &mut Vec<VecDeque<PendingEvent>>,
+        first_page_end: i64,
+    ) -> Result<bool, StoreError> {
+        let paged: Vec<&VecDeque<PendingEvent>> = queues
+            .iter()
+            .filter(|q| q.back().is_some_and(|e| e.seq > first_page_end))
+            .collect();
+        let users: Vec<String> = paged
+            .iter()
+            .filter_map(|q| q.front().map(|e| e.user_id.clone()))
+            .collect();
+        let Some(up_to) = paged.iter().filter_map(|q| q.back().map(|e| e.seq)).max() else {
+            return Ok(false);
+        };
+        let pending = self.outbox.pending_seqs(&users, up_to).await?;
+        Ok(plan::cut_at_gaps(queues, &pending))
     }
 
     /// Each user's events as a pipeline of its own: at most one event per user in flight,
@@ -546,6 +579,18 @@ impl<P: Publisher> Relay<P> {
         }
         if let Err(db) = self.outbox.record_failure(event.seq, &e.to_string()).await {
             tracing::debug!(error = %db, "cannot record publish failure");
+        }
+    }
+
+    #[cfg(test)]
+    async fn between_pages(&self) {
+        let hook = self
+            .between_pages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(hook) = hook {
+            hook.await;
         }
     }
 

@@ -958,6 +958,19 @@ async fn commits_while_a_round_waits_for_its_next_read_share_one_call() {
 /// later read must not send the new event before the one that failed. The reads during a
 /// round started at the round's oldest event, above the failed one, and did (seen after a
 /// broker restart with two replicas: a user's events on Kafka out of commit order).
+/// The titles of `user`'s events in the order the sidecar got them, a retry in place
+/// counted once: a later event before an earlier one is out of order.
+fn sent_in_order(sidecar: &ScriptedSidecar, user: &str) -> Vec<String> {
+    let mut titles: Vec<String> = sidecar
+        .sent()
+        .into_iter()
+        .filter(|(u, _)| u == user)
+        .map(|(_, title)| title)
+        .collect();
+    titles.dedup();
+    titles
+}
+
 #[tokio::test]
 async fn a_user_whose_backoff_ends_during_a_round_keeps_their_order() {
     for (label, db) in each_database().await {
@@ -1009,18 +1022,73 @@ async fn a_user_whose_backoff_ends_during_a_round_keeps_their_order() {
         }
         relay.flush_marks(&mut unmarked).await;
 
-        // A retry repeats an event in place; a later event before it is out of order.
-        let mut ann: Vec<String> = sidecar
-            .sent()
-            .into_iter()
-            .filter(|(u, _)| u == "ann")
-            .map(|(_, title)| title)
-            .collect();
-        ann.dedup();
         assert_eq!(
-            ann,
+            sent_in_order(&sidecar, "ann"),
             ["ann 1", "ann 2"],
             "{label}: ann's events in commit order, the failed one first"
+        );
+        assert!(
+            db.outbox.pending(0, 100).await.expect("pending").is_empty(),
+            "{label}: everything published"
+        );
+    }
+}
+
+/// A round's first read takes its pages in statements of their own: an event that becomes
+/// visible between two of them below where the later one starts is in neither, while its
+/// user's next event, committed after it, can be in the later page. That one must not go
+/// first.
+#[tokio::test]
+async fn an_event_that_becomes_visible_between_two_pages_of_a_read_still_goes_first() {
+    for (label, db) in each_database().await {
+        // A free number at the outbox's head, where ann's first event will show up late
+        // (as a transaction that took its number early and committed late does).
+        create(&db.tasks, "zed", "zed 1").await;
+        let gap = db.outbox.pending(0, 10).await.expect("pending")[0].seq;
+        db.tasks
+            .db()
+            .execute_unprepared("DELETE FROM outbox WHERE user_id = 'zed'")
+            .await
+            .expect("gap");
+        for n in 1..=10 {
+            create(&db.tasks, "bob", &format!("bob {n}")).await;
+        }
+        let sidecar = Arc::new(ScriptedSidecar::default());
+        let config = RelayConfig {
+            batch_size: 10,
+            per_user: 2,
+            ..RelayConfig::default()
+        };
+        let relay = relay_on(&db, &sidecar, config);
+        // The first page is bob's ten events; before the second, ann's first event becomes
+        // visible in the gap and her second commits after it.
+        let tasks = db.tasks.clone();
+        *guard(&relay.between_pages) = Some(Box::pin(async move {
+            create(&tasks, "ann", "ann 1").await;
+            tasks
+                .db()
+                .execute_unprepared(&format!(
+                    "UPDATE outbox SET id = {gap} WHERE user_id = 'ann'"
+                ))
+                .await
+                .expect("ann 1 into the gap");
+            create(&tasks, "ann", "ann 2").await;
+        }));
+        let lock = take_lock(&db, &relay.holder).await;
+        let mut unmarked = Vec::new();
+        for _ in 0..4 {
+            relay.round(&lock, &mut unmarked, 10).await;
+        }
+        relay.flush_marks(&mut unmarked).await;
+        assert!(
+            guard(&relay.between_pages).is_none(),
+            "{label}: the read went past its first page"
+        );
+
+        assert_eq!(
+            sent_in_order(&sidecar, "ann"),
+            ["ann 1", "ann 2"],
+            "{label}: ann's events in commit order"
         );
         assert!(
             db.outbox.pending(0, 100).await.expect("pending").is_empty(),
