@@ -343,7 +343,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
     if opts.relay_only {
         let cost = async {
             relay_cost::create_one(&ctx).await?;
-            let payload = sample_payload(&db).await?;
+            let payload = sample_payload(&ctx).await?;
             let procs = service_procs(&api, &worker, &reminder_services, &stack_pids);
             relay_cost::measure(
                 &ctx,
@@ -427,7 +427,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
     settle(&ctx).await?;
     done(t);
 
-    let payload = sample_payload(&db).await?;
+    let payload = sample_payload(&ctx).await?;
     let relay_concurrency = setting(&api_settings, "RELAY_CONCURRENCY")
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
@@ -541,17 +541,8 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
     let t = step("reading task-events back from Kafka (timestamps, ids)");
     // Every record on the topic, redeliveries included (a publish that failed after the
     // broker appended it is sent again under the same event id); at least one per event.
-    let events = scalar_i64(
-        &db,
-        &format!("SELECT count(*) FROM outbox WHERE topic = '{TASK_EVENTS}'"),
-    )
-    .await?;
     let records = devstack::topic_end_offset(&ctx.bootstrap, paths, TASK_EVENTS).await?;
-    let seen = read_task_events(
-        &ctx,
-        usize::try_from(records.max(u64::try_from(events).unwrap_or(0))).unwrap_or(0),
-    )
-    .await?;
+    let seen = read_task_events(&ctx, usize::try_from(records).unwrap_or(0)).await?;
     for phase in &mut phases {
         phase.kafka = Some(seen.phase_stats(phase));
     }

@@ -135,15 +135,26 @@ pub(super) async fn raw_publish_to(
     })
 }
 
-/// A real task event as the raw baseline's payload.
-pub(super) async fn sample_payload(db: &DatabaseConnection) -> Result<Arc<Vec<u8>>> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT payload FROM outbox WHERE event_type = 'task.created' ORDER BY id DESC LIMIT 1",
-        ))
-        .await?
-        .context("no task.created event in the outbox to copy as the raw payload")?;
-    let payload: String = row.try_get("", "payload")?;
-    Ok(Arc::new(payload.into_bytes()))
+/// Records read from the start of `task-events` to find a `task.created` in: the first
+/// write of every run is a creation.
+const SAMPLE_RECORDS: usize = 1;
+
+/// A real task event as the raw baseline's payload: the first `task.created` on
+/// `task-events` (a published event's outbox row is gone).
+pub(super) async fn sample_payload(ctx: &Ctx<'_>) -> Result<Arc<Vec<u8>>> {
+    let records = devstack::consume(
+        &ctx.bootstrap,
+        ctx.paths,
+        TASK_EVENTS,
+        SAMPLE_RECORDS,
+        Duration::from_secs(30),
+    )
+    .await?;
+    let payload = records
+        .iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.value).ok())
+        .map(|v| v["data"].clone())
+        .find(|data| data["event_type"] == "task.created")
+        .context("no task.created event on task-events to copy as the raw payload")?;
+    Ok(Arc::new(serde_json::to_vec(&payload)?))
 }

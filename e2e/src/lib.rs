@@ -465,6 +465,29 @@ impl Env {
         )
         .await
     }
+
+    /// As [`Env::records`], with each record's Kafka timestamp (when it was published).
+    pub async fn timed_records(
+        &self,
+        topic: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> Result<Vec<devstack::TimedRecord>> {
+        let mut records = Vec::new();
+        devstack::consume_timed(
+            &self.stack.kafka_bootstrap(),
+            &self.paths,
+            topic,
+            expected,
+            timeout,
+            |r| {
+                records.push(r);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(records)
+    }
 }
 
 impl Service {

@@ -1,7 +1,8 @@
 //! The outbox relay, where `task-events` is published: it runs in `chat-api` and publishes
 //! the events committed with each task change (the outbox, [`outbox`]) through the sidecar,
 //! in commit order per user, marking each published only after the sidecar confirmed the
-//! broker's ack. With its queries: the outbox's ([`OutboxStore`]) and the publisher lock's
+//! broker's ack. Marking an event published deletes its row: what is left in the outbox is
+//! pending (or parked). With its queries: the outbox's ([`OutboxStore`]) and the publisher lock's
 //! ([`PublisherLock`]); its metrics in [`metrics`].
 //!
 //! May depend on: the store (the outbox's table and connections), the domain, and
@@ -114,8 +115,6 @@ pub struct RelayConfig {
     pub refusal_backoff_max: Duration,
     /// Refusals of the event itself by the broker after which it is parked.
     pub park_after: u32,
-    /// Published rows older than this are deleted.
-    pub retention: Duration,
     /// Log the backlog when the oldest pending event is older than this.
     pub lag_warning: Duration,
     /// A holder whose own sidecar is unreachable this long gives the lock up ...
@@ -154,7 +153,6 @@ impl Default for RelayConfig {
             // With the backoff above, about 25 s of the broker refusing the event itself:
             // a margin against an error text read wrongly, short enough that a user notices.
             park_after: 10,
-            retention: Duration::from_secs(24 * 3600),
             lag_warning: Duration::from_secs(5),
             handover_after: Duration::from_secs(10),
             handover_pause: Duration::from_secs(15),
@@ -426,13 +424,14 @@ impl<P: Publisher> Relay<P> {
         notified.now_or_never().is_some()
     }
 
-    /// Marks `unmarked` published; on failure they stay for the next try (a relay that stops
-    /// before marking them publishes them again after its restart, under the same ids).
+    /// Marks `unmarked` published (removes them from the outbox); on failure they stay for
+    /// the next try (a relay that stops before marking them publishes them again after its
+    /// restart, under the same ids).
     async fn flush_marks(&self, unmarked: &mut Vec<i64>) {
         if unmarked.is_empty() {
             return;
         }
-        match self.outbox.mark_published(unmarked, Utc::now()).await {
+        match self.outbox.remove_published(unmarked).await {
             Ok(()) => unmarked.clear(),
             Err(e) => {
                 tracing::warn!(error = %e, count = unmarked.len(), "outbox relay: cannot mark events published")
@@ -469,14 +468,12 @@ impl<P: Publisher> Relay<P> {
         }
     }
 
+    /// Deletes what a relay of an earlier version marked published instead of deleting.
     async fn purge(&self) {
-        let Ok(retention) = chrono::Duration::from_std(self.config.retention) else {
-            return;
-        };
-        match self.outbox.purge_published(Utc::now() - retention).await {
+        match self.outbox.purge_marked().await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "purged published outbox rows"),
-            Err(e) => tracing::warn!(error = %e, "cannot purge published outbox rows"),
+            Ok(n) => tracing::info!(deleted = n, "purged outbox rows marked published"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge outbox rows marked published"),
         }
     }
 }

@@ -152,13 +152,14 @@ impl OutboxStore {
             .await?)
     }
 
-    /// Marks events published (after the sidecar confirmed the broker acknowledged them).
-    pub async fn mark_published(&self, seqs: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Removes published events (after the sidecar confirmed the broker acknowledged them):
+    /// what is published leaves the outbox. A delete only ends each row, where marking it
+    /// wrote a second version of it with new index entries, and kept rows grew the table.
+    pub async fn remove_published(&self, seqs: &[i64]) -> Result<(), StoreError> {
         if seqs.is_empty() {
             return Ok(());
         }
-        outbox::Entity::update_many()
-            .col_expr(outbox::Column::PublishedAt, Expr::value(now))
+        outbox::Entity::delete_many()
             .filter(outbox::Column::Id.is_in(seqs.iter().copied()))
             .exec(&self.db)
             .await?;
@@ -255,11 +256,11 @@ impl OutboxStore {
         Ok(res.rows_affected)
     }
 
-    /// Deletes published events older than `before`. Returns how many were removed.
-    pub async fn purge_published(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    /// Deletes the rows a relay of an earlier version marked published instead of deleting
+    /// them (a replica still running during an upgrade). Returns how many were removed.
+    pub async fn purge_marked(&self) -> Result<u64, StoreError> {
         let res = outbox::Entity::delete_many()
             .filter(outbox::Column::PublishedAt.is_not_null())
-            .filter(outbox::Column::PublishedAt.lt(before))
             .exec(&self.db)
             .await?;
         Ok(res.rows_affected)

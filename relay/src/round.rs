@@ -203,7 +203,7 @@ impl<P: Publisher> Relay<P> {
             if unmarked.is_empty() {
                 Ok(())
             } else {
-                self.outbox.mark_published(unmarked, Utc::now()).await
+                self.outbox.remove_published(unmarked).await
             }
         };
         let except_list: Vec<String> = except.iter().cloned().collect();
@@ -495,7 +495,7 @@ impl<P: Publisher> Relay<P> {
                     let seqs = std::mem::take(unmarked);
                     marking_len = seqs.len();
                     marking = Some(Box::pin(async move {
-                        let marked = self.outbox.mark_published(&seqs, Utc::now()).await;
+                        let marked = self.outbox.remove_published(&seqs).await;
                         (seqs, marked)
                     }));
                 }

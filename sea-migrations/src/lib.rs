@@ -15,6 +15,7 @@ mod m20261205_000006_dead_letters;
 mod m20261206_000007_conversations;
 mod m20261207_000008_due_dates_reminders;
 mod m20261208_000009_outbox_traceparent;
+mod m20261209_000010_outbox_published_leave;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000007_conversations::Migration),
             Box::new(m20261207_000008_due_dates_reminders::Migration),
             Box::new(m20261208_000009_outbox_traceparent::Migration),
+            Box::new(m20261209_000010_outbox_published_leave::Migration),
         ]
     }
 }

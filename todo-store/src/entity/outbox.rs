@@ -11,6 +11,8 @@ pub struct Model {
     pub event_type: String,
     pub payload: String,
     pub created_at: DateTimeUtc,
+    /// Always null: a published event's row is deleted. Only a relay of a version before
+    /// that set it (a replica still running during an upgrade); the relay purges such rows.
     pub published_at: Option<DateTimeUtc>,
     pub attempts: i32,
     pub last_error: Option<String>,
