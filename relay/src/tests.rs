@@ -590,6 +590,60 @@ async fn the_next_round_marks_the_previous_rounds_events_and_never_sends_them_ag
     assert_eq!(sidecar.sent().len(), 9, "each event sent once");
 }
 
+/// The outbox holds only what waits: a published event's row is deleted, and so is a row a
+/// relay of an earlier version marked published instead (a replica still running during an
+/// upgrade), which is not sent again.
+#[tokio::test]
+async fn published_events_leave_the_outbox_and_rows_an_older_relay_marked_are_purged() {
+    for (label, db) in each_database().await {
+        for (user, title) in [("ann", "ann 1"), ("ann", "ann 2"), ("bob", "bob 1")] {
+            create(&db.tasks, user, title).await;
+        }
+        let first = db.outbox.pending(0, 10).await.expect("pending")[0].seq;
+        db.tasks
+            .db()
+            .execute_unprepared(&format!(
+                "UPDATE outbox SET published_at = created_at WHERE id = {first}"
+            ))
+            .await
+            .expect("marked as an older relay does");
+        let sidecar = Arc::new(ScriptedSidecar::default());
+        let relay = relay_on(&db, &sidecar, RelayConfig::default());
+        let lock = take_lock(&db, &relay.holder).await;
+        let mut unmarked = Vec::new();
+        let round = relay
+            .round(&lock, &mut unmarked, relay.config.batch_size)
+            .await;
+        relay.flush_marks(&mut unmarked).await;
+        assert_eq!(round.published, 2, "{label}: {round:?}");
+        let mut sent: Vec<String> = sidecar.sent().into_iter().map(|(_, t)| t).collect();
+        sent.sort();
+        assert_eq!(
+            sent,
+            ["ann 2", "bob 1"],
+            "{label}: the marked row is not sent"
+        );
+
+        let rows = |db: &Db| {
+            let conn = db.tasks.db().clone();
+            async move {
+                conn.query_one_raw(sea_orm::Statement::from_string(
+                    conn.get_database_backend(),
+                    "SELECT count(*) AS n FROM outbox",
+                ))
+                .await
+                .expect("count")
+                .expect("a row")
+                .try_get::<i64>("", "n")
+                .expect("a number")
+            }
+        };
+        assert_eq!(rows(&db).await, 1, "{label}: only the marked row is left");
+        relay.purge().await;
+        assert_eq!(rows(&db).await, 0, "{label}: the marked row is purged");
+    }
+}
+
 #[tokio::test]
 async fn a_bulk_call_refused_as_a_whole_is_retried_event_by_event_so_only_the_refused_user_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
