@@ -116,6 +116,19 @@ impl ScriptedSidecar {
     fn sent(&self) -> Vec<(String, String)> {
         self.calls().into_iter().flatten().collect()
     }
+
+    /// The titles of `user`'s events in the order they were sent, a retry in place counted
+    /// once: a later event before an earlier one is out of order.
+    fn sent_in_order(&self, user: &str) -> Vec<String> {
+        let mut titles: Vec<String> = self
+            .sent()
+            .into_iter()
+            .filter(|(u, _)| u == user)
+            .map(|(_, title)| title)
+            .collect();
+        titles.dedup();
+        titles
+    }
 }
 
 impl Publisher for ScriptedSidecar {
@@ -1012,19 +1025,6 @@ async fn commits_while_a_round_waits_for_its_next_read_share_one_call() {
 /// later read must not send the new event before the one that failed. The reads during a
 /// round started at the round's oldest event, above the failed one, and did (seen after a
 /// broker restart with two replicas: a user's events on Kafka out of commit order).
-/// The titles of `user`'s events in the order the sidecar got them, a retry in place
-/// counted once: a later event before an earlier one is out of order.
-fn sent_in_order(sidecar: &ScriptedSidecar, user: &str) -> Vec<String> {
-    let mut titles: Vec<String> = sidecar
-        .sent()
-        .into_iter()
-        .filter(|(u, _)| u == user)
-        .map(|(_, title)| title)
-        .collect();
-    titles.dedup();
-    titles
-}
-
 #[tokio::test]
 async fn a_user_whose_backoff_ends_during_a_round_keeps_their_order() {
     for (label, db) in each_database().await {
@@ -1077,7 +1077,7 @@ async fn a_user_whose_backoff_ends_during_a_round_keeps_their_order() {
         relay.flush_marks(&mut unmarked).await;
 
         assert_eq!(
-            sent_in_order(&sidecar, "ann"),
+            sidecar.sent_in_order("ann"),
             ["ann 1", "ann 2"],
             "{label}: ann's events in commit order, the failed one first"
         );
@@ -1140,7 +1140,7 @@ async fn an_event_that_becomes_visible_between_two_pages_of_a_read_still_goes_fi
         );
 
         assert_eq!(
-            sent_in_order(&sidecar, "ann"),
+            sidecar.sent_in_order("ann"),
             ["ann 1", "ann 2"],
             "{label}: ann's events in commit order"
         );
