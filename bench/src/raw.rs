@@ -1,4 +1,7 @@
-//! Raw publishes to the same sidecar, no service code: the ceiling.
+//! Raw publishes to the same sidecar, no service code: the ceiling. Each event is sent as
+//! the relay sends it: a CloudEvent daprd passes through as it is.
+
+use service_kit::OutgoingEvent;
 
 use super::*;
 
@@ -61,39 +64,49 @@ pub(super) async fn raw_publish_to(
             let mut n = 0usize;
             while Instant::now() < end && samples.len() < MAX_REQUESTS_PER_WORKER {
                 let started = Instant::now();
-                let meta = |k: usize| {
-                    HashMap::from([
-                        (
-                            "partitionKey".to_owned(),
-                            key.clone().unwrap_or_else(|| format!("raw-{w}-{}", k % 64)),
-                        ),
-                        ("cloudevent.id".to_owned(), uuid::Uuid::new_v4().to_string()),
-                        ("cloudevent.type".to_owned(), "bench.raw".to_owned()),
-                    ])
+                // What the relay sends: its own CloudEvent, passed through (`rawPayload`).
+                let entry = |k: usize| {
+                    let key = key.clone().unwrap_or_else(|| format!("raw-{w}-{}", k % 64));
+                    let event = OutgoingEvent {
+                        topic: &topic,
+                        partition_key: &key,
+                        event_id: uuid::Uuid::new_v4(),
+                        event_type: "bench.raw",
+                        payload: &payload,
+                        traceparent: None,
+                    };
+                    let data = service_kit::publish::envelope(&event, "chat-api", PUBSUB)
+                        .expect("the bench's payload is JSON");
+                    (data, HashMap::from([("partitionKey".to_owned(), key)]))
                 };
                 let acked = if entries_per_call == 1 {
+                    let (data, mut metadata) = entry(n);
+                    metadata.extend(service_kit::publish::raw_payload());
                     let req = dapr_v1::PublishEventRequest {
                         pubsub_name: PUBSUB.into(),
                         topic: topic.clone(),
-                        data: payload.to_vec(),
-                        data_content_type: "application/json".into(),
-                        metadata: meta(n),
+                        data,
+                        data_content_type: "application/cloudevents+json".into(),
+                        metadata,
                     };
                     usize::from(client.publish_event(req).await.is_ok())
                 } else {
                     let entries = (0..entries_per_call)
-                        .map(|i| dapr_v1::BulkPublishRequestEntry {
-                            entry_id: i.to_string(),
-                            event: payload.to_vec(),
-                            content_type: "application/json".into(),
-                            metadata: meta(n * entries_per_call + i),
+                        .map(|i| {
+                            let (event, metadata) = entry(n * entries_per_call + i);
+                            dapr_v1::BulkPublishRequestEntry {
+                                entry_id: i.to_string(),
+                                event,
+                                content_type: "application/cloudevents+json".into(),
+                                metadata,
+                            }
                         })
                         .collect();
                     let req = dapr_v1::BulkPublishRequest {
                         pubsub_name: PUBSUB.into(),
                         topic: topic.clone(),
                         entries,
-                        metadata: HashMap::new(),
+                        metadata: service_kit::publish::raw_payload(),
                     };
                     let res = client.bulk_publish_event(req).await;
                     match res {
