@@ -553,13 +553,14 @@ pub fn client() -> reqwest::Client {
         .expect("a reqwest client with default TLS settings builds")
 }
 
-/// The CloudEvent envelope daprd wraps around each published event.
+/// The CloudEvent envelope of each published event (written by the publisher, passed through by
+/// daprd).
 #[derive(Debug, Deserialize)]
 pub struct CloudEvent<T> {
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
-    /// The W3C trace context daprd wrote (from the publish metadata, or its own).
+    /// The W3C trace context the publisher wrote.
     #[serde(default)]
     pub traceparent: Option<String>,
     pub data: T,

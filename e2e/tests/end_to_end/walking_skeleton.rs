@@ -71,6 +71,29 @@ async fn task_changes_reach_kafka_keyed_by_user_and_in_order() -> Result<()> {
         again.len()
     );
     let seen = decode_task_events(&records)?;
+    // Each record is a whole CloudEvent with the attributes daprd gives its own envelopes:
+    // chat-api writes it, daprd passes it through.
+    for record in &records {
+        let ce: Value = serde_json::from_str(&record.value)?;
+        for (attribute, expected) in [
+            ("specversion", "1.0"),
+            ("source", "chat-api"),
+            ("datacontenttype", "application/json"),
+            ("topic", topics::TASK_EVENTS),
+            ("pubsubname", "pubsub"),
+        ] {
+            ensure!(ce[attribute] == expected, "{attribute}: {ce}");
+        }
+        let time = ce["time"].as_str().unwrap_or_default();
+        ensure!(
+            chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+            "time: {ce}"
+        );
+        ensure!(
+            ce["traceparent"].is_string() && ce["traceid"] == ce["traceparent"],
+            "trace context: {ce}"
+        );
+    }
 
     for user in users {
         let mut mine: Vec<_> = seen.iter().filter(|e| e.event.user_id == user).collect();
