@@ -14,6 +14,9 @@ pub(super) struct SeenEvents {
     pub(super) by_group: BTreeMap<(String, Op), (Vec<KafkaEvent>, HashSet<String>)>,
     pub(super) unmatched: usize,
     pub(super) key_mismatches: usize,
+    /// The one-user baseline's raw publishes (CloudEvent type [`raw::RAW_TYPE`]): keyed by
+    /// the drained user, carrying the sample event of another; not events of the system.
+    pub(super) raw: usize,
 }
 
 pub(super) struct KafkaPhase {
@@ -96,6 +99,10 @@ pub(super) async fn read_task_events(ctx: &Ctx<'_>, expected: usize) -> Result<S
             }
             let v: Value =
                 serde_json::from_str(&r.record.value).context("a record that is not JSON")?;
+            if v["type"] == raw::RAW_TYPE {
+                seen.raw += 1;
+                return Ok(());
+            }
             let data = &v["data"];
             let user = data["user_id"].as_str().unwrap_or_default();
             if r.record.key.as_deref() != Some(user) {

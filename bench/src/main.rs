@@ -591,6 +591,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
         phases,
         kafka_unmatched: seen.unmatched,
         kafka_key_mismatches: seen.key_mismatches,
+        kafka_raw: seen.raw,
         left_running,
         load_at_end: read_loadavg(),
     }))

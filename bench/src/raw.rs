@@ -5,6 +5,9 @@ use service_kit::OutgoingEvent;
 
 use super::*;
 
+/// The CloudEvent type of every raw publish.
+pub(super) const RAW_TYPE: &str = "bench.raw";
+
 pub(super) struct RawResult {
     pub(super) concurrency: usize,
     pub(super) entries_per_call: usize,
@@ -71,7 +74,7 @@ pub(super) async fn raw_publish_to(
                         topic: &topic,
                         partition_key: &key,
                         event_id: uuid::Uuid::new_v4(),
-                        event_type: "bench.raw",
+                        event_type: RAW_TYPE,
                         payload: &payload,
                         traceparent: None,
                     };
