@@ -7,7 +7,8 @@
 //!   go when one of them is in flight at a time.
 //! - **Relay on and off**: closed-loop creates through two more chat-api instances of the
 //!   same build, each on a database of its own, one with its relay off (the same writes,
-//!   task and outbox rows committed, nothing published), taking turns (on, off, on, off);
+//!   task and outbox rows committed, nothing published), taking turns in a balanced order
+//!   ([`TURN_ORDER`]) after the earlier phases' writes reached the disk;
 //!   requests/s, latency, and every process's CPU per 1,000 writes, so it shows where
 //!   publishing costs: the relay's queries, the sidecars, the broker, the consumers.
 
@@ -27,7 +28,12 @@ const BESIDE_WORKERS: usize = 10;
 const BESIDE_RATE: u32 = 400;
 /// Concurrency of the relay on/off turns (as `wrk -t2 -c32`).
 pub(super) const PAIR_CLIENTS: usize = 32;
-const PAIR_TURNS: usize = 4;
+/// Relay on (true) and off, in an order where each mode's mean position is the same (on,
+/// off, off, on, off, on, on, off), so neither mode gets the early or the late turns: with
+/// on, off, on, off, whatever the earlier phases left running (the disk's writeback of
+/// their records, the database's vacuum of their deletions) fell in the relay-on turns
+/// first.
+const TURN_ORDER: [bool; 8] = [true, false, false, true, false, true, true, false];
 /// How often the drain's end is polled (a count of the user's pending rows, itself work for
 /// the database the relay uses): at most this much late on a drain of seconds. Polled every
 /// 10 ms, the polls took CPU from the drain they measured.
@@ -302,9 +308,20 @@ async fn turns(
     warmup: Duration,
     duration: Duration,
 ) -> Result<Vec<Turn>> {
+    // The earlier phases' records and rows on disk before the first turn (the raw bulk
+    // publishes write gigabytes), so no turn waits for their writeback.
+    let flushed = Instant::now();
+    let status = tokio::process::Command::new("sync")
+        .status()
+        .await
+        .context("running sync")?;
+    ensure!(status.success(), "sync failed: {status}");
+    println!(
+        "    the earlier phases' writes on disk after {:.1} s",
+        flushed.elapsed().as_secs_f64()
+    );
     let mut turns = Vec::new();
-    for turn in 0..PAIR_TURNS {
-        let relay_on = turn % 2 == 0;
+    for (turn, &relay_on) in TURN_ORDER.iter().enumerate() {
         let api = &instances[usize::from(!relay_on)];
         let mut procs = vec![
             Proc::new("chat-api", api.process.pid(), false),
@@ -416,7 +433,7 @@ impl RelayCost {
         let ((on_rps, on_p99), (off_rps, off_p99)) = self.means();
         let _ = writeln!(
             s,
-            "\n### Publishing's cost: relay on and off\n\nTwo more chat-api instances of this build, each on a database of its own, one with `RELAY_ENABLED=false` (the same task and outbox rows committed, nothing published). {PAIR_CLIENTS} closed-loop clients creating tasks for {:.0} s per turn, taking turns (on, off, on, off); after each relay-on turn, the time until its outbox was empty.\n",
+            "\n### Publishing's cost: relay on and off\n\nTwo more chat-api instances of this build, each on a database of its own, one with `RELAY_ENABLED=false` (the same task and outbox rows committed, nothing published). {PAIR_CLIENTS} closed-loop clients creating tasks for {:.0} s per turn, taking turns in a balanced order (on, off, off, on, off, on, on, off) after `sync`; after each relay-on turn, the time until its outbox was empty.\n",
             self.duration.as_secs_f64()
         );
         let _ = writeln!(
