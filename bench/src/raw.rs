@@ -89,7 +89,7 @@ pub(super) async fn raw_publish_to(
                         pubsub_name: PUBSUB.into(),
                         topic: topic.clone(),
                         data,
-                        data_content_type: "application/cloudevents+json".into(),
+                        data_content_type: service_kit::publish::CLOUDEVENT.into(),
                         metadata,
                     };
                     usize::from(client.publish_event(req).await.is_ok())
@@ -100,7 +100,7 @@ pub(super) async fn raw_publish_to(
                             dapr_v1::BulkPublishRequestEntry {
                                 entry_id: i.to_string(),
                                 event,
-                                content_type: "application/cloudevents+json".into(),
+                                content_type: service_kit::publish::CLOUDEVENT.into(),
                                 metadata,
                             }
                         })

@@ -22,8 +22,9 @@ use crate::Secret;
 /// Name of the pub/sub component in `components/`.
 pub const PUBSUB_NAME: &str = "pubsub";
 
-/// The content type of what [`DaprPublisher`] hands the sidecar for an event.
-const CLOUDEVENT: &str = "application/cloudevents+json";
+/// The content type of a whole CloudEvent handed to the sidecar (what [`DaprPublisher`]
+/// sends for an event).
+pub const CLOUDEVENT: &str = "application/cloudevents+json";
 
 /// One event to publish.
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +197,19 @@ impl DaprPublisher {
         metadata: HashMap<String, String>,
     ) -> Result<(), PublishError> {
         let mut client = self.client().await?;
+        self.publish_with(&mut client, topic, data, content_type, metadata)
+            .await
+    }
+
+    /// [`DaprPublisher::publish_event`] on a client already at hand.
+    async fn publish_with(
+        &self,
+        client: &mut GrpcClient,
+        topic: &str,
+        data: Vec<u8>,
+        content_type: &str,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), PublishError> {
         let request = dapr_v1::PublishEventRequest {
             pubsub_name: self.pubsub.clone(),
             topic: topic.to_owned(),
@@ -394,8 +408,14 @@ impl Publisher for DaprPublisher {
         let source = self.app_id(&mut client).await?;
         let mut raw = self.entry(&event, source)?;
         raw.metadata.extend(raw_payload());
-        self.publish_event(event.topic, raw.event, CLOUDEVENT, raw.metadata)
-            .await
+        self.publish_with(
+            &mut client,
+            event.topic,
+            raw.event,
+            CLOUDEVENT,
+            raw.metadata,
+        )
+        .await
     }
 
     async fn answers(&self) -> bool {

@@ -19,8 +19,6 @@ use uuid::Uuid;
 pub const TRACEPARENT: &str = "traceparent";
 /// The answer's header naming the request's trace (W3C Trace Context level 2).
 pub const TRACERESPONSE: &str = "traceresponse";
-/// Publish metadata that makes daprd put a given `traceparent` into the CloudEvent.
-pub const CLOUDEVENT_TRACEPARENT: &str = "cloudevent.traceparent";
 
 /// One span's place in a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -63,7 +63,7 @@ fn describe(body: &[u8]) -> (&'static str, HashMap<String, String>) {
             let metadata = key
                 .map(|k| HashMap::from([("partitionKey".to_owned(), k.to_owned())]))
                 .unwrap_or_default();
-            ("application/cloudevents+json", metadata)
+            (service_kit::publish::CLOUDEVENT, metadata)
         }
         _ => ("application/octet-stream", HashMap::new()),
     }
