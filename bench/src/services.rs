@@ -124,7 +124,7 @@ pub(super) async fn drained<F: Future<Output = Result<u64>>>(
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )
             });
-            bail!("{what} still has {pending} events pending after {SETTLE_TIMEOUT:?}{tail}");
+            bail!("{what} still has events pending ({pending}) after {SETTLE_TIMEOUT:?}{tail}");
         }
         tokio::time::sleep(poll).await;
     }
