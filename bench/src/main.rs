@@ -287,6 +287,8 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
 
     let t = step("starting PostgreSQL, Redis and Kafka on free loopback ports");
     let mut env = Env::start_with(BrokerJvm::Server).await?;
+    // Dropped before `env` (which removes its directory): on failure, the logs stay.
+    let mut logs = KeptOnFailure::new(env.dir.path().join("logs"), paths);
     env.stack
         .create_topics(&[RAW_TOPIC], e2e::TOPIC_PARTITIONS)
         .await?;
@@ -357,6 +359,11 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
             .await
         }
         .await;
+        if cost.is_ok() {
+            logs.disarm();
+        } else {
+            logs.keep();
+        }
         drop(db);
         let left_running = stop_services(paths, env, api, worker, reminder_services).await?;
         let mut text = String::new();
@@ -566,6 +573,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
     }
     done(t);
 
+    logs.disarm();
     drop(db);
     let left_running = stop_services(paths, env, api, worker, reminder_services).await?;
 

@@ -205,3 +205,58 @@ fn keep_logs(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The stack's log directory, copied to `.data/bench-logs/<time>/` if the run fails (an
+/// error, the time budget, Ctrl-C) before the stack's directory is removed, so the
+/// services' logs of a failed run can be read afterwards.
+pub(super) struct KeptOnFailure {
+    from: std::path::PathBuf,
+    to: std::path::PathBuf,
+    armed: bool,
+}
+
+impl KeptOnFailure {
+    pub(super) fn new(from: std::path::PathBuf, paths: &Paths) -> Self {
+        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        Self {
+            from,
+            to: paths.data.join("bench-logs").join(stamp),
+            armed: true,
+        }
+    }
+
+    /// The run succeeded: nothing is kept.
+    pub(super) fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Copies the logs now (once).
+    pub(super) fn keep(&mut self) {
+        if !std::mem::take(&mut self.armed) {
+            return;
+        }
+        let copied = fs::create_dir_all(&self.to).and_then(|()| {
+            for entry in fs::read_dir(&self.from)? {
+                let entry = entry?;
+                fs::copy(entry.path(), self.to.join(entry.file_name()))?;
+            }
+            Ok(())
+        });
+        match copied {
+            Ok(()) => eprintln!(
+                "the services' logs of this run are in {}",
+                self.to.display()
+            ),
+            Err(e) => eprintln!(
+                "could not keep the services' logs in {}: {e}",
+                self.to.display()
+            ),
+        }
+    }
+}
+
+impl Drop for KeptOnFailure {
+    fn drop(&mut self) {
+        self.keep();
+    }
+}
