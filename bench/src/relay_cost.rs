@@ -268,33 +268,9 @@ async fn delete_and_drain(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
         .await?
         .status();
     ensure!(status == 204, "deleting {user}: {status}");
-    user_drained(ctx, user)
+    user_drained(ctx, user, DRAIN_POLL)
         .await
         .with_context(|| format!("{user}'s deletion"))
-}
-
-/// How long until none of `user`'s events is pending in chat-api's outbox. The user's own,
-/// not the whole outbox's: beside writers committing 400 events a second, the outbox is
-/// seldom empty at the instant of a poll, so waiting for that measured the writers. Each
-/// poll looks for the user's oldest pending row (1 while there is one) along the primary
-/// key: a count read the whole backlog every poll, a cost that grew with it and was the
-/// database's CPU taken from the drain it measured.
-async fn user_drained(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
-    let oldest = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT id FROM outbox WHERE user_id = $1 AND published_at IS NULL ORDER BY id LIMIT 1",
-        [user.into()],
-    );
-    drained(
-        &format!("{user}'s backlog"),
-        Some(&ctx.api_log),
-        DRAIN_POLL,
-        || async {
-            let row = ctx.db.query_one_raw(oldest.clone()).await?;
-            Ok(u64::from(row.is_some()))
-        },
-    )
-    .await
 }
 
 /// The relay on/off turns. `common` are the processes both modes share (consumers,

@@ -36,7 +36,11 @@ produced by the command on the machine it names. Definitions:
   `/relay/status`). Every successful write's event must be on Kafka.
 - **Relay under faults**: head-of-line (one user deletes an account of 20,000 tasks while
   ten paced writers create 200 tasks/s for other users: their publish lag while the
-  deletion's events are published, and just before), abort storm (300 paced creates/s for
+  deletion's events are published, until none of that user's events is pending, and just
+  before; runs before 2026-12-07 16:45 UTC waited instead for a poll that found the whole
+  outbox empty, which the writers' latest commits made rare: the time they give for the
+  deletion's events is too long, up to twice or more, and so is their window of the lag
+  while they were published), abort storm (300 paced creates/s for
   10 s alone, then 10 s with a quarter of all requests sent by raw-TCP clients that close
   0-4 ms after sending, one in four after half the body: every committed write of theirs
   must be on Kafka, nothing pending afterwards, and the paced writes' lag is compared), and
