@@ -287,7 +287,8 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
 
     let t = step("starting PostgreSQL, Redis and Kafka on free loopback ports");
     let mut env = Env::start_with(BrokerJvm::Server).await?;
-    // Dropped before `env` (which removes its directory): on failure, the logs stay.
+    // Dropped before `env` (which removes its directory): a run that ends early keeps its
+    // logs as `stop_services` does at the end.
     let mut logs = KeptOnFailure::new(env.dir.path().join("logs"), paths);
     env.stack
         .create_topics(&[RAW_TOPIC], e2e::TOPIC_PARTITIONS)
@@ -359,11 +360,7 @@ async fn measure(paths: &Paths, opts: &Options) -> Result<Option<Report>> {
             .await
         }
         .await;
-        if cost.is_ok() {
-            logs.disarm();
-        } else {
-            logs.keep();
-        }
+        logs.disarm();
         drop(db);
         let left_running = stop_services(paths, env, api, worker, reminder_services).await?;
         let mut text = String::new();

@@ -36,10 +36,6 @@ pub(super) const PAIR_CLIENTS: usize = 32;
 /// their records, the database's vacuum of their deletions) fell in the relay-on turns
 /// first.
 const TURN_ORDER: [bool; 8] = [true, false, false, true, false, true, true, false];
-/// How often the drain's end is polled (a count of the user's pending rows, itself work for
-/// the database the relay uses): at most this much late on a drain of seconds. Polled every
-/// 10 ms, the polls took CPU from the drain they measured.
-const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// Round-trip baseline: single publishes, one in flight, this long.
 const RTT_WINDOW: Duration = Duration::from_secs(8);
 
@@ -268,7 +264,7 @@ async fn delete_and_drain(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
         .await?
         .status();
     ensure!(status == 204, "deleting {user}: {status}");
-    user_drained(ctx, user, DRAIN_POLL)
+    user_drained(ctx, user)
         .await
         .with_context(|| format!("{user}'s deletion"))
 }
@@ -421,7 +417,7 @@ impl RelayCost {
         let _ = writeln!(
             s,
             "\n### One user's backlog\n\nAn account deletion of {SOLO_TASKS} tasks on chat-api (one user: one event in flight at a time), published with nobody else writing, then beside {BESIDE_WORKERS} paced writers ({BESIDE_RATE} creates/s in all). Drained = from the deletion's answer until none of the user's events is pending in the outbox (polled every {} ms). The baseline: raw single publishes to the same sidecar, one in flight, to `task-events` with the user's id as partition key (where the user's events go), for {:.0} s just before and {:.0} s just after each drain, alone and beside the same writers; the ratio is against the mean of the two.\n",
-            DRAIN_POLL.as_millis(),
+            USER_DRAIN_POLL.as_millis(),
             RTT_WINDOW.as_secs_f64(),
             RTT_WINDOW.as_secs_f64()
         );

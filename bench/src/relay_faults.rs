@@ -212,7 +212,7 @@ async fn head_of_line(ctx: &Ctx<'_>) -> Result<HeadOfLine> {
     // few milliseconds are pending at most polls, so waiting for an empty outbox measured
     // the odds of a poll between two of their commits (over 120 s in two runs, where the
     // relay's log showed the deletion's events published in about 32 s).
-    let deleted_drained = user_drained(ctx, HEAVY_USER, Duration::from_millis(50)).await?;
+    let deleted_drained = user_drained(ctx, HEAVY_USER).await?;
     let delete_drained_at = Utc::now();
     let steady_requests = stop_all(&stop, writers).await;
     relay_drained(ctx).await?;

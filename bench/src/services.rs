@@ -130,13 +130,18 @@ pub(super) async fn drained<F: Future<Output = Result<u64>>>(
     }
 }
 
+/// How often [`user_drained`] polls (a look in the database the relay uses): at most this
+/// much late on a drain of seconds. Polled every 10 ms, the polls took CPU from the drain
+/// they measured.
+pub(super) const USER_DRAIN_POLL: Duration = Duration::from_millis(50);
+
 /// How long until none of `user`'s events is pending in chat-api's outbox. The user's own,
 /// not the whole outbox's: beside writers committing 400 events a second, the outbox is
 /// seldom empty at the instant of a poll, so waiting for that measured the writers. Each
 /// poll looks for the user's oldest pending row (1 while there is one) along the primary
 /// key: a count read the whole backlog every poll, a cost that grew with it and was the
 /// database's CPU taken from the drain it measured.
-pub(super) async fn user_drained(ctx: &Ctx<'_>, user: &str, poll: Duration) -> Result<Duration> {
+pub(super) async fn user_drained(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
     let oldest = Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT id FROM outbox WHERE user_id = $1 AND published_at IS NULL ORDER BY id LIMIT 1",
@@ -145,7 +150,7 @@ pub(super) async fn user_drained(ctx: &Ctx<'_>, user: &str, poll: Duration) -> R
     drained(
         &format!("{user}'s backlog"),
         Some(&ctx.api_log),
-        poll,
+        USER_DRAIN_POLL,
         || async {
             let row = ctx.db.query_one_raw(oldest.clone()).await?;
             Ok(u64::from(row.is_some()))
@@ -201,10 +206,7 @@ pub(super) async fn stop_everything(
     drop(services);
     let Env { stack, dir, .. } = env;
     stack.stop().await?;
-    let kept = keep_logs(
-        &dir.path().join("logs"),
-        &paths.root.join(".data/bench-logs"),
-    );
+    let kept = keep_logs(&dir.path().join("logs"), &logs_kept_in(paths));
     drop(dir);
     match kept {
         Ok(()) => println!("    the services' and sidecars' logs are in .data/bench-logs"),
@@ -230,9 +232,10 @@ fn keep_logs(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// The stack's log directory, copied to `.data/bench-logs/<time>/` if the run fails (an
-/// error, the time budget, Ctrl-C) before the stack's directory is removed, so the
-/// services' logs of a failed run can be read afterwards.
+/// The stack's log directory, copied to `.data/bench-logs` (as [`stop_services`] does at a
+/// normal end) if the run ends before that (an error, the time budget, Ctrl-C) and so before
+/// the stack's directory is removed: the services' logs of a failed run can be read
+/// afterwards.
 pub(super) struct KeptOnFailure {
     from: std::path::PathBuf,
     to: std::path::PathBuf,
@@ -241,46 +244,35 @@ pub(super) struct KeptOnFailure {
 
 impl KeptOnFailure {
     pub(super) fn new(from: std::path::PathBuf, paths: &Paths) -> Self {
-        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         Self {
             from,
-            to: paths.data.join("bench-logs").join(stamp),
+            to: logs_kept_in(paths),
             armed: true,
         }
     }
 
-    /// The run succeeded: nothing is kept.
+    /// [`stop_services`] keeps the logs from here on.
     pub(super) fn disarm(&mut self) {
         self.armed = false;
-    }
-
-    /// Copies the logs now (once).
-    pub(super) fn keep(&mut self) {
-        if !std::mem::take(&mut self.armed) {
-            return;
-        }
-        let copied = fs::create_dir_all(&self.to).and_then(|()| {
-            for entry in fs::read_dir(&self.from)? {
-                let entry = entry?;
-                fs::copy(entry.path(), self.to.join(entry.file_name()))?;
-            }
-            Ok(())
-        });
-        match copied {
-            Ok(()) => eprintln!(
-                "the services' logs of this run are in {}",
-                self.to.display()
-            ),
-            Err(e) => eprintln!(
-                "could not keep the services' logs in {}: {e}",
-                self.to.display()
-            ),
-        }
     }
 }
 
 impl Drop for KeptOnFailure {
     fn drop(&mut self) {
-        self.keep();
+        if !self.armed {
+            return;
+        }
+        match keep_logs(&self.from, &self.to) {
+            Ok(()) => eprintln!(
+                "the services' and sidecars' logs are in {}",
+                self.to.display()
+            ),
+            Err(e) => eprintln!("could not keep the logs in {}: {e:#}", self.to.display()),
+        }
     }
+}
+
+/// Where the last run's logs are kept.
+fn logs_kept_in(paths: &Paths) -> std::path::PathBuf {
+    paths.data.join("bench-logs")
 }
