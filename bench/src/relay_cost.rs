@@ -191,8 +191,9 @@ async fn measured_drain(
 ) -> Result<Drain> {
     let start = cpu_ticks(procs);
     let before = round_trips(api, payload, user).await?;
+    let baseline_end = cpu_ticks(procs);
     let deleted_in = delete_account(ctx, user).await?;
-    let between = cpu_ticks(procs);
+    let drain_start = cpu_ticks(procs);
     let took = user_drained(ctx, user)
         .await
         .with_context(|| format!("{user}'s deletion"))?;
@@ -209,8 +210,8 @@ async fn measured_drain(
         .map(|(i, p)| {
             (
                 p.name.clone(),
-                per_thousand(&between, &drained, i, SOLO_TASKS as f64),
-                per_thousand(&start, &between, i, baseline_events),
+                per_thousand(&drain_start, &drained, i, SOLO_TASKS as f64),
+                per_thousand(&start, &baseline_end, i, baseline_events),
             )
         })
         .collect();
