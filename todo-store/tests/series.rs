@@ -8,7 +8,8 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use todo_domain::{
-    Description, Due, Frequency, Priority, Reminders, Tags, TaskSnapshot, TimeZone, Title, UserId,
+    Description, Due, Frequency, Priority, Reminders, Tags, TaskEvent, TaskSnapshot, TimeZone,
+    Title, UserId,
 };
 use todo_store::{NewTask, NextInstance, StoreError, TaskPatch, TaskStore};
 
@@ -382,5 +383,93 @@ async fn writes_in_flight_during_an_account_deletion_do_not_survive_it() {
         eprintln!(
             "[{label}] deleted {deleted}; in flight: {created} created (and deleted), {refused} refused"
         );
+    }
+}
+
+/// An account deletion writes one `task.deleted` per live task, in the order the tasks were
+/// created, each carrying the task as deleted (its next version, the deletion's time), over
+/// more tasks than one outbox statement takes; tasks deleted before are left alone.
+#[tokio::test]
+async fn an_account_deletion_writes_each_live_task_s_deletion_in_creation_order() {
+    for (label, store, _dir) in stores().await {
+        let user = UserId::parse("closing").unwrap();
+        let mut created = Vec::new();
+        for i in 0..2_100i64 {
+            let when = at("2027-01-01T00:00:00Z") + chrono::Duration::milliseconds(i);
+            let task = store
+                .create(&user, new_task(&format!("t{i}"), None, None), when)
+                .await
+                .unwrap();
+            created.push(task);
+        }
+        // One edited (version 2), one already deleted (no second event).
+        let edited = created[7].id;
+        let renamed = TaskPatch {
+            title: Some(Title::parse("renamed").unwrap()),
+            ..TaskPatch::default()
+        };
+        store
+            .update(&user, edited, renamed, at("2027-01-02T00:00:00Z"))
+            .await
+            .unwrap();
+        let gone = created[9].id;
+        store
+            .delete(&user, gone, at("2027-01-02T00:00:00Z"))
+            .await
+            .unwrap();
+
+        let now = at("2027-01-03T00:00:00Z");
+        let deleted = store.delete_user(&user, now).await.unwrap();
+        assert_eq!(deleted, 2_099, "[{label}]");
+
+        let rows = store
+            .db()
+            .query_all_raw(Statement::from_string(
+                store.db().get_database_backend(),
+                "SELECT payload FROM outbox WHERE user_id = 'closing' \
+                 AND event_type = 'task.deleted' ORDER BY id"
+                    .to_owned(),
+            ))
+            .await
+            .unwrap();
+        let events: Vec<TaskEvent> = rows
+            .iter()
+            .map(|r| serde_json::from_str(&r.try_get::<String>("", "payload").unwrap()).unwrap())
+            .collect();
+        // The single deletion's event first, then the account's, in creation order.
+        assert_eq!(events.len(), 2_100, "[{label}]");
+        assert_eq!(events[0].task.id, gone, "[{label}]");
+        let expected: Vec<_> = created
+            .iter()
+            .map(|t| t.id)
+            .filter(|id| *id != gone)
+            .collect();
+        let ids: Vec<_> = events[1..].iter().map(|e| e.task.id).collect();
+        assert_eq!(ids, expected, "[{label}] in creation order");
+        for e in &events[1..] {
+            let version = if e.task.id == edited { 3 } else { 2 };
+            assert_eq!(e.task.version, version, "[{label}] {}", e.task.id);
+            assert_eq!(e.task.updated_at, now, "[{label}]");
+            assert_eq!(e.occurred_at, now, "[{label}]");
+            assert_eq!(e.user_id, "closing", "[{label}]");
+        }
+        assert_eq!(
+            events[1..]
+                .iter()
+                .find(|e| e.task.id == edited)
+                .map(|e| e.task.title.as_str()),
+            Some("renamed"),
+            "[{label}]"
+        );
+        let distinct: std::collections::HashSet<_> = events.iter().map(|e| e.event_id).collect();
+        assert_eq!(distinct.len(), events.len(), "[{label}] one event id each");
+        // The rows say the same as the events.
+        let live_versions = scalar(
+            store.db(),
+            "SELECT count(*) AS n FROM tasks WHERE user_id = 'closing' AND deleted_at IS NOT NULL AND version >= 2".into(),
+        )
+        .await;
+        assert_eq!(live_versions, 2_100, "[{label}]");
+        assert_eq!(store.count(&user).await.unwrap(), 0, "[{label}]");
     }
 }

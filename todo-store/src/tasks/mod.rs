@@ -309,26 +309,39 @@ impl TaskStore {
             .filter(tasks::Column::UserId.eq(user.as_str()))
             .filter(tasks::Column::DeletedAt.is_null())
             .order_by_asc(tasks::Column::CreatedAt)
+            .order_by_asc(tasks::Column::Id)
             .all(&txn)
             .await?;
         let count = live.len() as u64;
-        for current in live {
-            let mut next = current.clone();
-            next.deleted_at = Some(now);
-            next.version = current.version + 1;
-            next.updated_at = now;
-            let saved = save_if_version(&txn, &next, current.version)
-                .await?
-                .ok_or(StoreError::Conflict)?;
-            append_event(
-                &txn,
-                EventType::TaskDeleted,
-                &to_snapshot(&saved)?,
-                Vec::new(),
-                now,
+        // One statement for every task, not one per task (an account of 10,000 tasks took
+        // 20,000 statements): every write of the user's tasks holds the user's row shared
+        // until it commits, so none can change or add one of these rows meanwhile; the
+        // count says so.
+        let updated = tasks::Entity::update_many()
+            .col_expr(tasks::Column::DeletedAt, Expr::value(now))
+            .col_expr(tasks::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                tasks::Column::Version,
+                Expr::col(tasks::Column::Version).add(1),
             )
+            .filter(tasks::Column::UserId.eq(user.as_str()))
+            .filter(tasks::Column::DeletedAt.is_null())
+            .exec(&txn)
             .await?;
+        if updated.rows_affected != count {
+            txn.rollback().await?;
+            return Err(StoreError::Conflict);
         }
+        let snapshots = live
+            .into_iter()
+            .map(|mut task| {
+                task.deleted_at = Some(now);
+                task.version += 1;
+                task.updated_at = now;
+                to_snapshot(&task)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        append_events(&txn, EventType::TaskDeleted, &snapshots, now).await?;
         task_reminders::Entity::delete_many()
             .filter(task_reminders::Column::UserId.eq(user.as_str()))
             .exec(&txn)

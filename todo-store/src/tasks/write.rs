@@ -188,6 +188,40 @@ pub(crate) async fn append_event<C: ConnectionTrait>(
     changed_fields: Vec<String>,
     now: DateTime<Utc>,
 ) -> Result<TaskEvent, StoreError> {
+    let (event, row) = outbox_row(event_type, snapshot, changed_fields, now)?;
+    row.insert(db).await?;
+    Ok(event)
+}
+
+/// Outbox rows per statement in [`append_events`]: 11 parameters a row stays under
+/// SQLite's 32,766 (PostgreSQL's limit is 65,535).
+const APPEND_CHUNK: usize = 1_000;
+
+/// [`append_event`] for many tasks at once (no changed fields), in `snapshots`' order,
+/// a statement per [`APPEND_CHUNK`] rows instead of one per event.
+pub(super) async fn append_events<C: ConnectionTrait>(
+    db: &C,
+    event_type: EventType,
+    snapshots: &[TaskSnapshot],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for chunk in snapshots.chunks(APPEND_CHUNK) {
+        let rows = chunk
+            .iter()
+            .map(|s| outbox_row(event_type, s, Vec::new(), now).map(|(_, row)| row))
+            .collect::<Result<Vec<_>, _>>()?;
+        outbox::Entity::insert_many(rows).exec(db).await?;
+    }
+    Ok(())
+}
+
+/// The event of one change and its outbox row.
+fn outbox_row(
+    event_type: EventType,
+    snapshot: &TaskSnapshot,
+    changed_fields: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<(TaskEvent, outbox::ActiveModel), StoreError> {
     let event = TaskEvent::new(
         event_type,
         snapshot.clone(),
@@ -197,7 +231,7 @@ pub(crate) async fn append_event<C: ConnectionTrait>(
     );
     let payload = serde_json::to_string(&event)
         .map_err(|e| StoreError::Corrupt(format!("event does not serialise: {e}")))?;
-    outbox::ActiveModel {
+    let row = outbox::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
         event_id: Set(event.event_id),
         user_id: Set(event.user_id.clone()),
@@ -210,8 +244,6 @@ pub(crate) async fn append_event<C: ConnectionTrait>(
         last_error: Set(None),
         parked_at: Set(None),
         traceparent: Set(crate::trace::current()),
-    }
-    .insert(db)
-    .await?;
-    Ok(event)
+    };
+    Ok((event, row))
 }
