@@ -55,7 +55,20 @@ pub async fn change<E: From<ServiceError>>(
     id: Uuid,
     change: impl FnOnce(&TaskSnapshot) -> Result<TaskPatch, E>,
 ) -> Result<TaskSnapshot, E> {
-    let current = get(state, user, id).await?;
+    let current = match get(state, user, id).await {
+        // A write to a deleted account is refused as such (410), whichever task it names:
+        // its tasks are gone with it.
+        Err(ServiceError::NotFound)
+            if state
+                .tasks
+                .is_user_deleted(user.as_str())
+                .await
+                .map_err(ServiceError::from)? =>
+        {
+            return Err(ServiceError::UserDeleted.into());
+        }
+        found => found?,
+    };
     let patch = change(&current)?;
     Ok(apply(state, user, id, patch).await?)
 }

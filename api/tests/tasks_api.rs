@@ -387,7 +387,7 @@ async fn listing_filters_sorts_and_pages() {
 #[tokio::test]
 async fn deleting_an_account_deletes_its_tasks_with_events_and_refuses_later_writes() {
     for app in apps().await {
-        app.create("heidi", json!({"title": "one"})).await;
+        let one = app.create("heidi", json!({"title": "one"})).await;
         app.create("heidi", json!({"title": "two"})).await;
         let (s, _) = app.call(Method::DELETE, "/api/heidi", "heidi", None).await;
         assert_eq!(s, 204);
@@ -406,6 +406,18 @@ async fn deleting_an_account_deletes_its_tasks_with_events_and_refuses_later_wri
             )
             .await;
         assert_eq!(s, 410, "{err}");
+        // Every kind of write to one of its former tasks, not only creates.
+        let path = format!("/api/heidi/tasks/{}", one["id"].as_str().unwrap());
+        for (method, path, body) in [
+            (Method::PATCH, path.clone(), Some(json!({"title": "again"}))),
+            (Method::PUT, path.clone(), Some(json!({"title": "again"}))),
+            (Method::POST, format!("{path}/complete"), None),
+            (Method::DELETE, path.clone(), None),
+        ] {
+            let (s, err) = app.call(method.clone(), &path, "heidi", body).await;
+            assert_eq!(s, 410, "[{}] {method} {path}: {err}", app.db_label);
+            assert_eq!(err["error"]["code"], "user_deleted", "{err}");
+        }
     }
 }
 
