@@ -192,7 +192,7 @@ async fn measured_drain(
     let start = cpu_ticks(procs);
     let before = round_trips(api, payload, user).await?;
     let baseline_end = cpu_ticks(procs);
-    let deleted_in = delete_account(ctx, user).await?;
+    let deleted_in = delete_account(ctx, user, None).await?;
     let drain_start = cpu_ticks(procs);
     let took = user_drained(ctx, user)
         .await
@@ -261,22 +261,6 @@ async fn create_tasks(ctx: &Ctx<'_>, user: &str) -> Result<()> {
     }
     relay_drained(ctx).await?;
     Ok(())
-}
-
-/// Deletes `user`'s account and answers how long from its answer until none of `user`'s
-/// events was pending.
-/// Deletes `user`'s account; returns how long the request took.
-async fn delete_account(ctx: &Ctx<'_>, user: &str) -> Result<Duration> {
-    let sent = Instant::now();
-    let status = ctx
-        .client
-        .delete(format!("{}/api/{user}", ctx.api_base))
-        .bearer_auth(ctx.env.token(user)?)
-        .send()
-        .await?
-        .status();
-    ensure!(status == 204, "deleting {user}: {status}");
-    Ok(sent.elapsed())
 }
 
 /// The relay on/off turns. `common` are the processes both modes share (consumers,

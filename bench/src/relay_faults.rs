@@ -29,7 +29,7 @@ use crate::{
     kafka_events::{SeenEvents, user_group},
     load::{Op, Schedule, Worker, make_workers, run_worker},
     recurring::scalar_i64,
-    services::{relay_drained, user_drained},
+    services::{delete_account, relay_drained, user_drained},
     stats::{Quantiles, met},
 };
 
@@ -196,18 +196,7 @@ async fn head_of_line(ctx: &Ctx<'_>) -> Result<HeadOfLine> {
     let writers = paced(ctx, workers, STEADY_RATE, &stop);
     tokio::time::sleep(BEFORE_DELETE).await;
     let delete_sent = Utc::now();
-    let started = Instant::now();
-    let r = ctx
-        .client
-        .delete(format!("{}/api/{HEAVY_USER}", ctx.api_base))
-        .bearer_auth(&token)
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await?;
-    if r.status().as_u16() != 204 {
-        bail!("deleting the heavy account: {}", r.status());
-    }
-    let delete_took = started.elapsed();
+    let delete_took = delete_account(ctx, HEAVY_USER, Some(Duration::from_secs(120))).await?;
     // The heavy user's own events, not the whole outbox: the writers' events of the last
     // few milliseconds are pending at most polls, so waiting for an empty outbox measured
     // the odds of a poll between two of their commits (over 120 s in two runs, where the

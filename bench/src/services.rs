@@ -159,6 +159,26 @@ pub(super) async fn user_drained(ctx: &Ctx<'_>, user: &str) -> Result<Duration> 
     .await
 }
 
+/// Deletes `user`'s account (`timeout` instead of the client's own, if given); returns how
+/// long the request took.
+pub(super) async fn delete_account(
+    ctx: &Ctx<'_>,
+    user: &str,
+    timeout: Option<Duration>,
+) -> Result<Duration> {
+    let sent = Instant::now();
+    let mut request = ctx
+        .client
+        .delete(format!("{}/api/{user}", ctx.api_base))
+        .bearer_auth(ctx.env.token(user)?);
+    if let Some(timeout) = timeout {
+        request = request.timeout(timeout);
+    }
+    let status = request.send().await?.status();
+    anyhow::ensure!(status == 204, "deleting {user}'s account: {status}");
+    Ok(sent.elapsed())
+}
+
 pub(super) async fn relay_pending_at(ctx: &Ctx<'_>, base: &str) -> Result<u64> {
     Ok(relay_status(ctx.client, base).await?.0)
 }
