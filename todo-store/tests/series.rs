@@ -464,12 +464,12 @@ async fn an_account_deletion_writes_each_live_task_s_deletion_in_creation_order(
         let distinct: std::collections::HashSet<_> = events.iter().map(|e| e.event_id).collect();
         assert_eq!(distinct.len(), events.len(), "[{label}] one event id each");
         // The rows say the same as the events.
-        let live_versions = scalar(
+        let deleted_rows = scalar(
             store.db(),
             "SELECT count(*) AS n FROM tasks WHERE user_id = 'closing' AND deleted_at IS NOT NULL AND version >= 2".into(),
         )
         .await;
-        assert_eq!(live_versions, 2_100, "[{label}]");
+        assert_eq!(deleted_rows, 2_100, "[{label}]");
         assert_eq!(store.count(&user).await.unwrap(), 0, "[{label}]");
     }
 }

@@ -270,10 +270,7 @@ impl TaskStore {
             let txn = crate::db::begin_write(&self.db).await?;
             ensure_active_user(&txn, user, now).await?;
             let current = find_live(&txn, user, id).await?;
-            let mut next = current.clone();
-            next.deleted_at = Some(now);
-            next.version = current.version + 1;
-            next.updated_at = now;
+            let next = tombstone(current.clone(), now);
             let Some(saved) = save_if_version(&txn, &next, current.version).await? else {
                 txn.rollback().await?;
                 continue;
@@ -316,7 +313,7 @@ impl TaskStore {
         // One statement for every task, not one per task (an account of 10,000 tasks took
         // 20,000 statements): every write of the user's tasks holds the user's row shared
         // until it commits, so none can change or add one of these rows meanwhile; the
-        // count says so.
+        // count says so. The same change as [`tombstone`], in SQL.
         let updated = tasks::Entity::update_many()
             .col_expr(tasks::Column::DeletedAt, Expr::value(now))
             .col_expr(tasks::Column::UpdatedAt, Expr::value(now))
@@ -334,12 +331,7 @@ impl TaskStore {
         }
         let snapshots = live
             .into_iter()
-            .map(|mut task| {
-                task.deleted_at = Some(now);
-                task.version += 1;
-                task.updated_at = now;
-                to_snapshot(&task)
-            })
+            .map(|task| to_snapshot(&tombstone(task, now)))
             .collect::<Result<Vec<_>, _>>()?;
         append_events(&txn, EventType::TaskDeleted, &snapshots, now).await?;
         task_reminders::Entity::delete_many()

@@ -34,6 +34,14 @@ pub(super) async fn save_if_version(
     Ok((result.rows_affected == 1).then(|| next.clone()))
 }
 
+/// `task` deleted at `now`: its next version, kept as a tombstone.
+pub(super) fn tombstone(mut task: tasks::Model, now: DateTime<Utc>) -> tasks::Model {
+    task.deleted_at = Some(now);
+    task.version += 1;
+    task.updated_at = now;
+    task
+}
+
 /// The row after `patch`, and the names of the fields that really changed; an error when
 /// the task after it would break a rule ([`StoreError::Invalid`]).
 pub(super) fn apply_patch(
