@@ -25,6 +25,17 @@ pub const RELAY_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Opens the outbox relay's own small pool ([`RELAY_POOL_SIZE`]): requests never wait for
 /// the relay's connections and the relay never waits for theirs, and on PostgreSQL its
 /// statements give up on locks after [`RELAY_LOCK_TIMEOUT`].
+///
+/// The relay runs single statements only, never a transaction, so on PostgreSQL:
+/// - a connection coming back is checked by the driver's own count alone, without the
+///   round trip of [`released_cleanly`] (which would double the relay's statements): no
+///   `BEGIN` is ever sent on it;
+/// - its commits do not wait for the WAL flush (`synchronous_commit=off`): what it writes
+///   is the removal of published events and the score of failed ones. A server crash can
+///   lose the last few hundred milliseconds of them, never out of order (the WAL is flushed
+///   in order, so what is lost is everything after some point): those events are
+///   published again, in their order, and the consumers skip them by event id, as after a
+///   crash of the relay between a publish and its mark.
 pub async fn connect_relay(url: &str) -> Result<DatabaseConnection, DbErr> {
     open(url, RELAY_POOL_SIZE, Role::Relay).await
 }
@@ -102,6 +113,7 @@ async fn open(url: &str, max_connections: u32, role: Role) -> Result<DatabaseCon
         match role {
             Role::ReadOnly => settings.push(("default_transaction_read_only", "on".to_owned())),
             Role::Relay => {
+                settings.push(("synchronous_commit", "off".to_owned()));
                 settings.push(("lock_timeout", RELAY_LOCK_TIMEOUT.as_millis().to_string()));
                 settings.push((
                     "statement_timeout",
@@ -111,9 +123,15 @@ async fn open(url: &str, max_connections: u32, role: Role) -> Result<DatabaseCon
             Role::ReadWrite => {}
         }
         opts.map_sqlx_postgres_opts(move |o| o.options(settings.clone()));
-        opts.map_sqlx_postgres_pool_opts(|p| {
-            p.after_release(|conn, _| Box::pin(async move { released_cleanly(conn).await }))
-        });
+        if role == Role::Relay {
+            opts.map_sqlx_postgres_pool_opts(|p| {
+                p.after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+            });
+        } else {
+            opts.map_sqlx_postgres_pool_opts(|p| {
+                p.after_release(|conn, _| Box::pin(async move { released_cleanly(conn).await }))
+            });
+        }
     }
     Database::connect(opts).await
 }

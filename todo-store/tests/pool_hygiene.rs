@@ -185,3 +185,47 @@ async fn a_begin_given_up_while_its_answer_is_on_the_wire_leaves_no_transaction_
         direct.close().await.unwrap();
     }
 }
+
+/// A session setting as PostgreSQL reports it on a connection of `db`'s pool.
+async fn setting(db: &DatabaseConnection, name: &str) -> String {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT current_setting('{name}') AS v"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<String>("", "v").unwrap()
+}
+
+/// The relay's sessions (single statements: removing published events, scoring failed ones)
+/// commit without waiting for the WAL flush and give up on row locks; the requests' sessions
+/// wait for the flush, as a task change's commit must. And the relay's pool, which skips
+/// the server round trip when a connection comes back, still hands out connections outside
+/// any transaction after many statements on both of its connections at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_s_sessions_commit_asynchronously_and_the_requests_do_not() {
+    for (backend, url, _dir) in todo_store::testing::databases().await {
+        if backend != "postgres" {
+            continue;
+        }
+        let api = todo_store::connect(&url, 2).await.unwrap();
+        let relay = todo_store::connect_relay(&url).await.unwrap();
+        assert_eq!(setting(&api, "synchronous_commit").await, "on");
+        assert_eq!(setting(&relay, "synchronous_commit").await, "off");
+        assert_eq!(setting(&relay, "lock_timeout").await, "2s");
+        let mut statements = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let relay = relay.clone();
+            statements.spawn(async move {
+                for _ in 0..50 {
+                    relay.execute_unprepared("SELECT 1").await.unwrap();
+                }
+            });
+        }
+        statements.join_all().await;
+        assert!(!handed_out_inside_a_transaction(&relay).await);
+        assert_eq!(idle_in_transaction(&api).await, 0);
+    }
+}
