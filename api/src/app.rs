@@ -68,12 +68,50 @@ async fn traced(
     response
 }
 
+/// Runs `relay` (the watchdog and each relay it starts, with the relay's database
+/// connections and its sidecar connection, all made there) on a thread of its own with a
+/// single-threaded runtime: a publish's answer is taken up as soon as it arrives, not after
+/// whatever requests are queued on the API's runtime, so one user's backlog goes at the
+/// sidecar's pace beside any request load (BENCHMARKS.md, "One user's backlog"). Returns a
+/// handle on the API's runtime that ends when the relay does.
+fn relay_thread(
+    relay: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the outbox relay's runtime")?;
+    let (done, ended) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("outbox-relay".into())
+        .spawn(move || {
+            runtime.block_on(relay);
+            // Dropping the runtime here ends what the relay left running (connections).
+            drop(runtime);
+            let _ = done.send(());
+        })
+        .context("cannot start the outbox relay's thread")?;
+    Ok(tokio::spawn(async move {
+        let _ = ended.await;
+    }))
+}
+
+/// Triggers `Shutdown` when dropped: an application dropped without running to its end
+/// (a test's runtime going away) still stops its relay thread.
+struct StopOnDrop(Shutdown);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}
+
 /// A built, bound, not yet running service.
 pub struct Application {
     listener: service_kit::Listener,
     state: AppState,
     relay: Option<JoinHandle<()>>,
-    shutdown: Shutdown,
+    shutdown: StopOnDrop,
 }
 
 impl Application {
@@ -138,8 +176,9 @@ impl Application {
                     Ok(tokio::spawn(relay.run(stop)))
                 }
             };
-            tokio::spawn(relay::supervise(start, watched, shutdown.clone()))
+            relay_thread(relay::supervise(start, watched, shutdown.clone()))
         });
+        let relay = relay.transpose()?;
         let dead_letters = todo_store::DeadLetterStore::new(db.clone());
         if settings.service.app_api_token.is_none() {
             tracing::warn!(
@@ -167,7 +206,7 @@ impl Application {
             listener,
             state,
             relay,
-            shutdown,
+            shutdown: StopOnDrop(shutdown),
         })
     }
 
@@ -191,7 +230,7 @@ impl Application {
         // Turns whose clients went away still run; they finish (and the relay publishes
         // what they changed) before the relay stops.
         chat.drain().await;
-        self.shutdown.trigger();
+        self.shutdown.0.trigger();
         if let Some(relay) = self.relay {
             let _ = relay.await;
         }
