@@ -68,41 +68,59 @@ async fn traced(
     response
 }
 
-/// Runs `relay` (the watchdog and each relay it starts, with the relay's database
-/// connections and its sidecar connection, all made there) on a thread of its own with a
-/// single-threaded runtime: a publish's answer is taken up as soon as it arrives, not after
-/// whatever requests are queued on the API's runtime, so one user's backlog goes at the
-/// sidecar's pace beside any request load (BENCHMARKS.md, "One user's backlog"). Returns a
-/// handle on the API's runtime that ends when the relay does.
-fn relay_thread(
-    relay: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<JoinHandle<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the outbox relay's runtime")?;
-    let (done, ended) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("outbox-relay".into())
-        .spawn(move || {
-            runtime.block_on(relay);
-            // Dropping the runtime here ends what the relay left running (connections).
-            drop(runtime);
-            let _ = done.send(());
-        })
-        .context("cannot start the outbox relay's thread")?;
-    Ok(tokio::spawn(async move {
-        let _ = ended.await;
-    }))
+/// Threads of the relay's runtime ([`RelayRuntime`]).
+pub const RELAY_THREADS: usize = 2;
+
+/// The relay's own runtime: the watchdog and each relay it starts run there, with the
+/// relay's database connections and its sidecar connection (made there), on
+/// [`RELAY_THREADS`] threads named `outbox-relay`. A publish's answer is taken up as soon as
+/// it arrives, not after whatever requests are queued on the API's runtime, so one user's
+/// backlog goes at the sidecar's pace beside any request load (BENCHMARKS.md, "One user's
+/// backlog"); two threads, so a read of a large page does not hold up the answers.
+///
+/// Dropped, it triggers the shutdown and ends at once whatever still runs there: an
+/// application dropped before its end (a test's runtime going away) leaves no relay behind.
+struct RelayRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    task: Option<JoinHandle<()>>,
+    shutdown: Shutdown,
 }
 
-/// Triggers `Shutdown` when dropped: an application dropped without running to its end
-/// (a test's runtime going away) still stops its relay thread.
-struct StopOnDrop(Shutdown);
+impl RelayRuntime {
+    fn start(
+        relay: impl std::future::Future<Output = ()> + Send + 'static,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RELAY_THREADS)
+            .thread_name("outbox-relay")
+            .enable_all()
+            .build()
+            .context("cannot start the outbox relay's runtime")?;
+        let task = runtime.spawn(relay);
+        Ok(Self {
+            runtime: Some(runtime),
+            task: Some(task),
+            shutdown,
+        })
+    }
 
-impl Drop for StopOnDrop {
+    /// Stops the relay (it finishes its round and marks what it published) and its runtime.
+    async fn stop(mut self) {
+        self.shutdown.trigger();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RelayRuntime {
     fn drop(&mut self) {
-        self.0.trigger();
+        self.shutdown.trigger();
+        if let Some(runtime) = self.runtime.take() {
+            // Allowed inside an async context, where dropping a runtime is not.
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -110,8 +128,8 @@ impl Drop for StopOnDrop {
 pub struct Application {
     listener: service_kit::Listener,
     state: AppState,
-    relay: Option<JoinHandle<()>>,
-    shutdown: StopOnDrop,
+    relay: Option<RelayRuntime>,
+    shutdown: Shutdown,
 }
 
 impl Application {
@@ -176,7 +194,10 @@ impl Application {
                     Ok(tokio::spawn(relay.run(stop)))
                 }
             };
-            relay_thread(relay::supervise(start, watched, shutdown.clone()))
+            RelayRuntime::start(
+                relay::supervise(start, watched, shutdown.clone()),
+                shutdown.clone(),
+            )
         });
         let relay = relay.transpose()?;
         let dead_letters = todo_store::DeadLetterStore::new(db.clone());
@@ -206,7 +227,7 @@ impl Application {
             listener,
             state,
             relay,
-            shutdown: StopOnDrop(shutdown),
+            shutdown,
         })
     }
 
@@ -230,9 +251,9 @@ impl Application {
         // Turns whose clients went away still run; they finish (and the relay publishes
         // what they changed) before the relay stops.
         chat.drain().await;
-        self.shutdown.0.trigger();
+        self.shutdown.trigger();
         if let Some(relay) = self.relay {
-            let _ = relay.await;
+            relay.stop().await;
         }
         Ok(())
     }

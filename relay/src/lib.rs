@@ -53,7 +53,7 @@
 //! - **Its own connections**: the relay has a pool of its own, whose statements give up on
 //!   row locks after a bound, so no request's transaction can block it; the watchdog
 //!   ([`health`]) restarts a relay that makes no progress. `chat-api` runs the watchdog
-//!   and the relay on a thread of their own, where their connections are made too.
+//!   and the relay on a runtime of their own, where their connections are made too.
 
 mod health;
 pub mod metrics;
