@@ -8,6 +8,9 @@ pub(super) struct Proc {
     pub(super) pid: u32,
     /// Count the whole process tree (PostgreSQL forks a backend per connection).
     pub(super) tree: bool,
+    /// Count only the process's threads of this name: a part of a process counted in
+    /// another row (not added to totals, see [`Proc::is_part`]).
+    pub(super) threads: Option<&'static str>,
 }
 
 impl Proc {
@@ -16,8 +19,49 @@ impl Proc {
             name: name.to_owned(),
             pid,
             tree,
+            threads: None,
         }
     }
+
+    /// The threads of `pid` named `comm`, as a row of their own: `name` starts with
+    /// [`PART_PREFIX`].
+    pub(super) fn threads(name: &str, pid: u32, comm: &'static str) -> Proc {
+        Proc {
+            name: format!("{PART_PREFIX}{name}"),
+            pid,
+            tree: false,
+            threads: Some(comm),
+        }
+    }
+}
+
+/// The start of the name of a row that is a part of the row above it (a process's threads):
+/// left out of every total.
+pub(super) const PART_PREFIX: &str = "… of which ";
+
+/// Whether a usage row named `name` is a part of another row.
+pub(super) fn is_part(name: &str) -> bool {
+    name.starts_with(PART_PREFIX)
+}
+
+/// CPU ticks of the threads of `pid` named `comm`.
+fn thread_ticks(pid: u32, comm: &str) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            fs::read_to_string(task.path().join("comm")).is_ok_and(|name| name.trim() == comm)
+        })
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +103,9 @@ pub(super) fn cpu_ticks(procs: &[Proc]) -> Vec<u64> {
     procs
         .iter()
         .map(|p| {
+            if let Some(comm) = p.threads {
+                return thread_ticks(p.pid, comm);
+            }
             if !p.tree {
                 return proc_stat(p.pid).map_or(0, |(_, t)| t);
             }
@@ -109,7 +156,7 @@ pub(super) fn spawn_sampler(
             .map(|(i, p)| Usage {
                 name: p.name.clone(),
                 cpu_percent: after[i].saturating_sub(before[i]) as f64 / clk_tck / secs * 100.0,
-                rss_mb: (!p.tree).then(|| rss_max[i] as f64 / 1024.0),
+                rss_mb: (!p.tree && p.threads.is_none()).then(|| rss_max[i] as f64 / 1024.0),
             })
             .collect()
     })

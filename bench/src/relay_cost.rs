@@ -336,6 +336,9 @@ async fn turns(
         let api = &instances[usize::from(!relay_on)];
         let mut procs = vec![
             Proc::new("chat-api", api.process.pid(), false),
+            // The relay's own runtime (api::app::RelayRuntime): what publishing costs in
+            // chat-api itself, apart from what the requests cost beside it.
+            Proc::threads("the relay's threads", api.process.pid(), "outbox-relay"),
             Proc::new("daprd (chat-api)", api.sidecar.pid(), false),
         ];
         procs.extend(common.iter().cloned());
@@ -506,8 +509,10 @@ impl RelayCost {
         let (mut total_on, mut total_off) = (0.0, 0.0);
         for (name, v_on) in &on {
             let v_off = off.iter().find(|(n, _)| n == name).map_or(0.0, |(_, v)| *v);
-            total_on += v_on;
-            total_off += v_off;
+            if !crate::procs::is_part(name) {
+                total_on += v_on;
+                total_off += v_off;
+            }
             let _ = writeln!(
                 s,
                 "| {name} | {v_on:.0} | {v_off:.0} | {:+.0} |",
