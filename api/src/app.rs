@@ -75,8 +75,9 @@ pub const RELAY_THREADS: usize = 2;
 /// relay's database connections and its sidecar connection (made there), on
 /// [`RELAY_THREADS`] threads named `outbox-relay`. A publish's answer is taken up as soon as
 /// it arrives, not after whatever requests are queued on the API's runtime, so one user's
-/// backlog goes at the sidecar's pace beside any request load (BENCHMARKS.md, "One user's
-/// backlog"); two threads, so a read of a large page does not hold up the answers.
+/// backlog keeps the sidecar's pace beside other users' writes (BENCHMARKS.md, "One user's
+/// backlog"); two threads, so the relay's reads and its publishes' answers can be taken
+/// up at the same time.
 ///
 /// Dropped, it triggers the shutdown and ends at once whatever still runs there: an
 /// application dropped before its end (a test's runtime going away) leaves no relay behind.
