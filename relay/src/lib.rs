@@ -197,6 +197,9 @@ struct Round {
     /// Nothing went through and some call got no answer from this relay's own sidecar
     /// (the broker's errors come as answers).
     unreachable: bool,
+    /// Some call got no answer from this relay's own sidecar, whatever else went through
+    /// before it (a sidecar frozen in the middle of a round).
+    unanswered: bool,
     /// The publisher lock turned out lost: the round stopped before publishing more.
     lost_lock: bool,
     /// Stopped sending at [`ROUND_MAX`] (more may be queued).
@@ -258,7 +261,8 @@ impl<P: Publisher> Relay<P> {
         let mut failures: u32 = 0;
         let mut last_purge = tokio::time::Instant::now();
         let mut last_lag_log = tokio::time::Instant::now();
-        // Since when every round failed because this relay's own sidecar was unreachable.
+        // Since when this relay's own sidecar has not answered: every round since failed for
+        // it, or the last one had a call without an answer.
         let mut unreachable_since: Option<tokio::time::Instant> = None;
         let mut stalled_since: Option<tokio::time::Instant> = None;
         // Published (acknowledged) events not yet marked in the outbox: while the relay is
@@ -377,7 +381,12 @@ impl<P: Publisher> Relay<P> {
                 );
             }
             failures = 0;
-            unreachable_since = None;
+            // A call without an answer, even in a round whose other calls went through: the
+            // sidecar may have stopped answering since. The next call waits until it
+            // answers again, since a frozen sidecar still takes calls into its socket and
+            // writes them when it wakes, after another replica published the same events;
+            // and the time towards the handover starts now.
+            unreachable_since = round.unanswered.then(tokio::time::Instant::now);
             if last_purge.elapsed() >= Duration::from_secs(60) {
                 self.purge().await;
                 last_purge = tokio::time::Instant::now();

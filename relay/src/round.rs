@@ -516,6 +516,7 @@ impl<P: Publisher> Relay<P> {
         // One call that got no answer is enough: the other failures of the round may be
         // older refusals, and counting them must not hide a dead sidecar.
         round.unreachable = unreachable && round.published == 0;
+        round.unanswered = unreachable;
         round.only_refusals = !failures.is_empty()
             && failures
                 .iter()

@@ -26,6 +26,8 @@ struct ScriptedSidecar {
     outage: Mutex<Option<PublishError>>,
     /// While set, every call hangs (a frozen sidecar without a deadline).
     hang: std::sync::atomic::AtomicBool,
+    /// While set, the sidecar does not answer a check ([`Publisher::answers`]).
+    silent: std::sync::atomic::AtomicBool,
     /// How long each call takes.
     latency: Mutex<Duration>,
     /// How long each call with an event of one of these users takes, instead.
@@ -142,6 +144,7 @@ impl Publisher for ScriptedSidecar {
 
     async fn answers(&self) -> bool {
         !self.hang.load(std::sync::atomic::Ordering::SeqCst)
+            && !self.silent.load(std::sync::atomic::Ordering::SeqCst)
             && !matches!(*guard(&self.outage), Some(PublishError::Unavailable(_)))
     }
 }
@@ -316,6 +319,8 @@ async fn a_round_that_gets_nothing_through_tells_an_unreachable_sidecar_from_a_b
                 calls: 1,
                 failed: true,
                 unreachable,
+                // Nothing went through: the call without an answer is the whole round.
+                unanswered: unreachable,
                 ..Round::default()
             }
         );
@@ -389,6 +394,61 @@ async fn a_relay_whose_sidecar_is_unreachable_hands_the_lock_over() {
         "the lock was handed over",
         Duration::from_secs(2),
         || async { holder_of(&db).await.is_none() },
+    )
+    .await;
+    relay.stop().await;
+}
+
+/// The sidecar freezes in the middle of a round: one call went through, the next got no
+/// answer, and the sidecar answers nothing since. Such a call's events are written when a
+/// frozen sidecar wakes (its socket took them), so every further call to it is one more
+/// copy written late, after the replica that took over published them: the relay sends
+/// nothing more until the sidecar answers, and hands the lock over.
+#[tokio::test]
+async fn a_round_with_a_call_left_unanswered_sends_no_more_until_the_sidecar_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sqlite_with_events(dir.path()).await;
+    let sidecar = Arc::new(ScriptedSidecar::default());
+    // bob's calls get no answer (the call deadline); cy's go through; and from the start the
+    // sidecar answers no check, which the relay asks only once a call went unanswered.
+    guard(&sidecar.failing).insert(
+        "bob".into(),
+        PublishError::Unavailable("no answer within the call's deadline".into()),
+    );
+    sidecar
+        .silent
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let relay = Running::start(relay_on(&db, &sidecar, quick()));
+    let holder = relay.holder.clone();
+    let bob_calls = || {
+        sidecar
+            .calls()
+            .iter()
+            .filter(|call| call.iter().any(|(user, _)| user == "bob"))
+            .count()
+    };
+    wait_until("bob's first call", Duration::from_secs(2), || async {
+        bob_calls() >= 1
+    })
+    .await;
+    let went = sidecar.sent().iter().filter(|(u, _)| u == "cy").count();
+    assert!(
+        went >= 1,
+        "cy's events went beside bob's: {:?}",
+        sidecar.calls()
+    );
+    // Well within `handover_after` + `handover_pause`, after which the relay may try again.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        bob_calls(),
+        1,
+        "a call after one went unanswered: {:?}",
+        sidecar.calls()
+    );
+    wait_until(
+        "the lock was handed over",
+        Duration::from_secs(2),
+        || async { holder_of(&db).await.as_ref() != Some(&holder) },
     )
     .await;
     relay.stop().await;
