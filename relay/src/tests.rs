@@ -30,6 +30,8 @@ struct ScriptedSidecar {
     silent: std::sync::atomic::AtomicBool,
     /// How long each call takes.
     latency: Mutex<Duration>,
+    /// While set, each call is answered only once this has a permit (after `latency`).
+    gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// How long each call with an event of one of these users takes, instead.
     slow: Mutex<std::collections::HashMap<String, Duration>>,
     in_flight: std::sync::atomic::AtomicUsize,
@@ -71,6 +73,10 @@ impl ScriptedSidecar {
             .unwrap_or(*guard(&self.latency));
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
+        }
+        let gate = guard(&self.gate).clone();
+        if let Some(gate) = gate {
+            drop(gate.acquire().await);
         }
         self.in_flight.fetch_sub(1, SeqCst);
         if let Some(e) = guard(&self.outage).clone() {
@@ -1031,8 +1037,13 @@ async fn commits_while_a_round_waits_for_its_next_read_share_one_call() {
     for (label, db) in each_database().await {
         create(&db.tasks, "ann", "ann 1").await;
         let sidecar = Arc::new(ScriptedSidecar::default());
-        // ann's call is answered before the round's next read is due.
+        // ann's call is answered before the round's next read is due, and not before the
+        // four commits below are made (each with its wake): on a machine too busy to make
+        // them within the call's latency, the round would otherwise end for want of a wake
+        // before the later ones came, whatever the code.
         *guard(&sidecar.latency) = ROUND_SLICE / 2;
+        let written = Arc::new(tokio::sync::Semaphore::new(0));
+        *guard(&sidecar.gate) = Some(written.clone());
         let relay = relay_on(&db, &sidecar, RelayConfig::default());
         let lock = take_lock(&db, &relay.holder).await;
         let wake = relay.wake.clone();
@@ -1045,6 +1056,7 @@ async fn commits_while_a_round_waits_for_its_next_read_share_one_call() {
                 create(&db.tasks, user, &format!("{user} 1")).await;
                 wake.notify_one();
             }
+            written.add_permits(1);
             started.elapsed()
         };
         let mut unmarked = Vec::new();
