@@ -194,12 +194,9 @@ struct Round {
     /// Publish calls the round made.
     calls: usize,
     failed: bool,
-    /// Nothing went through and some call got no answer from this relay's own sidecar
-    /// (the broker's errors come as answers).
+    /// Some call got no answer from this relay's own sidecar (the broker's errors come as
+    /// answers), whatever else went through before it (a sidecar frozen mid-round).
     unreachable: bool,
-    /// Some call got no answer from this relay's own sidecar, whatever else went through
-    /// before it (a sidecar frozen in the middle of a round).
-    unanswered: bool,
     /// The publisher lock turned out lost: the round stopped before publishing more.
     lost_lock: bool,
     /// Stopped sending at [`ROUND_MAX`] (more may be queued).
@@ -386,7 +383,7 @@ impl<P: Publisher> Relay<P> {
             // answers again, since a frozen sidecar still takes calls into its socket and
             // writes them when it wakes, after another replica published the same events;
             // and the time towards the handover starts now.
-            unreachable_since = round.unanswered.then(tokio::time::Instant::now);
+            unreachable_since = round.unreachable.then(tokio::time::Instant::now);
             if last_purge.elapsed() >= Duration::from_secs(60) {
                 self.purge().await;
                 last_purge = tokio::time::Instant::now();

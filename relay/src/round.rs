@@ -302,7 +302,6 @@ impl<P: Publisher> Relay<P> {
             read,
             ..Round::default()
         };
-        let mut unreachable = false;
         let mut failures: Vec<(PendingEvent, PublishError)> = Vec::new();
         let mut went: HashSet<String> = HashSet::new();
         // Every event this round took (queued, in flight, published), so a read during the
@@ -427,7 +426,10 @@ impl<P: Publisher> Relay<P> {
                             Err(e) => {
                                 crate::metrics::PUBLISH_FAILURES.inc();
                                 round.failed = true;
-                                unreachable |= matches!(e, PublishError::Unavailable(_));
+                                // One call that got no answer is enough: the other failures
+                                // of the round may be older refusals, and counting them must
+                                // not hide a dead sidecar.
+                                round.unreachable |= matches!(e, PublishError::Unavailable(_));
                                 closed.insert(event.user_id.clone());
                                 failures.push((event, e));
                                 queues[user].clear();
@@ -513,10 +515,6 @@ impl<P: Publisher> Relay<P> {
                 self.note_failure(event, e).await;
             })
             .await;
-        // One call that got no answer is enough: the other failures of the round may be
-        // older refusals, and counting them must not hide a dead sidecar.
-        round.unreachable = unreachable && round.published == 0;
-        round.unanswered = unreachable;
         round.only_refusals = !failures.is_empty()
             && failures
                 .iter()

@@ -325,8 +325,6 @@ async fn a_round_that_gets_nothing_through_tells_an_unreachable_sidecar_from_a_b
                 calls: 1,
                 failed: true,
                 unreachable,
-                // Nothing went through: the call without an answer is the whole round.
-                unanswered: unreachable,
                 ..Round::default()
             }
         );
